@@ -1,0 +1,197 @@
+use super::{Config, NextHop, gateway_error};
+use crate::BoxError;
+use crate::error::{ErrorKind, GatewayError, Phase};
+use bytes::{Buf, Bytes};
+use http::{HeaderMap, StatusCode};
+use http_body::{Body, Frame, SizeHint};
+use http_body_util::Full;
+use pin_project_lite::pin_project;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+pin_project! {
+    /// Response body of [`BadGateway`](super::BadGateway): the upstream's body,
+    /// watched, or a synthetic answer.
+    ///
+    /// When the upstream body fails, or grows past the
+    /// [`ResponsePolicy`](crate::ResponsePolicy)'s limit, or ends short of the size it
+    /// announced, the failure is classified and reported once and the stream ends
+    /// with a [`GatewayError`], never cleanly, so the server aborts the connection
+    /// (HTTP/1.1) or resets the stream (HTTP/2). A gRPC response ends instead with
+    /// `grpc-status` trailers.
+    pub struct ResponseBody<B> {
+        #[pin]
+        inner: Inner<B>,
+    }
+}
+
+pin_project! {
+    #[project = InnerProj]
+    enum Inner<B> {
+        Upstream {
+            #[pin]
+            body: B,
+            watch: Watch,
+        },
+        Synthetic {
+            #[pin]
+            body: Full<Bytes>,
+        },
+        Trailers {
+            trailers: Option<HeaderMap>,
+        },
+        Done,
+    }
+}
+
+/// What the body needs to classify and report a failure.
+struct Watch {
+    config: Arc<Config>,
+    grpc: bool,
+    limit: Option<u64>,
+    /// The exact size the upstream announced, if it did.
+    expected: Option<u64>,
+    received: u64,
+    status: StatusCode,
+    next_hop: Option<NextHop>,
+    start: Instant,
+}
+
+impl<B: Body> ResponseBody<B> {
+    pub(crate) fn upstream(
+        body: B,
+        config: Arc<Config>,
+        grpc: bool,
+        limit: Option<u64>,
+        status: StatusCode,
+        next_hop: Option<NextHop>,
+        start: Instant,
+    ) -> Self {
+        let expected = body.size_hint().exact();
+        let watch = Watch {
+            config,
+            grpc,
+            limit,
+            expected,
+            received: 0,
+            status,
+            next_hop,
+            start,
+        };
+        Self {
+            inner: Inner::Upstream { body, watch },
+        }
+    }
+}
+
+impl<B> ResponseBody<B> {
+    pub(crate) fn synthetic(body: Full<Bytes>) -> Self {
+        Self {
+            inner: Inner::Synthetic { body },
+        }
+    }
+}
+
+impl Watch {
+    fn fail(&self, error: BoxError) -> GatewayError {
+        gateway_error(
+            &self.config,
+            error,
+            Phase::ReadBody,
+            self.start,
+            self.next_hop.as_ref(),
+        )
+        .with_received_status(self.status)
+    }
+
+    fn fail_with(&self, kind: ErrorKind) -> GatewayError {
+        let mut err = GatewayError::new(kind)
+            .with_phase(Phase::ReadBody)
+            .with_received_status(self.status)
+            .with_elapsed(self.start.elapsed());
+        if let Some(hop) = self.next_hop.as_ref().and_then(NextHop::authority) {
+            err = err.with_next_hop(hop);
+        }
+        err
+    }
+}
+
+impl<B> Body for ResponseBody<B>
+where
+    B: Body<Data = Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Data = Bytes;
+    type Error = GatewayError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let mut inner = self.project().inner;
+        let err = match inner.as_mut().project() {
+            InnerProj::Synthetic { body } => {
+                return body.poll_frame(cx).map_err(|never| match never {});
+            }
+            InnerProj::Trailers { trailers } => {
+                let trailers = trailers.take();
+                inner.set(Inner::Done);
+                return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
+            }
+            InnerProj::Done => return Poll::Ready(None),
+            InnerProj::Upstream { body, watch } => match ready!(body.poll_frame(cx)) {
+                Some(Ok(frame)) => {
+                    let Some(data) = frame.data_ref() else {
+                        return Poll::Ready(Some(Ok(frame)));
+                    };
+                    watch.received = watch.received.saturating_add(data.remaining() as u64);
+                    match watch.limit {
+                        Some(limit) if watch.received > limit => {
+                            watch.fail_with(ErrorKind::BodyTooLarge)
+                        }
+                        _ => return Poll::Ready(Some(Ok(frame))),
+                    }
+                }
+                Some(Err(error)) => watch.fail(error.into()),
+                None => match watch.expected {
+                    Some(expected) if watch.received < expected => {
+                        watch.fail_with(ErrorKind::ResponseIncomplete)
+                    }
+                    _ => return Poll::Ready(None),
+                },
+            },
+        };
+        // A failure: report it once, drop the upstream body, and end the stream with
+        // the error (or, for gRPC, with status trailers).
+        let InnerProj::Upstream { watch, .. } = inner.as_mut().project() else {
+            return Poll::Ready(None);
+        };
+        watch.config.report(&err, watch.status);
+        if watch.grpc {
+            let trailers = watch.config.renderer.grpc_trailers(&err);
+            inner.set(Inner::Done);
+            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
+        }
+        inner.set(Inner::Done);
+        Poll::Ready(Some(Err(err)))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.inner {
+            Inner::Upstream { body, .. } => body.is_end_stream(),
+            Inner::Synthetic { body } => body.is_end_stream(),
+            Inner::Trailers { trailers } => trailers.is_none(),
+            Inner::Done => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.inner {
+            Inner::Upstream { body, .. } => body.size_hint(),
+            Inner::Synthetic { body } => body.size_hint(),
+            Inner::Trailers { .. } | Inner::Done => SizeHint::with_exact(0),
+        }
+    }
+}

@@ -1,0 +1,168 @@
+use super::{Config, NextHop, ResponseBody, gateway_error};
+use crate::BoxError;
+use crate::error::{ErrorKind, GatewayError, Phase};
+use crate::render::RequestInfo;
+use http::Response;
+use http_body::Body;
+use pin_project_lite::pin_project;
+use std::convert::Infallible;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+
+pin_project! {
+    /// Response future of [`BadGateway`](super::BadGateway).
+    pub struct ResponseFuture<F> {
+        #[pin]
+        state: State<F>,
+        exchange: Option<Exchange>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Call {
+            #[pin]
+            future: F,
+        },
+        Failed {
+            error: Option<BoxError>,
+        },
+    }
+}
+
+/// What the future needs to answer, taken once when it completes.
+struct Exchange {
+    config: Arc<Config>,
+    info: RequestInfo,
+    next_hop: Option<NextHop>,
+    start: Instant,
+}
+
+impl<F> ResponseFuture<F> {
+    pub(crate) fn new(
+        future: F,
+        config: Arc<Config>,
+        info: RequestInfo,
+        next_hop: Option<NextHop>,
+        start: Instant,
+    ) -> Self {
+        Self {
+            state: State::Call { future },
+            exchange: Some(Exchange {
+                config,
+                info,
+                next_hop,
+                start,
+            }),
+        }
+    }
+
+    pub(crate) fn failed(
+        error: BoxError,
+        config: Arc<Config>,
+        info: RequestInfo,
+        next_hop: Option<NextHop>,
+        start: Instant,
+    ) -> Self {
+        Self {
+            state: State::Failed { error: Some(error) },
+            exchange: Some(Exchange {
+                config,
+                info,
+                next_hop,
+                start,
+            }),
+        }
+    }
+}
+
+impl<F, B, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<B>, E>>,
+    E: Into<BoxError>,
+    B: Body<Data = bytes::Bytes>,
+    B::Error: Into<BoxError>,
+{
+    type Output = Result<Response<ResponseBody<B>>, Infallible>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let this = self.project();
+        let result = match this.state.project() {
+            StateProj::Call { future } => ready!(future.poll(cx)).map_err(Into::into),
+            StateProj::Failed { error } => Err(error
+                .take()
+                .unwrap_or_else(|| "response future polled after completion".into())),
+        };
+        let Some(ex) = this.exchange.take() else {
+            // Polled again after it completed: answer rather than panic.
+            let err = GatewayError::new(ErrorKind::Unclassified);
+            let res = crate::render::Renderer::new().render(&err, &RequestInfo::default());
+            return Poll::Ready(Ok(res.map(ResponseBody::synthetic)));
+        };
+        Poll::Ready(Ok(match result {
+            Ok(res) => ex.pass(res),
+            Err(error) => {
+                let err = gateway_error(
+                    &ex.config,
+                    error,
+                    Phase::AwaitHead,
+                    ex.start,
+                    ex.next_hop.as_ref(),
+                );
+                ex.answer(err)
+            }
+        }))
+    }
+}
+
+impl Exchange {
+    /// An upstream answer: judged by the policy, then passed on with its body watched.
+    fn pass<B>(self, res: Response<B>) -> Response<ResponseBody<B>>
+    where
+        B: Body<Data = bytes::Bytes>,
+        B::Error: Into<BoxError>,
+    {
+        let policy = &self.config.policy;
+        let status = res.status();
+        let res = if policy.accepts_all() {
+            res
+        } else {
+            match policy.judge(res) {
+                Ok(res) => res,
+                Err(kind) => {
+                    let mut err = GatewayError::new(kind)
+                        .with_received_status(status)
+                        .with_elapsed(self.start.elapsed());
+                    if let Some(hop) = self.next_hop.as_ref().and_then(NextHop::authority) {
+                        err = err.with_next_hop(hop);
+                    }
+                    return self.answer(err);
+                }
+            }
+        };
+        let limit = policy.body_limit();
+        let grpc = self.info.is_grpc();
+        res.map(|body| {
+            ResponseBody::upstream(
+                body,
+                self.config,
+                grpc,
+                limit,
+                status,
+                self.next_hop,
+                self.start,
+            )
+        })
+    }
+
+    /// A synthetic answer for a failure before any of the upstream's answer went out.
+    fn answer<B>(self, err: GatewayError) -> Response<ResponseBody<B>> {
+        let res = self.config.renderer.render(&err, &self.info);
+        self.config.report(&err, res.status());
+        res.map(ResponseBody::synthetic)
+    }
+}

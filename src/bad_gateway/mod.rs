@@ -1,0 +1,156 @@
+//! The core middleware: every failure of the upstream call becomes a typed
+//! [`GatewayError`](crate::GatewayError) and a correct answer.
+//!
+//! ```text
+//! client ──▶ BadGateway ──▶ upstream service (hyper-util Client, reqwest, tonic Channel, ...)
+//!                │  Ok(response) ─▶ passed through (unless the ResponsePolicy rejects it);
+//!                │                  its body is watched: a failure mid-body is
+//!                │                  classified, reported, and ends the stream with an
+//!                │                  error (or grpc-status trailers), never cleanly
+//!                └─ Err(error)   ─▶ classified, reported once, answered 502/503/504
+//!                                   (or gRPC trailers-only), Error = Infallible
+//! ```
+//!
+//! # Example
+//!
+//! ```
+//! use tower::{Service, ServiceBuilder, ServiceExt};
+//! use tower_bad_gateway::{BadGatewayLayer, GatewayError};
+//! use http::{Request, Response};
+//! use http_body_util::Full;
+//! use bytes::Bytes;
+//! use std::io;
+//!
+//! # #[tokio::main(flavor = "current_thread")]
+//! # async fn main() {
+//! // An "upstream client" that always fails to connect.
+//! let client = tower::service_fn(|_req: Request<Full<Bytes>>| async {
+//!     Err::<Response<Full<Bytes>>, _>(io::Error::from(io::ErrorKind::ConnectionRefused))
+//! });
+//! let mut svc = ServiceBuilder::new()
+//!     .layer(BadGatewayLayer::new().with_proxy_name("edge"))
+//!     .service(client);
+//!
+//! let res = svc.ready().await.unwrap().call(Request::new(Full::default())).await.unwrap();
+//! assert_eq!(res.status(), 502);
+//! assert_eq!(res.headers()["proxy-status"], "edge; error=connection_refused");
+//! assert!(res.extensions().get::<GatewayError>().is_some());
+//! # }
+//! ```
+
+mod body;
+mod future;
+mod layer;
+mod service;
+
+pub use self::body::ResponseBody;
+pub use self::future::ResponseFuture;
+pub use self::layer::BadGatewayLayer;
+pub use self::service::BadGateway;
+
+use crate::classify::{Classifier, ResponsePolicy};
+use crate::error::GatewayError;
+use crate::render::Renderer;
+use http::StatusCode;
+use std::fmt;
+use std::sync::Arc;
+
+type FailureHook = dyn Fn(&GatewayError) + Send + Sync;
+
+/// Everything the middleware is configured with; shared by all clones.
+#[derive(Clone, Default)]
+pub(crate) struct Config {
+    pub(crate) classifier: Classifier,
+    pub(crate) policy: ResponsePolicy,
+    pub(crate) renderer: Renderer,
+    pub(crate) on_failure: Option<Arc<FailureHook>>,
+}
+
+impl Config {
+    /// Reports a failure once: a `tracing` event and the `on_failure` hook.
+    pub(crate) fn report(&self, err: &GatewayError, status: StatusCode) {
+        #[cfg(feature = "tracing")]
+        tracing::warn!(
+            kind = err.kind().as_str(),
+            phase = err.phase().as_str(),
+            status = status.as_u16(),
+            elapsed_ms = u64::try_from(err.elapsed().as_millis()).unwrap_or(u64::MAX),
+            next_hop = err.next_hop().map(|a| a.as_str()),
+            request_sent = err.request_sent().as_str(),
+            attempts = err.attempts(),
+            error = %err.source_chain(),
+            "upstream request failed",
+        );
+        #[cfg(not(feature = "tracing"))]
+        let _ = status;
+        if let Some(hook) = &self.on_failure {
+            hook(err);
+        }
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("classifier", &self.classifier)
+            .field("policy", &self.policy)
+            .field("renderer", &self.renderer)
+            .field("on_failure", &self.on_failure.is_some())
+            .finish()
+    }
+}
+
+/// The upstream's authority, copied inline so that capturing it per request costs
+/// no allocation and no atomic operation (only failures build an `Authority`).
+#[derive(Clone, Copy)]
+pub(crate) struct NextHop {
+    buf: [u8; 64],
+    len: u8,
+}
+
+impl NextHop {
+    pub(crate) fn of(uri: &http::Uri) -> Option<Self> {
+        let authority = uri.authority()?.as_str().as_bytes();
+        if authority.len() > 64 {
+            return None;
+        }
+        let mut buf = [0; 64];
+        buf[..authority.len()].copy_from_slice(authority);
+        Some(Self {
+            buf,
+            len: authority.len() as u8,
+        })
+    }
+
+    pub(crate) fn authority(&self) -> Option<http::uri::Authority> {
+        http::uri::Authority::try_from(&self.buf[..usize::from(self.len)]).ok()
+    }
+}
+
+/// Makes the `GatewayError` for an error seen in `phase`, with the source, the time
+/// since `start` and the next hop filled in.
+pub(crate) fn gateway_error(
+    config: &Config,
+    error: crate::BoxError,
+    phase: crate::Phase,
+    start: std::time::Instant,
+    next_hop: Option<&NextHop>,
+) -> GatewayError {
+    let err = match error.downcast::<GatewayError>() {
+        // Made by an inner layer: keep its classification and source.
+        Ok(inner) => *inner,
+        Err(error) => {
+            let err = config.classifier.classify(&*error, phase);
+            if std::error::Error::source(&err).is_some() {
+                err
+            } else {
+                err.with_source(error)
+            }
+        }
+    };
+    let err = err.with_elapsed(start.elapsed());
+    match (err.next_hop(), next_hop.and_then(NextHop::authority)) {
+        (None, Some(hop)) => err.with_next_hop(hop),
+        _ => err,
+    }
+}

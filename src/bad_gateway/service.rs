@@ -1,0 +1,123 @@
+use super::{BadGatewayLayer, Config, NextHop, ResponseBody, ResponseFuture};
+use crate::BoxError;
+use crate::render::RequestInfo;
+use http::{Request, Response};
+use http_body::Body;
+use std::convert::Infallible;
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tower_service::Service;
+
+/// Middleware that turns every failure of the upstream call into a typed
+/// [`GatewayError`](crate::GatewayError) and a correct answer. Its `Error` is
+/// [`Infallible`]: it always answers.
+///
+/// See the [module docs](crate::bad_gateway) for what it does, and
+/// [`BadGatewayLayer`] to configure it.
+pub struct BadGateway<S> {
+    inner: S,
+    config: Arc<Config>,
+    /// An error the inner service's `poll_ready` returned: the next call is answered
+    /// with it instead of calling the inner service.
+    ready_error: Option<BoxError>,
+}
+
+impl<S> BadGateway<S> {
+    /// Wraps `inner` with the default configuration.
+    pub fn new(inner: S) -> Self {
+        Self::from_config(inner, Arc::default())
+    }
+
+    pub(crate) fn from_config(inner: S, config: Arc<Config>) -> Self {
+        Self {
+            inner,
+            config,
+            ready_error: None,
+        }
+    }
+
+    /// A [`BadGatewayLayer`] to configure.
+    pub fn layer() -> BadGatewayLayer {
+        BadGatewayLayer::new()
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S: Clone> Clone for BadGateway<S> {
+    fn clone(&self) -> Self {
+        // A clone has not been polled ready: it owes nobody a stored error.
+        Self {
+            inner: self.inner.clone(),
+            config: self.config.clone(),
+            ready_error: None,
+        }
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for BadGateway<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("BadGateway")
+            .field("inner", &self.inner)
+            .field("config", &self.config)
+            .field("ready_error", &self.ready_error)
+            .finish()
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for BadGateway<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+    ResBody: Body<Data = bytes::Bytes>,
+    ResBody::Error: Into<BoxError>,
+{
+    type Response = Response<ResponseBody<ResBody>>;
+    type Error = Infallible;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if self.ready_error.is_some() {
+            return Poll::Ready(Ok(()));
+        }
+        match self.inner.poll_ready(cx) {
+            Poll::Ready(Ok(())) => Poll::Ready(Ok(())),
+            // Infallible means answering: keep the error for the call it was for.
+            Poll::Ready(Err(err)) => {
+                self.ready_error = Some(err.into());
+                Poll::Ready(Ok(()))
+            }
+            Poll::Pending => Poll::Pending,
+        }
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let info = RequestInfo::from_parts(
+            req.method(),
+            req.headers(),
+            self.config.renderer.request_id_header(),
+        );
+        let next_hop = NextHop::of(req.uri());
+        let start = Instant::now();
+        let config = self.config.clone();
+        match self.ready_error.take() {
+            Some(err) => ResponseFuture::failed(err, config, info, next_hop, start),
+            None => ResponseFuture::new(self.inner.call(req), config, info, next_hop, start),
+        }
+    }
+}

@@ -1,0 +1,234 @@
+//! Deciding: upstream error → [`GatewayError`], and which upstream answers to reject.
+//!
+//! The [`Classifier`] walks an error's causes, outermost first, and downcasts each
+//! to the types it knows, most specific first:
+//!
+//! 1. a [`GatewayError`] already made by an inner layer, kept as it is;
+//! 2. `tower` timeouts (`Elapsed`) and load shedding (`Overloaded`), `tokio` timeouts;
+//! 3. with the `tonic` feature, tonic's `ConnectError` and `TimeoutExpired`;
+//! 4. with the `reqwest` feature, reqwest's own predicates (`is_connect`, `is_timeout`,
+//!    `is_body`, `is_decode`, `is_builder`, `is_upgrade`);
+//! 5. with the `hyper` feature, hyper-util's `is_connect` and its connector's
+//!    `dns error`, then hyper's predicates (`is_parse_too_large`, `is_parse`,
+//!    `is_incomplete_message`, `is_canceled`, `is_timeout`, ...);
+//! 6. with the `h2` feature, HTTP/2 reason codes (`REFUSED_STREAM`, `GOAWAY`, ...);
+//! 7. last, [`std::io::ErrorKind`] (refused, reset, timed out, unreachable, ...).
+//!
+//! What it learns on the way (the failure was in connecting, the request was never
+//! dispatched) decides the [`Phase`] and [`RequestSent`] of the result.
+//!
+//! ```
+//! use tower_bad_gateway::classify::Classifier;
+//! use tower_bad_gateway::{ErrorKind, Phase, RequestSent};
+//! use std::io;
+//!
+//! let refused = io::Error::from(io::ErrorKind::ConnectionRefused);
+//! let err = Classifier::new().classify(&refused, Phase::AwaitHead);
+//! assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+//! assert_eq!(err.request_sent(), RequestSent::No);
+//!
+//! // A reset while reading the body is a cut-short answer.
+//! let reset = io::Error::from(io::ErrorKind::ConnectionReset);
+//! let err = Classifier::new().classify(&reset, Phase::ReadBody);
+//! assert_eq!(err.kind(), ErrorKind::ResponseIncomplete);
+//! ```
+//!
+//! # A known limit of HTTP/1 with hyper
+//!
+//! hyper reports an upstream that closes before sending any byte and one that closes
+//! in the middle of the response head with the same error (`is_incomplete_message`).
+//! Both are classified [`ConnectionTerminated`](crate::ErrorKind::ConnectionTerminated),
+//! as Envoy does ("upstream connect error or disconnect/reset before headers"); a
+//! cut-short *body* is [`ResponseIncomplete`](crate::ErrorKind::ResponseIncomplete).
+
+mod default;
+mod policy;
+
+pub use self::policy::ResponsePolicy;
+
+use crate::error::{ErrorKind, GatewayError, Phase, RequestSent};
+use std::error::Error;
+use std::fmt;
+use std::sync::Arc;
+
+type Rule = dyn Fn(&(dyn Error + 'static), Phase) -> Option<ErrorKind> + Send + Sync;
+
+/// Turns the error of an upstream call into a [`GatewayError`].
+///
+/// [`Classifier::new`] is the default classifier described in the
+/// [module docs](self). Extend it with your own rules, tried first, with
+/// [`with_rule`](Self::with_rule), or replace it with [`custom`](Self::custom).
+///
+/// ```
+/// use tower_bad_gateway::classify::Classifier;
+/// use tower_bad_gateway::{ErrorKind, Phase};
+///
+/// #[derive(Debug)]
+/// struct CircuitOpen;
+/// impl std::fmt::Display for CircuitOpen {
+///     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+///         f.write_str("circuit open")
+///     }
+/// }
+/// impl std::error::Error for CircuitOpen {}
+///
+/// let classifier = Classifier::new().with_rule(|err, _phase| {
+///     tower_bad_gateway::classify::chain(err)
+///         .any(|e| e.is::<CircuitOpen>())
+///         .then_some(ErrorKind::DestinationUnavailable)
+/// });
+/// let err = classifier.classify(&CircuitOpen, Phase::AwaitHead);
+/// assert_eq!(err.kind(), ErrorKind::DestinationUnavailable);
+/// ```
+#[derive(Clone, Default)]
+pub struct Classifier {
+    rules: Vec<Arc<Rule>>,
+    replace: bool,
+}
+
+impl Classifier {
+    /// The default classifier.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// A classifier that uses only `f`: the default rules are not consulted.
+    ///
+    /// ```
+    /// use tower_bad_gateway::classify::Classifier;
+    /// use tower_bad_gateway::{ErrorKind, Phase};
+    ///
+    /// let everything_unavailable = Classifier::custom(|_err, _phase| ErrorKind::DestinationUnavailable);
+    /// let io = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+    /// assert_eq!(
+    ///     everything_unavailable.classify(&io, Phase::AwaitHead).kind(),
+    ///     ErrorKind::DestinationUnavailable,
+    /// );
+    /// ```
+    pub fn custom<F>(f: F) -> Self
+    where
+        F: Fn(&(dyn Error + 'static), Phase) -> ErrorKind + Send + Sync + 'static,
+    {
+        Self {
+            rules: vec![Arc::new(move |err: &(dyn Error + 'static), phase| {
+                Some(f(err, phase))
+            })],
+            replace: true,
+        }
+    }
+
+    /// Adds a rule tried before the ones already there (and before the defaults).
+    /// A rule returns `None` to pass the error on.
+    pub fn with_rule<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&(dyn Error + 'static), Phase) -> Option<ErrorKind> + Send + Sync + 'static,
+    {
+        self.rules.insert(0, Arc::new(f));
+        self
+    }
+
+    /// Classifies `err`, which happened in `phase` ([`Phase::AwaitHead`] for errors of
+    /// the call itself, [`Phase::ReadBody`] for errors of a response body frame).
+    ///
+    /// The result has no source, elapsed time or next hop: the caller adds them.
+    pub fn classify(&self, err: &(dyn Error + 'static), phase: Phase) -> GatewayError {
+        for rule in &self.rules {
+            if let Some(kind) = rule(err, phase) {
+                return settle(kind, phase, Hints::default());
+            }
+        }
+        if self.replace {
+            return settle(ErrorKind::Unclassified, phase, Hints::default());
+        }
+        // An error classified by an inner layer stays as it is.
+        if let Some(done) = chain(err).find_map(|e| e.downcast_ref::<GatewayError>()) {
+            return done.clone();
+        }
+        let (kind, hints) = default::classify(err, phase);
+        settle(kind, phase, hints)
+    }
+}
+
+impl fmt::Debug for Classifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Classifier")
+            .field("rules", &self.rules.len())
+            .field("replace", &self.replace)
+            .finish()
+    }
+}
+
+/// What the walk learned besides the kind.
+#[derive(Debug, Default, Clone, Copy)]
+pub(crate) struct Hints {
+    /// Some cause says the failure was in connecting.
+    pub(crate) connect: bool,
+    /// Some cause says the request was never handed to a connection.
+    pub(crate) not_dispatched: bool,
+}
+
+/// Fixes the phase and whether the request was sent, from the kind, where the error
+/// was seen, and what the walk learned.
+fn settle(kind: ErrorKind, seen_in: Phase, hints: Hints) -> GatewayError {
+    let kind = if seen_in == Phase::ReadBody {
+        body_kind(kind)
+    } else {
+        kind
+    };
+    let (phase, sent) = if seen_in == Phase::ReadBody {
+        (Phase::ReadBody, RequestSent::Yes)
+    } else if hints.connect {
+        (Phase::Connect, RequestSent::No)
+    } else if hints.not_dispatched {
+        (Phase::SendRequest, RequestSent::No)
+    } else {
+        let phase = match kind.phase() {
+            Phase::ReadBody => seen_in,
+            other => other,
+        };
+        (phase, kind.request_sent())
+    };
+    GatewayError::new(kind)
+        .with_phase(phase)
+        .with_request_sent(sent)
+}
+
+/// Once the head went out, a connection that ends is a cut-short answer, and a
+/// timeout is a read timeout.
+fn body_kind(kind: ErrorKind) -> ErrorKind {
+    match kind {
+        ErrorKind::ConnectionTerminated | ErrorKind::RefusedStream => ErrorKind::ResponseIncomplete,
+        ErrorKind::ResponseHeaderTimeout | ErrorKind::ConnectionTimeout => ErrorKind::ReadTimeout,
+        other => other,
+    }
+}
+
+/// The error and its causes, outermost first.
+///
+/// Unlike following [`Error::source`] alone, this also steps into the error an
+/// [`std::io::Error`] wraps (`io::Error::source` skips it).
+///
+/// ```
+/// use std::io;
+/// use tower_bad_gateway::classify::chain;
+///
+/// let inner = io::Error::new(io::ErrorKind::TimedOut, "slow");
+/// let outer = io::Error::new(io::ErrorKind::Other, inner);
+/// assert_eq!(chain(&outer).count(), 2);
+/// ```
+pub fn chain<'a>(
+    err: &'a (dyn Error + 'static),
+) -> impl Iterator<Item = &'a (dyn Error + 'static)> {
+    // Bounded: a cyclic or absurdly deep chain must not hang the gateway.
+    const MAX_DEPTH: usize = 32;
+    std::iter::successors(Some(err), |e| next_cause(*e)).take(MAX_DEPTH)
+}
+
+fn next_cause<'a>(err: &'a (dyn Error + 'static)) -> Option<&'a (dyn Error + 'static)> {
+    if let Some(io) = err.downcast_ref::<std::io::Error>() {
+        if let Some(inner) = io.get_ref() {
+            return Some(inner as &(dyn Error + 'static));
+        }
+    }
+    err.source()
+}

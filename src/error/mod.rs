@@ -1,0 +1,192 @@
+//! What went wrong: [`GatewayError`], its [`ErrorKind`], the [`Phase`] it happened in
+//! and whether the request was sent ([`RequestSent`]).
+//!
+//! A `GatewayError` is what [`BadGateway`](crate::BadGateway) makes of every failure of
+//! the upstream call. It is cheap to clone (the original error sits behind an `Arc`),
+//! `Send + Sync`, and rides in the extensions of every synthetic response:
+//!
+//! ```
+//! use tower_bad_gateway::{ErrorKind, GatewayError, Phase, RequestSent};
+//! use std::io;
+//!
+//! let err = GatewayError::new(ErrorKind::ConnectionRefused)
+//!     .with_source(io::Error::from(io::ErrorKind::ConnectionRefused));
+//! assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+//! assert_eq!(err.phase(), Phase::Connect);
+//! assert_eq!(err.request_sent(), RequestSent::No);
+//! assert!(std::error::Error::source(&err).is_some());
+//! ```
+
+mod kind;
+
+pub use self::kind::{ErrorKind, Phase, RequestSent};
+
+use crate::BoxError;
+use http::StatusCode;
+use http::uri::Authority;
+use std::error::Error;
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// A failure of the call to the upstream, classified.
+///
+/// Made by the [`Classifier`](crate::classify::Classifier) from the error the upstream
+/// service returned (or a body frame failed with), or by the
+/// [`ResponsePolicy`](crate::ResponsePolicy) from an answer it rejects. The original
+/// error stays reachable through [`source`](Error::source).
+#[derive(Clone)]
+pub struct GatewayError {
+    kind: ErrorKind,
+    phase: Phase,
+    request_sent: RequestSent,
+    attempts: u32,
+    elapsed: Duration,
+    received_status: Option<StatusCode>,
+    next_hop: Option<Authority>,
+    source: Option<Arc<dyn Error + Send + Sync>>,
+}
+
+impl GatewayError {
+    /// A new error of this kind, with the kind's usual [`phase`](ErrorKind::phase) and
+    /// [`request_sent`](ErrorKind::request_sent), one attempt, and no source.
+    pub fn new(kind: ErrorKind) -> Self {
+        Self {
+            kind,
+            phase: kind.phase(),
+            request_sent: kind.request_sent(),
+            attempts: 1,
+            elapsed: Duration::ZERO,
+            received_status: None,
+            next_hop: None,
+            source: None,
+        }
+    }
+
+    /// Sets the phase the failure happened in.
+    pub fn with_phase(mut self, phase: Phase) -> Self {
+        self.phase = phase;
+        self
+    }
+
+    /// Sets whether the request can have reached the upstream.
+    pub fn with_request_sent(mut self, request_sent: RequestSent) -> Self {
+        self.request_sent = request_sent;
+        self
+    }
+
+    /// Sets the number of attempts made.
+    pub fn with_attempts(mut self, attempts: u32) -> Self {
+        self.attempts = attempts;
+        self
+    }
+
+    /// Sets the time from the start of the request to the failure.
+    pub fn with_elapsed(mut self, elapsed: Duration) -> Self {
+        self.elapsed = elapsed;
+        self
+    }
+
+    /// Sets the status the upstream answered with, when it answered.
+    pub fn with_received_status(mut self, status: StatusCode) -> Self {
+        self.received_status = Some(status);
+        self
+    }
+
+    /// Sets the upstream's authority (for logs; answers show it only with
+    /// [`expose_details`](crate::BadGatewayLayer::expose_details)).
+    pub fn with_next_hop(mut self, next_hop: Authority) -> Self {
+        self.next_hop = Some(next_hop);
+        self
+    }
+
+    /// Sets the original error.
+    pub fn with_source(mut self, source: impl Into<BoxError>) -> Self {
+        self.source = Some(Arc::from(source.into()));
+        self
+    }
+
+    /// What went wrong.
+    pub fn kind(&self) -> ErrorKind {
+        self.kind
+    }
+
+    /// Where in the exchange it went wrong.
+    pub fn phase(&self) -> Phase {
+        self.phase
+    }
+
+    /// Whether the request can have reached the upstream.
+    pub fn request_sent(&self) -> RequestSent {
+        self.request_sent
+    }
+
+    /// How many attempts were made (1 without retries).
+    pub fn attempts(&self) -> u32 {
+        self.attempts
+    }
+
+    /// Time from the start of the request to the failure.
+    pub fn elapsed(&self) -> Duration {
+        self.elapsed
+    }
+
+    /// The status the upstream answered with, if it answered
+    /// (for [`ErrorKind::InvalidResponse`], and failures while reading a body).
+    pub fn received_status(&self) -> Option<StatusCode> {
+        self.received_status
+    }
+
+    /// The upstream's authority, when known. For logs: it is not shown to clients
+    /// unless details are exposed.
+    pub fn next_hop(&self) -> Option<&Authority> {
+        self.next_hop.as_ref()
+    }
+
+    /// Whether the failure is a timeout.
+    pub fn is_timeout(&self) -> bool {
+        self.kind.is_timeout()
+    }
+
+    /// The original error and its causes, joined with `": "`: for logs, and for
+    /// answers only when details are exposed.
+    pub fn source_chain(&self) -> String {
+        let mut out = String::new();
+        let mut next = self.source.as_deref().map(|e| e as &(dyn Error + 'static));
+        while let Some(err) = next {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            fmt::write(&mut out, format_args!("{err}")).ok();
+            next = err.source();
+        }
+        out
+    }
+}
+
+impl fmt::Debug for GatewayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("GatewayError")
+            .field("kind", &self.kind)
+            .field("phase", &self.phase)
+            .field("request_sent", &self.request_sent)
+            .field("attempts", &self.attempts)
+            .field("elapsed", &self.elapsed)
+            .field("received_status", &self.received_status)
+            .field("next_hop", &self.next_hop)
+            .field("source", &self.source)
+            .finish()
+    }
+}
+
+impl fmt::Display for GatewayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "upstream {} ({})", self.kind.as_str(), self.phase)
+    }
+}
+
+impl Error for GatewayError {
+    fn source(&self) -> Option<&(dyn Error + 'static)> {
+        self.source.as_deref().map(|e| e as &(dyn Error + 'static))
+    }
+}

@@ -1,0 +1,70 @@
+//! Tower middleware for the hop between a gateway and its upstream.
+//!
+//! When the upstream refuses, resets, stalls or answers garbage, [`BadGatewayLayer`]
+//! turns the failure into a typed [`GatewayError`] and a correct answer: `502 Bad
+//! Gateway`, `504 Gateway Timeout` or `503` (or a gRPC status for gRPC calls), with
+//! an RFC 9209 `Proxy-Status` header, a negotiated body (plain text, RFC 9457
+//! problem+json, HTML) and nothing internal leaked. The wrapped service has
+//! `Error = Infallible`, so it drops straight into axum.
+//!
+//! # Quick start
+//!
+//! ```no_run
+//! use axum::{Router, body::Body, extract::Request};
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//! use std::time::Duration;
+//! use tower::ServiceBuilder;
+//! use tower_bad_gateway::BadGatewayLayer;
+//!
+//! # #[tokio::main] async fn main() {
+//! let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
+//! let proxy = ServiceBuilder::new()
+//!     .layer(BadGatewayLayer::new())               // every failure -> 502/504 + Proxy-Status
+//!     .timeout(Duration::from_secs(10))            // no head in 10 s -> 504
+//!     .map_request(|mut req: Request| {
+//!         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
+//!         *req.uri_mut() = format!("http://127.0.0.1:8080{path}").parse().unwrap();
+//!         req
+//!     })
+//!     .service(client);
+//! let app = Router::new().fallback_service(proxy);
+//! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.unwrap();
+//! axum::serve(listener, app).await.unwrap();
+//! # }
+//! ```
+//!
+//! # Modules
+//!
+//! - [`error`]: [`GatewayError`], [`ErrorKind`] (the RFC 9209 taxonomy), [`Phase`],
+//!   [`RequestSent`].
+//! - [`classify`]: the [`Classifier`](classify::Classifier) (error chain →
+//!   `GatewayError`) and the [`ResponsePolicy`] (which answers count as failures).
+//! - [`render`]: the [`Renderer`](render::Renderer) (`GatewayError` → response).
+//! - [`bad_gateway`]: the middleware, [`BadGatewayLayer`] and [`BadGateway`].
+//!
+//! # Feature flags
+//!
+//! | feature | default | what it adds |
+//! |---|---|---|
+//! | `tracing` | yes | one `tracing` event per failure |
+//! | `hyper` | yes | precise classification of hyper and hyper-util errors |
+//! | `reqwest` | no | precise classification of reqwest errors |
+//! | `tonic` | no | tonic's `ConnectError` and `TimeoutExpired` |
+//! | `h2` | no | HTTP/2 reason codes (`REFUSED_STREAM`, `GOAWAY`) |
+
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+#![cfg_attr(docsrs, feature(doc_cfg))]
+
+pub mod bad_gateway;
+pub mod classify;
+pub mod error;
+pub mod render;
+
+pub use self::bad_gateway::{BadGateway, BadGatewayLayer};
+pub use self::classify::ResponsePolicy;
+pub use self::error::{ErrorKind, GatewayError, Phase, RequestSent};
+
+/// The boxed error type upstream errors are converted into.
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
