@@ -1,0 +1,376 @@
+//! Every failure case of the core issue, produced by the real hyper-util legacy
+//! `Client` and by reqwest against deliberately broken upstreams on loopback, seen
+//! through `BadGatewayLayer`: the status and `Proxy-Status` the client gets, and the
+//! `GatewayError` (kind, phase, whether the request was sent) the layer made.
+
+mod support;
+
+use bytes::Bytes;
+use http::{HeaderMap, Request, Response, StatusCode};
+use http_body_util::Full;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+use support::{After, Upstream, blackhole_port, collect, refused_port};
+use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_bad_gateway::{BadGatewayLayer, ErrorKind, GatewayError, Phase, RequestSent};
+
+#[derive(Clone, Copy, Debug)]
+enum Client {
+    HyperUtil,
+    Reqwest,
+}
+
+/// What a client of the gateway saw, and what the gateway reported.
+struct Outcome {
+    status: StatusCode,
+    headers: HeaderMap,
+    /// The `GatewayError` of a synthetic answer.
+    answer_error: Option<GatewayError>,
+    /// The body, or the error that ended it.
+    body: Result<Bytes, GatewayError>,
+    reported: usize,
+    took: Duration,
+}
+
+impl Outcome {
+    fn proxy_status(&self) -> &str {
+        self.headers["proxy-status"].to_str().unwrap()
+    }
+
+    /// A failure answered before the head: status, Proxy-Status, kind, phase, sent.
+    #[track_caller]
+    fn assert_answer(&self, status: u16, kind: ErrorKind, phase: Phase, sent: RequestSent) {
+        assert_eq!(self.status, status, "status");
+        assert_eq!(
+            self.proxy_status(),
+            format!("tower-bad-gateway; error={}", kind.as_str()),
+            "proxy-status"
+        );
+        let err = self
+            .answer_error
+            .as_ref()
+            .expect("no GatewayError in the extensions");
+        assert_eq!(
+            (err.kind(), err.phase(), err.request_sent()),
+            (kind, phase, sent),
+            "{err:?}"
+        );
+        assert!(
+            std::error::Error::source(err).is_some(),
+            "the original error is kept"
+        );
+        assert_eq!(self.reported, 1, "reported exactly once");
+    }
+
+    /// A failure after the head went out: the body ends with the error, never cleanly.
+    #[track_caller]
+    fn assert_body_error(&self, kind: ErrorKind) {
+        assert_eq!(
+            self.status,
+            StatusCode::OK,
+            "the upstream's head passed through"
+        );
+        let err = self
+            .body
+            .as_ref()
+            .expect_err("a failed body must not end cleanly");
+        assert_eq!(err.kind(), kind, "{err:?}");
+        assert_eq!(err.phase(), Phase::ReadBody);
+        assert_eq!(err.request_sent(), RequestSent::Yes);
+        assert_eq!(err.received_status(), Some(StatusCode::OK));
+        assert_eq!(self.reported, 1, "reported exactly once");
+    }
+}
+
+/// Calls `url` with `client` behind `BadGatewayLayer`. The hyper-util client sits
+/// behind a 300 ms `tower` timeout; reqwest uses its own 300 ms read timeout. Both
+/// connect with a 150 ms timeout.
+async fn call(client: Client, url: &str) -> Outcome {
+    let reported = Arc::new(AtomicUsize::new(0));
+    let counter = reported.clone();
+    let layer = BadGatewayLayer::new().on_failure(move |_| {
+        counter.fetch_add(1, Ordering::SeqCst);
+    });
+    let req = support::get(url);
+    let start = Instant::now();
+    let (status, headers, answer_error, body) = match client {
+        Client::HyperUtil => {
+            let mut svc = ServiceBuilder::new()
+                .layer(layer)
+                .timeout(Duration::from_millis(300))
+                .service(support::hyper_client::<Full<Bytes>>());
+            let res = svc.ready().await.unwrap().call(req).await.unwrap();
+            split(res).await
+        }
+        Client::Reqwest => {
+            let mut svc = ServiceBuilder::new()
+                .layer(layer)
+                .service(reqwest_service());
+            let res = svc.ready().await.unwrap().call(req).await.unwrap();
+            split(res).await
+        }
+    };
+    Outcome {
+        status,
+        headers,
+        answer_error,
+        body,
+        reported: reported.load(Ordering::SeqCst),
+        took: start.elapsed(),
+    }
+}
+
+async fn split<B>(
+    res: Response<B>,
+) -> (
+    StatusCode,
+    HeaderMap,
+    Option<GatewayError>,
+    Result<Bytes, GatewayError>,
+)
+where
+    B: http_body::Body<Error = GatewayError>,
+{
+    let (parts, body) = res.into_parts();
+    let answer_error = parts.extensions.get::<GatewayError>().cloned();
+    (
+        parts.status,
+        parts.headers,
+        answer_error,
+        collect(body).await,
+    )
+}
+
+/// reqwest as a `tower::Service<http::Request<_>>`, with its own timeouts.
+fn reqwest_service() -> impl Service<
+    Request<Full<Bytes>>,
+    Response = Response<reqwest::Body>,
+    Error = reqwest::Error,
+    Future = impl std::future::Future<Output = Result<Response<reqwest::Body>, reqwest::Error>> + Send,
+> + Clone {
+    let client = reqwest::Client::builder()
+        .connect_timeout(Duration::from_millis(150))
+        .read_timeout(Duration::from_millis(300))
+        .build()
+        .unwrap();
+    tower::service_fn(move |req: Request<Full<Bytes>>| {
+        let client = client.clone();
+        async move {
+            let req = reqwest::Request::try_from(req.map(|_| reqwest::Body::from(Bytes::new())))?;
+            let res = client.execute(req).await?;
+            Ok(Response::from(res))
+        }
+    })
+}
+
+const CLIENTS: [Client; 2] = [Client::HyperUtil, Client::Reqwest];
+
+#[tokio::test]
+async fn connection_refused_is_502_connection_refused_and_never_sent() {
+    let port = refused_port();
+    for client in CLIENTS {
+        let out = call(client, &format!("http://{}/", port.addr)).await;
+        out.assert_answer(
+            502,
+            ErrorKind::ConnectionRefused,
+            Phase::Connect,
+            RequestSent::No,
+        );
+    }
+}
+
+#[tokio::test]
+async fn unresolvable_name_is_502_dns_error() {
+    for client in CLIENTS {
+        let out = call(client, "http://nonexistent.invalid/").await;
+        out.assert_answer(502, ErrorKind::DnsError, Phase::Connect, RequestSent::No);
+    }
+}
+
+#[tokio::test]
+async fn connect_that_hangs_is_504_connection_timeout() {
+    let port = blackhole_port().await;
+    for client in CLIENTS {
+        let out = call(client, &format!("http://{}/", port.addr)).await;
+        out.assert_answer(
+            504,
+            ErrorKind::ConnectionTimeout,
+            Phase::Connect,
+            RequestSent::No,
+        );
+    }
+}
+
+#[tokio::test]
+async fn close_before_any_byte_is_502_connection_terminated() {
+    let upstream = Upstream::raw("", After::Close).await;
+    for client in CLIENTS {
+        let out = call(client, &upstream.url("/")).await;
+        out.assert_answer(
+            502,
+            ErrorKind::ConnectionTerminated,
+            Phase::AwaitHead,
+            RequestSent::Maybe,
+        );
+    }
+    assert_eq!(
+        upstream.requests(),
+        2,
+        "each client's request reached upstream once"
+    );
+}
+
+#[tokio::test]
+async fn reset_before_any_byte_is_502_connection_terminated() {
+    let upstream = Upstream::raw("", After::Reset).await;
+    for client in CLIENTS {
+        let out = call(client, &upstream.url("/")).await;
+        out.assert_answer(
+            502,
+            ErrorKind::ConnectionTerminated,
+            Phase::AwaitHead,
+            RequestSent::Maybe,
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_reply_that_is_not_http_is_502_protocol_error() {
+    let upstream = Upstream::raw("SSH-2.0-OpenSSH_9.6\r\n", After::Close).await;
+    for client in CLIENTS {
+        let out = call(client, &upstream.url("/")).await;
+        out.assert_answer(
+            502,
+            ErrorKind::ProtocolError,
+            Phase::AwaitHead,
+            RequestSent::Yes,
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_header_line_without_colon_is_502_protocol_error() {
+    let reply = "HTTP/1.1 200 OK\r\nthis-line-has-no-colon\r\ncontent-length: 0\r\n\r\n";
+    let upstream = Upstream::raw(reply, After::Hang).await;
+    for client in CLIENTS {
+        let out = call(client, &upstream.url("/")).await;
+        out.assert_answer(
+            502,
+            ErrorKind::ProtocolError,
+            Phase::AwaitHead,
+            RequestSent::Yes,
+        );
+    }
+}
+
+/// hyper reports a head cut short exactly like a close before any byte
+/// (`is_incomplete_message`); see the classify module docs.
+#[tokio::test]
+async fn a_head_cut_off_halfway_is_502_connection_terminated() {
+    let upstream = Upstream::raw("HTTP/1.1 200 OK\r\nContent-Ty", After::Close).await;
+    for client in CLIENTS {
+        let out = call(client, &upstream.url("/")).await;
+        out.assert_answer(
+            502,
+            ErrorKind::ConnectionTerminated,
+            Phase::AwaitHead,
+            RequestSent::Maybe,
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_one_mib_header_is_502_header_section_size() {
+    let reply = format!(
+        "HTTP/1.1 200 OK\r\nx-big: {}\r\ncontent-length: 0\r\n\r\n",
+        "a".repeat(1 << 20)
+    );
+    let upstream = Upstream::raw(reply, After::Hang).await;
+    for client in CLIENTS {
+        let out = call(client, &upstream.url("/")).await;
+        out.assert_answer(
+            502,
+            ErrorKind::HeaderSectionTooLarge,
+            Phase::AwaitHead,
+            RequestSent::Yes,
+        );
+    }
+}
+
+#[tokio::test]
+async fn ten_thousand_headers_is_502_header_section_size() {
+    let headers: String = (0..10_000).map(|i| format!("x-h{i}: v\r\n")).collect();
+    let reply = format!("HTTP/1.1 200 OK\r\n{headers}content-length: 0\r\n\r\n");
+    let upstream = Upstream::raw(reply, After::Hang).await;
+    for client in CLIENTS {
+        let out = call(client, &upstream.url("/")).await;
+        out.assert_answer(
+            502,
+            ErrorKind::HeaderSectionTooLarge,
+            Phase::AwaitHead,
+            RequestSent::Yes,
+        );
+    }
+}
+
+#[tokio::test]
+async fn no_answer_at_all_is_504_response_timeout() {
+    let upstream = Upstream::raw("", After::Hang).await;
+    for client in CLIENTS {
+        let out = call(client, &upstream.url("/")).await;
+        out.assert_answer(
+            504,
+            ErrorKind::ResponseHeaderTimeout,
+            Phase::AwaitHead,
+            RequestSent::Yes,
+        );
+        assert!(
+            out.took >= Duration::from_millis(300),
+            "{client:?} answered before the timeout"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_body_shorter_than_its_content_length_ends_with_response_incomplete() {
+    let reply = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789";
+    let upstream = Upstream::raw(reply, After::Close).await;
+    for client in CLIENTS {
+        call(client, &upstream.url("/"))
+            .await
+            .assert_body_error(ErrorKind::ResponseIncomplete);
+    }
+}
+
+#[tokio::test]
+async fn an_invalid_chunk_size_ends_the_body_with_transfer_coding() {
+    let reply = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n";
+    let upstream = Upstream::raw(reply, After::Hang).await;
+    for client in CLIENTS {
+        call(client, &upstream.url("/"))
+            .await
+            .assert_body_error(ErrorKind::TransferCoding);
+    }
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_with_reqwest_read_timeout_ends_with_read_timeout() {
+    let reply = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789";
+    let upstream = Upstream::raw(reply, After::Hang).await;
+    let out = call(Client::Reqwest, &upstream.url("/")).await;
+    out.assert_body_error(ErrorKind::ReadTimeout);
+}
+
+#[tokio::test]
+async fn a_healthy_upstream_passes_through_untouched() {
+    let upstream = Upstream::ok("hello").await;
+    for client in CLIENTS {
+        let out = call(client, &upstream.url("/")).await;
+        assert_eq!(out.status, StatusCode::OK);
+        assert_eq!(out.body.as_deref().unwrap(), b"hello");
+        assert!(out.headers.get("proxy-status").is_none());
+        assert!(out.answer_error.is_none());
+        assert_eq!(out.reported, 0);
+    }
+}
