@@ -146,21 +146,25 @@ fn io_kind(kind: io::ErrorKind, phase: Phase, hints: Hints) -> Option<ErrorKind>
     })
 }
 
-/// Nothing decided: look for TLS words in the messages, else unclassified.
+/// Nothing decided. A failure while connecting that is none of the above is most
+/// likely the TLS handshake (hyper-rustls, hyper-tls and tonic report those as
+/// connect errors with their own types): tell the two TLS kinds apart by message.
 fn fallback(err: &(dyn Error + 'static), hints: Hints) -> ErrorKind {
     for cause in chain(err) {
         let msg = cause.to_string().to_ascii_lowercase();
-        if msg.contains("certificate") {
+        if hints.connect && msg.contains("certificate") {
             return ErrorKind::TlsCertificateError;
         }
-        if msg.contains("tls") || msg.contains("ssl") || msg.contains("handshake") {
+        if hints.connect
+            && (msg.contains("tls") || msg.contains("ssl") || msg.contains("handshake"))
+        {
             return ErrorKind::TlsProtocolError;
         }
+        // h2's message for REFUSED_STREAM, when the `h2` feature is off.
         if msg.contains("refused stream before processing") {
             return ErrorKind::RefusedStream;
         }
     }
-    let _ = hints;
     ErrorKind::Unclassified
 }
 

@@ -213,8 +213,12 @@ fn body_kind(kind: ErrorKind) -> ErrorKind {
 /// use tower_bad_gateway::classify::chain;
 ///
 /// let inner = io::Error::new(io::ErrorKind::TimedOut, "slow");
-/// let outer = io::Error::new(io::ErrorKind::Other, inner);
-/// assert_eq!(chain(&outer).count(), 2);
+/// let outer = io::Error::other(inner);
+/// // `source()` alone never reaches the wrapped timeout; `chain` does.
+/// assert!(std::error::Error::source(&outer).is_none());
+/// assert!(chain(&outer).any(|e| {
+///     e.downcast_ref::<io::Error>().is_some_and(|e| e.kind() == io::ErrorKind::TimedOut)
+/// }));
 /// ```
 pub fn chain<'a>(
     err: &'a (dyn Error + 'static),
