@@ -42,6 +42,8 @@
 //!   `GatewayError`) and the [`ResponsePolicy`] (which answers count as failures).
 //! - [`render`]: the [`Renderer`](render::Renderer) (`GatewayError` → response).
 //! - [`bad_gateway`]: the middleware, [`BadGatewayLayer`] and [`BadGateway`].
+//! - [`timeout`]: per-attempt head timeout and body idle/total timeouts, with typed
+//!   errors.
 //!
 //! # Feature flags
 //!
@@ -61,6 +63,7 @@ pub mod bad_gateway;
 pub mod classify;
 pub mod error;
 pub mod render;
+pub mod timeout;
 
 pub use self::bad_gateway::{BadGateway, BadGatewayLayer};
 pub use self::classify::ResponsePolicy;

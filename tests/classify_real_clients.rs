@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use support::{After, Upstream, blackhole_port, collect, refused_port};
 use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_bad_gateway::timeout::TimeoutLayer;
 use tower_bad_gateway::{BadGatewayLayer, ErrorKind, GatewayError, Phase, RequestSent};
 
 #[derive(Clone, Copy, Debug)]
@@ -84,8 +85,8 @@ impl Outcome {
 }
 
 /// Calls `url` with `client` behind `BadGatewayLayer`. The hyper-util client sits
-/// behind a 300 ms `tower` timeout; reqwest uses its own 300 ms read timeout. Both
-/// connect with a 150 ms timeout.
+/// behind this crate's `TimeoutLayer` (300 ms to the head, 300 ms body idle);
+/// reqwest uses its own 300 ms read timeout. Both connect with a 150 ms timeout.
 async fn call(client: Client, url: &str) -> Outcome {
     let reported = Arc::new(AtomicUsize::new(0));
     let counter = reported.clone();
@@ -98,7 +99,11 @@ async fn call(client: Client, url: &str) -> Outcome {
         Client::HyperUtil => {
             let mut svc = ServiceBuilder::new()
                 .layer(layer)
-                .timeout(Duration::from_millis(300))
+                .layer(
+                    TimeoutLayer::new()
+                        .attempt_timeout(Duration::from_millis(300))
+                        .body_idle_timeout(Duration::from_millis(300)),
+                )
                 .service(support::hyper_client::<Full<Bytes>>());
             let res = svc.ready().await.unwrap().call(req).await.unwrap();
             split(res).await
@@ -355,11 +360,17 @@ async fn an_invalid_chunk_size_ends_the_body_with_transfer_coding() {
 }
 
 #[tokio::test]
-async fn a_body_that_stalls_with_reqwest_read_timeout_ends_with_read_timeout() {
+async fn a_body_that_stalls_ends_with_read_timeout() {
     let reply = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789";
     let upstream = Upstream::raw(reply, After::Hang).await;
-    let out = call(Client::Reqwest, &upstream.url("/")).await;
-    out.assert_body_error(ErrorKind::ReadTimeout);
+    for client in CLIENTS {
+        let out = call(client, &upstream.url("/")).await;
+        out.assert_body_error(ErrorKind::ReadTimeout);
+        assert!(
+            out.took >= Duration::from_millis(300),
+            "{client:?} cut the body early"
+        );
+    }
 }
 
 #[tokio::test]

@@ -2,6 +2,7 @@
 
 use super::{Hints, chain};
 use crate::error::{ErrorKind, Phase};
+use crate::timeout::error::{BodyTimeout, HeadTimeout};
 use std::error::Error;
 use std::io;
 
@@ -18,6 +19,12 @@ pub(super) fn classify(err: &(dyn Error + 'static), phase: Phase) -> (ErrorKind,
 
 /// Looks at one cause: `Some(kind)` decides, `None` goes on to the next.
 fn step(e: &(dyn Error + 'static), phase: Phase, hints: &mut Hints) -> Option<ErrorKind> {
+    if e.is::<HeadTimeout>() {
+        return Some(ErrorKind::ResponseHeaderTimeout);
+    }
+    if e.is::<BodyTimeout>() {
+        return Some(ErrorKind::ReadTimeout);
+    }
     if e.is::<tower::timeout::error::Elapsed>() || e.is::<tokio::time::error::Elapsed>() {
         return Some(elapsed(phase, *hints));
     }

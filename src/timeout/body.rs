@@ -1,0 +1,101 @@
+use super::error::{BodyTimeout, BodyTimeoutKind};
+use crate::BoxError;
+use http_body::{Body, Frame, SizeHint};
+use pin_project_lite::pin_project;
+use std::future::Future;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep, sleep};
+
+pin_project! {
+    /// Response body of [`Timeout`](super::Timeout): the upstream body with an idle
+    /// timeout (reset by every frame) and a total timeout.
+    ///
+    /// When one expires the body yields a [`BodyTimeout`] error and ends; the
+    /// upstream body is dropped, which closes its connection.
+    pub struct TimeoutBody<B> {
+        #[pin]
+        body: B,
+        idle: Option<Duration>,
+        #[pin]
+        idle_sleep: Option<Sleep>,
+        total: Option<Duration>,
+        #[pin]
+        total_sleep: Option<Sleep>,
+        ended: bool,
+    }
+}
+
+impl<B> TimeoutBody<B> {
+    /// Wraps `body`; both timers start now.
+    pub fn new(body: B, idle: Option<Duration>, total: Option<Duration>) -> Self {
+        Self {
+            body,
+            idle,
+            idle_sleep: idle.map(sleep),
+            total,
+            total_sleep: total.map(sleep),
+            ended: false,
+        }
+    }
+}
+
+impl<B> Body for TimeoutBody<B>
+where
+    B: Body,
+    B::Error: Into<BoxError>,
+{
+    type Data = B::Data;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let mut this = self.project();
+        if *this.ended {
+            return Poll::Ready(None);
+        }
+        if let Poll::Ready(frame) = this.body.poll_frame(cx) {
+            if let (Some(idle), Some(sleep)) = (*this.idle, this.idle_sleep.as_mut().as_pin_mut()) {
+                sleep.reset(Instant::now() + idle);
+            }
+            return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        let expired = if fired(this.total_sleep.as_mut().as_pin_mut(), cx) {
+            Some(BodyTimeoutKind::Total)
+        } else if fired(this.idle_sleep.as_mut().as_pin_mut(), cx) {
+            Some(BodyTimeoutKind::Idle)
+        } else {
+            None
+        };
+        let expired = expired.map(|kind| BodyTimeout {
+            kind,
+            after: match kind {
+                BodyTimeoutKind::Total => this.total.unwrap_or_default(),
+                _ => this.idle.unwrap_or_default(),
+            },
+        });
+        match expired {
+            Some(err) => {
+                *this.ended = true;
+                Poll::Ready(Some(Err(err.into())))
+            }
+            None => Poll::Pending,
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.ended || self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.body.size_hint()
+    }
+}
+
+/// Polls a timer, if there is one: whether it has fired.
+fn fired(sleep: Option<Pin<&mut Sleep>>, cx: &mut Context<'_>) -> bool {
+    sleep.is_some_and(|sleep| sleep.poll(cx).is_ready())
+}

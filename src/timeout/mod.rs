@@ -1,0 +1,136 @@
+//! Giving up in time: a per-attempt timeout to the response head, and idle and
+//! total timeouts on the response body, each raising its own typed error so the
+//! classifier never has to guess what timed out.
+//!
+//! ```text
+//! BadGateway ──▶ Timeout ──▶ upstream client
+//!                  │ no head within `attempt_timeout`      ─▶ HeadTimeout  ─▶ 504 http_response_timeout
+//!                  │ no body frame within `body_idle_timeout` ─▶ BodyTimeout ─▶ stream cut, connection_read_timeout
+//!                  └ body not done within `body_total_timeout` ─▶ BodyTimeout ─▶ stream cut, connection_read_timeout
+//! ```
+//!
+//! Unlike `tower::timeout` and tower-http's `TimeoutLayer`, it needs nothing of the
+//! response body (no `Default`), so it wraps a hyper-util `Client` directly, and it
+//! says *what* timed out. It needs a Tokio runtime with the time driver.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower::ServiceBuilder;
+//! use tower_bad_gateway::BadGatewayLayer;
+//! use tower_bad_gateway::timeout::TimeoutLayer;
+//! # let client = tower::service_fn(|_req: http::Request<String>| async {
+//! #     Ok::<_, std::io::Error>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+//! # });
+//!
+//! let svc = ServiceBuilder::new()
+//!     .layer(BadGatewayLayer::new())
+//!     .layer(
+//!         TimeoutLayer::new()
+//!             .attempt_timeout(Duration::from_secs(10))
+//!             .body_idle_timeout(Duration::from_secs(30)),
+//!     )
+//!     .service(client);
+//! # let _ = svc;
+//! ```
+
+mod body;
+pub mod error;
+mod future;
+
+pub use self::body::TimeoutBody;
+pub use self::future::ResponseFuture;
+
+use crate::BoxError;
+use http::{Request, Response};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// Applies [`Timeout`] to a service. Every timeout is off until set.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct TimeoutLayer {
+    attempt: Option<Duration>,
+    body_idle: Option<Duration>,
+    body_total: Option<Duration>,
+}
+
+impl TimeoutLayer {
+    /// A layer with every timeout off.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Time allowed from the call to the response head (connecting included).
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.attempt = Some(timeout);
+        self
+    }
+
+    /// Time allowed between two frames of the response body (and from the head to
+    /// the first frame).
+    pub fn body_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.body_idle = Some(timeout);
+        self
+    }
+
+    /// Time allowed for the whole response body, from the head on.
+    pub fn body_total_timeout(mut self, timeout: Duration) -> Self {
+        self.body_total = Some(timeout);
+        self
+    }
+}
+
+impl<S> Layer<S> for TimeoutLayer {
+    type Service = Timeout<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Timeout {
+            inner,
+            config: *self,
+        }
+    }
+}
+
+/// Middleware that times out the response head and body of an upstream call.
+/// See the [module docs](self).
+#[derive(Debug, Clone)]
+pub struct Timeout<S> {
+    inner: S,
+    config: TimeoutLayer,
+}
+
+impl<S> Timeout<S> {
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Timeout<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = Response<TimeoutBody<ResBody>>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+        let TimeoutLayer {
+            attempt,
+            body_idle,
+            body_total,
+        } = self.config;
+        ResponseFuture::new(self.inner.call(req), attempt, body_idle, body_total)
+    }
+}

@@ -1,0 +1,138 @@
+//! `TimeoutLayer` in front of a real hyper-util client: what each timeout cuts, when,
+//! and what it leaves alone.
+
+mod support;
+
+use bytes::Bytes;
+use http::StatusCode;
+use http_body_util::{BodyExt, Full};
+use std::time::{Duration, Instant};
+use support::{After, Upstream};
+use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_bad_gateway::timeout::TimeoutLayer;
+use tower_bad_gateway::timeout::error::{BodyTimeout, BodyTimeoutKind, HeadTimeout};
+use tower_bad_gateway::{BadGatewayLayer, ErrorKind, GatewayError};
+
+const MS: Duration = Duration::from_millis(1);
+
+/// An upstream that sends a 10-frame chunked body, one frame every `gap`.
+async fn trickle(gap: Duration) -> Upstream {
+    let mut parts = vec![Bytes::from(
+        "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\n",
+    )];
+    parts.extend((0..10).map(|_| Bytes::from("5\r\nhello\r\n")));
+    parts.push(Bytes::from("0\r\n\r\n"));
+    Upstream::raw_parts(parts, gap, After::Hang).await
+}
+
+async fn call(
+    timeouts: TimeoutLayer,
+    url: &str,
+) -> (StatusCode, Result<Bytes, GatewayError>, Duration) {
+    let mut svc = ServiceBuilder::new()
+        .layer(BadGatewayLayer::new())
+        .layer(timeouts)
+        .service(support::hyper_client::<Full<Bytes>>());
+    let start = Instant::now();
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(support::get(url))
+        .await
+        .unwrap();
+    let status = res.status();
+    let synthetic = res.extensions().get::<GatewayError>().cloned();
+    let body = tokio::time::timeout(Duration::from_secs(10), res.into_body().collect())
+        .await
+        .unwrap()
+        .map(|c| c.to_bytes());
+    let body = match synthetic {
+        Some(err) => Err(err),
+        None => body,
+    };
+    (status, body, start.elapsed())
+}
+
+#[tokio::test]
+async fn the_attempt_timeout_answers_504_no_sooner_than_it_expires() {
+    let upstream = Upstream::raw("", After::Hang).await;
+    let (status, body, took) = call(
+        TimeoutLayer::new().attempt_timeout(200 * MS),
+        &upstream.url("/"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    let err = body.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ResponseHeaderTimeout);
+    let cause = std::error::Error::source(&err)
+        .unwrap()
+        .downcast_ref::<HeadTimeout>()
+        .unwrap();
+    assert_eq!(cause.after(), 200 * MS);
+    assert!(took >= 200 * MS, "answered after {took:?}");
+}
+
+#[tokio::test]
+async fn the_attempt_timeout_does_not_apply_to_a_long_but_steady_body() {
+    let upstream = trickle(60 * MS).await;
+    let timeouts = TimeoutLayer::new()
+        .attempt_timeout(150 * MS)
+        .body_idle_timeout(300 * MS);
+    let (status, body, took) = call(timeouts, &upstream.url("/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.unwrap(), "hello".repeat(10));
+    assert!(
+        took >= 600 * MS,
+        "the body took {took:?}, longer than the attempt timeout"
+    );
+}
+
+#[tokio::test]
+async fn the_idle_timeout_cuts_a_body_that_stops_and_reports_read_timeout() {
+    let parts = vec![
+        Bytes::from("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n"),
+        Bytes::from("0123456789"),
+    ];
+    let upstream = Upstream::raw_parts(parts, 50 * MS, After::Hang).await;
+    let (status, body, took) = call(
+        TimeoutLayer::new().body_idle_timeout(250 * MS),
+        &upstream.url("/"),
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    let err = body.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ReadTimeout);
+    let cause = std::error::Error::source(&err)
+        .unwrap()
+        .downcast_ref::<BodyTimeout>()
+        .unwrap();
+    assert_eq!(cause.kind(), BodyTimeoutKind::Idle);
+    // Reset by the frame at ~50 ms, so it fires at ~300 ms, not ~250 ms.
+    assert!(took >= 300 * MS, "cut after {took:?}");
+}
+
+#[tokio::test]
+async fn the_total_timeout_cuts_a_steady_body_that_takes_too_long() {
+    let upstream = trickle(60 * MS).await;
+    let timeouts = TimeoutLayer::new()
+        .body_idle_timeout(300 * MS)
+        .body_total_timeout(250 * MS);
+    let (_, body, took) = call(timeouts, &upstream.url("/")).await;
+    let err = body.unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ReadTimeout);
+    let cause = std::error::Error::source(&err)
+        .unwrap()
+        .downcast_ref::<BodyTimeout>()
+        .unwrap();
+    assert_eq!(cause.kind(), BodyTimeoutKind::Total);
+    assert!(took >= 250 * MS, "cut after {took:?}");
+}
+
+#[tokio::test]
+async fn with_no_timeouts_set_nothing_is_cut() {
+    let upstream = trickle(20 * MS).await;
+    let (status, body, _) = call(TimeoutLayer::new(), &upstream.url("/")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body.unwrap(), "hello".repeat(10));
+}
