@@ -11,24 +11,22 @@
 //!
 //! ```no_run
 //! use axum::{Router, body::Body, extract::Request};
-//! use hyper_util::client::legacy::Client;
-//! use hyper_util::rt::TokioExecutor;
+//! use hyper_util::{client::legacy::Client, rt::TokioExecutor};
 //! use std::time::Duration;
 //! use tower::ServiceBuilder;
-//! use tower_bad_gateway::BadGatewayLayer;
+//! use tower_bad_gateway::{BadGatewayLayer, timeout::TimeoutLayer};
 //!
 //! # #[tokio::main] async fn main() {
 //! let client = Client::builder(TokioExecutor::new()).build_http::<Body>();
 //! let proxy = ServiceBuilder::new()
-//!     .layer(BadGatewayLayer::new())               // every failure -> 502/504 + Proxy-Status
-//!     .timeout(Duration::from_secs(10))            // no head in 10 s -> 504
 //!     .map_request(|mut req: Request| {
-//!         let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
-//!         *req.uri_mut() = format!("http://127.0.0.1:8080{path}").parse().unwrap();
+//!         *req.uri_mut() = format!("http://127.0.0.1:8080{}", req.uri()).parse().unwrap();
 //!         req
 //!     })
+//!     .layer(BadGatewayLayer::new()) // every failure -> 502/504 + Proxy-Status
+//!     .layer(TimeoutLayer::new().attempt_timeout(Duration::from_secs(10)))
 //!     .service(client);
-//! let app = Router::new().fallback_service(proxy);
+//! let app = Router::new().fallback_service(proxy); // Error = Infallible
 //! let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await.unwrap();
 //! axum::serve(listener, app).await.unwrap();
 //! # }
@@ -71,3 +69,8 @@ pub use self::error::{ErrorKind, GatewayError, Phase, RequestSent};
 
 /// The boxed error type upstream errors are converted into.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+// The README's code is compiled and checked with the doc tests.
+#[cfg(doctest)]
+#[doc = include_str!("../README.md")]
+struct ReadmeDoctests;

@@ -1,5 +1,5 @@
 //! The core middleware: every failure of the upstream call becomes a typed
-//! [`GatewayError`](crate::GatewayError) and a correct answer.
+//! [`GatewayError`] and a correct answer.
 //!
 //! ```text
 //! client ──▶ BadGateway ──▶ upstream service (hyper-util Client, reqwest, tonic Channel, ...)
