@@ -1,4 +1,4 @@
-use super::{Config, NextHop, gateway_error};
+use super::{Config, NextHop, gateway_error, stamp};
 use crate::BoxError;
 use crate::error::{ErrorKind, GatewayError, Phase};
 use bytes::{Buf, Bytes};
@@ -107,14 +107,10 @@ impl Watch {
     }
 
     fn fail_with(&self, kind: ErrorKind) -> GatewayError {
-        let mut err = GatewayError::new(kind)
+        let err = GatewayError::new(kind)
             .with_phase(Phase::ReadBody)
-            .with_received_status(self.status)
-            .with_elapsed(self.start.elapsed());
-        if let Some(hop) = self.next_hop.as_ref().and_then(NextHop::authority) {
-            err = err.with_next_hop(hop);
-        }
-        err
+            .with_received_status(self.status);
+        stamp(err, self.start, self.next_hop.as_ref())
     }
 }
 

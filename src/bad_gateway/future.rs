@@ -1,4 +1,4 @@
-use super::{Config, NextHop, ResponseBody, gateway_error};
+use super::{Config, NextHop, ResponseBody, gateway_error, stamp};
 use crate::BoxError;
 use crate::error::{ErrorKind, GatewayError, Phase};
 use crate::render::RequestInfo;
@@ -50,15 +50,7 @@ impl<F> ResponseFuture<F> {
         next_hop: Option<NextHop>,
         start: Instant,
     ) -> Self {
-        Self {
-            state: State::Call { future },
-            exchange: Some(Exchange {
-                config,
-                info,
-                next_hop,
-                start,
-            }),
-        }
+        Self::with_state(State::Call { future }, config, info, next_hop, start)
     }
 
     pub(crate) fn failed(
@@ -68,8 +60,24 @@ impl<F> ResponseFuture<F> {
         next_hop: Option<NextHop>,
         start: Instant,
     ) -> Self {
+        Self::with_state(
+            State::Failed { error: Some(error) },
+            config,
+            info,
+            next_hop,
+            start,
+        )
+    }
+
+    fn with_state(
+        state: State<F>,
+        config: Arc<Config>,
+        info: RequestInfo,
+        next_hop: Option<NextHop>,
+        start: Instant,
+    ) -> Self {
         Self {
-            state: State::Failed { error: Some(error) },
+            state,
             exchange: Some(Exchange {
                 config,
                 info,
@@ -134,12 +142,8 @@ impl Exchange {
             match policy.judge(res) {
                 Ok(res) => res,
                 Err(kind) => {
-                    let mut err = GatewayError::new(kind)
-                        .with_received_status(status)
-                        .with_elapsed(self.start.elapsed());
-                    if let Some(hop) = self.next_hop.as_ref().and_then(NextHop::authority) {
-                        err = err.with_next_hop(hop);
-                    }
+                    let err = GatewayError::new(kind).with_received_status(status);
+                    let err = stamp(err, self.start, self.next_hop.as_ref());
                     return self.answer(err);
                 }
             }

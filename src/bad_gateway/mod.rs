@@ -148,6 +148,15 @@ pub(crate) fn gateway_error(
             }
         }
     };
+    stamp(err, start, next_hop)
+}
+
+/// Sets the time since `start`, and the next hop unless the error already names one.
+pub(crate) fn stamp(
+    err: GatewayError,
+    start: std::time::Instant,
+    next_hop: Option<&NextHop>,
+) -> GatewayError {
     let err = err.with_elapsed(start.elapsed());
     match (err.next_hop(), next_hop.and_then(NextHop::authority)) {
         (None, Some(hop)) => err.with_next_hop(hop),
