@@ -40,6 +40,8 @@
 //!   `GatewayError`) and the [`ResponsePolicy`] (which answers count as failures).
 //! - [`render`]: the [`Renderer`](render::Renderer) (`GatewayError` → response).
 //! - [`bad_gateway`]: the middleware, [`BadGatewayLayer`] and [`BadGateway`].
+//! - [`retry`]: [`RetryLayer`](retry::RetryLayer), safe and budgeted retries with
+//!   replayable bodies.
 //! - [`timeout`]: per-attempt head timeout and body idle/total timeouts, with typed
 //!   errors.
 //!
@@ -61,11 +63,12 @@ pub mod bad_gateway;
 pub mod classify;
 pub mod error;
 pub mod render;
+pub mod retry;
 pub mod timeout;
 
 pub use self::bad_gateway::{BadGateway, BadGatewayLayer};
 pub use self::classify::ResponsePolicy;
-pub use self::error::{ErrorKind, GatewayError, Phase, RequestSent};
+pub use self::error::{Attempts, ErrorKind, GatewayError, Phase, RequestSent, RetryDenied};
 
 /// The boxed error type upstream errors are converted into.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

@@ -50,6 +50,7 @@ pub use self::service::BadGateway;
 
 use crate::classify::{Classifier, ResponsePolicy};
 use crate::error::GatewayError;
+pub(crate) use crate::error::{NextHop, stamp};
 use crate::render::Renderer;
 use http::StatusCode;
 use std::fmt;
@@ -100,33 +101,6 @@ impl fmt::Debug for Config {
     }
 }
 
-/// The upstream's authority, copied inline so that capturing it per request costs
-/// no allocation and no atomic operation (only failures build an `Authority`).
-#[derive(Clone, Copy)]
-pub(crate) struct NextHop {
-    buf: [u8; 64],
-    len: u8,
-}
-
-impl NextHop {
-    pub(crate) fn of(uri: &http::Uri) -> Option<Self> {
-        let authority = uri.authority()?.as_str().as_bytes();
-        if authority.len() > 64 {
-            return None;
-        }
-        let mut buf = [0; 64];
-        buf[..authority.len()].copy_from_slice(authority);
-        Some(Self {
-            buf,
-            len: authority.len() as u8,
-        })
-    }
-
-    pub(crate) fn authority(&self) -> Option<http::uri::Authority> {
-        http::uri::Authority::try_from(&self.buf[..usize::from(self.len)]).ok()
-    }
-}
-
 /// Makes the `GatewayError` for an error seen in `phase`, with the source, the time
 /// since `start` and the next hop filled in.
 pub(crate) fn gateway_error(
@@ -136,30 +110,6 @@ pub(crate) fn gateway_error(
     start: std::time::Instant,
     next_hop: Option<&NextHop>,
 ) -> GatewayError {
-    let err = match error.downcast::<GatewayError>() {
-        // Made by an inner layer: keep its classification and source.
-        Ok(inner) => *inner,
-        Err(error) => {
-            let err = config.classifier.classify(&*error, phase);
-            if std::error::Error::source(&err).is_some() {
-                err
-            } else {
-                err.with_source(error)
-            }
-        }
-    };
+    let err = config.classifier.classify_owned(error, phase);
     stamp(err, start, next_hop)
-}
-
-/// Sets the time since `start`, and the next hop unless the error already names one.
-pub(crate) fn stamp(
-    err: GatewayError,
-    start: std::time::Instant,
-    next_hop: Option<&NextHop>,
-) -> GatewayError {
-    let err = err.with_elapsed(start.elapsed());
-    match (err.next_hop(), next_hop.and_then(NextHop::authority)) {
-        (None, Some(hop)) => err.with_next_hop(hop),
-        _ => err,
-    }
 }

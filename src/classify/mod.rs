@@ -149,6 +149,24 @@ impl Classifier {
     }
 }
 
+impl Classifier {
+    /// Classifies an owned error and keeps it as the result's source. An error that
+    /// is already a [`GatewayError`] (made by an inner layer) is returned as it is.
+    pub fn classify_owned(&self, error: crate::BoxError, phase: Phase) -> GatewayError {
+        match error.downcast::<GatewayError>() {
+            Ok(inner) => *inner,
+            Err(error) => {
+                let err = self.classify(&*error, phase);
+                if std::error::Error::source(&err).is_some() {
+                    err
+                } else {
+                    err.with_source(error)
+                }
+            }
+        }
+    }
+}
+
 impl fmt::Debug for Classifier {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Classifier")

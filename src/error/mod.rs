@@ -44,8 +44,61 @@ pub struct GatewayError {
     elapsed: Duration,
     received_status: Option<StatusCode>,
     next_hop: Option<Authority>,
+    retry_denied: Option<RetryDenied>,
     source: Option<Arc<dyn Error + Send + Sync>>,
 }
+
+/// Why a failed request was not tried again (set by the
+/// [`RetryLayer`](crate::retry::RetryLayer) on the error it gives up with).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum RetryDenied {
+    /// The failure is not one the policy retries.
+    NotRetryable,
+    /// The request may have reached the upstream and its method is not idempotent.
+    MaybeSent,
+    /// The policy's maximum number of attempts was reached.
+    AttemptsExhausted,
+    /// The retry budget was spent.
+    BudgetExhausted,
+    /// The deadline leaves no time for another attempt.
+    Deadline,
+    /// The request body cannot be sent again (it outgrew the replay buffer, or failed).
+    BodyNotReplayable,
+}
+
+impl RetryDenied {
+    /// A lowercase name for logs.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            RetryDenied::NotRetryable => "not_retryable",
+            RetryDenied::MaybeSent => "maybe_sent",
+            RetryDenied::AttemptsExhausted => "attempts_exhausted",
+            RetryDenied::BudgetExhausted => "budget_exhausted",
+            RetryDenied::Deadline => "deadline",
+            RetryDenied::BodyNotReplayable => "body_not_replayable",
+        }
+    }
+}
+
+impl fmt::Display for RetryDenied {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// How many attempts an exchange took: in the extensions of every response that
+/// went through a [`RetryLayer`](crate::retry::RetryLayer) (upstream or
+/// synthetic).
+///
+/// ```
+/// use tower_bad_gateway::Attempts;
+/// let mut res = http::Response::new(());
+/// res.extensions_mut().insert(Attempts(2));
+/// assert_eq!(res.extensions().get::<Attempts>(), Some(&Attempts(2)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Attempts(pub u32);
 
 impl GatewayError {
     /// A new error of this kind, with the kind's usual [`phase`](ErrorKind::phase) and
@@ -59,8 +112,20 @@ impl GatewayError {
             elapsed: Duration::ZERO,
             received_status: None,
             next_hop: None,
+            retry_denied: None,
             source: None,
         }
+    }
+
+    /// Records why the request was not tried again.
+    pub fn with_retry_denied(mut self, reason: RetryDenied) -> Self {
+        self.retry_denied = Some(reason);
+        self
+    }
+
+    /// Why the request was not tried again, when a retry layer considered it.
+    pub fn retry_denied(&self) -> Option<RetryDenied> {
+        self.retry_denied
     }
 
     /// Sets the phase the failure happened in.
@@ -174,6 +239,7 @@ impl fmt::Debug for GatewayError {
             .field("elapsed", &self.elapsed)
             .field("received_status", &self.received_status)
             .field("next_hop", &self.next_hop)
+            .field("retry_denied", &self.retry_denied)
             .field("source", &self.source)
             .finish()
     }
@@ -188,5 +254,45 @@ impl fmt::Display for GatewayError {
 impl Error for GatewayError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         self.source.as_deref().map(|e| e as &(dyn Error + 'static))
+    }
+}
+
+/// The upstream's authority, copied inline so that capturing it per request costs
+/// no allocation and no atomic operation (only failures build an `Authority`).
+#[derive(Clone, Copy)]
+pub(crate) struct NextHop {
+    buf: [u8; 64],
+    len: u8,
+}
+
+impl NextHop {
+    pub(crate) fn of(uri: &http::Uri) -> Option<Self> {
+        let authority = uri.authority()?.as_str().as_bytes();
+        if authority.len() > 64 {
+            return None;
+        }
+        let mut buf = [0; 64];
+        buf[..authority.len()].copy_from_slice(authority);
+        Some(Self {
+            buf,
+            len: authority.len() as u8,
+        })
+    }
+
+    pub(crate) fn authority(&self) -> Option<http::uri::Authority> {
+        http::uri::Authority::try_from(&self.buf[..usize::from(self.len)]).ok()
+    }
+}
+
+/// Sets the time since `start`, and the next hop unless the error already names one.
+pub(crate) fn stamp(
+    err: GatewayError,
+    start: std::time::Instant,
+    next_hop: Option<&NextHop>,
+) -> GatewayError {
+    let err = err.with_elapsed(start.elapsed());
+    match (err.next_hop(), next_hop.and_then(NextHop::authority)) {
+        (None, Some(hop)) => err.with_next_hop(hop),
+        _ => err,
     }
 }

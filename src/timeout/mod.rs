@@ -47,6 +47,20 @@ use std::time::Duration;
 use tower_layer::Layer;
 use tower_service::Service;
 
+/// The instant by which the whole exchange must be answered, carried in the
+/// request's extensions. The [`RetryLayer`](crate::retry::RetryLayer) never
+/// starts a retry that would begin past it.
+///
+/// ```
+/// use tower_bad_gateway::timeout::Deadline;
+/// use std::time::{Duration, Instant};
+///
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(Deadline(Instant::now() + Duration::from_secs(2)));
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Deadline(pub std::time::Instant);
+
 /// Applies [`Timeout`] to a service. Every timeout is off until set.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TimeoutLayer {

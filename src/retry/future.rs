@@ -1,0 +1,191 @@
+use super::ReplayBody;
+use super::policy::{Attempt, Decision, RetryPolicy};
+use crate::BoxError;
+use crate::error::{Attempts, GatewayError, NextHop, Phase, stamp};
+use http::request::Parts;
+use http::{Request, Response};
+use pin_project_lite::pin_project;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+use std::time::Instant;
+use tokio::time::Sleep;
+use tower_service::Service;
+
+pin_project! {
+    /// Response future of [`Retry`](super::Retry).
+    pub struct ResponseFuture<S, F, B> {
+        #[pin]
+        state: State<F>,
+        service: S,
+        parts: Option<Parts>,
+        body: ReplayBody<B>,
+        policy: Arc<RetryPolicy>,
+        attempts: u32,
+        idempotent: bool,
+        deadline: Option<Instant>,
+        start: Instant,
+        next_hop: Option<NextHop>,
+    }
+}
+
+pin_project! {
+    #[project = StateProj]
+    enum State<F> {
+        Calling {
+            #[pin]
+            future: F,
+        },
+        Waiting {
+            #[pin]
+            sleep: Sleep,
+        },
+        Ready,
+    }
+}
+
+pub(super) struct Exchange<S, B> {
+    pub(super) service: S,
+    pub(super) parts: Option<Parts>,
+    pub(super) body: ReplayBody<B>,
+    pub(super) policy: Arc<RetryPolicy>,
+    pub(super) idempotent: bool,
+    pub(super) deadline: Option<Instant>,
+    pub(super) start: Instant,
+    pub(super) next_hop: Option<NextHop>,
+}
+
+impl<S, F, B> ResponseFuture<S, F, B> {
+    pub(super) fn new(future: F, ex: Exchange<S, B>) -> Self {
+        Self {
+            state: State::Calling { future },
+            service: ex.service,
+            parts: ex.parts,
+            body: ex.body,
+            policy: ex.policy,
+            attempts: 1,
+            idempotent: ex.idempotent,
+            deadline: ex.deadline,
+            start: ex.start,
+            next_hop: ex.next_hop,
+        }
+    }
+}
+
+impl<S, B, ResB> Future for ResponseFuture<S, S::Future, B>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+{
+    type Output = Result<Response<ResB>, GatewayError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        loop {
+            match this.state.as_mut().project() {
+                StateProj::Calling { future } => {
+                    let result = ready!(future.poll(cx));
+                    let attempt = Attempt {
+                        attempts: *this.attempts,
+                        idempotent: *this.idempotent,
+                        replayable: this.parts.is_some() && this.body.is_replayable(),
+                        deadline: *this.deadline,
+                    };
+                    let delay = match result {
+                        Ok(mut res) => {
+                            match this
+                                .policy
+                                .after_response(res.status(), res.headers(), &attempt)
+                            {
+                                Decision::Stop(_) => {
+                                    res.extensions_mut().insert(Attempts(*this.attempts));
+                                    return Poll::Ready(Ok(res));
+                                }
+                                Decision::Retry(delay) => {
+                                    #[cfg(feature = "tracing")]
+                                    tracing::info!(
+                                        status = res.status().as_u16(),
+                                        attempt = *this.attempts,
+                                        delay_ms = delay.as_millis() as u64,
+                                        "retrying upstream request",
+                                    );
+                                    delay
+                                }
+                            }
+                        }
+                        Err(error) => {
+                            let err = this
+                                .policy
+                                .classifier
+                                .classify_owned(error.into(), Phase::AwaitHead);
+                            let err = stamp(err, *this.start, this.next_hop.as_ref())
+                                .with_attempts(*this.attempts);
+                            match this.policy.after_error(&err, &attempt) {
+                                Decision::Stop(reason) => {
+                                    let err = match reason {
+                                        Some(reason) => err.with_retry_denied(reason),
+                                        None => err,
+                                    };
+                                    return Poll::Ready(Err(err));
+                                }
+                                Decision::Retry(delay) => {
+                                    #[cfg(feature = "tracing")]
+                                    tracing::info!(
+                                        kind = err.kind().as_str(),
+                                        attempt = *this.attempts,
+                                        delay_ms = delay.as_millis() as u64,
+                                        "retrying upstream request",
+                                    );
+                                    delay
+                                }
+                            }
+                        }
+                    };
+                    if delay.is_zero() {
+                        this.state.set(State::Ready);
+                    } else {
+                        this.state.set(State::Waiting {
+                            sleep: tokio::time::sleep(delay),
+                        });
+                    }
+                }
+                StateProj::Waiting { sleep } => {
+                    ready!(sleep.poll(cx));
+                    this.state.set(State::Ready);
+                }
+                StateProj::Ready => {
+                    if let Err(error) = ready!(this.service.poll_ready(cx)) {
+                        let err = this
+                            .policy
+                            .classifier
+                            .classify_owned(error.into(), Phase::Connect);
+                        let err = stamp(err, *this.start, this.next_hop.as_ref())
+                            .with_attempts(*this.attempts);
+                        return Poll::Ready(Err(err));
+                    }
+                    // The last attempt the policy allows takes the parts; earlier ones clone.
+                    let last = *this.attempts + 1 >= this.policy.max_attempts;
+                    let parts = if last {
+                        this.parts.take()
+                    } else {
+                        this.parts.clone()
+                    };
+                    let Some(parts) = parts else {
+                        // Unreachable: `replayable` above requires the parts.
+                        let err = stamp(
+                            GatewayError::new(crate::ErrorKind::Unclassified),
+                            *this.start,
+                            None,
+                        );
+                        return Poll::Ready(Err(err.with_attempts(*this.attempts)));
+                    };
+                    *this.attempts += 1;
+                    let req = Request::from_parts(parts, this.body.next_attempt());
+                    let future = this.service.call(req);
+                    this.state.set(State::Calling { future });
+                }
+            }
+        }
+    }
+}

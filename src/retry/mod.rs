@@ -1,0 +1,172 @@
+//! Trying again: safe, budgeted retries with replayable request bodies.
+//!
+//! ```text
+//! BadGateway ──▶ Retry ──▶ [per-attempt Timeout] ──▶ upstream client
+//!                  │ failure or opted-in status ─▶ retry? (condition, safety,
+//!                  │                                 attempts, body, deadline, budget)
+//!                  │   yes ─▶ wait (full jitter, or Retry-After) ─▶ poll_ready ─▶ call again
+//!                  └   no  ─▶ the last answer, or a GatewayError with its attempts
+//! ```
+//!
+//! The rules are those of [`RetryPolicy`]: a request is retried only if it provably
+//! did not reach the upstream or it is idempotent; never past the maximum attempts,
+//! the deadline or the budget; and only if its body can be sent again in full. The
+//! body is replayed from a bounded buffer ([`ReplayBody`]) filled as the first
+//! attempt streams it.
+//!
+//! Unlike `tower::retry`, there is no policy to write, bodies need not be `Clone`,
+//! idempotency and `Retry-After` are understood, and the budget is exact.
+//!
+//! ```
+//! use tower::ServiceBuilder;
+//! use tower_bad_gateway::BadGatewayLayer;
+//! use tower_bad_gateway::retry::{RetryLayer, RetryPolicy};
+//! use http_body_util::Full;
+//! use bytes::Bytes;
+//! # let client = tower::service_fn(|_req: http::Request<tower_bad_gateway::retry::ReplayBody<Full<Bytes>>>| async {
+//! #     Ok::<_, std::io::Error>(http::Response::new(Full::new(Bytes::new())))
+//! # });
+//!
+//! let svc = ServiceBuilder::new()
+//!     .layer(BadGatewayLayer::new())
+//!     .layer(RetryLayer::new(RetryPolicy::new().max_attempts(3)))
+//!     .service(client);
+//! # let _ = svc;
+//! ```
+
+mod backoff;
+mod body;
+mod budget;
+mod future;
+mod policy;
+
+pub use self::backoff::{Backoff, parse_retry_after};
+pub use self::body::{ReplayBody, ReplayError};
+pub use self::budget::RetryBudget;
+pub use self::future::ResponseFuture;
+pub use self::policy::{IDEMPOTENCY_KEY, Outcome, RetryPolicy};
+
+use self::future::Exchange;
+use crate::BoxError;
+use crate::error::{GatewayError, NextHop, Phase};
+use crate::timeout::Deadline;
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body::Body;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Instant;
+use tower_layer::Layer;
+use tower_service::Service;
+
+/// Applies [`Retry`] with a [`RetryPolicy`]. Every service it makes shares the
+/// policy, and so its budget.
+#[derive(Debug, Clone, Default)]
+pub struct RetryLayer {
+    policy: Arc<RetryPolicy>,
+}
+
+impl RetryLayer {
+    /// A layer retrying by `policy`.
+    pub fn new(policy: RetryPolicy) -> Self {
+        Self {
+            policy: Arc::new(policy),
+        }
+    }
+}
+
+impl<S> Layer<S> for RetryLayer {
+    type Service = Retry<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        Retry {
+            inner,
+            policy: self.policy.clone(),
+        }
+    }
+}
+
+/// Middleware that retries failed upstream calls by a [`RetryPolicy`]; see the
+/// [module docs](self).
+///
+/// Its inner service must be `Clone` (each retry calls a clone, polled ready
+/// first) and take the request body as a [`ReplayBody`]. Its error is the
+/// [`GatewayError`] it gave up with, whose [`attempts`](GatewayError::attempts) and
+/// [`retry_denied`](GatewayError::retry_denied) say what happened; an upstream
+/// answer carries an [`Attempts`](crate::Attempts) extension.
+#[derive(Debug, Clone)]
+pub struct Retry<S> {
+    inner: S,
+    policy: Arc<RetryPolicy>,
+}
+
+impl<S> Retry<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: S, policy: RetryPolicy) -> Self {
+        Self {
+            inner,
+            policy: Arc::new(policy),
+        }
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, B, ResB> Service<Request<B>> for Retry<S>
+where
+    S: Service<Request<ReplayBody<B>>, Response = Response<ResB>> + Clone,
+    S::Error: Into<BoxError>,
+    B: Body<Data = Bytes> + Unpin,
+    B::Error: Into<BoxError>,
+{
+    type Response = Response<ResB>;
+    type Error = GatewayError;
+    type Future = ResponseFuture<S, S::Future, B>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(|e| {
+            self.policy
+                .classifier
+                .classify_owned(e.into(), Phase::Connect)
+        })
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let start = Instant::now();
+        let policy = self.policy.clone();
+        policy.deposit();
+        let (parts, body) = req.into_parts();
+        let idempotent = policy.is_idempotent(&parts);
+        let deadline = parts.extensions.get::<Deadline>().map(|d| d.0);
+        let next_hop = NextHop::of(&parts.uri);
+        let retries = policy.max_attempts > 1;
+        let body = ReplayBody::new(body, if retries { policy.max_replay_body } else { 0 });
+        let retry_parts = retries.then(|| parts.clone());
+        let first = Request::from_parts(parts, body.next_attempt());
+        // The ready service makes the first call; a clone, polled ready when its
+        // turn comes, makes any retry.
+        let service = self.inner.clone();
+        let future = self.inner.call(first);
+        ResponseFuture::new(
+            future,
+            Exchange {
+                service,
+                parts: retry_parts,
+                body,
+                policy,
+                idempotent,
+                deadline,
+                start,
+                next_hop,
+            },
+        )
+    }
+}
