@@ -130,7 +130,7 @@ impl<B> ReplayBody<B> {
                         generation: s.generation,
                         index: 0,
                         trailers_sent: false,
-                        hint: hint.clone(),
+                        hint: *hint,
                     },
                 }
             }
@@ -245,7 +245,7 @@ where
         match &self.inner {
             Inner::Empty => SizeHint::with_exact(0),
             // Every attempt sends the whole body.
-            Inner::Shared { hint, .. } => hint.clone(),
+            Inner::Shared { hint, .. } => *hint,
         }
     }
 }
