@@ -8,7 +8,6 @@ use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
 use std::convert::Infallible;
-use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use support::{After, Upstream, collect, refused_port};
@@ -420,11 +419,7 @@ async fn a_custom_html_template_is_filled_and_escaped() {
 /// elapsed time, for a failure before the head and one in the body.
 #[tokio::test]
 async fn each_failure_emits_exactly_one_tracing_event() {
-    use tracing_subscriber::layer::SubscriberExt;
-    let events = Arc::new(Mutex::new(Vec::<String>::new()));
-    let subscriber = tracing_subscriber::registry().with(Recorder(events.clone()));
-    let _guard = tracing::subscriber::set_default(subscriber);
-
+    let events = support::EventLog::install();
     let port = refused_port();
     let _ = through(
         BadGatewayLayer::new(),
@@ -439,7 +434,7 @@ async fn each_failure_emits_exactly_one_tracing_event() {
     let res = through(BadGatewayLayer::new(), support::get(&upstream.url("/"))).await;
     let _ = collect(res.into_body()).await;
 
-    let events = events.lock().unwrap();
+    let events = events.messages();
     assert_eq!(events.len(), 2, "{events:#?}");
     assert!(
         events[0].contains("kind=connection_refused")
@@ -456,31 +451,6 @@ async fn each_failure_emits_exactly_one_tracing_event() {
         "{}",
         events[1]
     );
-}
-
-struct Recorder(Arc<Mutex<Vec<String>>>);
-
-impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for Recorder {
-    fn on_event(
-        &self,
-        event: &tracing::Event<'_>,
-        _ctx: tracing_subscriber::layer::Context<'_, S>,
-    ) {
-        struct Fields(String);
-        impl tracing::field::Visit for Fields {
-            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
-                self.0.push_str(&format!("{}={:?} ", field.name(), value));
-            }
-            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
-                self.0.push_str(&format!("{}={} ", field.name(), value));
-            }
-        }
-        if event.metadata().target().starts_with("tower_bad_gateway") {
-            let mut fields = Fields(String::new());
-            event.record(&mut fields);
-            self.0.lock().unwrap().push(fields.0);
-        }
-    }
 }
 
 #[test]

@@ -1,6 +1,6 @@
 use super::{Config, NextHop, ResponseBody, gateway_error, stamp};
 use crate::BoxError;
-use crate::error::{ErrorKind, GatewayError, Phase};
+use crate::error::{Attempts, ErrorKind, GatewayError, Phase};
 use crate::render::RequestInfo;
 use http::Response;
 use http_body::Body;
@@ -165,7 +165,8 @@ impl Exchange {
 
     /// A synthetic answer for a failure before any of the upstream's answer went out.
     fn answer<B>(self, err: GatewayError) -> Response<ResponseBody<B>> {
-        let res = self.config.renderer.render(&err, &self.info);
+        let mut res = self.config.renderer.render(&err, &self.info);
+        res.extensions_mut().insert(Attempts(err.attempts()));
         self.config.report(&err, res.status());
         res.map(ResponseBody::synthetic)
     }

@@ -40,22 +40,30 @@ impl Upstream {
 
     /// Sends `parts` with `pause` between them, then does `after`.
     pub async fn raw_parts(parts: Vec<Bytes>, pause: Duration, after: After) -> Self {
+        Self::scripted(vec![(parts, after)], pause).await
+    }
+
+    /// Request n (counted over all connections) gets `script[n]`; the last entry
+    /// repeats.
+    pub async fn scripted(script: Vec<(Vec<Bytes>, After)>, pause: Duration) -> Self {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = requests.clone();
+        let script = Arc::new(script);
         let task = tokio::spawn(async move {
             loop {
                 let Ok((mut stream, _)) = listener.accept().await else {
                     return;
                 };
                 let counter = counter.clone();
-                let parts = parts.clone();
+                let script = script.clone();
                 tokio::spawn(async move {
                     if !read_head(&mut stream).await {
                         return;
                     }
-                    counter.fetch_add(1, Ordering::SeqCst);
+                    let n = counter.fetch_add(1, Ordering::SeqCst);
+                    let (parts, after) = &script[n.min(script.len() - 1)];
                     for (i, part) in parts.iter().enumerate() {
                         if i > 0 && !pause.is_zero() {
                             tokio::time::sleep(pause).await;
@@ -65,7 +73,7 @@ impl Upstream {
                         }
                     }
                     let _ = stream.flush().await;
-                    finish(stream, after).await;
+                    finish(stream, *after).await;
                 });
             }
         });
@@ -208,4 +216,193 @@ where
         .await
         .expect("body neither ended nor failed within 5 s")
         .map(|c| c.to_bytes())
+}
+
+/// What a [`Recorder`] does with its nth request.
+#[derive(Clone, Debug)]
+pub enum Script {
+    /// Answer with this status, headers and body.
+    Respond(u16, Vec<(&'static str, &'static str)>, &'static str),
+    /// Read the whole request, then close the connection without answering.
+    Drop,
+}
+
+/// A real hyper HTTP/1.1 upstream that reads every request in full, records it,
+/// and follows a script: request n gets `script[n]` (the last entry repeats).
+pub struct Recorder {
+    pub addr: SocketAddr,
+    received: Log,
+    task: JoinHandle<()>,
+}
+
+impl Recorder {
+    pub async fn start(script: Vec<Script>) -> Self {
+        use hyper::service::service_fn;
+        use hyper_util::rt::TokioIo;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let received: Log = Arc::default();
+        let log = received.clone();
+        let script = Arc::new(script);
+        let task = tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                let (log, script) = (log.clone(), script.clone());
+                tokio::spawn(async move {
+                    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        record(req, log.clone(), script.clone())
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        Self {
+            addr,
+            received,
+            task,
+        }
+    }
+
+    /// Every request received so far: method and full body.
+    pub fn received(&self) -> Vec<(http::Method, Bytes)> {
+        self.received.lock().unwrap().clone()
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://{}{path}", self.addr)
+    }
+}
+
+type Log = Arc<std::sync::Mutex<Vec<(http::Method, Bytes)>>>;
+
+async fn record(
+    req: http::Request<hyper::body::Incoming>,
+    log: Log,
+    script: Arc<Vec<Script>>,
+) -> Result<http::Response<Full<Bytes>>, Box<dyn std::error::Error + Send + Sync>> {
+    let method = req.method().clone();
+    let body = req.into_body().collect().await?.to_bytes();
+    let n = {
+        let mut log = log.lock().unwrap();
+        log.push((method, body));
+        log.len() - 1
+    };
+    match script[n.min(script.len() - 1)].clone() {
+        Script::Respond(status, headers, body) => {
+            let mut res = http::Response::builder().status(status);
+            for (k, v) in headers {
+                res = res.header(k, v);
+            }
+            Ok(res.body(Full::new(Bytes::from_static(body.as_bytes())))?)
+        }
+        Script::Drop => Err("scripted drop".into()),
+    }
+}
+
+impl Drop for Recorder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A request body of chunks, with or without a known length.
+pub struct Upload {
+    chunks: std::collections::VecDeque<Bytes>,
+    len: Option<u64>,
+}
+
+impl Upload {
+    /// `size` bytes of a repeating pattern in `chunk`-byte chunks.
+    pub fn pattern(size: usize, chunk: usize, known_length: bool) -> Self {
+        let data: Vec<u8> = (0..size).map(|i| (i % 251) as u8).collect();
+        let chunks = data.chunks(chunk).map(Bytes::copy_from_slice).collect();
+        Self {
+            chunks,
+            len: known_length.then_some(size as u64),
+        }
+    }
+
+    pub fn empty() -> Self {
+        Self {
+            chunks: Default::default(),
+            len: Some(0),
+        }
+    }
+}
+
+impl http_body::Body for Upload {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+        std::task::Poll::Ready(
+            self.chunks
+                .pop_front()
+                .map(|c| Ok(http_body::Frame::data(c))),
+        )
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        match self.len {
+            Some(len) => http_body::SizeHint::with_exact(len),
+            None => http_body::SizeHint::default(),
+        }
+    }
+}
+
+/// Records this crate's `tracing` events on the current thread (a
+/// `#[tokio::test]` runs its tasks there), as `field=value` lines.
+pub struct EventLog {
+    events: Arc<std::sync::Mutex<Vec<String>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl EventLog {
+    pub fn install() -> Self {
+        use tracing_subscriber::layer::SubscriberExt;
+        let events: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let subscriber = tracing_subscriber::registry().with(EventRecorder(events.clone()));
+        let guard = tracing::subscriber::set_default(subscriber);
+        Self {
+            events,
+            _guard: guard,
+        }
+    }
+
+    pub fn messages(&self) -> Vec<String> {
+        self.events.lock().unwrap().clone()
+    }
+}
+
+struct EventRecorder(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for EventRecorder {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        struct Fields(String);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!("{}={:?} ", field.name(), value));
+            }
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                self.0.push_str(&format!("{}={} ", field.name(), value));
+            }
+        }
+        if event.metadata().target().starts_with("tower_bad_gateway") {
+            let mut fields = Fields(String::new());
+            event.record(&mut fields);
+            self.0.lock().unwrap().push(fields.0);
+        }
+    }
 }
