@@ -42,8 +42,9 @@
 //! - [`bad_gateway`]: the middleware, [`BadGatewayLayer`] and [`BadGateway`].
 //! - [`retry`]: [`RetryLayer`](retry::RetryLayer), safe and budgeted retries with
 //!   replayable bodies.
-//! - [`timeout`]: per-attempt head timeout and body idle/total timeouts, with typed
-//!   errors.
+//! - [`timeout`]: per-attempt head timeout, body idle/total timeouts and the
+//!   deadline, with typed errors.
+//! - [`gateway`]: [`GatewayLayer`], the whole stack in the right order.
 //!
 //! # Feature flags
 //!
@@ -62,6 +63,7 @@
 pub mod bad_gateway;
 pub mod classify;
 pub mod error;
+pub mod gateway;
 pub mod render;
 pub mod retry;
 pub mod timeout;
@@ -69,6 +71,7 @@ pub mod timeout;
 pub use self::bad_gateway::{BadGateway, BadGatewayLayer};
 pub use self::classify::ResponsePolicy;
 pub use self::error::{Attempts, ErrorKind, GatewayError, Phase, RequestSent, RetryDenied};
+pub use self::gateway::{Gateway, GatewayLayer};
 
 /// The boxed error type upstream errors are converted into.
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;

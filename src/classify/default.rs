@@ -2,7 +2,7 @@
 
 use super::{Hints, chain};
 use crate::error::{ErrorKind, Phase};
-use crate::timeout::error::{BodyTimeout, HeadTimeout};
+use crate::timeout::error::{BodyTimeout, DeadlineExceeded, HeadTimeout};
 use std::error::Error;
 use std::io;
 
@@ -24,6 +24,10 @@ fn step(e: &(dyn Error + 'static), phase: Phase, hints: &mut Hints) -> Option<Er
     }
     if e.is::<BodyTimeout>() {
         return Some(ErrorKind::ReadTimeout);
+    }
+    if e.is::<DeadlineExceeded>() {
+        // In a body, `settle` makes this a read timeout.
+        return Some(ErrorKind::ResponseHeaderTimeout);
     }
     if e.is::<tower::timeout::error::Elapsed>() || e.is::<tokio::time::error::Elapsed>() {
         return Some(elapsed(phase, *hints));

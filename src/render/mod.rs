@@ -144,6 +144,13 @@ impl RequestInfo {
     }
 }
 
+/// Whether these request headers say gRPC.
+pub(crate) fn is_grpc_content_type_of(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .is_some_and(is_grpc_content_type)
+}
+
 /// `application/grpc`, `application/grpc+proto`, `application/grpc-web`, ...
 pub(crate) fn is_grpc_content_type(value: &HeaderValue) -> bool {
     let v = value.as_bytes();

@@ -1,4 +1,4 @@
-use super::error::{BodyTimeout, BodyTimeoutKind};
+use super::error::{BodyTimeout, BodyTimeoutKind, DeadlineExceeded};
 use crate::BoxError;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
@@ -23,6 +23,8 @@ pin_project! {
         total: Option<Duration>,
         #[pin]
         total_sleep: Option<Sleep>,
+        // Whether the total timer is the request's deadline rather than `total`.
+        total_is_deadline: bool,
         ended: bool,
     }
 }
@@ -30,12 +32,31 @@ pin_project! {
 impl<B> TimeoutBody<B> {
     /// Wraps `body`; both timers start now.
     pub fn new(body: B, idle: Option<Duration>, total: Option<Duration>) -> Self {
+        Self::with_deadline(body, idle, total, None)
+    }
+
+    /// Wraps `body`; the total timer ends at the earlier of `total` from now and
+    /// `deadline`.
+    pub(crate) fn with_deadline(
+        body: B,
+        idle: Option<Duration>,
+        total: Option<Duration>,
+        deadline: Option<Instant>,
+    ) -> Self {
+        let now = Instant::now();
+        let by_total = total.map(|t| now + t);
+        let (end, total_is_deadline) = match (by_total, deadline) {
+            (Some(t), Some(d)) if d < t => (Some(d), true),
+            (None, Some(d)) => (Some(d), true),
+            (t, _) => (t, false),
+        };
         Self {
             body,
             idle,
             idle_sleep: idle.map(sleep),
             total,
-            total_sleep: total.map(sleep),
+            total_sleep: end.map(tokio::time::sleep_until),
+            total_is_deadline,
             ended: false,
         }
     }
@@ -70,20 +91,20 @@ where
         } else {
             None
         };
-        let expired = expired.map(|kind| BodyTimeout {
-            kind,
-            after: match kind {
-                BodyTimeoutKind::Total => this.total.unwrap_or_default(),
-                _ => this.idle.unwrap_or_default(),
-            },
-        });
-        match expired {
-            Some(err) => {
-                *this.ended = true;
-                Poll::Ready(Some(Err(err.into())))
+        let err: BoxError = match expired {
+            None => return Poll::Pending,
+            Some(BodyTimeoutKind::Total) if *this.total_is_deadline => DeadlineExceeded.into(),
+            Some(kind) => BodyTimeout {
+                kind,
+                after: match kind {
+                    BodyTimeoutKind::Total => this.total.unwrap_or_default(),
+                    _ => this.idle.unwrap_or_default(),
+                },
             }
-            None => Poll::Pending,
-        }
+            .into(),
+        };
+        *this.ended = true;
+        Poll::Ready(Some(Err(err)))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -53,3 +53,11 @@ impl BodyTimeout {
         self.after
     }
 }
+
+/// The exchange's [`Deadline`](super::Deadline) passed: before the response head
+/// (classified [`ResponseHeaderTimeout`](crate::ErrorKind::ResponseHeaderTimeout),
+/// 504) or while its body was arriving
+/// ([`ReadTimeout`](crate::ErrorKind::ReadTimeout), the stream is cut).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the request's deadline passed")]
+pub struct DeadlineExceeded;

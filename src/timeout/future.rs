@@ -1,5 +1,5 @@
 use super::TimeoutBody;
-use super::error::HeadTimeout;
+use super::error::{DeadlineExceeded, HeadTimeout};
 use crate::BoxError;
 use http::Response;
 use pin_project_lite::pin_project;
@@ -7,7 +7,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 
 pin_project! {
     /// Response future of [`Timeout`](super::Timeout).
@@ -16,25 +16,37 @@ pin_project! {
         future: F,
         #[pin]
         sleep: Option<Sleep>,
-        attempt: Duration,
+        head: HeadLimit,
         idle: Option<Duration>,
         total: Option<Duration>,
+        deadline: Option<Instant>,
     }
+}
+
+/// What ends the wait for the head: the attempt timeout, or the deadline.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum HeadLimit {
+    /// No timer runs.
+    Unlimited,
+    Attempt(Duration),
+    Deadline,
 }
 
 impl<F> ResponseFuture<F> {
     pub(super) fn new(
         future: F,
-        attempt: Option<Duration>,
+        head: Option<(Instant, HeadLimit)>,
         idle: Option<Duration>,
         total: Option<Duration>,
+        deadline: Option<Instant>,
     ) -> Self {
         Self {
             future,
-            sleep: attempt.map(tokio::time::sleep),
-            attempt: attempt.unwrap_or_default(),
+            sleep: head.map(|(at, _)| tokio::time::sleep_until(at)),
+            head: head.map_or(HeadLimit::Unlimited, |(_, limit)| limit),
             idle,
             total,
+            deadline,
         }
     }
 }
@@ -49,19 +61,22 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let this = self.project();
         if let Poll::Ready(result) = this.future.poll(cx) {
-            let (idle, total) = (*this.idle, *this.total);
+            let (idle, total, deadline) = (*this.idle, *this.total, *this.deadline);
             return Poll::Ready(
                 result
-                    .map(|res| res.map(|body| TimeoutBody::new(body, idle, total)))
+                    .map(|res| {
+                        res.map(|body| TimeoutBody::with_deadline(body, idle, total, deadline))
+                    })
                     .map_err(Into::into),
             );
         }
         if let Some(sleep) = this.sleep.as_pin_mut() {
             if sleep.poll(cx).is_ready() {
-                return Poll::Ready(Err(HeadTimeout {
-                    after: *this.attempt,
-                }
-                .into()));
+                let err: BoxError = match *this.head {
+                    HeadLimit::Attempt(after) => HeadTimeout { after }.into(),
+                    HeadLimit::Deadline | HeadLimit::Unlimited => DeadlineExceeded.into(),
+                };
+                return Poll::Ready(Err(err));
             }
         }
         Poll::Pending

@@ -34,14 +34,19 @@
 //! ```
 
 mod body;
+mod deadline;
 pub mod error;
 mod future;
+mod grpc;
 
 pub use self::body::TimeoutBody;
+pub use self::deadline::{DeadlineLayer, SetDeadline};
 pub use self::future::ResponseFuture;
 
+use self::future::HeadLimit;
+
 use crate::BoxError;
-use http::{Request, Response};
+use http::{HeaderName, Request, Response};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tower_layer::Layer;
@@ -60,6 +65,9 @@ use tower_service::Service;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Deadline(pub std::time::Instant);
+
+/// The `grpc-timeout` request header.
+pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// Applies [`Timeout`] to a service. Every timeout is off until set.
 #[derive(Debug, Clone, Copy, Default)]
@@ -139,12 +147,35 @@ where
         self.inner.poll_ready(cx).map_err(Into::into)
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         let TimeoutLayer {
             attempt,
             body_idle,
             body_total,
         } = self.config;
-        ResponseFuture::new(self.inner.call(req), attempt, body_idle, body_total)
+        let deadline = req
+            .extensions()
+            .get::<Deadline>()
+            .map(|d| tokio::time::Instant::from_std(d.0));
+        let head = if attempt.is_none() && deadline.is_none() {
+            None
+        } else {
+            let now = tokio::time::Instant::now();
+            let by_attempt = attempt.map(|a| (now + a, HeadLimit::Attempt(a)));
+            let by_deadline = deadline.map(|d| (d, HeadLimit::Deadline));
+            let head = match (by_attempt, by_deadline) {
+                (Some(a), Some(d)) => Some(if d.0 < a.0 { d } else { a }),
+                (a, d) => a.or(d),
+            };
+            // Tell a gRPC upstream how long it has: no more than this attempt.
+            if let Some((at, _)) = head {
+                if crate::render::is_grpc_content_type_of(req.headers()) {
+                    let left = at.saturating_duration_since(now);
+                    req.headers_mut().insert(GRPC_TIMEOUT, grpc::format(left));
+                }
+            }
+            head
+        };
+        ResponseFuture::new(self.inner.call(req), head, body_idle, body_total, deadline)
     }
 }
