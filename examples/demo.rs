@@ -13,14 +13,17 @@ use http::StatusCode;
 use hyper_util::client::legacy::Client;
 use hyper_util::client::legacy::connect::HttpConnector;
 use hyper_util::rt::TokioExecutor;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::TcpListener;
 use tower::ServiceBuilder;
 use tower_bad_gateway::timeout::TimeoutLayer;
 use tower_bad_gateway::{BadGatewayLayer, GatewayError, ResponsePolicy};
+
+// Its list of paths is for the reverse proxy's help; the demo has its own cases.
+#[allow(dead_code)]
+#[path = "support/broken_upstream.rs"]
+mod broken_upstream;
 
 /// Each case: a label, the path asked of the gateway, and whether it is a gRPC call.
 const CASES: &[(&str, &str, bool)] = &[
@@ -46,11 +49,8 @@ const CASES: &[(&str, &str, bool)] = &[
 
 #[tokio::main]
 async fn main() {
-    let upstream = spawn_broken_upstream().await;
-    let refused = refused_port();
-    let blackhole = blackhole_port().await;
-    let refused_addr = refused.local_addr().unwrap();
-    let blackhole_addr = blackhole.0;
+    let broken = broken_upstream::BrokenUpstream::start().await.unwrap();
+    let (upstream, refused_addr, blackhole_addr) = (broken.addr, broken.refused, broken.blackhole);
 
     // Every failure the gateway reports, as the typed error its hook receives.
     let reported: Arc<Mutex<Vec<GatewayError>>> = Arc::default();
@@ -163,93 +163,5 @@ async fn main() {
     println!("in the synthetic answer's extensions and in the on_failure hook. Nothing internal");
     println!("leaks unless `expose_details(true)`. Failures after the head went out cut the");
     println!("stream instead of ending it cleanly; gRPC calls get grpc-status instead.");
-    drop((refused, blackhole));
-}
-
-/// The broken upstream: reads a request head, then misbehaves according to its path.
-async fn spawn_broken_upstream() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(misbehave(stream));
-        }
-    });
-    addr
-}
-
-async fn misbehave(mut stream: TcpStream) {
-    let Some(path) = read_request_path(&mut stream).await else {
-        return;
-    };
-    let reply: Vec<u8> = match path.as_str() {
-        "/ok" => b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\n\r\nhello".to_vec(),
-        "/close" => return drop(stream.shutdown().await),
-        "/reset" => {
-            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-            return;
-        }
-        "/garbage" => b"SSH-2.0-OpenSSH_9.6\r\n".to_vec(),
-        "/no-colon" => b"HTTP/1.1 200 OK\r\nthis line has no colon\r\n\r\n".to_vec(),
-        "/half-head" => b"HTTP/1.1 200 OK\r\nContent-Ty".to_vec(),
-        "/huge-header" => {
-            let mut r = b"HTTP/1.1 200 OK\r\nx-big: ".to_vec();
-            r.extend(std::iter::repeat_n(b'a', 1 << 20));
-            r.extend_from_slice(b"\r\ncontent-length: 0\r\n\r\n");
-            r
-        }
-        "/silent" => return hang(stream).await,
-        "/leaky-500" => b"HTTP/1.1 500 Internal Server Error\r\ncontent-length: 32\r\n\r\nNullPointerException at db:5432\n".to_vec(),
-        "/too-large" => b"HTTP/1.1 200 OK\r\ncontent-length: 2097152\r\n\r\n".to_vec(),
-        "/short-body" => b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b".to_vec(),
-        "/stall-body" => {
-            let _ = stream.write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nfirst part").await;
-            return hang(stream).await;
-        }
-        "/bad-chunk" => b"HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n".to_vec(),
-        _ => b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n".to_vec(),
-    };
-    let _ = stream.write_all(&reply).await;
-    let _ = stream.shutdown().await;
-}
-
-async fn hang(stream: TcpStream) {
-    tokio::time::sleep(Duration::from_secs(30)).await;
-    drop(stream);
-}
-
-async fn read_request_path(stream: &mut TcpStream) -> Option<String> {
-    let mut buf = Vec::new();
-    let mut chunk = [0u8; 4096];
-    while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
-        let n = stream.read(&mut chunk).await.ok().filter(|n| *n > 0)?;
-        buf.extend_from_slice(&chunk[..n]);
-    }
-    let line = String::from_utf8_lossy(&buf[..buf.iter().position(|b| *b == b'\r')?]).into_owned();
-    line.split(' ').nth(1).map(str::to_owned)
-}
-
-/// A port that refuses connections: bound, never listening.
-fn refused_port() -> TcpSocket {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    socket
-}
-
-/// A port where connecting hangs: a listener that never accepts, its queue full.
-async fn blackhole_port() -> (SocketAddr, TcpListener, Vec<TcpStream>) {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let listener = socket.listen(1).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut fillers = Vec::new();
-    while let Ok(Ok(stream)) =
-        tokio::time::timeout(Duration::from_millis(100), TcpStream::connect(addr)).await
-    {
-        fillers.push(stream);
-        if fillers.len() > 16 {
-            break;
-        }
-    }
-    (addr, listener, fillers)
+    drop(broken);
 }

@@ -232,6 +232,7 @@ pub enum Script {
 pub struct Recorder {
     pub addr: SocketAddr,
     received: Log,
+    headers: Arc<std::sync::Mutex<Vec<http::HeaderMap>>>,
     task: JoinHandle<()>,
 }
 
@@ -243,12 +244,15 @@ impl Recorder {
         let addr = listener.local_addr().unwrap();
         let received: Log = Arc::default();
         let log = received.clone();
+        let headers: Arc<std::sync::Mutex<Vec<http::HeaderMap>>> = Arc::default();
+        let header_log = headers.clone();
         let script = Arc::new(script);
         let task = tokio::spawn(async move {
             while let Ok((stream, _)) = listener.accept().await {
-                let (log, script) = (log.clone(), script.clone());
+                let (log, script, header_log) = (log.clone(), script.clone(), header_log.clone());
                 tokio::spawn(async move {
                     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        header_log.lock().unwrap().push(req.headers().clone());
                         record(req, log.clone(), script.clone())
                     });
                     let _ = hyper::server::conn::http1::Builder::new()
@@ -260,8 +264,14 @@ impl Recorder {
         Self {
             addr,
             received,
+            headers,
             task,
         }
+    }
+
+    /// The headers of every request received so far.
+    pub fn headers(&self) -> Vec<http::HeaderMap> {
+        self.headers.lock().unwrap().clone()
     }
 
     /// Every request received so far: method and full body.

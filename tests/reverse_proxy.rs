@@ -1,0 +1,305 @@
+//! End to end through `examples/reverse_proxy.rs`'s own stack (the file is
+//! compiled in here): axum, the whole `GatewayLayer`, a pooled hyper-util client,
+//! real upstreams and a real client on loopback.
+
+mod support;
+
+#[allow(dead_code)]
+#[path = "../examples/reverse_proxy.rs"]
+mod reverse_proxy;
+
+use bytes::Bytes;
+use http::StatusCode;
+use reverse_proxy::Options;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use support::{After, Recorder, Script, Upstream};
+
+const MS: Duration = Duration::from_millis(1);
+
+/// Starts the example's proxy in front of `upstream`.
+async fn proxy(upstream: SocketAddr, options: Options) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = reverse_proxy::app(&options, format!("http://{upstream}").parse().unwrap());
+    tokio::spawn(reverse_proxy::serve(listener, app, std::future::pending()));
+    addr
+}
+
+fn options(
+    timeout: Duration,
+    body_idle: Duration,
+    attempts: u32,
+    deadline: Option<Duration>,
+) -> Options {
+    Options {
+        timeout,
+        body_idle,
+        attempts,
+        deadline,
+        ..Options::default()
+    }
+}
+
+/// A client that gives up after 5 s: a test must never wait on a hung proxy.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(5))
+        .build()
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_stalled_upstream_is_504_after_every_idempotent_attempt_and_after_one_post() {
+    let upstream = Upstream::raw("", After::Hang).await;
+    let gateway = proxy(upstream.addr, options(200 * MS, 1000 * MS, 3, None)).await;
+
+    let start = Instant::now();
+    let res = client()
+        .get(format!("http://{gateway}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        res.headers()["proxy-status"],
+        "tower-bad-gateway; error=http_response_timeout"
+    );
+    assert_eq!(upstream.requests(), 3, "a GET gets every attempt");
+    assert!(
+        start.elapsed() >= 600 * MS,
+        "three 200 ms attempts took {:?}",
+        start.elapsed()
+    );
+
+    let res = client()
+        .post(format!("http://{gateway}/"))
+        .body("order")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(
+        upstream.requests(),
+        4,
+        "a POST that may have been processed is sent once"
+    );
+}
+
+#[tokio::test]
+async fn a_body_that_stalls_mid_way_is_cut_after_the_idle_timeout() {
+    let parts = vec![
+        Bytes::from("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n"),
+        Bytes::from("first part"),
+    ];
+    let upstream = Upstream::raw_parts(parts, 20 * MS, After::Hang).await;
+    let gateway = proxy(upstream.addr, options(1000 * MS, 300 * MS, 3, None)).await;
+    let start = Instant::now();
+    let res = client()
+        .get(format!("http://{gateway}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let err = res
+        .bytes()
+        .await
+        .expect_err("a cut body must not look complete");
+    assert!(
+        !err.is_timeout(),
+        "the proxy cut it, not the test client's own timeout: {err:?}"
+    );
+    assert!(
+        start.elapsed() >= 300 * MS,
+        "cut after {:?}",
+        start.elapsed()
+    );
+}
+
+#[tokio::test]
+async fn the_deadline_caps_the_whole_exchange() {
+    let upstream = Upstream::raw("", After::Hang).await;
+    // Five 300 ms attempts would take 1.5 s; the 500 ms deadline allows two.
+    let gateway = proxy(
+        upstream.addr,
+        options(300 * MS, 1000 * MS, 5, Some(500 * MS)),
+    )
+    .await;
+    let start = Instant::now();
+    let res = client()
+        .get(format!("http://{gateway}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        upstream.requests() <= 2,
+        "{} attempts started within a 500 ms deadline",
+        upstream.requests()
+    );
+    assert!(start.elapsed() >= 500 * MS);
+}
+
+#[tokio::test]
+async fn a_long_but_steady_body_is_not_cut_by_the_attempt_timeout() {
+    let mut parts = vec![Bytes::from("HTTP/1.1 200 OK\r\ncontent-length: 50\r\n\r\n")];
+    parts.extend((0..10).map(|_| Bytes::from("hello")));
+    let upstream = Upstream::raw_parts(parts, 60 * MS, After::Hang).await;
+    let gateway = proxy(upstream.addr, options(200 * MS, 300 * MS, 3, None)).await;
+    let start = Instant::now();
+    let res = client()
+        .get(format!("http://{gateway}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.text().await.unwrap(), "hello".repeat(10));
+    assert!(
+        start.elapsed() >= 600 * MS,
+        "the body took longer than the attempt timeout"
+    );
+}
+
+fn grpc_call(gateway: SocketAddr, timeout: &str) -> reqwest::RequestBuilder {
+    client()
+        .post(format!("http://{gateway}/pkg.Svc/Call"))
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .header("grpc-timeout", timeout)
+        .body(Bytes::from_static(b"\0\0\0\0\0"))
+}
+
+/// Parses a `grpc-timeout` the way a gRPC server would.
+fn grpc_timeout(value: &str) -> Duration {
+    let (n, unit) = value.split_at(value.len() - 1);
+    let n: u64 = n.parse().unwrap();
+    match unit {
+        "H" => Duration::from_secs(n * 3600),
+        "M" => Duration::from_secs(n * 60),
+        "S" => Duration::from_secs(n),
+        "m" => Duration::from_millis(n),
+        "u" => Duration::from_micros(n),
+        "n" => Duration::from_nanos(n),
+        _ => panic!("bad unit in {value}"),
+    }
+}
+
+#[tokio::test]
+async fn grpc_timeout_is_rewritten_to_the_time_left() {
+    let upstream = Recorder::start(vec![Script::Respond(
+        200,
+        vec![("content-type", "application/grpc"), ("grpc-status", "0")],
+        "",
+    )])
+    .await;
+    let gateway = proxy(upstream.addr, options(10_000 * MS, 1000 * MS, 3, None)).await;
+    let res = grpc_call(gateway, "300m").send().await.unwrap();
+    assert_eq!(res.headers()["grpc-status"], "0");
+    let headers = upstream.headers();
+    let sent = grpc_timeout(headers[0]["grpc-timeout"].to_str().unwrap());
+    assert!(
+        sent <= 300 * MS,
+        "the upstream was given {sent:?}, more than the caller's 300 ms"
+    );
+    assert!(sent > 200 * MS, "the upstream was given only {sent:?}");
+}
+
+#[tokio::test]
+async fn grpc_timeout_is_honoured_with_deadline_exceeded() {
+    let upstream = Upstream::raw("", After::Hang).await;
+    // The proxy itself would wait 10 s; the caller allows 200 ms.
+    let gateway = proxy(upstream.addr, options(10_000 * MS, 1000 * MS, 3, None)).await;
+    let start = Instant::now();
+    let res = grpc_call(gateway, "200m")
+        .send()
+        .await
+        .expect("answered within the caller's deadline, not 10 s");
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(res.headers()["grpc-status"], "4", "DEADLINE_EXCEEDED");
+    assert!(start.elapsed() >= 200 * MS);
+    assert_eq!(upstream.requests(), 1);
+}
+
+#[tokio::test]
+async fn hop_by_hop_headers_are_removed_and_forwarding_headers_added() {
+    let upstream = Recorder::start(vec![Script::Respond(
+        200,
+        vec![
+            ("connection", "x-upstream-hop"),
+            ("x-upstream-hop", "1"),
+            ("x-kept", "yes"),
+        ],
+        "ok",
+    )])
+    .await;
+    let gateway = proxy(upstream.addr, Options::default()).await;
+    let res = client()
+        .get(format!("http://{gateway}/path?q=1"))
+        .header("connection", "x-client-hop")
+        .header("x-client-hop", "secret")
+        .header("keep-alive", "timeout=5")
+        .header("proxy-authorization", "Basic Zm9vOmJhcg==")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.headers().get("x-upstream-hop").is_none(),
+        "a header the upstream's Connection named"
+    );
+    assert_eq!(res.headers()["x-kept"], "yes");
+    assert_eq!(res.headers()["via"], "1.1 tower-bad-gateway");
+
+    let seen = &upstream.headers()[0];
+    for hop in [
+        "x-client-hop",
+        "keep-alive",
+        "proxy-authorization",
+        "connection",
+    ] {
+        assert!(
+            seen.get(hop).is_none(),
+            "{hop} reached the upstream: {seen:?}"
+        );
+    }
+    assert_eq!(seen["via"], "1.1 tower-bad-gateway");
+    assert_eq!(seen["x-forwarded-for"], "127.0.0.1");
+    assert_eq!(seen["x-forwarded-host"], gateway.to_string());
+    assert_eq!(seen["x-forwarded-proto"], "http");
+    assert_eq!(seen["host"], upstream.addr.to_string());
+}
+
+#[test]
+fn bad_flags_are_clear_errors() {
+    let parse = |args: &[&str]| Options::parse(args.iter().map(|s| s.to_string()));
+    assert!(
+        parse(&["--attempts"])
+            .unwrap_err()
+            .contains("--attempts needs a value")
+    );
+    assert!(
+        parse(&["--timeout-ms", "soon"])
+            .unwrap_err()
+            .contains("--timeout-ms")
+    );
+    assert!(
+        parse(&["--upstream", "ftp://x"])
+            .unwrap_err()
+            .contains("http://")
+    );
+    assert!(
+        parse(&["--bogus"])
+            .unwrap_err()
+            .contains("unknown flag --bogus")
+    );
+    let ok = parse(&[
+        "--listen",
+        "127.0.0.1:8081",
+        "--deadline-ms",
+        "250",
+        "--http2",
+    ])
+    .unwrap();
+    assert_eq!(ok.deadline, Some(250 * MS));
+    assert!(ok.http2);
+}
