@@ -1,10 +1,10 @@
 //! The composed stack: [`GatewayLayer`].
 //!
 //! ```text
-//! request ─▶ SetDeadline ─▶ BadGateway ─▶ Retry ─▶ Timeout ─▶ upstream client
-//!            (stamps the    (classifies,  (tries    (ends each
-//!             deadline,      answers the   again     attempt's
-//!             grpc-timeout)  final failure) safely)   wait and body)
+//! request ─▶ SetDeadline ─▶ BadGateway ─▶ Retry ─▶ Timeout ─▶ WriteTimeout ─▶ upstream client
+//!            (stamps the    (classifies,  (tries    (ends each  (ends an attempt
+//!             deadline,      answers the   again     attempt's   whose upstream
+//!             grpc-timeout)  final failure) safely)   wait, body) stops reading)
 //! ```
 //!
 //! # Why this order
@@ -21,8 +21,8 @@
 //! - **Retry sits above the per-attempt timeout** so that each attempt gets its own
 //!   time. Above Retry, one timeout would span all attempts (the deadline's job): a
 //!   stalled first attempt would use up all the time and leave none to retry.
-//! - **The timeout sits right on the client** so that it measures what an attempt
-//!   really takes, connecting included, and wraps the upstream's body directly.
+//! - **The timeouts sit right on the client** so that they measure what an attempt
+//!   really takes, connecting included, and wrap the bodies directly.
 //!
 //! # Example
 //!
@@ -51,12 +51,14 @@ use crate::bad_gateway::{BadGateway, BadGatewayLayer};
 use crate::classify::Classifier;
 use crate::error::ErrorKind;
 use crate::retry::{Retry, RetryLayer, RetryPolicy};
-use crate::timeout::{DeadlineLayer, SetDeadline, Timeout, TimeoutLayer};
+use crate::timeout::{
+    DeadlineLayer, SetDeadline, Timeout, TimeoutLayer, WriteTimeout, WriteTimeoutLayer,
+};
 use std::time::Duration;
 use tower_layer::Layer;
 
 /// Builds the whole stack in the right order: `SetDeadline → BadGateway → Retry →
-/// Timeout → client`. See the [module docs](self) for why this order.
+/// Timeout → WriteTimeout → client`. See the [module docs](self) for why this order.
 ///
 /// Defaults: [`BadGatewayLayer::new`], [`RetryPolicy::new`] (3 attempts), no
 /// timeouts, and a deadline only when a gRPC caller sends `grpc-timeout`.
@@ -66,6 +68,7 @@ pub struct GatewayLayer {
     retry: RetryPolicy,
     retry_timeouts: bool,
     timeout: TimeoutLayer,
+    write_timeout: WriteTimeoutLayer,
     deadline: DeadlineLayer,
 }
 
@@ -83,6 +86,7 @@ impl GatewayLayer {
             retry: RetryPolicy::new(),
             retry_timeouts: false,
             timeout: TimeoutLayer::new(),
+            write_timeout: WriteTimeoutLayer::disabled(),
             deadline: DeadlineLayer::grpc_only(),
         }
     }
@@ -123,6 +127,13 @@ impl GatewayLayer {
         self
     }
 
+    /// Time an upstream may go without taking any of the request body before the
+    /// attempt fails (see [`WriteTimeoutLayer`]).
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = WriteTimeoutLayer::new(timeout);
+        self
+    }
+
     /// Time allowed for the whole exchange, all attempts and waits included (a
     /// gRPC caller's shorter `grpc-timeout` still wins).
     pub fn deadline(mut self, deadline: Duration) -> Self {
@@ -151,7 +162,7 @@ impl GatewayLayer {
 }
 
 /// The service [`GatewayLayer`] builds around a client `S`.
-pub type Gateway<S> = SetDeadline<BadGateway<Retry<Timeout<S>>>>;
+pub type Gateway<S> = SetDeadline<BadGateway<Retry<Timeout<WriteTimeout<S>>>>>;
 
 impl<S> Layer<S> for GatewayLayer {
     type Service = Gateway<S>;
@@ -161,7 +172,7 @@ impl<S> Layer<S> for GatewayLayer {
         if self.retry_timeouts {
             policy = policy.retry_on(ErrorKind::ResponseHeaderTimeout);
         }
-        let timeout = self.timeout.layer(inner);
+        let timeout = self.timeout.layer(self.write_timeout.layer(inner));
         let retry = RetryLayer::new(policy).layer(timeout);
         let bad_gateway = self.bad_gateway.layer(retry);
         self.deadline.layer(bad_gateway)

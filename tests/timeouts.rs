@@ -136,3 +136,107 @@ async fn with_no_timeouts_set_nothing_is_cut() {
     assert_eq!(status, StatusCode::OK);
     assert_eq!(body.unwrap(), "hello".repeat(10));
 }
+
+mod write_timeout {
+    use super::*;
+    use http::{Method, Request};
+    use std::pin::Pin;
+    use std::task::{Context, Poll};
+    use support::{Recorder, Script, Upload};
+    use tower_bad_gateway::timeout::{UploadBody, WriteTimeoutLayer};
+
+    type Client<B> = hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        UploadBody<B>,
+    >;
+
+    async fn upload<B>(
+        url: &str,
+        body: B,
+        timeout: Duration,
+    ) -> (StatusCode, Option<GatewayError>, Duration)
+    where
+        B: http_body::Body<Data = Bytes> + Send + Unpin + 'static,
+        B::Error: Into<tower_bad_gateway::BoxError>,
+    {
+        let client: Client<B> = support::hyper_client();
+        let mut svc = ServiceBuilder::new()
+            .layer(BadGatewayLayer::new())
+            .layer(WriteTimeoutLayer::new(timeout))
+            .service(client);
+        let start = Instant::now();
+        let req = Request::builder()
+            .method(Method::PUT)
+            .uri(url)
+            .body(body)
+            .unwrap();
+        let res = tokio::time::timeout(
+            Duration::from_secs(10),
+            svc.ready().await.unwrap().call(req),
+        )
+        .await
+        .expect("the upload neither finished nor timed out within 10 s")
+        .unwrap();
+        (
+            res.status(),
+            res.extensions().get::<GatewayError>().cloned(),
+            start.elapsed(),
+        )
+    }
+
+    /// The upstream reads the request head and then nothing: once the socket
+    /// buffers are full the upload stalls on the upstream's side.
+    #[tokio::test]
+    async fn an_upstream_that_stops_reading_the_body_is_504_write_timeout() {
+        let upstream = Upstream::raw("", After::Hang).await;
+        let body = Upload::repeat(Bytes::from(vec![b'x'; 64 * 1024]), 1024);
+        let (status, err, took) = upload(&upstream.url("/"), body, 300 * MS).await;
+        assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+        let err = err.unwrap();
+        assert_eq!(err.kind(), ErrorKind::WriteTimeout);
+        assert_eq!(err.kind().as_str(), "connection_write_timeout");
+        assert!(took >= 300 * MS);
+    }
+
+    /// A body that yields one chunk every 150 ms.
+    struct SlowUploader {
+        sleep: Pin<Box<tokio::time::Sleep>>,
+        left: usize,
+    }
+
+    impl http_body::Body for SlowUploader {
+        type Data = Bytes;
+        type Error = std::convert::Infallible;
+
+        fn poll_frame(
+            mut self: Pin<&mut Self>,
+            cx: &mut Context<'_>,
+        ) -> Poll<Option<Result<http_body::Frame<Bytes>, Self::Error>>> {
+            if self.left == 0 {
+                return Poll::Ready(None);
+            }
+            std::task::ready!(self.sleep.as_mut().poll(cx));
+            self.left -= 1;
+            let next = tokio::time::Instant::now() + 150 * MS;
+            self.sleep.as_mut().reset(next);
+            Poll::Ready(Some(Ok(http_body::Frame::data(Bytes::from_static(
+                b"chunk",
+            )))))
+        }
+    }
+
+    /// A slow *downstream* uploader is not the upstream's stall: with a 100 ms write
+    /// timeout, a body that takes 750 ms to arrive still goes through.
+    #[tokio::test]
+    async fn a_slow_uploader_is_not_an_upstream_write_timeout() {
+        let upstream = Recorder::start(vec![Script::Respond(200, vec![], "stored")]).await;
+        let body = SlowUploader {
+            sleep: Box::pin(tokio::time::sleep(150 * MS)),
+            left: 5,
+        };
+        let (status, err, took) = upload(&upstream.url("/"), body, 100 * MS).await;
+        assert_eq!(status, StatusCode::OK, "{err:?}");
+        assert_eq!(upstream.received()[0].1, "chunk".repeat(5));
+        assert!(took >= 750 * MS);
+    }
+}

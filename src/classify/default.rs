@@ -2,7 +2,7 @@
 
 use super::{Hints, chain};
 use crate::error::{ErrorKind, Phase};
-use crate::timeout::error::{BodyTimeout, DeadlineExceeded, HeadTimeout};
+use crate::timeout::error::{BodyTimeout, DeadlineExceeded, HeadTimeout, WriteTimeoutError};
 use std::error::Error;
 use std::io;
 
@@ -24,6 +24,9 @@ fn step(e: &(dyn Error + 'static), phase: Phase, hints: &mut Hints) -> Option<Er
     }
     if e.is::<BodyTimeout>() {
         return Some(ErrorKind::ReadTimeout);
+    }
+    if e.is::<WriteTimeoutError>() {
+        return Some(ErrorKind::WriteTimeout);
     }
     if e.is::<DeadlineExceeded>() {
         // In a body, `settle` makes this a read timeout.

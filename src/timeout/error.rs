@@ -61,3 +61,20 @@ impl BodyTimeout {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the request's deadline passed")]
 pub struct DeadlineExceeded;
+
+/// The upstream stopped taking the request body for the write timeout.
+///
+/// Classified as [`ErrorKind::WriteTimeout`](crate::ErrorKind::WriteTimeout)
+/// (504 `connection_write_timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("the upstream took no request body data for {after:?}")]
+pub struct WriteTimeoutError {
+    pub(crate) after: Duration,
+}
+
+impl WriteTimeoutError {
+    /// The timeout that expired.
+    pub fn after(&self) -> Duration {
+        self.after
+    }
+}

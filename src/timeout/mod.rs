@@ -38,10 +38,14 @@ mod deadline;
 pub mod error;
 mod future;
 mod grpc;
+mod write;
 
 pub use self::body::TimeoutBody;
 pub use self::deadline::{DeadlineLayer, SetDeadline};
 pub use self::future::ResponseFuture;
+pub use self::write::{
+    ResponseFuture as WriteResponseFuture, UploadBody, WriteTimeout, WriteTimeoutLayer,
+};
 
 use self::future::HeadLimit;
 

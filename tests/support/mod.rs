@@ -333,6 +333,14 @@ impl Upload {
         }
     }
 
+    /// The same chunk `count` times (zero-copy), of unknown length.
+    pub fn repeat(chunk: Bytes, count: usize) -> Self {
+        Self {
+            chunks: std::iter::repeat_n(chunk, count).collect(),
+            len: None,
+        }
+    }
+
     pub fn empty() -> Self {
         Self {
             chunks: Default::default(),
