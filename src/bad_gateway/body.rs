@@ -2,7 +2,7 @@ use super::{Config, NextHop, gateway_error, stamp};
 use crate::BoxError;
 use crate::error::{ErrorKind, GatewayError, Phase};
 use bytes::{Buf, Bytes};
-use http::{HeaderMap, StatusCode};
+use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
@@ -38,9 +38,6 @@ pin_project! {
         Synthetic {
             #[pin]
             body: Full<Bytes>,
-        },
-        Trailers {
-            trailers: Option<HeaderMap>,
         },
         Done,
     }
@@ -131,11 +128,6 @@ where
             InnerProj::Synthetic { body } => {
                 return body.poll_frame(cx).map_err(|never| match never {});
             }
-            InnerProj::Trailers { trailers } => {
-                let trailers = trailers.take();
-                inner.set(Inner::Done);
-                return Poll::Ready(trailers.map(|t| Ok(Frame::trailers(t))));
-            }
             InnerProj::Done => return Poll::Ready(None),
             InnerProj::Upstream { body, watch } => match ready!(body.poll_frame(cx)) {
                 Some(Ok(frame)) => {
@@ -178,7 +170,6 @@ where
         match &self.inner {
             Inner::Upstream { body, .. } => body.is_end_stream(),
             Inner::Synthetic { body } => body.is_end_stream(),
-            Inner::Trailers { trailers } => trailers.is_none(),
             Inner::Done => true,
         }
     }
@@ -187,7 +178,7 @@ where
         match &self.inner {
             Inner::Upstream { body, .. } => body.size_hint(),
             Inner::Synthetic { body } => body.size_hint(),
-            Inner::Trailers { .. } | Inner::Done => SizeHint::with_exact(0),
+            Inner::Done => SizeHint::with_exact(0),
         }
     }
 }
