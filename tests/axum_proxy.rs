@@ -222,3 +222,62 @@ async fn a_grpc_call_gets_a_trailers_only_unavailable() {
     let body = res.into_body().collect().await.unwrap();
     assert!(body.to_bytes().is_empty(), "trailers-only: no message");
 }
+
+/// A handler that calls upstream through a `RetryLayer` can `?` its
+/// `GatewayError`: it answers like the gateway would (the `axum` feature).
+#[tokio::test]
+async fn a_handler_can_question_mark_a_gateway_error() {
+    use tower_bad_gateway::GatewayError;
+    use tower_bad_gateway::retry::{RetryLayer, RetryPolicy};
+
+    let port = refused_port();
+    let upstream = format!("http://{}/stock", port.addr);
+    let client = ServiceBuilder::new()
+        .layer(RetryLayer::new(RetryPolicy::new().max_attempts(2)))
+        .service(support::hyper_client::<
+            tower_bad_gateway::retry::ReplayBody<http_body_util::Empty<bytes::Bytes>>,
+        >());
+    let handler = move || {
+        let (client, upstream) = (client.clone(), upstream.clone());
+        async move {
+            use tower::ServiceExt;
+            let req = http::Request::get(upstream)
+                .body(http_body_util::Empty::new())
+                .unwrap();
+            let res = client.oneshot(req).await?;
+            Ok::<_, GatewayError>(format!("upstream said {}", res.status()))
+        }
+    };
+    let gateway = serve(Router::new().route("/stock", get(handler))).await;
+    let res = fetch(gateway, "/stock").await;
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        res.headers()["proxy-status"],
+        "tower-bad-gateway; error=connection_refused"
+    );
+}
+
+/// `route_layer` applies to the matched routes only: unmatched paths still 404.
+#[tokio::test]
+async fn route_layer_applies_to_matched_routes() {
+    let app = Router::new()
+        .route(
+            "/leaky",
+            get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "db.internal:5432") }),
+        )
+        .route_layer(
+            BadGatewayLayer::new().with_response_policy(
+                tower_bad_gateway::ResponsePolicy::new()
+                    .reject_status(StatusCode::INTERNAL_SERVER_ERROR),
+            ),
+        );
+    let gateway = serve(app).await;
+    assert_eq!(
+        fetch(gateway, "/leaky").await.status(),
+        StatusCode::BAD_GATEWAY
+    );
+    assert_eq!(
+        fetch(gateway, "/nowhere").await.status(),
+        StatusCode::NOT_FOUND
+    );
+}

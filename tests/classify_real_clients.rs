@@ -385,3 +385,17 @@ async fn a_healthy_upstream_passes_through_untouched() {
         assert_eq!(out.reported, 0);
     }
 }
+
+/// An error on an established connection names the peer actually connected to
+/// (hyper-util's connect info), not just the host asked for.
+#[tokio::test]
+async fn the_next_hop_is_the_connected_peer() {
+    let upstream = Upstream::raw("", After::Close).await;
+    let out = call(
+        Client::HyperUtil,
+        &format!("http://localhost:{}/", upstream.addr.port()),
+    )
+    .await;
+    let err = out.answer_error.unwrap();
+    assert_eq!(err.next_hop().unwrap().as_str(), upstream.addr.to_string());
+}

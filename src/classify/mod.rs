@@ -152,11 +152,21 @@ impl Classifier {
 impl Classifier {
     /// Classifies an owned error and keeps it as the result's source. An error that
     /// is already a [`GatewayError`] (made by an inner layer) is returned as it is.
+    ///
+    /// With the `hyper` feature, an error of hyper-util's legacy `Client` that
+    /// happened on an established connection names that connection's peer address
+    /// as the [`next_hop`](GatewayError::next_hop).
     pub fn classify_owned(&self, error: crate::BoxError, phase: Phase) -> GatewayError {
         match error.downcast::<GatewayError>() {
             Ok(inner) => *inner,
             Err(error) => {
-                let err = self.classify(&*error, phase);
+                let mut err = self.classify(&*error, phase);
+                #[cfg(feature = "hyper")]
+                if err.next_hop().is_none() {
+                    if let Some(peer) = connected_peer(&*error) {
+                        err = err.with_next_hop(peer);
+                    }
+                }
                 if std::error::Error::source(&err).is_some() {
                     err
                 } else {
@@ -174,6 +184,19 @@ impl fmt::Debug for Classifier {
             .field("replace", &self.replace)
             .finish()
     }
+}
+
+/// The peer address of the connection a hyper-util client error happened on.
+#[cfg(feature = "hyper")]
+fn connected_peer(err: &(dyn Error + 'static)) -> Option<http::uri::Authority> {
+    use hyper_util::client::legacy::connect::HttpInfo;
+    let connected = chain(err)
+        .find_map(|e| e.downcast_ref::<hyper_util::client::legacy::Error>())?
+        .connect_info()?;
+    let mut extensions = http::Extensions::new();
+    connected.get_extras(&mut extensions);
+    let addr = extensions.get::<HttpInfo>()?.remote_addr();
+    http::uri::Authority::try_from(addr.to_string().as_str()).ok()
 }
 
 /// What the walk learned besides the kind.
