@@ -160,13 +160,12 @@ impl Classifier {
         match error.downcast::<GatewayError>() {
             Ok(inner) => *inner,
             Err(error) => {
-                let mut err = self.classify(&*error, phase);
+                let err = self.classify(&*error, phase);
                 #[cfg(feature = "hyper")]
-                if err.next_hop().is_none() {
-                    if let Some(peer) = connected_peer(&*error) {
-                        err = err.with_next_hop(peer);
-                    }
-                }
+                let err = match (err.next_hop(), connected_peer(&*error)) {
+                    (None, Some(peer)) => err.with_next_hop(peer),
+                    _ => err,
+                };
                 if std::error::Error::source(&err).is_some() {
                     err
                 } else {
