@@ -45,6 +45,8 @@
 //! - [`timeout`]: per-attempt head timeout, body idle/total timeouts and the
 //!   deadline, with typed errors.
 //! - [`gateway`]: [`GatewayLayer`], the whole stack in the right order.
+//! - `reqwest` (feature `reqwest`): `ReqwestService`, a `reqwest::Client` as a
+//!   tower service.
 //!
 //! # Feature flags
 //!
@@ -52,9 +54,10 @@
 //! |---|---|---|
 //! | `tracing` | yes | one `tracing` event per failure |
 //! | `hyper` | yes | precise classification of hyper and hyper-util errors |
-//! | `reqwest` | no | precise classification of reqwest errors |
+//! | `reqwest` | no | precise classification of reqwest errors, and `ReqwestService` |
 //! | `tonic` | no | tonic's `ConnectError` and `TimeoutExpired` |
 //! | `h2` | no | HTTP/2 reason codes (`REFUSED_STREAM`, `GOAWAY`) |
+//! | `axum` | no | `GatewayError` implements axum's `IntoResponse` |
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -65,6 +68,9 @@ pub mod classify;
 pub mod error;
 pub mod gateway;
 pub mod render;
+#[cfg(feature = "reqwest")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
+pub mod reqwest;
 pub mod retry;
 pub mod timeout;
 

@@ -13,6 +13,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use support::{After, Upstream, blackhole_port, collect, refused_port};
 use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_bad_gateway::reqwest::ReqwestService;
 use tower_bad_gateway::timeout::TimeoutLayer;
 use tower_bad_gateway::{BadGatewayLayer, ErrorKind, GatewayError, Phase, RequestSent};
 
@@ -112,7 +113,12 @@ async fn call(client: Client, url: &str) -> Outcome {
             let mut svc = ServiceBuilder::new()
                 .layer(layer)
                 .service(reqwest_service());
-            let res = svc.ready().await.unwrap().call(req).await.unwrap();
+            let res = ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc)
+                .await
+                .unwrap()
+                .call(req)
+                .await
+                .unwrap();
             split(res).await
         }
     };
@@ -147,26 +153,14 @@ where
     )
 }
 
-/// reqwest as a `tower::Service<http::Request<_>>`, with its own timeouts.
-fn reqwest_service() -> impl Service<
-    Request<Full<Bytes>>,
-    Response = Response<reqwest::Body>,
-    Error = reqwest::Error,
-    Future = impl std::future::Future<Output = Result<Response<reqwest::Body>, reqwest::Error>> + Send,
-> + Clone {
+/// reqwest, through this crate's `ReqwestService` adapter, with its own timeouts.
+fn reqwest_service() -> ReqwestService {
     let client = reqwest::Client::builder()
         .connect_timeout(Duration::from_millis(150))
         .read_timeout(Duration::from_millis(300))
         .build()
         .unwrap();
-    tower::service_fn(move |req: Request<Full<Bytes>>| {
-        let client = client.clone();
-        async move {
-            let req = reqwest::Request::try_from(req.map(|_| reqwest::Body::from(Bytes::new())))?;
-            let res = client.execute(req).await?;
-            Ok(Response::from(res))
-        }
-    })
+    ReqwestService::new(client)
 }
 
 const CLIENTS: [Client; 2] = [Client::HyperUtil, Client::Reqwest];
