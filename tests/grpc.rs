@@ -1,0 +1,222 @@
+//! gRPC with real tonic peers on loopback (the standard health service):
+//! a tonic `Channel` wrapped by the layers (client side), and a gRPC gateway
+//! (axum + hyper-util + `GatewayLayer`) in front of a tonic server (server side).
+//! Each asserts the status code the real tonic client sees.
+
+mod support;
+
+use axum::Router;
+use axum::extract::Request;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::refused_port;
+use tokio::net::TcpListener;
+use tonic::Code;
+use tonic::transport::{Channel, server::TcpIncoming};
+use tonic_health::pb::HealthCheckRequest;
+use tonic_health::pb::health_check_response::ServingStatus;
+use tonic_health::pb::health_client::HealthClient;
+use tower::ServiceBuilder;
+use tower_bad_gateway::timeout::TimeoutLayer;
+use tower_bad_gateway::{BadGatewayLayer, ErrorKind, GatewayLayer};
+
+/// A real tonic server with the health service; `""` is SERVING.
+async fn health_server() -> (SocketAddr, tonic_health::server::HealthReporter) {
+    let (reporter, service) = tonic_health::server::health_reporter();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(TcpIncoming::from(listener)),
+    );
+    (addr, reporter)
+}
+
+/// An HTTP/2 server that accepts every call and never answers.
+async fn stalled_h2_server() -> SocketAddr {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let Ok(mut conn) = h2::server::handshake(stream).await else {
+                    return;
+                };
+                let mut held = Vec::new();
+                while let Some(Ok(call)) = conn.accept().await {
+                    held.push(call);
+                }
+            });
+        }
+    });
+    addr
+}
+
+fn channel(addr: SocketAddr) -> Channel {
+    Channel::from_shared(format!("http://{addr}"))
+        .unwrap()
+        .connect_lazy()
+}
+
+async fn check<T>(client: &mut HealthClient<T>) -> Result<ServingStatus, tonic::Status>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    <T::ResponseBody as http_body::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    check_within(client, Duration::from_millis(300)).await
+}
+
+/// A health check whose caller allows `timeout` (sent as `grpc-timeout`; tonic's
+/// channel also enforces it on its side).
+async fn check_within<T>(
+    client: &mut HealthClient<T>,
+    timeout: Duration,
+) -> Result<ServingStatus, tonic::Status>
+where
+    T: tonic::client::GrpcService<tonic::body::Body>,
+    T::Error: Into<tonic::codegen::StdError>,
+    T::ResponseBody: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    <T::ResponseBody as http_body::Body>::Error: Into<tonic::codegen::StdError> + Send,
+{
+    let mut req = tonic::Request::new(HealthCheckRequest {
+        service: String::new(),
+    });
+    req.set_timeout(timeout);
+    let res = client.check(req).await?;
+    Ok(res.into_inner().status())
+}
+
+mod client_side {
+    use super::*;
+
+    fn reported() -> (Arc<Mutex<Vec<ErrorKind>>>, BadGatewayLayer) {
+        let kinds: Arc<Mutex<Vec<ErrorKind>>> = Arc::default();
+        let log = kinds.clone();
+        (
+            kinds,
+            BadGatewayLayer::new().on_failure(move |err| log.lock().unwrap().push(err.kind())),
+        )
+    }
+
+    #[tokio::test]
+    async fn a_healthy_upstream_answers_through_the_layers() {
+        let (addr, _reporter) = health_server().await;
+        let stack = ServiceBuilder::new()
+            .layer(BadGatewayLayer::new())
+            .service(channel(addr));
+        assert_eq!(
+            check(&mut HealthClient::new(stack)).await.unwrap(),
+            ServingStatus::Serving
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_channel_is_unavailable_with_a_typed_error() {
+        let port = refused_port();
+        let (kinds, layer) = reported();
+        let stack = ServiceBuilder::new()
+            .layer(layer)
+            .service(channel(port.addr));
+        let status = check(&mut HealthClient::new(stack)).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(
+            status.message(),
+            "The upstream server refused the connection."
+        );
+        assert_eq!(*kinds.lock().unwrap(), [ErrorKind::ConnectionRefused]);
+    }
+
+    #[tokio::test]
+    async fn a_stalled_upstream_behind_the_attempt_timeout_is_deadline_exceeded() {
+        let addr = stalled_h2_server().await;
+        let (kinds, layer) = reported();
+        let stack = ServiceBuilder::new()
+            .layer(layer)
+            .layer(TimeoutLayer::new().attempt_timeout(Duration::from_millis(200)))
+            .service(channel(addr));
+        let status = check_within(&mut HealthClient::new(stack), Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        assert_eq!(*kinds.lock().unwrap(), [ErrorKind::ResponseHeaderTimeout]);
+    }
+}
+
+mod gateway {
+    use super::*;
+
+    /// A gRPC gateway on loopback: axum, `GatewayLayer` (10 s attempts, a 300 ms
+    /// deadline), and a hyper-util HTTP/2 client to `upstream`.
+    async fn gateway_to(upstream: SocketAddr) -> SocketAddr {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .build_http();
+        let proxy = ServiceBuilder::new()
+            .map_request(move |mut req: Request| {
+                let path = req
+                    .uri()
+                    .path_and_query()
+                    .map_or("/", |p| p.as_str())
+                    .to_owned();
+                *req.uri_mut() = format!("http://{upstream}{path}").parse().unwrap();
+                req
+            })
+            .layer(
+                GatewayLayer::new()
+                    .attempt_timeout(Duration::from_secs(10))
+                    .deadline(Duration::from_millis(300)),
+            )
+            .service(client);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app: Router = Router::new().fallback_service(proxy);
+        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
+        addr
+    }
+
+    #[tokio::test]
+    async fn proxies_a_healthy_tonic_upstream() {
+        let (upstream, _reporter) = health_server().await;
+        let gateway = gateway_to(upstream).await;
+        assert_eq!(
+            check(&mut HealthClient::new(channel(gateway)))
+                .await
+                .unwrap(),
+            ServingStatus::Serving
+        );
+    }
+
+    #[tokio::test]
+    async fn a_refused_upstream_is_unavailable() {
+        let port = refused_port();
+        let gateway = gateway_to(port.addr).await;
+        let status = check(&mut HealthClient::new(channel(gateway)))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable);
+    }
+
+    /// The gateway's 300 ms deadline ends the wait for a stalled upstream, and the
+    /// tonic caller (which allows 5 s) is told `DEADLINE_EXCEEDED`. (The gateway
+    /// honouring a caller's shorter `grpc-timeout` is proven in `reverse_proxy.rs`:
+    /// a tonic channel races it with its own timer, so it cannot be asserted here.)
+    #[tokio::test]
+    async fn a_stalled_upstream_is_deadline_exceeded_at_the_gateways_deadline() {
+        let upstream = stalled_h2_server().await;
+        let gateway = gateway_to(upstream).await;
+        let start = std::time::Instant::now();
+        let status = check_within(
+            &mut HealthClient::new(channel(gateway)),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(status.code(), Code::DeadlineExceeded);
+        assert!(start.elapsed() >= Duration::from_millis(300));
+    }
+}
