@@ -54,7 +54,8 @@
 //! |---|---|---|
 //! | `tracing` | yes | one `tracing` event per failure |
 //! | `hyper` | yes | precise classification of hyper and hyper-util errors |
-//! | `reqwest` | no | precise classification of reqwest errors, and `ReqwestService` |
+//! | `reqwest` | no | precise classification of reqwest 0.12 errors, and `ReqwestService` |
+//! | `reqwest013` | no | the same for reqwest 0.13 (`reqwest013::ReqwestService`, `is_dns`) |
 //! | `tonic` | no | tonic's `ConnectError` and `TimeoutExpired` |
 //! | `h2` | no | HTTP/2 reason codes (`REFUSED_STREAM`, `GOAWAY`) |
 //! | `axum` | no | `GatewayError` implements axum's `IntoResponse` |
@@ -71,6 +72,11 @@ pub mod render;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
 pub mod reqwest;
+#[cfg(feature = "reqwest013")]
+#[cfg_attr(docsrs, doc(cfg(feature = "reqwest013")))]
+pub mod reqwest013;
+#[cfg(any(feature = "reqwest", feature = "reqwest013"))]
+mod reqwest_adapter;
 pub mod retry;
 pub mod timeout;
 

@@ -21,7 +21,6 @@
 //!     .service(ReqwestService::new(reqwest::Client::new()));
 //! # let _ = api;
 //! ```
-
 use crate::BoxError;
 use bytes::Bytes;
 use pin_project_lite::pin_project;
@@ -30,86 +29,4 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tower_service::Service;
 
-/// A `reqwest::Client` as a `Service<http::Request<B>>`, answering
-/// `http::Response<reqwest::Body>`. Cheap to clone (reqwest's client is an `Arc`).
-#[derive(Debug, Clone, Default)]
-pub struct ReqwestService {
-    client: ::reqwest::Client,
-}
-
-impl ReqwestService {
-    /// Wraps `client`, with its connection pool and settings.
-    pub fn new(client: ::reqwest::Client) -> Self {
-        Self { client }
-    }
-
-    /// The wrapped client.
-    pub fn client(&self) -> &::reqwest::Client {
-        &self.client
-    }
-}
-
-type Pending = <::reqwest::Client as Service<::reqwest::Request>>::Future;
-
-pin_project! {
-    /// Response future of [`ReqwestService`].
-    pub struct ResponseFuture {
-        #[pin]
-        state: State,
-    }
-}
-
-pin_project! {
-    #[project = StateProj]
-    enum State {
-        Sending {
-            #[pin]
-            pending: Pending,
-        },
-        Invalid {
-            error: Option<::reqwest::Error>,
-        },
-    }
-}
-
-impl Future for ResponseFuture {
-    type Output = Result<http::Response<::reqwest::Body>, ::reqwest::Error>;
-
-    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project().state.project() {
-            StateProj::Sending { pending } => pending.poll(cx).map_ok(http::Response::from),
-            StateProj::Invalid { error } => match error.take() {
-                Some(error) => Poll::Ready(Err(error)),
-                // Polled again after completion.
-                None => Poll::Pending,
-            },
-        }
-    }
-}
-
-impl<B> Service<http::Request<B>> for ReqwestService
-where
-    B: http_body::Body + Send + Sync + 'static,
-    B::Data: Into<Bytes>,
-    B::Error: Into<BoxError>,
-{
-    type Response = http::Response<::reqwest::Body>;
-    type Error = ::reqwest::Error;
-    type Future = ResponseFuture;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        Service::<::reqwest::Request>::poll_ready(&mut self.client, cx)
-    }
-
-    fn call(&mut self, req: http::Request<B>) -> Self::Future {
-        let state = match ::reqwest::Request::try_from(req.map(::reqwest::Body::wrap)) {
-            Ok(req) => State::Sending {
-                pending: self.client.call(req),
-            },
-            // An invalid URL, for one: reqwest calls it a builder error, classified
-            // as a proxy configuration error.
-            Err(error) => State::Invalid { error: Some(error) },
-        };
-        ResponseFuture { state }
-    }
-}
+crate::reqwest_adapter::reqwest_adapter!(reqwest);

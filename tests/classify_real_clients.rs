@@ -1,5 +1,5 @@
 //! Every failure case of the core issue, produced by the real hyper-util legacy
-//! `Client` and by reqwest against deliberately broken upstreams on loopback, seen
+//! `Client` and by reqwest (0.12 and 0.13, through `ReqwestService`) against deliberately broken upstreams on loopback, seen
 //! through `BadGatewayLayer`: the status and `Proxy-Status` the client gets, and the
 //! `GatewayError` (kind, phase, whether the request was sent) the layer made.
 
@@ -21,6 +21,7 @@ use tower_bad_gateway::{BadGatewayLayer, ErrorKind, GatewayError, Phase, Request
 enum Client {
     HyperUtil,
     Reqwest,
+    Reqwest013,
 }
 
 /// What a client of the gateway saw, and what the gateway reported.
@@ -109,6 +110,23 @@ async fn call(client: Client, url: &str) -> Outcome {
             let res = svc.ready().await.unwrap().call(req).await.unwrap();
             split(res).await
         }
+        Client::Reqwest013 => {
+            let client = reqwest013::Client::builder()
+                .connect_timeout(Duration::from_millis(150))
+                .read_timeout(Duration::from_millis(300))
+                .build()
+                .unwrap();
+            let mut svc = ServiceBuilder::new()
+                .layer(layer)
+                .service(tower_bad_gateway::reqwest013::ReqwestService::new(client));
+            let res = ServiceExt::<Request<Full<Bytes>>>::ready(&mut svc)
+                .await
+                .unwrap()
+                .call(req)
+                .await
+                .unwrap();
+            split(res).await
+        }
         Client::Reqwest => {
             let mut svc = ServiceBuilder::new()
                 .layer(layer)
@@ -163,7 +181,7 @@ fn reqwest_service() -> ReqwestService {
     ReqwestService::new(client)
 }
 
-const CLIENTS: [Client; 2] = [Client::HyperUtil, Client::Reqwest];
+const CLIENTS: [Client; 3] = [Client::HyperUtil, Client::Reqwest, Client::Reqwest013];
 
 #[tokio::test]
 async fn connection_refused_is_502_connection_refused_and_never_sent() {
@@ -215,7 +233,7 @@ async fn close_before_any_byte_is_502_connection_terminated() {
     }
     assert_eq!(
         upstream.requests(),
-        2,
+        CLIENTS.len(),
         "each client's request reached upstream once"
     );
 }

@@ -46,6 +46,10 @@ fn step(e: &(dyn Error + 'static), phase: Phase, hints: &mut Hints) -> Option<Er
     if let Some(kind) = reqwest_step(e, phase, hints) {
         return Some(kind);
     }
+    #[cfg(feature = "reqwest013")]
+    if let Some(kind) = reqwest013_step(e, phase, hints) {
+        return Some(kind);
+    }
     #[cfg(feature = "hyper")]
     if let Some(kind) = hyper_step(e, phase, hints) {
         return Some(kind);
@@ -192,29 +196,51 @@ fn tonic_step(e: &(dyn Error + 'static), phase: Phase, hints: &mut Hints) -> Opt
     None
 }
 
-#[cfg(feature = "reqwest")]
-fn reqwest_step(e: &(dyn Error + 'static), phase: Phase, hints: &mut Hints) -> Option<ErrorKind> {
-    let err = e.downcast_ref::<reqwest::Error>()?;
-    if err.is_builder() {
-        return Some(ErrorKind::ProxyConfigurationError);
-    }
-    if err.is_upgrade() {
-        return Some(ErrorKind::UpgradeFailed);
-    }
-    if err.is_connect() {
-        hints.connect = true;
-    }
-    // reqwest's own timeout error type is private: `is_timeout` is how to see it.
-    if err.is_timeout() {
-        let phase = if err.is_body() || err.is_decode() {
-            Phase::ReadBody
-        } else {
-            phase
-        };
-        return Some(elapsed(phase, *hints));
-    }
-    None
+/// reqwest's predicates, the same in 0.12 and 0.13 (0.13 adds `is_dns`).
+macro_rules! reqwest_step {
+    ($name:ident, $error:ty, $dns:expr) => {
+        fn $name(e: &(dyn Error + 'static), phase: Phase, hints: &mut Hints) -> Option<ErrorKind> {
+            let err = e.downcast_ref::<$error>()?;
+            if err.is_builder() {
+                return Some(ErrorKind::ProxyConfigurationError);
+            }
+            if err.is_upgrade() {
+                return Some(ErrorKind::UpgradeFailed);
+            }
+            if err.is_connect() {
+                hints.connect = true;
+            }
+            let dns: fn(&$error) -> bool = $dns;
+            if dns(err) {
+                hints.connect = true;
+                return Some(if err.is_timeout() {
+                    ErrorKind::DnsTimeout
+                } else {
+                    dns_kind(e)
+                });
+            }
+            // reqwest's own timeout error type is private: `is_timeout` is how to see it.
+            if err.is_timeout() {
+                let phase = if err.is_body() || err.is_decode() {
+                    Phase::ReadBody
+                } else {
+                    phase
+                };
+                return Some(elapsed(phase, *hints));
+            }
+            None
+        }
+    };
 }
+
+#[cfg(feature = "reqwest")]
+reqwest_step!(reqwest_step, ::reqwest::Error, |_| false);
+#[cfg(feature = "reqwest013")]
+reqwest_step!(
+    reqwest013_step,
+    ::reqwest013::Error,
+    ::reqwest013::Error::is_dns
+);
 
 #[cfg(feature = "hyper")]
 fn hyper_step(e: &(dyn Error + 'static), phase: Phase, hints: &mut Hints) -> Option<ErrorKind> {
