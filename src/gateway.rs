@@ -62,6 +62,18 @@ use tower_layer::Layer;
 ///
 /// Defaults: [`BadGatewayLayer::new`], [`RetryPolicy::new`] (3 attempts), no
 /// timeouts, and a deadline only when a gRPC caller sends `grpc-timeout`.
+///
+/// ```
+/// use tower_bad_gateway::GatewayLayer;
+/// use std::time::Duration;
+///
+/// let layer = GatewayLayer::new()
+///     .attempts(2)
+///     .attempt_timeout(Duration::from_secs(1))
+///     .write_timeout(Duration::from_secs(5))
+///     .retry_timeouts(false);
+/// # let _ = layer;
+/// ```
 #[derive(Debug, Clone)]
 pub struct GatewayLayer {
     bad_gateway: BadGatewayLayer,
@@ -162,6 +174,17 @@ impl GatewayLayer {
 }
 
 /// The service [`GatewayLayer`] builds around a client `S`.
+///
+/// ```
+/// use tower_bad_gateway::{Gateway, GatewayLayer};
+/// use tower::Layer;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+///     .build_http::<tower_bad_gateway::timeout::UploadBody<tower_bad_gateway::retry::ReplayBody<axum::body::Body>>>();
+/// let gateway: Gateway<_> = GatewayLayer::new().layer(client);
+/// # let _ = gateway;
+/// # }
+/// ```
 pub type Gateway<S> = SetDeadline<BadGateway<Retry<Timeout<WriteTimeout<S>>>>>;
 
 impl<S> Layer<S> for GatewayLayer {

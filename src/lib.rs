@@ -86,6 +86,11 @@ pub use self::error::{Attempts, ErrorKind, GatewayError, Phase, RequestSent, Ret
 pub use self::gateway::{Gateway, GatewayLayer};
 
 /// The boxed error type upstream errors are converted into.
+///
+/// ```
+/// let err: tower_bad_gateway::BoxError = std::io::Error::other("boom").into();
+/// assert_eq!(err.to_string(), "boom");
+/// ```
 pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
 
 // The README's code is compiled and checked with the doc tests.

@@ -1,6 +1,6 @@
 //! A `reqwest::Client` of reqwest 0.13 (the `reqwest013` feature) as a
 //! `tower::Service<http::Request<B>>`: the same adapter as
-//! [`crate::reqwest`](crate::reqwest) offers for reqwest 0.12.
+//! [`crate::reqwest`] offers for reqwest 0.12.
 //!
 //! ```
 //! use tower::ServiceBuilder;

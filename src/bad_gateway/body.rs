@@ -21,6 +21,22 @@ pin_project! {
     /// with a [`GatewayError`], never cleanly, so the server aborts the connection
     /// (HTTP/1.1) or resets the stream (HTTP/2). A gRPC response ends instead with
     /// `grpc-status` trailers.
+    ///
+    /// ```
+    /// use tower_bad_gateway::BadGatewayLayer;
+    /// use tower_bad_gateway::bad_gateway::ResponseBody;
+    /// use http_body_util::{BodyExt, Full};
+    /// use bytes::Bytes;
+    /// use tower::{Layer, ServiceExt};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let upstream = tower::service_fn(|_req: http::Request<()>| async {
+    ///     Ok::<_, std::io::Error>(http::Response::new(Full::new(Bytes::from("hello"))))
+    /// });
+    /// let res = BadGatewayLayer::new().layer(upstream).oneshot(http::Request::new(())).await.unwrap();
+    /// let body: ResponseBody<Full<Bytes>> = res.into_body();
+    /// assert_eq!(body.collect().await.unwrap().to_bytes(), "hello");
+    /// # }
+    /// ```
     pub struct ResponseBody<B> {
         #[pin]
         inner: Inner<B>,

@@ -14,6 +14,20 @@ use std::time::Instant;
 
 pin_project! {
     /// Response future of [`BadGateway`](super::BadGateway).
+    ///
+    /// ```
+    /// use tower_bad_gateway::BadGatewayLayer;
+    /// use tower::{Layer, Service, ServiceExt};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let upstream = tower::service_fn(|_req: http::Request<()>| async {
+    ///     Err::<http::Response<http_body_util::Empty<bytes::Bytes>>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    /// });
+    /// let mut svc = BadGatewayLayer::new().layer(upstream);
+    /// svc.ready().await.unwrap();
+    /// let future: tower_bad_gateway::bad_gateway::ResponseFuture<_> = svc.call(http::Request::new(()));
+    /// assert_eq!(future.await.unwrap().status(), 502);
+    /// # }
+    /// ```
     pub struct ResponseFuture<F> {
         #[pin]
         state: State<F>,

@@ -16,6 +16,19 @@ use tower_service::Service;
 ///
 /// See the [module docs](crate::bad_gateway) for what it does, and
 /// [`BadGatewayLayer`] to configure it.
+///
+/// ```
+/// use tower_bad_gateway::BadGateway;
+/// use tower::ServiceExt;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let upstream = tower::service_fn(|_req: http::Request<()>| async {
+///     Err::<http::Response<http_body_util::Empty<bytes::Bytes>>, _>(std::io::Error::from(std::io::ErrorKind::TimedOut))
+/// });
+/// let res = BadGateway::new(upstream).oneshot(http::Request::new(())).await.unwrap();
+/// assert_eq!(res.status(), 504);
+/// assert_eq!(res.headers()["proxy-status"], "tower-bad-gateway; error=http_response_timeout");
+/// # }
+/// ```
 pub struct BadGateway<S> {
     inner: S,
     config: Arc<Config>,

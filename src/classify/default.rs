@@ -197,6 +197,7 @@ fn tonic_step(e: &(dyn Error + 'static), phase: Phase, hints: &mut Hints) -> Opt
 }
 
 /// reqwest's predicates, the same in 0.12 and 0.13 (0.13 adds `is_dns`).
+#[cfg(any(feature = "reqwest", feature = "reqwest013"))]
 macro_rules! reqwest_step {
     ($name:ident, $error:ty, $dns:expr) => {
         fn $name(e: &(dyn Error + 'static), phase: Phase, hints: &mut Hints) -> Option<ErrorKind> {

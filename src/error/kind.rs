@@ -68,6 +68,12 @@ pub enum ErrorKind {
 
 impl ErrorKind {
     /// Every kind, in the order of the taxonomy table.
+    ///
+    /// ```
+    /// use tower_bad_gateway::ErrorKind;
+    /// assert!(ErrorKind::ALL.contains(&ErrorKind::RefusedStream));
+    /// assert!(ErrorKind::ALL.iter().all(|k| k.default_status().is_server_error()));
+    /// ```
     pub const ALL: &'static [ErrorKind] = &[
         ErrorKind::DnsError,
         ErrorKind::DnsTimeout,

@@ -35,6 +35,21 @@ use std::time::Duration;
 /// service returned (or a body frame failed with), or by the
 /// [`ResponsePolicy`](crate::ResponsePolicy) from an answer it rejects. The original
 /// error stays reachable through [`source`](Error::source).
+///
+/// ```
+/// use tower_bad_gateway::{BadGatewayLayer, ErrorKind, GatewayError, RequestSent};
+/// use tower::{Layer, ServiceExt};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let upstream = tower::service_fn(|_req: http::Request<()>| async {
+///     Err::<http::Response<http_body_util::Empty<bytes::Bytes>>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+/// });
+/// let res = BadGatewayLayer::new().layer(upstream).oneshot(http::Request::new(())).await.unwrap();
+/// let err = res.extensions().get::<GatewayError>().unwrap();
+/// assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+/// assert_eq!(err.request_sent(), RequestSent::No);
+/// assert_eq!(err.attempts(), 1);
+/// # }
+/// ```
 #[derive(Clone)]
 pub struct GatewayError {
     kind: ErrorKind,
@@ -50,6 +65,12 @@ pub struct GatewayError {
 
 /// Why a failed request was not tried again (set by the
 /// [`RetryLayer`](crate::retry::RetryLayer) on the error it gives up with).
+///
+/// ```
+/// use tower_bad_gateway::{ErrorKind, GatewayError, RetryDenied};
+/// let err = GatewayError::new(ErrorKind::ConnectionTerminated).with_retry_denied(RetryDenied::MaybeSent);
+/// assert_eq!(err.retry_denied().map(RetryDenied::as_str), Some("maybe_sent"));
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum RetryDenied {

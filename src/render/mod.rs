@@ -48,8 +48,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 /// The header a request id is echoed from: `x-request-id`.
+///
+/// ```
+/// assert_eq!(tower_bad_gateway::render::X_REQUEST_ID, "x-request-id");
+/// ```
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// The `Proxy-Status` header (RFC 9209).
+///
+/// ```
+/// assert_eq!(tower_bad_gateway::render::PROXY_STATUS, "proxy-status");
+/// ```
 pub const PROXY_STATUS: HeaderName = HeaderName::from_static("proxy-status");
 
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
@@ -59,6 +67,11 @@ const DEFAULT_PROXY_NAME: &str = "tower-bad-gateway";
 const MAX_DETAILS: usize = 512;
 
 /// The default HTML page. See [`Renderer::with_html_template`] for its placeholders.
+///
+/// ```
+/// use tower_bad_gateway::render::DEFAULT_HTML_TEMPLATE;
+/// assert!(DEFAULT_HTML_TEMPLATE.contains("{status} {reason}"));
+/// ```
 pub const DEFAULT_HTML_TEMPLATE: &str = r#"<!DOCTYPE html>
 <html lang="en">
 <head>
@@ -82,6 +95,20 @@ type CustomRender = dyn Fn(&GatewayError, &RequestInfo) -> Response<Bytes> + Sen
 ///
 /// Captured when the request goes in (it is moved into the upstream service), so
 /// it holds only cheap clones of three header values.
+///
+/// ```
+/// use tower_bad_gateway::render::{Format, RequestInfo};
+///
+/// let req = http::Request::get("/")
+///     .header("accept", "text/html,*/*;q=0.8")
+///     .header("x-request-id", "abc-1")
+///     .body(())
+///     .unwrap();
+/// let info = RequestInfo::from_request(&req);
+/// assert_eq!(info.format(), Format::Html);
+/// assert_eq!(info.request_id().unwrap(), "abc-1");
+/// assert!(!info.is_grpc());
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct RequestInfo {
     accept: Option<HeaderValue>,
@@ -169,6 +196,17 @@ fn is_safe_to_echo(value: &HeaderValue) -> bool {
 /// methods of the same names configure the renderer it uses.
 ///
 /// [`BadGatewayLayer`]: crate::BadGatewayLayer
+///
+/// ```
+/// use tower_bad_gateway::render::{Renderer, RequestInfo};
+/// use tower_bad_gateway::{ErrorKind, GatewayError};
+///
+/// let renderer = Renderer::new().with_proxy_name("edge").expose_details(false);
+/// let res = renderer.render(&GatewayError::new(ErrorKind::DnsError), &RequestInfo::default());
+/// assert_eq!(res.status(), 502);
+/// assert_eq!(res.headers()["proxy-status"], "edge; error=dns_error");
+/// assert_eq!(res.headers()["content-type"], "text/plain; charset=utf-8");
+/// ```
 #[derive(Clone)]
 pub struct Renderer {
     statuses: Vec<(ErrorKind, StatusCode)>,

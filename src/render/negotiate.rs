@@ -3,6 +3,15 @@
 use http::HeaderValue;
 
 /// The representation of a synthetic answer.
+///
+/// ```
+/// use tower_bad_gateway::render::{Format, RequestInfo};
+///
+/// let grpc = http::Request::post("/pkg.Svc/M").header("content-type", "application/grpc").body(()).unwrap();
+/// assert_eq!(RequestInfo::from_request(&grpc).format(), Format::Grpc);
+/// let api = http::Request::get("/").header("accept", "application/json").body(()).unwrap();
+/// assert_eq!(RequestInfo::from_request(&api).format(), Format::ProblemJson);
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Format {

@@ -18,6 +18,23 @@ use std::task::{Context, Poll};
 /// it is no longer kept, so it cannot be replayed: no retry ever sends a truncated
 /// copy. A body whose size is known to exceed the limit is never buffered (it can
 /// still be retried if no attempt read any of it, e.g. after a refused connection).
+///
+/// ```
+/// use tower_bad_gateway::retry::{ReplayBody, RetryLayer, RetryPolicy};
+/// use http_body_util::{BodyExt, Full};
+/// use bytes::Bytes;
+/// use tower::{Layer, ServiceExt};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// // The inner service receives each attempt's body as a `ReplayBody`.
+/// let upstream = tower::service_fn(|req: http::Request<ReplayBody<Full<Bytes>>>| async move {
+///     let body = req.into_body().collect().await?.to_bytes();
+///     Ok::<_, tower_bad_gateway::BoxError>(http::Response::new(Full::new(body)))
+/// });
+/// let svc = RetryLayer::new(RetryPolicy::new()).layer(upstream);
+/// let res = svc.oneshot(http::Request::new(Full::new(Bytes::from("echo")))).await.unwrap();
+/// assert_eq!(res.into_body().collect().await.unwrap().to_bytes(), "echo");
+/// # }
+/// ```
 pub struct ReplayBody<B> {
     inner: Inner<B>,
 }
@@ -54,6 +71,12 @@ struct Shared<B> {
 }
 
 /// Why an attempt's body could not be sent.
+///
+/// ```
+/// use tower_bad_gateway::retry::ReplayError;
+/// let err: tower_bad_gateway::BoxError = ReplayError::NotReplayable.into();
+/// assert_eq!(err.to_string(), "request body too large to send again");
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum ReplayError {

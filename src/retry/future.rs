@@ -15,6 +15,23 @@ use tower_service::Service;
 
 pin_project! {
     /// Response future of [`Retry`](super::Retry).
+    ///
+    /// ```
+    /// use tower_bad_gateway::retry::{ReplayBody, RetryLayer, RetryPolicy};
+    /// use http_body_util::Empty;
+    /// use bytes::Bytes;
+    /// use tower::{Layer, Service, ServiceExt};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let upstream = tower::service_fn(|_req: http::Request<ReplayBody<Empty<Bytes>>>| async {
+    ///     Ok::<_, std::io::Error>(http::Response::new(()))
+    /// });
+    /// let mut svc = RetryLayer::new(RetryPolicy::new()).layer(upstream);
+    /// svc.ready().await.unwrap();
+    /// let future = svc.call(http::Request::new(Empty::new()));
+    /// let res = future.await.unwrap();
+    /// assert_eq!(res.extensions().get::<tower_bad_gateway::Attempts>().unwrap().0, 1);
+    /// # }
+    /// ```
     pub struct ResponseFuture<S, F, B> {
         #[pin]
         state: State<F>,

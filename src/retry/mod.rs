@@ -61,6 +61,12 @@ use tower_service::Service;
 
 /// Applies [`Retry`] with a [`RetryPolicy`]. Every service it makes shares the
 /// policy, and so its budget.
+///
+/// ```
+/// use tower_bad_gateway::retry::{RetryLayer, RetryPolicy};
+/// let layer = RetryLayer::new(RetryPolicy::new().max_attempts(2));
+/// # let _ = layer;
+/// ```
 #[derive(Debug, Clone, Default)]
 pub struct RetryLayer {
     policy: Arc<RetryPolicy>,
@@ -94,6 +100,24 @@ impl<S> Layer<S> for RetryLayer {
 /// [`GatewayError`] it gave up with, whose [`attempts`](GatewayError::attempts) and
 /// [`retry_denied`](GatewayError::retry_denied) say what happened; an upstream
 /// answer carries an [`Attempts`](crate::Attempts) extension.
+///
+/// ```
+/// use tower_bad_gateway::retry::{ReplayBody, Retry, RetryPolicy};
+/// use tower_bad_gateway::{ErrorKind, RetryDenied};
+/// use http_body_util::Empty;
+/// use bytes::Bytes;
+/// use tower::ServiceExt;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let refused = tower::service_fn(|_req: http::Request<ReplayBody<Empty<Bytes>>>| async {
+///     Err::<http::Response<()>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+/// });
+/// let policy = RetryPolicy::new().backoff(std::time::Duration::ZERO, std::time::Duration::ZERO);
+/// let err = Retry::new(refused, policy).oneshot(http::Request::new(Empty::new())).await.unwrap_err();
+/// assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
+/// assert_eq!(err.attempts(), 3);
+/// assert_eq!(err.retry_denied(), Some(RetryDenied::AttemptsExhausted));
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Retry<S> {
     inner: S,

@@ -8,10 +8,29 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 /// The `Idempotency-Key` request header (IETF httpapi draft).
+///
+/// ```
+/// use tower_bad_gateway::retry::{IDEMPOTENCY_KEY, RetryPolicy};
+/// let req = http::Request::post("/orders").header(IDEMPOTENCY_KEY, "8e03978e").body(()).unwrap();
+/// assert!(RetryPolicy::new().idempotency_key(true).is_idempotent(&req.into_parts().0));
+/// ```
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
 /// What an attempt ended with, as a custom retry condition sees it.
+///
+/// ```
+/// use tower_bad_gateway::retry::{Outcome, RetryPolicy};
+/// use tower_bad_gateway::ErrorKind;
+///
+/// // Also retry a refused stream's cousin: an upstream that says it is draining.
+/// let policy = RetryPolicy::new().retry_if(|outcome| match outcome {
+///     Outcome::Response { headers, .. } => headers.get("x-draining").is_some(),
+///     Outcome::Error(err) => err.kind() == ErrorKind::ConnectionTerminated,
+///     _ => false,
+/// });
+/// # let _ = policy;
+/// ```
 #[derive(Debug, Clone, Copy)]
 #[non_exhaustive]
 pub enum Outcome<'a> {

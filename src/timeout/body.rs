@@ -14,6 +14,26 @@ pin_project! {
     ///
     /// When one expires the body yields a [`BodyTimeout`] error and ends; the
     /// upstream body is dropped, which closes its connection.
+    /// ```
+    /// use tower_bad_gateway::timeout::TimeoutBody;
+    /// use tower_bad_gateway::timeout::error::{BodyTimeout, BodyTimeoutKind};
+    /// use http_body_util::BodyExt;
+    /// use std::time::Duration;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// // A body that never sends anything.
+    /// # struct Stalled;
+    /// # impl http_body::Body for Stalled {
+    /// #     type Data = bytes::Bytes;
+    /// #     type Error = std::io::Error;
+    /// #     fn poll_frame(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> { std::task::Poll::Pending }
+    /// # }
+    /// let stalled = Stalled;
+    /// let body = TimeoutBody::new(stalled, Some(Duration::from_millis(10)), None);
+    /// let err = body.collect().await.unwrap_err();
+    /// let timeout = err.downcast_ref::<BodyTimeout>().unwrap();
+    /// assert_eq!(timeout.kind(), BodyTimeoutKind::Idle);
+    /// # }
+    /// ```
     pub struct TimeoutBody<B> {
         #[pin]
         body: B,

@@ -66,6 +66,15 @@ impl<S> Layer<S> for DeadlineLayer {
 }
 
 /// Middleware that sets the [`Deadline`] of each request; see [`DeadlineLayer`].
+///
+/// ```
+/// use tower_bad_gateway::timeout::{DeadlineLayer, SetDeadline};
+/// use tower::Layer;
+/// let svc: SetDeadline<_> = DeadlineLayer::grpc_only().layer(tower::service_fn(|_req: http::Request<()>| async {
+///     Ok::<_, std::convert::Infallible>(())
+/// }));
+/// # let _ = svc;
+/// ```
 #[derive(Debug, Clone)]
 pub struct SetDeadline<S> {
     inner: S,

@@ -6,6 +6,19 @@ use std::time::Duration;
 ///
 /// Classified as [`ErrorKind::ResponseHeaderTimeout`](crate::ErrorKind::ResponseHeaderTimeout)
 /// (504 `http_response_timeout`).
+///
+/// ```
+/// use tower_bad_gateway::timeout::TimeoutLayer;
+/// use tower_bad_gateway::timeout::error::HeadTimeout;
+/// use std::time::Duration;
+/// use tower::{Layer, ServiceExt};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let never = tower::service_fn(|_req: http::Request<()>| std::future::pending::<Result<http::Response<()>, std::io::Error>>());
+/// let svc = TimeoutLayer::new().attempt_timeout(Duration::from_millis(10)).layer(never);
+/// let err = svc.oneshot(http::Request::new(())).await.err().unwrap();
+/// assert_eq!(err.downcast_ref::<HeadTimeout>().unwrap().after(), Duration::from_millis(10));
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("no response head within {after:?}")]
 pub struct HeadTimeout {
@@ -20,6 +33,27 @@ impl HeadTimeout {
 }
 
 /// Which body timeout expired.
+///
+/// ```
+/// use tower_bad_gateway::timeout::TimeoutBody;
+/// use tower_bad_gateway::timeout::error::{BodyTimeout, BodyTimeoutKind};
+/// use http_body_util::BodyExt;
+/// use std::time::Duration;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// // A body that never sends anything.
+/// # struct Stalled;
+/// # impl http_body::Body for Stalled {
+/// #     type Data = bytes::Bytes;
+/// #     type Error = std::io::Error;
+/// #     fn poll_frame(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> { std::task::Poll::Pending }
+/// # }
+/// let stalled = Stalled;
+/// let body = TimeoutBody::new(stalled, Some(Duration::from_millis(10)), None);
+/// let err = body.collect().await.unwrap_err();
+/// let timeout = err.downcast_ref::<BodyTimeout>().unwrap();
+/// assert_eq!(timeout.kind(), BodyTimeoutKind::Idle);
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
 pub enum BodyTimeoutKind {
@@ -35,6 +69,27 @@ pub enum BodyTimeoutKind {
 ///
 /// Classified as [`ErrorKind::ReadTimeout`](crate::ErrorKind::ReadTimeout)
 /// (`connection_read_timeout`); the stream ends with this error, never cleanly.
+///
+/// ```
+/// use tower_bad_gateway::timeout::TimeoutBody;
+/// use tower_bad_gateway::timeout::error::{BodyTimeout, BodyTimeoutKind};
+/// use http_body_util::BodyExt;
+/// use std::time::Duration;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// // A body that never sends anything.
+/// # struct Stalled;
+/// # impl http_body::Body for Stalled {
+/// #     type Data = bytes::Bytes;
+/// #     type Error = std::io::Error;
+/// #     fn poll_frame(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> { std::task::Poll::Pending }
+/// # }
+/// let stalled = Stalled;
+/// let body = TimeoutBody::new(stalled, Some(Duration::from_millis(10)), None);
+/// let err = body.collect().await.unwrap_err();
+/// let timeout = err.downcast_ref::<BodyTimeout>().unwrap();
+/// assert_eq!(timeout.kind(), BodyTimeoutKind::Idle);
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("response body {kind} {after:?}")]
 pub struct BodyTimeout {
@@ -58,6 +113,20 @@ impl BodyTimeout {
 /// (classified [`ResponseHeaderTimeout`](crate::ErrorKind::ResponseHeaderTimeout),
 /// 504) or while its body was arriving
 /// ([`ReadTimeout`](crate::ErrorKind::ReadTimeout), the stream is cut).
+///
+/// ```
+/// use tower_bad_gateway::timeout::{Deadline, TimeoutLayer};
+/// use tower_bad_gateway::timeout::error::DeadlineExceeded;
+/// use std::time::{Duration, Instant};
+/// use tower::{Layer, ServiceExt};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let never = tower::service_fn(|_req: http::Request<()>| std::future::pending::<Result<http::Response<()>, std::io::Error>>());
+/// let mut req = http::Request::new(());
+/// req.extensions_mut().insert(Deadline(Instant::now() + Duration::from_millis(10)));
+/// let err = TimeoutLayer::new().layer(never).oneshot(req).await.err().unwrap();
+/// assert!(err.is::<DeadlineExceeded>());
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the request's deadline passed")]
 pub struct DeadlineExceeded;
@@ -66,6 +135,35 @@ pub struct DeadlineExceeded;
 ///
 /// Classified as [`ErrorKind::WriteTimeout`](crate::ErrorKind::WriteTimeout)
 /// (504 `connection_write_timeout`).
+///
+/// ```
+/// use tower_bad_gateway::timeout::{UploadBody, WriteTimeoutLayer};
+/// use tower_bad_gateway::timeout::error::WriteTimeoutError;
+/// use http_body_util::BodyExt;
+/// use std::time::Duration;
+/// use tower::{Layer, ServiceExt};
+/// # struct TwoChunks(u8);
+/// # impl http_body::Body for TwoChunks {
+/// #     type Data = bytes::Bytes;
+/// #     type Error = std::io::Error;
+/// #     fn poll_frame(mut self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> {
+/// #         self.0 += 1;
+/// #         std::task::Poll::Ready((self.0 <= 2).then(|| Ok(http_body::Frame::data(bytes::Bytes::from("chunk")))))
+/// #     }
+/// # }
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// // An "upstream" that takes the first chunk of the upload, then stops reading.
+/// let upstream = tower::service_fn(|req: http::Request<UploadBody<TwoChunks>>| async move {
+///     let mut body = req.into_body();
+///     let _first = body.frame().await;
+///     std::future::pending::<()>().await;
+///     Ok::<_, std::io::Error>(http::Response::new(()))
+/// });
+/// let svc = WriteTimeoutLayer::new(Duration::from_millis(10)).layer(upstream);
+/// let err = svc.oneshot(http::Request::new(TwoChunks(0))).await.unwrap_err();
+/// assert_eq!(err.downcast_ref::<WriteTimeoutError>().unwrap().after(), Duration::from_millis(10));
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error("the upstream took no request body data for {after:?}")]
 pub struct WriteTimeoutError {

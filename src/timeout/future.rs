@@ -11,6 +11,20 @@ use tokio::time::{Instant, Sleep};
 
 pin_project! {
     /// Response future of [`Timeout`](super::Timeout).
+    ///
+    /// ```
+    /// use tower_bad_gateway::timeout::TimeoutLayer;
+    /// use tower::{Layer, Service, ServiceExt};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let upstream = tower::service_fn(|_req: http::Request<http_body_util::Empty<bytes::Bytes>>| async {
+    ///     Ok::<_, std::io::Error>(http::Response::new(()))
+    /// });
+    /// let mut svc = TimeoutLayer::new().layer(upstream);
+    /// svc.ready().await.unwrap();
+    /// let future = svc.call(http::Request::new(http_body_util::Empty::new()));
+    /// assert_eq!(future.await.unwrap().status(), 200);
+    /// # }
+    /// ```
     pub struct ResponseFuture<F> {
         #[pin]
         future: F,

@@ -71,9 +71,26 @@ use tower_service::Service;
 pub struct Deadline(pub std::time::Instant);
 
 /// The `grpc-timeout` request header.
+///
+/// ```
+/// assert_eq!(tower_bad_gateway::timeout::GRPC_TIMEOUT, "grpc-timeout");
+/// ```
 pub const GRPC_TIMEOUT: HeaderName = HeaderName::from_static("grpc-timeout");
 
 /// Applies [`Timeout`] to a service. Every timeout is off until set.
+///
+/// ```
+/// use tower_bad_gateway::timeout::TimeoutLayer;
+/// use tower_bad_gateway::timeout::error::HeadTimeout;
+/// use std::time::Duration;
+/// use tower::{Layer, ServiceExt};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let never = tower::service_fn(|_req: http::Request<()>| std::future::pending::<Result<http::Response<()>, std::io::Error>>());
+/// let svc = TimeoutLayer::new().attempt_timeout(Duration::from_millis(10)).layer(never);
+/// let err = svc.oneshot(http::Request::new(())).await.err().unwrap();
+/// assert_eq!(err.downcast_ref::<HeadTimeout>().unwrap().after(), Duration::from_millis(10));
+/// # }
+/// ```
 #[derive(Debug, Clone, Copy, Default)]
 pub struct TimeoutLayer {
     attempt: Option<Duration>,
@@ -120,6 +137,19 @@ impl<S> Layer<S> for TimeoutLayer {
 
 /// Middleware that times out the response head and body of an upstream call.
 /// See the [module docs](self).
+///
+/// ```
+/// use tower_bad_gateway::timeout::TimeoutLayer;
+/// use tower_bad_gateway::timeout::error::HeadTimeout;
+/// use std::time::Duration;
+/// use tower::{Layer, ServiceExt};
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let never = tower::service_fn(|_req: http::Request<()>| std::future::pending::<Result<http::Response<()>, std::io::Error>>());
+/// let svc = TimeoutLayer::new().attempt_timeout(Duration::from_millis(10)).layer(never);
+/// let err = svc.oneshot(http::Request::new(())).await.err().unwrap();
+/// assert_eq!(err.downcast_ref::<HeadTimeout>().unwrap().after(), Duration::from_millis(10));
+/// # }
+/// ```
 #[derive(Debug, Clone)]
 pub struct Timeout<S> {
     inner: S,

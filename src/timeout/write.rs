@@ -61,6 +61,17 @@ impl<S> Layer<S> for WriteTimeoutLayer {
 }
 
 /// Middleware that times out stalled request uploads; see [`WriteTimeoutLayer`].
+///
+/// ```
+/// use tower_bad_gateway::timeout::{UploadBody, WriteTimeoutLayer};
+/// use tower::Layer;
+/// use std::time::Duration;
+/// // The client behind it takes `UploadBody<B>` request bodies.
+/// let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+///     .build_http::<UploadBody<http_body_util::Full<bytes::Bytes>>>();
+/// let svc = WriteTimeoutLayer::new(Duration::from_secs(10)).layer(client);
+/// # let _ = svc;
+/// ```
 #[derive(Debug, Clone)]
 pub struct WriteTimeout<S> {
     inner: S,
@@ -101,6 +112,13 @@ impl Watch {
 
 pin_project! {
     /// The request body as [`WriteTimeout`] hands it to the client.
+    ///
+    /// ```
+    /// use tower_bad_gateway::timeout::UploadBody;
+    /// // The request body type a client behind `WriteTimeoutLayer` is built for.
+    /// type ClientBody = UploadBody<http_body_util::Full<bytes::Bytes>>;
+    /// # let _: Option<ClientBody> = None;
+    /// ```
     pub struct UploadBody<B> {
         #[pin]
         body: B,
@@ -205,6 +223,21 @@ where
 
 pin_project! {
     /// Response future of [`WriteTimeout`].
+    ///
+    /// ```
+    /// use tower_bad_gateway::timeout::WriteTimeoutLayer;
+    /// use tower::{Layer, Service, ServiceExt};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use tower_bad_gateway::timeout::UploadBody;
+    /// let upstream = tower::service_fn(|_req: http::Request<UploadBody<http_body_util::Empty<bytes::Bytes>>>| async {
+    ///     Ok::<_, std::io::Error>(http::Response::new(()))
+    /// });
+    /// let mut svc = WriteTimeoutLayer::new(std::time::Duration::from_secs(5)).layer(upstream);
+    /// svc.ready().await.unwrap();
+    /// let future = svc.call(http::Request::new(http_body_util::Empty::new()));
+    /// assert_eq!(future.await.unwrap().status(), 200);
+    /// # }
+    /// ```
     pub struct ResponseFuture<F> {
         #[pin]
         future: F,
