@@ -71,7 +71,7 @@ async fn main() {
         let path = url.split_once("//").map_or(url.as_str(), |(_, rest)| rest);
         let outcome = match result {
             Ok(res) => {
-                let attempts = res.extensions().get::<Attempts>().map_or(1, |a| a.0);
+                let attempts = Attempts::of(&res);
                 let status = res.status();
                 let body = res
                     .into_body()

@@ -11,7 +11,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use support::{After, Recorder, Script, Upload, Upstream, collect, refused_port};
-use tower::{Service, ServiceBuilder, ServiceExt};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_bad_gateway::retry::{ReplayBody, RetryBudget, RetryLayer, RetryPolicy};
 use tower_bad_gateway::timeout::TimeoutLayer;
 use tower_bad_gateway::{Attempts, BadGatewayLayer, ErrorKind, GatewayError, RetryDenied};
@@ -46,7 +46,7 @@ where
     let res = svc.ready().await.unwrap().call(req).await.unwrap();
     let took = start.elapsed();
     let status = res.status();
-    let attempts = res.extensions().get::<Attempts>().map(|a| a.0);
+    let attempts = Some(Attempts::of(&res));
     let error = res.extensions().get::<GatewayError>().cloned();
     let body = collect(res.into_body()).await.unwrap_or_default();
     Answer {
@@ -388,5 +388,41 @@ async fn every_retry_emits_a_tracing_event_with_kind_attempt_and_delay() {
         assert!(event.contains("kind=connection_refused"), "{event}");
         assert!(event.contains(&format!("attempt={}", i + 1)), "{event}");
         assert!(event.contains("delay_ms="), "{event}");
+    }
+}
+
+/// Every attempt, retries included, carries the request's deadline and its other
+/// extensions (retries rebuild them from the parts kept aside).
+#[tokio::test]
+async fn every_attempt_carries_the_deadline_and_the_extensions() {
+    use std::sync::Mutex;
+    use tower_bad_gateway::timeout::Deadline;
+
+    #[derive(Clone, PartialEq, Debug)]
+    struct Tenant(&'static str);
+
+    let seen: Arc<Mutex<Vec<(Option<Deadline>, Option<Tenant>)>>> = Arc::default();
+    let log = seen.clone();
+    let refusing = tower::service_fn(move |req: Request<ReplayBody<Upload>>| {
+        log.lock().unwrap().push((
+            req.extensions().get::<Deadline>().copied(),
+            req.extensions().get::<Tenant>().cloned(),
+        ));
+        std::future::ready(Err::<http::Response<http_body_util::Empty<Bytes>>, _>(
+            std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
+        ))
+    });
+    let deadline = Deadline(std::time::Instant::now() + Duration::from_secs(60));
+    for tenant in [None, Some(Tenant("acme"))] {
+        seen.lock().unwrap().clear();
+        let mut req = request(Method::GET, "http://upstream/", Upload::empty());
+        req.extensions_mut().insert(deadline);
+        if let Some(tenant) = tenant.clone() {
+            req.extensions_mut().insert(tenant);
+        }
+        let svc = RetryLayer::new(fast()).layer(refusing.clone());
+        let err = svc.oneshot(req).await.unwrap_err();
+        assert_eq!(err.attempts(), 3);
+        assert_eq!(*seen.lock().unwrap(), vec![(Some(deadline), tenant); 3]);
     }
 }

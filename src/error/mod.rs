@@ -108,18 +108,29 @@ impl fmt::Display for RetryDenied {
     }
 }
 
-/// How many attempts an exchange took: in the extensions of every response that
-/// went through a [`RetryLayer`](crate::retry::RetryLayer) (upstream or
-/// synthetic).
+/// How many attempts an exchange took.
+///
+/// A [`RetryLayer`](crate::retry::RetryLayer) puts it in the extensions of an
+/// upstream answer that took more than one attempt, and of every synthetic answer;
+/// an answer without it took one attempt. [`Attempts::of`] reads it either way, so a
+/// first-try success costs no allocation.
 ///
 /// ```
 /// use tower_bad_gateway::Attempts;
 /// let mut res = http::Response::new(());
+/// assert_eq!(Attempts::of(&res), 1);
 /// res.extensions_mut().insert(Attempts(2));
-/// assert_eq!(res.extensions().get::<Attempts>(), Some(&Attempts(2)));
+/// assert_eq!(Attempts::of(&res), 2);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub struct Attempts(pub u32);
+
+impl Attempts {
+    /// The attempts a response took: its `Attempts` extension, or 1 without one.
+    pub fn of<B>(response: &http::Response<B>) -> u32 {
+        response.extensions().get::<Attempts>().map_or(1, |a| a.0)
+    }
+}
 
 impl GatewayError {
     /// A new error of this kind, with the kind's usual [`phase`](ErrorKind::phase) and

@@ -2,6 +2,7 @@ use super::ReplayBody;
 use super::policy::{Attempt, Decision, RetryPolicy};
 use crate::BoxError;
 use crate::error::{Attempts, GatewayError, NextHop, Phase, stamp};
+use crate::timeout::Deadline;
 use http::request::Parts;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -29,7 +30,7 @@ pin_project! {
     /// svc.ready().await.unwrap();
     /// let future = svc.call(http::Request::new(Empty::new()));
     /// let res = future.await.unwrap();
-    /// assert_eq!(res.extensions().get::<tower_bad_gateway::Attempts>().unwrap().0, 1);
+    /// assert_eq!(tower_bad_gateway::Attempts::of(&res), 1);
     /// # }
     /// ```
     pub struct ResponseFuture<S, F, B> {
@@ -116,7 +117,10 @@ where
                                 .after_response(res.status(), res.headers(), &attempt)
                             {
                                 Decision::Stop(_) => {
-                                    res.extensions_mut().insert(Attempts(*this.attempts));
+                                    // A first-try answer carries none: `Attempts::of` reads 1.
+                                    if *this.attempts > 1 {
+                                        res.extensions_mut().insert(Attempts(*this.attempts));
+                                    }
                                     return Poll::Ready(Ok(res));
                                 }
                                 Decision::Retry(delay) => {
@@ -198,7 +202,12 @@ where
                         return Poll::Ready(Err(err.with_attempts(*this.attempts)));
                     };
                     *this.attempts += 1;
-                    let req = Request::from_parts(parts, this.body.next_attempt());
+                    let mut req = Request::from_parts(parts, this.body.next_attempt());
+                    if let Some(deadline) = *this.deadline {
+                        if req.extensions().get::<Deadline>().is_none() {
+                            req.extensions_mut().insert(Deadline(deadline));
+                        }
+                    }
                     let future = this.service.call(req);
                     this.state.set(State::Calling { future });
                 }

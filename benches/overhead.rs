@@ -1,0 +1,270 @@
+//! What the middleware adds to every request, in one process: time (criterion) and
+//! heap allocations (a counting global allocator), side by side.
+//!
+//! ```text
+//! cargo bench --bench overhead
+//! ```
+//!
+//! Futures are polled directly with a no-op waker inside the runtime's context
+//! (every service here answers at once), so the figures are the middleware's own
+//! cost, not the scheduler's.
+
+use axum::error_handling::HandleErrorLayer;
+use bytes::Bytes;
+use criterion::{Criterion, criterion_group, criterion_main};
+use http::{HeaderValue, Request, Response, StatusCode};
+use http_body::Body;
+use http_body_util::Full;
+use std::alloc::{GlobalAlloc, Layout, System};
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+use tower::{BoxError, Layer, Service, ServiceBuilder};
+use tower_bad_gateway::render::{Renderer, RequestInfo};
+use tower_bad_gateway::retry::{ReplayBody, RetryPolicy};
+use tower_bad_gateway::timeout::UploadBody;
+use tower_bad_gateway::{BadGatewayLayer, GatewayLayer};
+
+struct Counting;
+
+static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
+
+unsafe impl GlobalAlloc for Counting {
+    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+        unsafe { System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
+        unsafe { System.realloc(ptr, layout, new_size) }
+    }
+}
+
+#[global_allocator]
+static GLOBAL: Counting = Counting;
+
+/// Polls a future that must be ready at once.
+fn now<F: Future>(future: F) -> F::Output {
+    let mut cx = Context::from_waker(Waker::noop());
+    match pin!(future).poll(&mut cx) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("the benchmarked service was not ready at once"),
+    }
+}
+
+/// Reads a body that is all there at once.
+fn drain<B: Body>(body: B) -> usize {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut body = pin!(body);
+    let mut n = 0;
+    loop {
+        match body.as_mut().poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => n += usize::from(frame.is_data()),
+            Poll::Ready(None) => return n,
+            Poll::Ready(Some(Err(_))) => panic!("body error"),
+            Poll::Pending => panic!("body not ready"),
+        }
+    }
+}
+
+/// A request as hyper hands it over: shared header bytes, a small body.
+fn request(body: &Bytes) -> Request<Full<Bytes>> {
+    let mut req = Request::post("http://upstream.internal:8080/items")
+        .body(Full::new(body.clone()))
+        .unwrap();
+    let headers = req.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    headers.insert("accept", HeaderValue::from_static("application/json"));
+    headers.insert("user-agent", HeaderValue::from_static("bench/1.0"));
+    req
+}
+
+/// The upstream: reads the request body, answers 200 with a small body.
+fn upstream<B: Body>(
+    req: Request<B>,
+) -> std::future::Ready<Result<Response<Full<Bytes>>, BoxError>> {
+    black_box(drain(req.into_body()));
+    std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(
+        b"{\"ok\":true}",
+    )))))
+}
+
+/// One request through `svc`, body drained: what a server does per request.
+fn once<S, B>(svc: &mut S, body: &Bytes) -> usize
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: Body,
+{
+    now(std::future::poll_fn(|cx| svc.poll_ready(cx))).unwrap();
+    let res = now(svc.call(request(body))).unwrap();
+    drain(res.into_body())
+}
+
+/// Allocations per request, beyond building the request itself.
+fn allocations<F: FnMut()>(mut f: F) -> f64 {
+    const N: u64 = 10_000;
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..N {
+        f();
+    }
+    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / N as f64
+}
+
+/// The retry policy a user writes for `tower::retry` today: clone the request
+/// (its body must be in memory), retry errors up to 3 attempts.
+#[derive(Clone)]
+struct HandPolicy(usize);
+
+impl<E> tower::retry::Policy<Request<Full<Bytes>>, Response<Full<Bytes>>, E> for HandPolicy {
+    type Future = std::future::Ready<()>;
+
+    fn retry(
+        &mut self,
+        _req: &mut Request<Full<Bytes>>,
+        result: &mut Result<Response<Full<Bytes>>, E>,
+    ) -> Option<Self::Future> {
+        (result.is_err() && self.0 > 1).then(|| {
+            self.0 -= 1;
+            std::future::ready(())
+        })
+    }
+
+    fn clone_request(&mut self, req: &Request<Full<Bytes>>) -> Option<Request<Full<Bytes>>> {
+        let mut clone = Request::new(req.body().clone());
+        *clone.method_mut() = req.method().clone();
+        *clone.uri_mut() = req.uri().clone();
+        *clone.headers_mut() = req.headers().clone();
+        Some(clone)
+    }
+}
+
+fn bench(c: &mut Criterion) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _context = rt.enter();
+    let bodies = [
+        ("empty", Bytes::new()),
+        ("16KiB", Bytes::from(vec![b'x'; 16 * 1024])),
+    ];
+    let mut report = Vec::new();
+
+    // Building the request is the same for all: measure it to subtract it.
+    let base = allocations(|| drop(black_box(request(&bodies[0].1))));
+
+    let mut group = c.benchmark_group("success_path");
+    for (name, body) in &bodies {
+        let mut bare = tower::service_fn(upstream::<Full<Bytes>>);
+        group.bench_function(format!("bare/{name}"), |b| b.iter(|| once(&mut bare, body)));
+        report.push((
+            format!("bare/{name}"),
+            allocations(|| drop(once(&mut bare, body))) - base,
+        ));
+
+        let mut bad_gateway =
+            BadGatewayLayer::new().layer(tower::service_fn(upstream::<Full<Bytes>>));
+        group.bench_function(format!("bad_gateway/{name}"), |b| {
+            b.iter(|| once(&mut bad_gateway, body))
+        });
+        report.push((
+            format!("bad_gateway/{name}"),
+            allocations(|| drop(once(&mut bad_gateway, body))) - base,
+        ));
+
+        let mut full = GatewayLayer::new()
+            .attempts(3)
+            .attempt_timeout(Duration::from_secs(10))
+            .body_idle_timeout(Duration::from_secs(30))
+            .deadline(Duration::from_secs(30))
+            .retry_policy(RetryPolicy::new())
+            .layer(tower::service_fn(
+                upstream::<UploadBody<ReplayBody<Full<Bytes>>>>,
+            ));
+        group.bench_function(format!("gateway_layer/{name}"), |b| {
+            b.iter(|| once(&mut full, body))
+        });
+        report.push((
+            format!("gateway_layer/{name}"),
+            allocations(|| drop(once(&mut full, body))) - base,
+        ));
+
+        let mut by_hand = ServiceBuilder::new()
+            .layer(HandleErrorLayer::new(|err: BoxError| async move {
+                if err.is::<tower::timeout::error::Elapsed>() {
+                    (StatusCode::GATEWAY_TIMEOUT, "upstream timed out".to_owned())
+                } else {
+                    (StatusCode::BAD_GATEWAY, "upstream failed".to_owned())
+                }
+            }))
+            .layer(tower::retry::RetryLayer::new(HandPolicy(3)))
+            .timeout(Duration::from_secs(10))
+            .service(tower::service_fn(upstream::<Full<Bytes>>));
+        group.bench_function(format!("hand_built_tower/{name}"), |b| {
+            b.iter(|| once(&mut by_hand, body))
+        });
+        report.push((
+            format!("hand_built_tower/{name}"),
+            allocations(|| drop(once(&mut by_hand, body))) - base,
+        ));
+    }
+    group.finish();
+
+    // The failure path: a real connect error from hyper-util (a refused port on
+    // loopback), classified and rendered.
+    let refused = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = refused.local_addr().unwrap();
+    drop(refused);
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build_http::<http_body_util::Empty<Bytes>>();
+    let error: BoxError = rt
+        .block_on(client.get(format!("http://{addr}/").parse().unwrap()))
+        .expect_err("nothing listens there")
+        .into();
+    let classifier = tower_bad_gateway::classify::Classifier::new();
+    let renderer = Renderer::new();
+    let mut group = c.benchmark_group("failure_path");
+    group.bench_function("classify_hyper_connect_error", |b| {
+        b.iter(|| classifier.classify(black_box(&*error), tower_bad_gateway::Phase::AwaitHead))
+    });
+    let err = classifier.classify(&*error, tower_bad_gateway::Phase::AwaitHead);
+    assert_eq!(err.kind(), tower_bad_gateway::ErrorKind::ConnectionRefused);
+    report.push((
+        "classify_hyper_connect_error".into(),
+        allocations(|| drop(classifier.classify(&*error, tower_bad_gateway::Phase::AwaitHead))),
+    ));
+    for (name, accept, content_type) in [
+        ("text", "*/*", None),
+        ("problem_json", "application/json", None),
+        ("grpc", "*/*", Some("application/grpc")),
+    ] {
+        let mut req = Request::get("/").header("accept", accept);
+        if let Some(ct) = content_type {
+            req = req.header("content-type", ct);
+        }
+        let info = RequestInfo::from_request(&req.body(()).unwrap());
+        group.bench_function(format!("render_502/{name}"), |b| {
+            b.iter(|| renderer.render(black_box(&err), &info))
+        });
+        report.push((
+            format!("render_502/{name}"),
+            allocations(|| drop(renderer.render(&err, &info))),
+        ));
+    }
+    group.finish();
+
+    println!("\nheap allocations per request (request construction subtracted):");
+    for (name, allocs) in report {
+        println!("  {name:<34} {allocs:>6.2}");
+    }
+}
+
+criterion_group!(benches, bench);
+criterion_main!(benches);
