@@ -401,7 +401,8 @@ async fn every_attempt_carries_the_deadline_and_the_extensions() {
     #[derive(Clone, PartialEq, Debug)]
     struct Tenant(&'static str);
 
-    let seen: Arc<Mutex<Vec<(Option<Deadline>, Option<Tenant>)>>> = Arc::default();
+    type Seen = Vec<(Option<Deadline>, Option<Tenant>)>;
+    let seen: Arc<Mutex<Seen>> = Arc::default();
     let log = seen.clone();
     let refusing = tower::service_fn(move |req: Request<ReplayBody<Upload>>| {
         log.lock().unwrap().push((
