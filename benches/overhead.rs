@@ -166,7 +166,9 @@ fn bench(c: &mut Criterion) {
         group.bench_function(format!("bare/{name}"), |b| b.iter(|| once(&mut bare, body)));
         report.push((
             format!("bare/{name}"),
-            allocations(|| drop(once(&mut bare, body))) - base,
+            allocations(|| {
+                black_box(once(&mut bare, body));
+            }) - base,
         ));
 
         let mut bad_gateway =
@@ -176,7 +178,9 @@ fn bench(c: &mut Criterion) {
         });
         report.push((
             format!("bad_gateway/{name}"),
-            allocations(|| drop(once(&mut bad_gateway, body))) - base,
+            allocations(|| {
+                black_box(once(&mut bad_gateway, body));
+            }) - base,
         ));
 
         let mut full = GatewayLayer::new()
@@ -193,7 +197,9 @@ fn bench(c: &mut Criterion) {
         });
         report.push((
             format!("gateway_layer/{name}"),
-            allocations(|| drop(once(&mut full, body))) - base,
+            allocations(|| {
+                black_box(once(&mut full, body));
+            }) - base,
         ));
 
         let mut by_hand = ServiceBuilder::new()
@@ -212,7 +218,9 @@ fn bench(c: &mut Criterion) {
         });
         report.push((
             format!("hand_built_tower/{name}"),
-            allocations(|| drop(once(&mut by_hand, body))) - base,
+            allocations(|| {
+                black_box(once(&mut by_hand, body));
+            }) - base,
         ));
     }
     group.finish();
