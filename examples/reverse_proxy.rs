@@ -41,6 +41,9 @@ pub struct Options {
     pub attempts: u32,
     pub deadline: Option<Duration>,
     pub http2: bool,
+    /// No middleware: axum's `HandleErrorLayer` answers every client error with a
+    /// plain 502 (the baseline the end-to-end benchmark compares against).
+    pub bare: bool,
 }
 
 impl Default for Options {
@@ -53,6 +56,7 @@ impl Default for Options {
             attempts: 3,
             deadline: None,
             http2: false,
+            bare: false,
         }
     }
 }
@@ -85,6 +89,7 @@ impl Options {
                 }
                 "--deadline-ms" => options.deadline = Some(millis(value()?)?),
                 "--http2" => options.http2 = true,
+                "--bare" => options.bare = true,
                 "-h" | "--help" => return Err(USAGE.into()),
                 other => return Err(format!("unknown flag {other}\n{USAGE}")),
             }
@@ -94,18 +99,10 @@ impl Options {
 }
 
 const USAGE: &str = "usage: reverse_proxy [--listen ADDR] [--upstream URL] [--timeout-ms N] \
-[--body-idle-ms N] [--attempts N] [--deadline-ms N] [--http2]";
+[--body-idle-ms N] [--attempts N] [--deadline-ms N] [--http2] [--bare]";
 
 /// The proxy: every request goes to `upstream` through the whole `GatewayLayer`.
 pub fn app(options: &Options, upstream: Uri) -> Router {
-    let mut connector = HttpConnector::new();
-    connector.set_connect_timeout(Some(options.timeout));
-    connector.set_nodelay(true);
-    let client = Client::builder(TokioExecutor::new())
-        .http2_only(options.http2)
-        .pool_idle_timeout(Duration::from_secs(90))
-        .build(connector);
-
     let mut gateway = GatewayLayer::new()
         .attempts(options.attempts)
         .attempt_timeout(options.timeout)
@@ -114,17 +111,47 @@ pub fn app(options: &Options, upstream: Uri) -> Router {
         gateway = gateway.deadline(deadline);
     }
 
+    let rewrite = move |req: Request| to_upstream(req, &upstream);
+    if options.bare {
+        let bare = ServiceBuilder::new()
+            .layer(axum::error_handling::HandleErrorLayer::new(
+                |_: axum::BoxError| async { http::StatusCode::BAD_GATEWAY },
+            ))
+            .map_err(axum::BoxError::from)
+            .map_request(rewrite)
+            .map_response(tidy)
+            .service(client(options));
+        return Router::new().fallback_service(bare);
+    }
     let proxy = ServiceBuilder::new()
-        .map_request(move |req: Request| to_upstream(req, &upstream))
-        .map_response(|mut res: http::Response<_>| {
-            let version = res.version();
-            strip_hop_by_hop(res.headers_mut());
-            append_via(res.headers_mut(), version);
-            res
-        })
+        .map_request(rewrite)
+        .map_response(tidy)
         .layer(gateway)
-        .service(client);
+        .service(client(options));
     Router::new().fallback_service(proxy)
+}
+
+/// Removes the upstream's hop-by-hop headers from its answer and adds `Via`.
+fn tidy<B>(mut res: http::Response<B>) -> http::Response<B> {
+    let version = res.version();
+    strip_hop_by_hop(res.headers_mut());
+    append_via(res.headers_mut(), version);
+    res
+}
+
+/// A pooled hyper-util client: HTTP/1.1, or HTTP/2 with prior knowledge.
+fn client<B>(options: &Options) -> Client<HttpConnector, B>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+{
+    let mut connector = HttpConnector::new();
+    connector.set_connect_timeout(Some(options.timeout));
+    connector.set_nodelay(true);
+    Client::builder(TokioExecutor::new())
+        .http2_only(options.http2)
+        .pool_idle_timeout(Duration::from_secs(90))
+        .build(connector)
 }
 
 /// Rewrites a downstream request for the upstream.

@@ -136,8 +136,10 @@ impl RequestInfo {
                 ..Self::default()
             };
         }
-        let grpc_content_type = headers
-            .get(header::CONTENT_TYPE)
+        // gRPC calls are always POSTs: other methods skip the lookup.
+        let grpc_content_type = (method == Method::POST)
+            .then(|| headers.get(header::CONTENT_TYPE))
+            .flatten()
             .filter(|ct| is_grpc_content_type(ct))
             .cloned();
         Self {

@@ -1,6 +1,7 @@
 //! A retry budget: retries may be at most a fraction of requests, plus a floor.
 
 use std::fmt;
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -35,17 +36,18 @@ pub struct RetryBudget {
     inner: Arc<Inner>,
 }
 
+/// Deposits, on every request, are one atomic add to the current slot; only
+/// withdrawals (retries) and moving to a new slot take a lock.
 struct Inner {
     deposit: i64,
     reserve: i64,
-    slot_len: Duration,
-    ring: Mutex<Ring>,
-}
-
-struct Ring {
-    slots: [i64; SLOTS],
-    current: usize,
-    current_start: Instant,
+    slot_nanos: u64,
+    base: Instant,
+    slots: [AtomicI64; SLOTS],
+    /// The slot number (time since `base` in slots) the ring was last moved to.
+    epoch: AtomicU64,
+    rotate: Mutex<()>,
+    withdraw: Mutex<()>,
 }
 
 impl Default for RetryBudget {
@@ -70,16 +72,19 @@ impl RetryBudget {
         let reserve = i64::from(min_per_sec)
             .saturating_mul(window.as_secs() as i64)
             .saturating_mul(RETRY_COST);
+        let slot_nanos = u64::try_from((window / SLOTS as u32).as_nanos())
+            .unwrap_or(u64::MAX)
+            .max(1);
         Self {
             inner: Arc::new(Inner {
                 deposit,
                 reserve,
-                slot_len: window / SLOTS as u32,
-                ring: Mutex::new(Ring {
-                    slots: [0; SLOTS],
-                    current: 0,
-                    current_start: Instant::now(),
-                }),
+                slot_nanos,
+                base: Instant::now(),
+                slots: std::array::from_fn(|_| AtomicI64::new(0)),
+                epoch: AtomicU64::new(0),
+                rotate: Mutex::new(()),
+                withdraw: Mutex::new(()),
             }),
         }
     }
@@ -89,45 +94,52 @@ impl RetryBudget {
         if self.inner.deposit == 0 {
             return;
         }
-        let mut ring = self.ring();
-        let current = ring.current;
-        ring.slots[current] = ring.slots[current].saturating_add(self.inner.deposit);
+        let slot = self.current_slot();
+        self.inner.slots[slot].fetch_add(self.inner.deposit, Ordering::Relaxed);
     }
 
     /// Spends one retry if the budget has one; `false` if it is spent.
     pub fn withdraw(&self) -> bool {
-        let mut ring = self.ring();
-        let balance: i64 = self.inner.reserve + ring.slots.iter().sum::<i64>();
+        let _serial = self
+            .inner
+            .withdraw
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let slot = self.current_slot();
+        let balance: i64 = self.inner.reserve
+            + self
+                .inner
+                .slots
+                .iter()
+                .map(|s| s.load(Ordering::Acquire))
+                .sum::<i64>();
         if balance < RETRY_COST {
             return false;
         }
-        let current = ring.current;
-        ring.slots[current] -= RETRY_COST;
+        self.inner.slots[slot].fetch_sub(RETRY_COST, Ordering::AcqRel);
         true
     }
 
-    /// The ring, with slots older than the window cleared.
-    fn ring(&self) -> std::sync::MutexGuard<'_, Ring> {
-        let mut ring = self
-            .inner
-            .ring
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner);
-        let elapsed = ring.current_start.elapsed();
-        if elapsed >= self.inner.slot_len {
-            let steps = (elapsed.as_nanos() / self.inner.slot_len.as_nanos().max(1)) as usize;
-            for _ in 0..steps.min(SLOTS) {
-                ring.current = (ring.current + 1) % SLOTS;
-                let current = ring.current;
-                ring.slots[current] = 0;
+    /// The slot for now, after clearing the slots that fell out of the window.
+    fn current_slot(&self) -> usize {
+        let inner = &*self.inner;
+        let now =
+            u64::try_from(inner.base.elapsed().as_nanos()).unwrap_or(u64::MAX) / inner.slot_nanos;
+        if now > inner.epoch.load(Ordering::Acquire) {
+            // One caller moves the ring; the others deposit into the new slot. A
+            // deposit racing with the clearing may be lost, which only makes the
+            // budget stricter.
+            if let Ok(_moving) = inner.rotate.try_lock() {
+                let last = inner.epoch.load(Ordering::Acquire);
+                for epoch in (last + 1..=now).take(SLOTS) {
+                    inner.slots[(epoch % SLOTS as u64) as usize].store(0, Ordering::Release);
+                }
+                if now > last {
+                    inner.epoch.store(now, Ordering::Release);
+                }
             }
-            ring.current_start = if steps >= SLOTS {
-                Instant::now()
-            } else {
-                ring.current_start + self.inner.slot_len * steps as u32
-            };
         }
-        ring
+        (now % SLOTS as u64) as usize
     }
 }
 
@@ -136,7 +148,10 @@ impl fmt::Debug for RetryBudget {
         f.debug_struct("RetryBudget")
             .field("deposit_milli", &self.inner.deposit)
             .field("reserve_milli", &self.inner.reserve)
-            .field("window", &(self.inner.slot_len * SLOTS as u32))
+            .field(
+                "window",
+                &Duration::from_nanos(self.inner.slot_nanos.saturating_mul(SLOTS as u64)),
+            )
             .finish()
     }
 }
@@ -180,6 +195,17 @@ mod tests {
         a.deposit();
         assert!(b.withdraw());
         assert!(!a.withdraw());
+    }
+
+    #[test]
+    fn deposits_leave_the_window_after_it_passes() {
+        let budget = RetryBudget::new(0.5, 0, Duration::from_secs(1));
+        (0..10).for_each(|_| budget.deposit());
+        assert!(budget.withdraw(), "fresh deposits buy retries");
+        std::thread::sleep(Duration::from_millis(1100));
+        assert!(!budget.withdraw(), "a second later they are gone");
+        (0..2).for_each(|_| budget.deposit());
+        assert!(budget.withdraw(), "new deposits count again");
     }
 
     #[test]

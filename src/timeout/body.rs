@@ -6,7 +6,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use tokio::time::{Instant, Sleep, sleep};
+use tokio::time::{Instant, Sleep};
 
 pin_project! {
     /// Response body of [`Timeout`](super::Timeout): the upstream body with an idle
@@ -40,6 +40,9 @@ pin_project! {
         idle: Option<Duration>,
         #[pin]
         idle_sleep: Option<Sleep>,
+        // When the last frame arrived: the idle timer is re-armed from it only when
+        // it fires, not on every frame (a reset takes the timer wheel's lock).
+        last_frame: Instant,
         total: Option<Duration>,
         #[pin]
         total_sleep: Option<Sleep>,
@@ -73,7 +76,8 @@ impl<B> TimeoutBody<B> {
         Self {
             body,
             idle,
-            idle_sleep: idle.map(sleep),
+            idle_sleep: idle.map(|idle| tokio::time::sleep_until(now + idle)),
+            last_frame: now,
             total,
             total_sleep: end.map(tokio::time::sleep_until),
             total_is_deadline,
@@ -99,14 +103,14 @@ where
             return Poll::Ready(None);
         }
         if let Poll::Ready(frame) = this.body.poll_frame(cx) {
-            if let (Some(idle), Some(sleep)) = (*this.idle, this.idle_sleep.as_mut().as_pin_mut()) {
-                sleep.reset(Instant::now() + idle);
+            if this.idle.is_some() {
+                *this.last_frame = Instant::now();
             }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
         let expired = if fired(this.total_sleep.as_mut().as_pin_mut(), cx) {
             Some(BodyTimeoutKind::Total)
-        } else if fired(this.idle_sleep.as_mut().as_pin_mut(), cx) {
+        } else if idle_expired(this.idle_sleep.as_mut(), *this.last_frame, *this.idle, cx) {
             Some(BodyTimeoutKind::Idle)
         } else {
             None
@@ -134,6 +138,28 @@ where
     fn size_hint(&self) -> SizeHint {
         self.body.size_hint()
     }
+}
+
+/// Whether no frame arrived for `idle`: when the timer fires early (frames came
+/// since it was armed), it is re-armed from the last frame and polled again.
+fn idle_expired(
+    mut sleep: Pin<&mut Option<Sleep>>,
+    last_frame: Instant,
+    idle: Option<Duration>,
+    cx: &mut Context<'_>,
+) -> bool {
+    let Some(idle) = idle else { return false };
+    while let Some(mut timer) = sleep.as_mut().as_pin_mut() {
+        if timer.as_mut().poll(cx).is_pending() {
+            return false;
+        }
+        let due = last_frame + idle;
+        if due <= Instant::now() {
+            return true;
+        }
+        timer.reset(due);
+    }
+    false
 }
 
 /// Polls a timer, if there is one: whether it has fired.

@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# End-to-end, on loopback, run by hand (not in CI):
+#   the reverse_proxy example with the whole GatewayLayer (release build),
+#   the same proxy with no middleware (--bare: axum's HandleErrorLayer answers 502),
+#   nginx as a reverse proxy with one worker,
+# in front of nginx serving a fixed small body; interleaved rounds of wrk against
+# each, then the same with the upstream port closed (every answer a 502).
+#
+#   bash benches/e2e.sh                  # DURATION=10s ROUNDS=3 CONNECTIONS=64
+#   DURATION=5s ROUNDS=2 bash benches/e2e.sh
+#
+# Installs wrk and nginx (Debian packages) if missing; stops everything it starts.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+DURATION=${DURATION:-10s}
+ROUNDS=${ROUNDS:-3}
+CONNECTIONS=${CONNECTIONS:-64}
+UPSTREAM=18080 NGINX=18081 NGINX_DEAD=18082 FULL=18083 BARE=18084 FULL_DEAD=18085 BARE_DEAD=18086 DEAD=18089
+
+need() {
+  command -v "$1" >/dev/null 2>&1 && return
+  echo "installing $2" >&2
+  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
+}
+need wrk wrk
+need nginx nginx-light
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
+  for conf in upstream proxy; do
+    [ -f "$work/$conf.pid" ] && kill "$(cat "$work/$conf.pid")" 2>/dev/null || true
+  done
+  wait 2>/dev/null || true
+  rm -rf "$work"
+}
+trap cleanup EXIT INT TERM
+
+nginx_conf() { # name, server blocks
+  cat > "$work/$1.conf" <<EOF
+worker_processes 1;
+daemon on;
+pid $work/$1.pid;
+error_log $work/$1.err warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/$1-body; proxy_temp_path $work/$1-proxy;
+  fastcgi_temp_path $work/$1-fcgi; uwsgi_temp_path $work/$1-uwsgi; scgi_temp_path $work/$1-scgi;
+  $2
+}
+EOF
+  nginx -p "$work" -c "$work/$1.conf"
+}
+
+nginx_conf upstream "server { listen 127.0.0.1:$UPSTREAM; location / { return 200 'hello, world\n'; } }"
+nginx_conf proxy "
+  upstream live { server 127.0.0.1:$UPSTREAM; keepalive 64; }
+  upstream dead { server 127.0.0.1:$DEAD; }
+  server { listen 127.0.0.1:$NGINX; location / { proxy_pass http://live; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }
+  server { listen 127.0.0.1:$NGINX_DEAD; location / { proxy_pass http://dead; } }"
+
+cargo build -q --release --example reverse_proxy
+bin=target/release/examples/reverse_proxy
+start() { "$bin" "$@" >/dev/null 2>&1 & pids+=($!); }
+start --listen 127.0.0.1:$FULL --upstream http://127.0.0.1:$UPSTREAM
+start --listen 127.0.0.1:$BARE --upstream http://127.0.0.1:$UPSTREAM --bare
+start --listen 127.0.0.1:$FULL_DEAD --upstream http://127.0.0.1:$DEAD
+start --listen 127.0.0.1:$BARE_DEAD --upstream http://127.0.0.1:$DEAD --bare
+for port in $UPSTREAM $NGINX $FULL $BARE $FULL_DEAD $BARE_DEAD; do
+  for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
+done
+
+# wrk's requests/sec and p99 (ms) for one run.
+measure() {
+  wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$1/" | awk '
+    /Requests\/sec/ { rps = $2 }
+    /^ +99%/ { v = $2; if (v ~ /us$/) { sub(/us/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms/, "", v) } else if (v ~ /s$/) { sub(/s/, "", v); v *= 1000 } p99 = v }
+    END { printf "%s %s\n", rps, p99 }'
+}
+
+declare -A rps p99
+scenario() { # title, then name=port pairs
+  local title=$1; shift
+  for round in $(seq "$ROUNDS"); do
+    for pair in "$@"; do
+      local name=${pair%%=*} port=${pair##*=}
+      read -r r p < <(measure "$port")
+      rps[$name]="${rps[$name]:-} $r"; p99[$name]="${p99[$name]:-} $p"
+    done
+  done
+  echo
+  echo "$title ($ROUNDS interleaved rounds of $DURATION, $CONNECTIONS connections; median of rounds)"
+  printf "  %-22s %12s %10s\n" gateway "requests/s" "p99 ms"
+  for pair in "$@"; do
+    local name=${pair%%=*}
+    printf "  %-22s %12s %10s\n" "$name" "$(median ${rps[$name]})" "$(median ${p99[$name]})"
+  done
+}
+median() { printf "%s\n" "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
+
+echo "machine: $(nproc) cores, $(uname -r); $(date -u +%Y-%m-%d)"
+scenario "success path" full_stack=$FULL bare=$BARE nginx=$NGINX
+full=$(median ${rps[full_stack]}) bare=$(median ${rps[bare]}) ngx=$(median ${rps[nginx]})
+echo "  full stack / bare: $(ratio "$full" "$bare")   full stack / nginx: $(ratio "$full" "$ngx")"
+scenario "failure path (upstream port closed: every answer a 502)" full_stack_502=$FULL_DEAD bare_502=$BARE_DEAD nginx_502=$NGINX_DEAD
+full=$(median ${rps[full_stack_502]}) bare=$(median ${rps[bare_502]}) ngx=$(median ${rps[nginx_502]})
+echo "  full stack / bare: $(ratio "$full" "$bare")   full stack / nginx: $(ratio "$full" "$ngx")"
