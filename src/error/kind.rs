@@ -241,6 +241,20 @@ impl ErrorKind {
     }
 }
 
+#[cfg(test)]
+mod tests {
+    use super::ErrorKind;
+
+    /// The renderer's cache indexes by discriminant: `ALL` must list every kind,
+    /// in declaration order.
+    #[test]
+    fn all_is_in_declaration_order() {
+        for (i, kind) in ErrorKind::ALL.iter().enumerate() {
+            assert_eq!(*kind as usize, i, "{kind:?}");
+        }
+    }
+}
+
 impl fmt::Display for ErrorKind {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

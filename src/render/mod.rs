@@ -44,7 +44,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, Request, Response, StatusCode};
 use http_body_util::Full;
 use std::fmt::{self, Write};
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 /// The header a request id is echoed from: `x-request-id`.
@@ -218,6 +218,18 @@ pub struct Renderer {
     custom: Option<Arc<CustomRender>>,
     retry_after: Option<u64>,
     request_id_header: HeaderName,
+    /// What every failure of a kind answers when it has no request id, no
+    /// received status and no details: built once, then cloned without allocating.
+    cache: Arc<OnceLock<Box<[Cached]>>>,
+}
+
+/// The parts of an answer that depend on the kind alone.
+struct Cached {
+    proxy_status: HeaderValue,
+    grpc_message: Option<HeaderValue>,
+    text: Bytes,
+    problem_json: Bytes,
+    html: Bytes,
 }
 
 impl Default for Renderer {
@@ -252,7 +264,42 @@ impl Renderer {
             custom: None,
             retry_after: None,
             request_id_header: X_REQUEST_ID,
+            cache: Arc::default(),
         }
+    }
+
+    /// The cached parts for `kind`, built on first use.
+    fn cached(&self, kind: ErrorKind) -> &Cached {
+        let all = self.cache.get_or_init(|| {
+            let plain = RequestInfo::default();
+            ErrorKind::ALL
+                .iter()
+                .map(|&kind| {
+                    let err = GatewayError::new(kind);
+                    let status = self.status_for(kind);
+                    Cached {
+                        proxy_status: self.build_proxy_status(&err),
+                        grpc_message: self.build_grpc_message(&err),
+                        text: self.text(&err, &plain, status),
+                        problem_json: self.problem_json(&err, &plain, status),
+                        html: self.html(&err, &plain, status),
+                    }
+                })
+                .collect()
+        });
+        // `ALL` lists every kind in declaration order.
+        &all[kind as usize]
+    }
+
+    /// Whether `err`'s answer to `info` is the cached one.
+    fn is_plain(&self, err: &GatewayError, info: &RequestInfo) -> bool {
+        !self.expose_details && err.received_status().is_none() && info.request_id.is_none()
+    }
+
+    /// A copy whose cache starts empty: for builder methods that change answers.
+    fn uncached(mut self) -> Self {
+        self.cache = Arc::default();
+        self
     }
 
     /// Answers `kind` with `status` instead of its default.
@@ -272,6 +319,7 @@ impl Renderer {
     /// assert_eq!(r.status_for(ErrorKind::ConnectionRefused), StatusCode::SERVICE_UNAVAILABLE);
     /// ```
     pub fn with_status(mut self, kind: ErrorKind, status: StatusCode) -> Self {
+        self = self.uncached();
         if !(status.is_client_error() || status.is_server_error()) {
             #[cfg(feature = "tracing")]
             tracing::warn!(
@@ -299,6 +347,7 @@ impl Renderer {
     /// assert_eq!(value, r#""edge eu-1??"; error=connection_refused"#);
     /// ```
     pub fn with_proxy_name(mut self, name: &str) -> Self {
+        self = self.uncached();
         let mut out = String::new();
         sf::push_token_or_string(&mut out, name, 128);
         self.proxy_name = Arc::from(out);
@@ -309,6 +358,7 @@ impl Renderer {
     /// `Proxy-Status` `next-hop` and `details`). Off by default: they help
     /// attackers map your network. Even on, no CR, LF or NUL reaches a header.
     pub fn expose_details(mut self, expose: bool) -> Self {
+        self = self.uncached();
         self.expose_details = expose;
         self
     }
@@ -330,6 +380,7 @@ impl Renderer {
     /// # let _ = body;
     /// ```
     pub fn with_html_template(mut self, template: impl Into<String>) -> Self {
+        self = self.uncached();
         self.html_template = Some(Arc::from(template.into()));
         self
     }
@@ -387,6 +438,13 @@ impl Renderer {
 
     /// The `Proxy-Status` value for `err`: always a valid structured-field list.
     pub fn proxy_status(&self, err: &GatewayError) -> HeaderValue {
+        if !self.expose_details && err.received_status().is_none() {
+            return self.cached(err.kind()).proxy_status.clone();
+        }
+        self.build_proxy_status(err)
+    }
+
+    fn build_proxy_status(&self, err: &GatewayError) -> HeaderValue {
         let mut out = String::with_capacity(self.proxy_name.len() + 48);
         out.push_str(&self.proxy_name);
         out.push_str("; error=");
@@ -424,13 +482,22 @@ impl Renderer {
         let code = grpc::code(err.kind());
         headers.insert(GRPC_STATUS, HeaderValue::from_static(grpc::code_str(code)));
         let message = if self.expose_details {
+            self.build_grpc_message(err)
+        } else {
+            self.cached(err.kind()).grpc_message.clone()
+        };
+        if let Some(value) = message {
+            headers.insert(GRPC_MESSAGE, value);
+        }
+    }
+
+    fn build_grpc_message(&self, err: &GatewayError) -> Option<HeaderValue> {
+        let message = if self.expose_details {
             grpc::percent_encode(&self.message_with_details(err))
         } else {
             grpc::percent_encode(err.kind().description())
         };
-        if let Ok(value) = HeaderValue::from_maybe_shared(Bytes::from(message)) {
-            headers.insert(GRPC_MESSAGE, value);
-        }
+        HeaderValue::from_maybe_shared(Bytes::from(message)).ok()
     }
 
     /// Renders the answer to the request `info` describes.
@@ -451,6 +518,7 @@ impl Renderer {
         } else {
             self.status_for(err.kind())
         };
+        let cached = self.is_plain(err, info).then(|| self.cached(err.kind()));
         let (content_type, body) = match format {
             Format::Grpc => (
                 info.grpc_content_type
@@ -460,21 +528,25 @@ impl Renderer {
             ),
             Format::ProblemJson => (
                 HeaderValue::from_static("application/problem+json"),
-                self.problem_json(err, info, status),
+                cached.map_or_else(
+                    || self.problem_json(err, info, status),
+                    |c| c.problem_json.clone(),
+                ),
             ),
             Format::Html => (
                 HeaderValue::from_static("text/html; charset=utf-8"),
-                self.html(err, info, status),
+                cached.map_or_else(|| self.html(err, info, status), |c| c.html.clone()),
             ),
             Format::Text => (
                 HeaderValue::from_static("text/plain; charset=utf-8"),
-                self.text(err, info, status),
+                cached.map_or_else(|| self.text(err, info, status), |c| c.text.clone()),
             ),
         };
         let body = if info.is_head { Bytes::new() } else { body };
         let mut res = Response::new(Full::new(body));
         *res.status_mut() = status;
         let headers = res.headers_mut();
+        headers.reserve(6);
         headers.insert(header::CONTENT_TYPE, content_type);
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         headers.insert(PROXY_STATUS, self.proxy_status(err));
@@ -638,4 +710,72 @@ fn push_json_string(out: &mut String, s: &str) {
         }
     }
     out.push('"');
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http_body_util::BodyExt;
+
+    async fn text_of(renderer: &Renderer, err: &GatewayError) -> (StatusCode, String, HeaderValue) {
+        let res = renderer.render(err, &RequestInfo::default());
+        let status = res.status();
+        let proxy_status = res.headers()[PROXY_STATUS].clone();
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        (
+            status,
+            String::from_utf8(body.to_vec()).unwrap(),
+            proxy_status,
+        )
+    }
+
+    #[tokio::test]
+    async fn a_renderer_changed_after_use_answers_afresh() {
+        let err = GatewayError::new(ErrorKind::ConnectionRefused);
+        let used = Renderer::new();
+        let (status, body, _) = text_of(&used, &err).await;
+        assert_eq!(status, 502);
+        assert!(body.starts_with("502 Bad Gateway"));
+        let changed = used
+            .clone()
+            .with_status(
+                ErrorKind::ConnectionRefused,
+                StatusCode::SERVICE_UNAVAILABLE,
+            )
+            .with_proxy_name("edge");
+        let (status, body, proxy_status) = text_of(&changed, &err).await;
+        assert_eq!(status, 503);
+        assert!(body.starts_with("503 Service Unavailable"), "{body}");
+        assert_eq!(proxy_status, "edge; error=connection_refused");
+        let (status, _, proxy_status) = text_of(&used, &err).await;
+        assert_eq!(
+            (status, proxy_status),
+            (
+                StatusCode::BAD_GATEWAY,
+                HeaderValue::from_static("tower-bad-gateway; error=connection_refused")
+            )
+        );
+    }
+
+    #[tokio::test]
+    async fn a_request_id_or_a_received_status_is_never_served_from_the_cache() {
+        let renderer = Renderer::new();
+        let plain = GatewayError::new(ErrorKind::InvalidResponse);
+        let _ = text_of(&renderer, &plain).await;
+        let rejected = plain
+            .clone()
+            .with_received_status(StatusCode::INTERNAL_SERVER_ERROR);
+        let (_, _, proxy_status) = text_of(&renderer, &rejected).await;
+        assert_eq!(
+            proxy_status,
+            "tower-bad-gateway; error=http_protocol_error; received-status=500"
+        );
+        let req = Request::get("/")
+            .header("x-request-id", "id-9")
+            .body(())
+            .unwrap();
+        let res = renderer.render(&plain, &RequestInfo::from_request(&req));
+        let body = res.into_body().collect().await.unwrap().to_bytes();
+        assert!(String::from_utf8_lossy(&body).contains("request id: id-9"));
+    }
 }
