@@ -150,6 +150,13 @@ impl Exchange {
     {
         let policy = &self.config.policy;
         let status = res.status();
+        // RFC 9110 §15: a status outside 100..=599 is invalid, and a client must
+        // treat it as a server error. The `http` crate accepts up to 999.
+        if status.as_u16() > 599 {
+            let err = GatewayError::new(ErrorKind::ProtocolError).with_received_status(status);
+            let err = stamp(err, self.start, self.next_hop.as_ref());
+            return self.answer(err);
+        }
         let res = if policy.accepts_all() {
             res
         } else {
