@@ -475,8 +475,15 @@ impl LayerExt for BadGatewayLayer {
 /// server error; the `http` crate (and so hyper) accepts up to 999.
 #[tokio::test]
 async fn an_upstream_status_above_599_is_a_protocol_error_not_passed_on() {
-    let upstream = Upstream::raw("HTTP/1.1 600 Weird\r\ncontent-length: 0\r\n\r\n", After::Hang).await;
+    let upstream = Upstream::raw(
+        "HTTP/1.1 600 Weird\r\ncontent-length: 0\r\n\r\n",
+        After::Hang,
+    )
+    .await;
     let res = through(BadGatewayLayer::new(), support::get(&upstream.url("/"))).await;
     assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
-    assert_eq!(res.headers()["proxy-status"], "tower-bad-gateway; error=http_protocol_error; received-status=600");
+    assert_eq!(
+        res.headers()["proxy-status"],
+        "tower-bad-gateway; error=http_protocol_error; received-status=600"
+    );
 }
