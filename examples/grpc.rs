@@ -79,13 +79,16 @@ where
     );
 }
 
-fn channel(addr: SocketAddr) -> Channel {
+/// A lazily connecting tonic channel to `addr`.
+pub fn channel(addr: SocketAddr) -> Channel {
     Channel::from_shared(format!("http://{addr}"))
         .expect("a valid URI")
         .connect_lazy()
 }
 
-async fn gateway_to(upstream: SocketAddr) -> SocketAddr {
+/// A gRPC gateway on loopback: axum, `GatewayLayer` (10 s attempts, a 300 ms
+/// deadline), and a hyper-util HTTP/2 client to `upstream`.
+pub async fn gateway_to(upstream: SocketAddr) -> SocketAddr {
     let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
         .http2_only(true)
         .build_http();
@@ -114,7 +117,8 @@ async fn gateway_to(upstream: SocketAddr) -> SocketAddr {
     addr
 }
 
-async fn health_server() -> (SocketAddr, tonic_health::server::HealthReporter) {
+/// A real tonic server with the health service; `""` is SERVING.
+pub async fn health_server() -> (SocketAddr, tonic_health::server::HealthReporter) {
     let (reporter, service) = tonic_health::server::health_reporter();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -126,7 +130,8 @@ async fn health_server() -> (SocketAddr, tonic_health::server::HealthReporter) {
     (addr, reporter)
 }
 
-async fn stalled_h2_server() -> SocketAddr {
+/// An HTTP/2 server that accepts every call and never answers.
+pub async fn stalled_h2_server() -> SocketAddr {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

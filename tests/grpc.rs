@@ -5,60 +5,22 @@
 
 mod support;
 
-use axum::Router;
-use axum::extract::Request;
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use support::refused_port;
-use tokio::net::TcpListener;
 use tonic::Code;
-use tonic::transport::{Channel, server::TcpIncoming};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_check_response::ServingStatus;
 use tonic_health::pb::health_client::HealthClient;
 use tower::ServiceBuilder;
 use tower_bad_gateway::timeout::TimeoutLayer;
-use tower_bad_gateway::{BadGatewayLayer, ErrorKind, GatewayLayer};
+use tower_bad_gateway::{BadGatewayLayer, ErrorKind};
 
-/// A real tonic server with the health service; `""` is SERVING.
-async fn health_server() -> (SocketAddr, tonic_health::server::HealthReporter) {
-    let (reporter, service) = tonic_health::server::health_reporter();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(TcpIncoming::from(listener)),
-    );
-    (addr, reporter)
-}
+#[allow(dead_code)]
+#[path = "../examples/grpc.rs"]
+mod example;
 
-/// An HTTP/2 server that accepts every call and never answers.
-async fn stalled_h2_server() -> SocketAddr {
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let Ok(mut conn) = h2::server::handshake(stream).await else {
-                    return;
-                };
-                let mut held = Vec::new();
-                while let Some(Ok(call)) = conn.accept().await {
-                    held.push(call);
-                }
-            });
-        }
-    });
-    addr
-}
-
-fn channel(addr: SocketAddr) -> Channel {
-    Channel::from_shared(format!("http://{addr}"))
-        .unwrap()
-        .connect_lazy()
-}
+use example::{channel, gateway_to, health_server, stalled_h2_server};
 
 async fn check<T>(client: &mut HealthClient<T>) -> Result<ServingStatus, tonic::Status>
 where
@@ -148,36 +110,6 @@ mod client_side {
 
 mod gateway {
     use super::*;
-
-    /// A gRPC gateway on loopback: axum, `GatewayLayer` (10 s attempts, a 300 ms
-    /// deadline), and a hyper-util HTTP/2 client to `upstream`.
-    async fn gateway_to(upstream: SocketAddr) -> SocketAddr {
-        let client =
-            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-                .http2_only(true)
-                .build_http();
-        let proxy = ServiceBuilder::new()
-            .map_request(move |mut req: Request| {
-                let path = req
-                    .uri()
-                    .path_and_query()
-                    .map_or("/", |p| p.as_str())
-                    .to_owned();
-                *req.uri_mut() = format!("http://{upstream}{path}").parse().unwrap();
-                req
-            })
-            .layer(
-                GatewayLayer::new()
-                    .attempt_timeout(Duration::from_secs(10))
-                    .deadline(Duration::from_millis(300)),
-            )
-            .service(client);
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app: Router = Router::new().fallback_service(proxy);
-        tokio::spawn(async move { axum::serve(listener, app).await.unwrap() });
-        addr
-    }
 
     #[tokio::test]
     async fn proxies_a_healthy_tonic_upstream() {
