@@ -22,6 +22,8 @@ use tower_bad_gateway::GatewayLayer;
 const DEADLINE: Duration = Duration::from_millis(800);
 /// A shared 2-core machine under load: generous, but far below "hung".
 const MARGIN: Duration = Duration::from_secs(2);
+/// How long a stalling upstream holds its connection.
+const STALL: Duration = Duration::from_secs(2);
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Fault {
@@ -118,7 +120,9 @@ async fn serve(mut stream: TcpStream, seen: Seen) {
                 return;
             }
             Fault::Stall => {
-                tokio::time::sleep(Duration::from_secs(30)).await;
+                // Far past the attempt timeout and the deadline; short enough that
+                // stalled connections do not pile up in the soak.
+                tokio::time::sleep(STALL).await;
                 return;
             }
             Fault::CutBody => {
@@ -212,12 +216,47 @@ enum Outcome {
     Aborted,
 }
 
-async fn run(requests: u64, concurrency: usize, http2: bool) {
-    let seen: Seen = Arc::default();
-    let gateway = gateway(upstream(seen.clone()).await).await;
-    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(http2)
-        .build_http::<Full<Bytes>>();
+/// One upstream, one gateway and a client per protocol, shared by every run (so
+/// a soak measures the gateway, not servers piling up).
+struct Rig {
+    seen: Seen,
+    gateway: SocketAddr,
+    http1: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<Bytes>,
+    >,
+    http2: hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<Bytes>,
+    >,
+}
+
+impl Rig {
+    async fn start() -> Self {
+        let seen: Seen = Arc::default();
+        let gateway = gateway(upstream(seen.clone()).await).await;
+        let client = |http2| {
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(http2)
+                .build_http::<Full<Bytes>>()
+        };
+        Self {
+            seen,
+            gateway,
+            http1: client(false),
+            http2: client(true),
+        }
+    }
+}
+
+async fn run(rig: &Rig, requests: u64, concurrency: usize, http2: bool) {
+    rig.seen.lock().unwrap().clear();
+    let (seen, gateway) = (rig.seen.clone(), rig.gateway);
+    let client = if http2 {
+        rig.http2.clone()
+    } else {
+        rig.http1.clone()
+    };
     let semaphore = Arc::new(tokio::sync::Semaphore::new(concurrency));
     let mut tasks = Vec::new();
     static RUNS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
@@ -334,12 +373,12 @@ async fn run(requests: u64, concurrency: usize, http2: bool) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_gets_one_well_formed_answer_over_http1() {
-    run(10_000, 64, false).await;
+    run(&Rig::start().await, 10_000, 64, false).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn every_request_gets_one_well_formed_answer_over_http2() {
-    run(10_000, 64, true).await;
+    run(&Rig::start().await, 10_000, 64, true).await;
 }
 
 /// Resident memory of this process, in bytes (Linux).
@@ -358,13 +397,18 @@ fn rss() -> u64 {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a soak: minutes of load; run with --ignored"]
 async fn soak_keeps_memory_flat() {
-    run(20_000, 128, false).await;
-    run(20_000, 128, true).await;
+    let rig = Rig::start().await;
+    run(&rig, 20_000, 128, false).await;
+    run(&rig, 20_000, 128, true).await;
+    // Let the stalled upstream connections (the test's own) end before measuring.
+    tokio::time::sleep(STALL + Duration::from_secs(1)).await;
     let warm = rss();
-    for _ in 0..3 {
-        run(20_000, 128, false).await;
-        run(20_000, 128, true).await;
+    for round in 0..3 {
+        run(&rig, 20_000, 128, false).await;
+        run(&rig, 20_000, 128, true).await;
+        eprintln!("after round {round}: RSS {} MiB", rss() >> 20);
     }
+    tokio::time::sleep(STALL + Duration::from_secs(1)).await;
     let after = rss();
     eprintln!(
         "RSS warm {} MiB, after 120 000 more requests {} MiB",
