@@ -37,12 +37,9 @@ pin_project! {
     pub struct TimeoutBody<B> {
         #[pin]
         body: B,
-        idle: Option<Duration>,
+        idle: Option<Idle>,
         #[pin]
         idle_sleep: Option<Sleep>,
-        // When the last frame arrived: the idle timer is re-armed from it only when
-        // it fires, not on every frame (a reset takes the timer wheel's lock).
-        last_frame: Instant,
         total: Option<Duration>,
         #[pin]
         total_sleep: Option<Sleep>,
@@ -50,6 +47,15 @@ pin_project! {
         total_is_deadline: bool,
         ended: bool,
     }
+}
+
+/// The idle timeout, and when the last frame arrived: the idle timer is re-armed
+/// from it only when it fires, not on every frame (a reset takes the timer
+/// wheel's lock).
+#[derive(Debug, Clone, Copy)]
+struct Idle {
+    after: Duration,
+    last_frame: Instant,
 }
 
 impl<B> TimeoutBody<B> {
@@ -66,8 +72,13 @@ impl<B> TimeoutBody<B> {
         total: Option<Duration>,
         deadline: Option<Instant>,
     ) -> Self {
-        let now = Instant::now();
-        let by_total = total.map(|t| now + t);
+        // No clock read when no body timer is set.
+        let now = (idle.is_some() || total.is_some()).then(Instant::now);
+        let by_total = total.zip(now).map(|(t, now)| now + t);
+        let idle = idle.zip(now).map(|(after, now)| Idle {
+            after,
+            last_frame: now,
+        });
         let (end, total_is_deadline) = match (by_total, deadline) {
             (Some(t), Some(d)) if d < t => (Some(d), true),
             (None, Some(d)) => (Some(d), true),
@@ -76,8 +87,7 @@ impl<B> TimeoutBody<B> {
         Self {
             body,
             idle,
-            idle_sleep: idle.map(|idle| tokio::time::sleep_until(now + idle)),
-            last_frame: now,
+            idle_sleep: idle.map(|idle| tokio::time::sleep_until(idle.last_frame + idle.after)),
             total,
             total_sleep: end.map(tokio::time::sleep_until),
             total_is_deadline,
@@ -103,14 +113,14 @@ where
             return Poll::Ready(None);
         }
         if let Poll::Ready(frame) = this.body.poll_frame(cx) {
-            if this.idle.is_some() {
-                *this.last_frame = Instant::now();
+            if let Some(idle) = this.idle {
+                idle.last_frame = Instant::now();
             }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
         let expired = if fired(this.total_sleep.as_mut().as_pin_mut(), cx) {
             Some(BodyTimeoutKind::Total)
-        } else if idle_expired(this.idle_sleep.as_mut(), *this.last_frame, *this.idle, cx) {
+        } else if idle_expired(this.idle_sleep.as_mut(), *this.idle, cx) {
             Some(BodyTimeoutKind::Idle)
         } else {
             None
@@ -122,7 +132,7 @@ where
                 kind,
                 after: match kind {
                     BodyTimeoutKind::Total => this.total.unwrap_or_default(),
-                    _ => this.idle.unwrap_or_default(),
+                    _ => this.idle.map(|i| i.after).unwrap_or_default(),
                 },
             }
             .into(),
@@ -144,16 +154,17 @@ where
 /// since it was armed), it is re-armed from the last frame and polled again.
 fn idle_expired(
     mut sleep: Pin<&mut Option<Sleep>>,
-    last_frame: Instant,
-    idle: Option<Duration>,
+    idle: Option<Idle>,
     cx: &mut Context<'_>,
 ) -> bool {
-    let Some(idle) = idle else { return false };
+    let Some(Idle { after, last_frame }) = idle else {
+        return false;
+    };
     while let Some(mut timer) = sleep.as_mut().as_pin_mut() {
         if timer.as_mut().poll(cx).is_pending() {
             return false;
         }
-        let due = last_frame + idle;
+        let due = last_frame + after;
         if due <= Instant::now() {
             return true;
         }
