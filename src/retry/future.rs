@@ -104,10 +104,12 @@ where
             match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
                     let result = ready!(future.poll(cx));
+                    let (parts, body) = (&*this.parts, &*this.body);
+                    let replayable = || parts.is_some() && body.is_replayable();
                     let attempt = Attempt {
                         attempts: *this.attempts,
                         idempotent: *this.idempotent,
-                        replayable: this.parts.is_some() && this.body.is_replayable(),
+                        replayable: &replayable,
                         deadline: *this.deadline,
                     };
                     let delay = match result {
@@ -136,12 +138,14 @@ where
                             }
                         }
                         Err(error) => {
-                            let err = this
-                                .policy
-                                .classifier
-                                .classify_owned(error.into(), Phase::AwaitHead);
-                            let err = stamp(err, *this.start, this.next_hop.as_ref())
-                                .with_attempts(*this.attempts);
+                            let err = failure(
+                                this.policy,
+                                error.into(),
+                                Phase::AwaitHead,
+                                *this.start,
+                                this.next_hop.as_ref(),
+                                *this.attempts,
+                            );
                             match this.policy.after_error(&err, &attempt) {
                                 Decision::Stop(reason) => {
                                     let err = match reason {
@@ -177,12 +181,14 @@ where
                 }
                 StateProj::Ready => {
                     if let Err(error) = ready!(this.service.poll_ready(cx)) {
-                        let err = this
-                            .policy
-                            .classifier
-                            .classify_owned(error.into(), Phase::Connect);
-                        let err = stamp(err, *this.start, this.next_hop.as_ref())
-                            .with_attempts(*this.attempts);
+                        let err = failure(
+                            this.policy,
+                            error.into(),
+                            Phase::Connect,
+                            *this.start,
+                            this.next_hop.as_ref(),
+                            *this.attempts,
+                        );
                         return Poll::Ready(Err(err));
                     }
                     // The last attempt the policy allows takes the parts; earlier ones clone.
@@ -214,4 +220,18 @@ where
             }
         }
     }
+}
+
+/// The error an exchange gives up with: classified, timed, with its next hop and
+/// the attempts made.
+fn failure(
+    policy: &RetryPolicy,
+    error: BoxError,
+    phase: Phase,
+    start: Instant,
+    next_hop: Option<&NextHop>,
+    attempts: u32,
+) -> GatewayError {
+    let err = policy.classifier.classify_owned(error, phase);
+    stamp(err, start, next_hop).with_attempts(attempts)
 }

@@ -365,7 +365,7 @@ impl RetryPolicy {
         if ctx.attempts >= self.max_attempts {
             return Decision::Stop(Some(RetryDenied::AttemptsExhausted));
         }
-        if !ctx.replayable {
+        if !(ctx.replayable)() {
             return Decision::Stop(Some(RetryDenied::BodyNotReplayable));
         }
         if ctx
@@ -382,12 +382,14 @@ impl RetryPolicy {
 }
 
 /// What the decision needs to know of the exchange so far.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Attempt {
+#[derive(Clone, Copy)]
+pub(crate) struct Attempt<'a> {
     /// Attempts made so far.
     pub(crate) attempts: u32,
     pub(crate) idempotent: bool,
-    pub(crate) replayable: bool,
+    /// Whether the body can be sent again: asked only when a retry is considered
+    /// (for a buffered body it takes a lock).
+    pub(crate) replayable: &'a dyn Fn() -> bool,
     pub(crate) deadline: Option<Instant>,
 }
 
@@ -423,11 +425,11 @@ impl fmt::Debug for RetryPolicy {
 mod tests {
     use super::*;
 
-    fn ctx(attempts: u32, idempotent: bool) -> Attempt {
+    fn ctx(attempts: u32, idempotent: bool) -> Attempt<'static> {
         Attempt {
             attempts,
             idempotent,
-            replayable: true,
+            replayable: &|| true,
             deadline: None,
         }
     }
@@ -520,7 +522,7 @@ mod tests {
             Decision::Stop(Some(RetryDenied::AttemptsExhausted))
         );
         let body = Attempt {
-            replayable: false,
+            replayable: &|| false,
             ..ctx(1, true)
         };
         assert_eq!(
