@@ -153,20 +153,14 @@ impl Exchange {
         // RFC 9110 §15: a status outside 100..=599 is invalid, and a client must
         // treat it as a server error. The `http` crate accepts up to 999.
         if status.as_u16() > 599 {
-            let err = GatewayError::new(ErrorKind::ProtocolError).with_received_status(status);
-            let err = stamp(err, self.start, self.next_hop.as_ref());
-            return self.answer(err);
+            return self.reject(ErrorKind::ProtocolError, status);
         }
         let res = if policy.accepts_all() {
             res
         } else {
             match policy.judge(res) {
                 Ok(res) => res,
-                Err(kind) => {
-                    let err = GatewayError::new(kind).with_received_status(status);
-                    let err = stamp(err, self.start, self.next_hop.as_ref());
-                    return self.answer(err);
-                }
+                Err(kind) => return self.reject(kind, status),
             }
         };
         let limit = policy.body_limit();
@@ -182,6 +176,13 @@ impl Exchange {
                 self.start,
             )
         })
+    }
+
+    /// A synthetic answer to an upstream answer that is not passed on.
+    fn reject<B>(self, kind: ErrorKind, received: http::StatusCode) -> Response<ResponseBody<B>> {
+        let err = GatewayError::new(kind).with_received_status(received);
+        let err = stamp(err, self.start, self.next_hop.as_ref());
+        self.answer(err)
     }
 
     /// A synthetic answer for a failure before any of the upstream's answer went out.
