@@ -163,6 +163,11 @@ impl RequestInfo {
         self.request_id.as_ref()
     }
 
+    /// The request id as text (it is visible ASCII, or it was not kept).
+    fn request_id_str(&self) -> Option<&str> {
+        self.request_id.as_ref().and_then(|v| v.to_str().ok())
+    }
+
     /// The representation the answer will use.
     pub fn format(&self) -> Format {
         if self.is_grpc() {
@@ -587,7 +592,7 @@ impl Renderer {
             err.kind().description(),
             err.kind().as_str(),
         );
-        if let Some(id) = info.request_id.as_ref().and_then(|v| v.to_str().ok()) {
+        if let Some(id) = info.request_id_str() {
             let _ = writeln!(out, "request id: {id}");
         }
         if self.expose_details {
@@ -608,7 +613,7 @@ impl Renderer {
             err.kind().description(),
             err.kind().as_str(),
         );
-        if let Some(id) = info.request_id.as_ref().and_then(|v| v.to_str().ok()) {
+        if let Some(id) = info.request_id_str() {
             out.push_str(r#","request_id":"#);
             push_json_string(&mut out, id);
         }
@@ -654,7 +659,7 @@ impl Renderer {
                     true
                 }
                 "request_id" => {
-                    if let Some(id) = info.request_id.as_ref().and_then(|v| v.to_str().ok()) {
+                    if let Some(id) = info.request_id_str() {
                         let _ = write!(value, " · request id {id}");
                     }
                     true
