@@ -111,11 +111,25 @@ type CustomRender = dyn Fn(&GatewayError, &RequestInfo) -> Response<Bytes> + Sen
 /// ```
 #[derive(Debug, Clone, Default)]
 pub struct RequestInfo {
-    accept: Option<HeaderValue>,
+    /// The `Accept` value, or, for a gRPC call (which is answered in gRPC whatever
+    /// it accepts), its `Content-Type`: one field, so the capture stays small.
+    format_hint: FormatHint,
     request_id: Option<HeaderValue>,
-    grpc_content_type: Option<HeaderValue>,
     is_head: bool,
 }
+
+#[derive(Debug, Clone, Default)]
+enum FormatHint {
+    #[default]
+    None,
+    Accept(HeaderValue),
+    Grpc(HeaderValue),
+}
+
+/// Up to this many header names, one pass over the map finds the three values
+/// faster than three hashed lookups (a lookup hashes the name and probes; a pass
+/// compares each name, which for standard names is one byte).
+const SCAN_MAX: usize = 12;
 
 impl RequestInfo {
     /// Captures what rendering needs from a request.
@@ -130,32 +144,46 @@ impl RequestInfo {
         headers: &HeaderMap,
         request_id_header: &HeaderName,
     ) -> Self {
+        let is_head = method == Method::HEAD;
         if headers.is_empty() {
             return Self {
-                is_head: method == Method::HEAD,
+                is_head,
                 ..Self::default()
             };
         }
-        // gRPC calls are always POSTs: other methods skip the lookup.
-        let grpc_content_type = (method == Method::POST)
-            .then(|| headers.get(header::CONTENT_TYPE))
-            .flatten()
-            .filter(|ct| is_grpc_content_type(ct))
-            .cloned();
+        // gRPC calls are always POSTs: other methods skip the `Content-Type`.
+        let post = method == Method::POST;
+        let (mut accept, mut content_type, mut request_id) = (None, None, None);
+        if headers.keys_len() <= SCAN_MAX {
+            // The first value of each, as `HeaderMap::get` would give.
+            for (name, value) in headers {
+                if *name == header::ACCEPT {
+                    accept = accept.or(Some(value));
+                } else if *name == header::CONTENT_TYPE {
+                    content_type = content_type.or(Some(value));
+                } else if name == request_id_header {
+                    request_id = request_id.or(Some(value));
+                }
+            }
+        } else {
+            accept = headers.get(header::ACCEPT);
+            content_type = post.then(|| headers.get(header::CONTENT_TYPE)).flatten();
+            request_id = headers.get(request_id_header);
+        }
+        let format_hint = match content_type {
+            Some(ct) if post && is_grpc_content_type(ct) => FormatHint::Grpc(ct.clone()),
+            _ => accept.map_or(FormatHint::None, |a| FormatHint::Accept(a.clone())),
+        };
         Self {
-            accept: headers.get(header::ACCEPT).cloned(),
-            request_id: headers
-                .get(request_id_header)
-                .filter(|v| is_safe_to_echo(v))
-                .cloned(),
-            grpc_content_type,
-            is_head: method == Method::HEAD,
+            format_hint,
+            request_id: request_id.filter(|v| is_safe_to_echo(v)).cloned(),
+            is_head,
         }
     }
 
     /// Whether the request is a gRPC call (`Content-Type: application/grpc*`).
     pub fn is_grpc(&self) -> bool {
-        self.grpc_content_type.is_some()
+        matches!(self.format_hint, FormatHint::Grpc(_))
     }
 
     /// The request id to echo, if the request had a well-formed one.
@@ -168,12 +196,20 @@ impl RequestInfo {
         self.request_id.as_ref().and_then(|v| v.to_str().ok())
     }
 
+    /// The gRPC content type to answer with, for a gRPC call.
+    fn grpc_content_type(&self) -> Option<&HeaderValue> {
+        match &self.format_hint {
+            FormatHint::Grpc(ct) => Some(ct),
+            _ => None,
+        }
+    }
+
     /// The representation the answer will use.
     pub fn format(&self) -> Format {
-        if self.is_grpc() {
-            Format::Grpc
-        } else {
-            negotiate::negotiate(self.accept.as_ref())
+        match &self.format_hint {
+            FormatHint::Grpc(_) => Format::Grpc,
+            FormatHint::Accept(accept) => negotiate::negotiate(Some(accept)),
+            FormatHint::None => negotiate::negotiate(None),
         }
     }
 }
@@ -526,8 +562,8 @@ impl Renderer {
         let cached = self.is_plain(err, info).then(|| self.cached(err.kind()));
         let (content_type, body) = match format {
             Format::Grpc => (
-                info.grpc_content_type
-                    .clone()
+                info.grpc_content_type()
+                    .cloned()
                     .unwrap_or(HeaderValue::from_static("application/grpc")),
                 Bytes::new(),
             ),
@@ -721,6 +757,49 @@ fn push_json_string(out: &mut String, s: &str) {
 mod tests {
     use super::*;
     use http_body_util::BodyExt;
+
+    /// `from_parts` scans small header maps and looks up in large ones: both must
+    /// read the same first values, and ignore a gRPC type on anything but a POST.
+    #[test]
+    fn request_info_is_the_same_for_small_and_large_header_maps() {
+        for fillers in [0, 3, SCAN_MAX, SCAN_MAX + 1, 40] {
+            for method in [Method::POST, Method::GET] {
+                let mut headers = HeaderMap::new();
+                for i in 0..fillers {
+                    let name = HeaderName::from_bytes(format!("x-filler-{i}").as_bytes()).unwrap();
+                    headers.insert(name, HeaderValue::from_static("1"));
+                }
+                headers.append(header::ACCEPT, HeaderValue::from_static("application/json"));
+                headers.append(header::ACCEPT, HeaderValue::from_static("text/html"));
+                headers.append(&X_REQUEST_ID, HeaderValue::from_static("first-id"));
+                headers.append(&X_REQUEST_ID, HeaderValue::from_static("second-id"));
+                let plain = RequestInfo::from_parts(&method, &headers, &X_REQUEST_ID);
+                assert_eq!(plain.format(), Format::ProblemJson, "{fillers} {method}");
+                assert_eq!(
+                    plain.request_id().unwrap(),
+                    "first-id",
+                    "{fillers} {method}"
+                );
+
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/grpc+proto"),
+                );
+                let grpc = RequestInfo::from_parts(&method, &headers, &X_REQUEST_ID);
+                let is_post = method == Method::POST;
+                assert_eq!(grpc.is_grpc(), is_post, "{fillers} {method}");
+                let expected = if is_post {
+                    Format::Grpc
+                } else {
+                    Format::ProblemJson
+                };
+                assert_eq!(grpc.format(), expected, "{fillers} {method}");
+                if is_post {
+                    assert_eq!(grpc.grpc_content_type().unwrap(), "application/grpc+proto");
+                }
+            }
+        }
+    }
 
     async fn text_of(renderer: &Renderer, err: &GatewayError) -> (StatusCode, String, HeaderValue) {
         let res = renderer.render(err, &RequestInfo::default());
