@@ -129,6 +129,25 @@ async fn the_total_timeout_cuts_a_steady_body_that_takes_too_long() {
     assert!(took >= 250 * MS, "cut after {took:?}");
 }
 
+/// One timer serves both: armed for the idle timeout first, pushed back by every
+/// frame, it must still fire at the total timeout.
+#[tokio::test]
+async fn frames_that_keep_pushing_the_idle_timer_back_still_meet_the_total_timeout() {
+    let upstream = trickle(40 * MS).await;
+    let timeouts = TimeoutLayer::new()
+        .body_idle_timeout(100 * MS)
+        .body_total_timeout(250 * MS);
+    let (_, body, took) = call(timeouts, &upstream.url("/")).await;
+    let err = body.unwrap_err();
+    let cause = std::error::Error::source(&err)
+        .unwrap()
+        .downcast_ref::<BodyTimeout>()
+        .unwrap();
+    assert_eq!(cause.kind(), BodyTimeoutKind::Total);
+    assert_eq!(cause.after(), 250 * MS);
+    assert!(took >= 250 * MS, "cut after {took:?}");
+}
+
 #[tokio::test]
 async fn with_no_timeouts_set_nothing_is_cut() {
     let upstream = trickle(20 * MS).await;

@@ -38,13 +38,15 @@ pin_project! {
         #[pin]
         body: B,
         idle: Option<Idle>,
-        #[pin]
-        idle_sleep: Option<Sleep>,
         total: Option<Duration>,
+        // When the total timer ends: `total` from the start, or the deadline.
+        end: Option<Instant>,
+        // One timer for both, armed for whichever is due first: the body is moved
+        // with every response, and a `Sleep` is about 100 bytes.
         #[pin]
-        total_sleep: Option<Sleep>,
-        // Whether the total timer is the request's deadline rather than `total`.
-        total_is_deadline: bool,
+        sleep: Option<Sleep>,
+        // Whether `end` is the request's deadline rather than `total`.
+        end_is_deadline: bool,
         ended: bool,
     }
 }
@@ -56,6 +58,12 @@ pin_project! {
 struct Idle {
     after: Duration,
     last_frame: Instant,
+}
+
+impl Idle {
+    fn due(&self) -> Instant {
+        self.last_frame + self.after
+    }
 }
 
 impl<B> TimeoutBody<B> {
@@ -79,7 +87,7 @@ impl<B> TimeoutBody<B> {
             after,
             last_frame: now,
         });
-        let (end, total_is_deadline) = match (by_total, deadline) {
+        let (end, end_is_deadline) = match (by_total, deadline) {
             (Some(t), Some(d)) if d < t => (Some(d), true),
             (None, Some(d)) => (Some(d), true),
             (t, _) => (t, false),
@@ -87,12 +95,20 @@ impl<B> TimeoutBody<B> {
         Self {
             body,
             idle,
-            idle_sleep: idle.map(|idle| tokio::time::sleep_until(idle.last_frame + idle.after)),
             total,
-            total_sleep: end.map(tokio::time::sleep_until),
-            total_is_deadline,
+            end,
+            sleep: earliest(end, idle).map(tokio::time::sleep_until),
+            end_is_deadline,
             ended: false,
         }
+    }
+}
+
+/// When the timer must next fire: the end, or the idle timeout if that is sooner.
+fn earliest(end: Option<Instant>, idle: Option<Idle>) -> Option<Instant> {
+    match (end, idle.map(|i| i.due())) {
+        (Some(end), Some(idle)) => Some(end.min(idle)),
+        (end, idle) => end.or(idle),
     }
 }
 
@@ -118,16 +134,9 @@ where
             }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
-        let expired = if fired(this.total_sleep.as_mut().as_pin_mut(), cx) {
-            Some(BodyTimeoutKind::Total)
-        } else if idle_expired(this.idle_sleep.as_mut(), *this.idle, cx) {
-            Some(BodyTimeoutKind::Idle)
-        } else {
-            None
-        };
-        let err: BoxError = match expired {
+        let err: BoxError = match expired(this.sleep.as_mut(), *this.end, *this.idle, cx) {
             None => return Poll::Pending,
-            Some(BodyTimeoutKind::Total) if *this.total_is_deadline => DeadlineExceeded.into(),
+            Some(BodyTimeoutKind::Total) if *this.end_is_deadline => DeadlineExceeded.into(),
             Some(kind) => BodyTimeout {
                 kind,
                 after: match kind {
@@ -150,30 +159,28 @@ where
     }
 }
 
-/// Whether no frame arrived for `idle`: when the timer fires early (frames came
-/// since it was armed), it is re-armed from the last frame and polled again.
-fn idle_expired(
+/// Which timeout has expired, if any. The timer is armed for the earliest one;
+/// when it fires early for the idle timeout (frames came since it was armed), it
+/// is re-armed for what is due next and polled again. The total timeout wins a tie.
+fn expired(
     mut sleep: Pin<&mut Option<Sleep>>,
+    end: Option<Instant>,
     idle: Option<Idle>,
     cx: &mut Context<'_>,
-) -> bool {
-    let Some(Idle { after, last_frame }) = idle else {
-        return false;
-    };
+) -> Option<BodyTimeoutKind> {
     while let Some(mut timer) = sleep.as_mut().as_pin_mut() {
         if timer.as_mut().poll(cx).is_pending() {
-            return false;
+            return None;
         }
-        let due = last_frame + after;
-        if due <= Instant::now() {
-            return true;
+        let now = Instant::now();
+        if end.is_some_and(|end| end <= now) {
+            return Some(BodyTimeoutKind::Total);
         }
-        timer.reset(due);
+        if idle.is_some_and(|idle| idle.due() <= now) {
+            return Some(BodyTimeoutKind::Idle);
+        }
+        // Fired for an idle timeout that frames have since pushed back.
+        timer.reset(earliest(end, idle)?);
     }
-    false
-}
-
-/// Polls a timer, if there is one: whether it has fired.
-fn fired(sleep: Option<Pin<&mut Sleep>>, cx: &mut Context<'_>) -> bool {
-    sleep.is_some_and(|sleep| sleep.poll(cx).is_ready())
+    None
 }
