@@ -157,3 +157,15 @@ proptest! {
         }
     }
 }
+
+/// Every body the crate hands out can be printed, so `unwrap_err()` and `dbg!`
+/// work on responses and requests that carry them (this fails to compile if not).
+#[test]
+fn every_public_body_implements_debug() {
+    fn debug<T: std::fmt::Debug>() {}
+    type Inner = http_body_util::Full<bytes::Bytes>;
+    debug::<tower_bad_gateway::bad_gateway::ResponseBody<Inner>>();
+    debug::<tower_bad_gateway::timeout::TimeoutBody<Inner>>();
+    debug::<tower_bad_gateway::timeout::UploadBody<Inner>>();
+    debug::<tower_bad_gateway::retry::ReplayBody<Inner>>();
+}

@@ -427,3 +427,63 @@ async fn every_attempt_carries_the_deadline_and_the_extensions() {
         assert_eq!(*seen.lock().unwrap(), vec![(Some(deadline), tenant); 3]);
     }
 }
+
+/// On its own, `Retry` gives up with an error that is timed over all its attempts
+/// and names the upstream, although the last attempt took the request head.
+#[tokio::test]
+async fn retry_alone_times_its_error_and_names_the_next_hop() {
+    let upstream = Upstream::scripted(vec![(vec![], After::Hang); 3], Duration::ZERO).await;
+    let mut svc = ServiceBuilder::new()
+        .layer(RetryLayer::new(
+            fast().retry_on(ErrorKind::ResponseHeaderTimeout),
+        ))
+        .layer(TimeoutLayer::new().attempt_timeout(Duration::from_millis(60)))
+        .service(client());
+    let err = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(Method::GET, &upstream.url("/"), Upload::empty()))
+        .await
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ResponseHeaderTimeout);
+    assert_eq!(err.attempts(), 3);
+    // Three attempts of 60 ms each.
+    assert!(
+        err.elapsed() >= Duration::from_millis(180),
+        "{:?}",
+        err.elapsed()
+    );
+    assert_eq!(err.next_hop().unwrap().as_str(), upstream.authority());
+}
+
+/// In `GatewayLayer`, `Retry` leaves the timing to `BadGateway`: the error in the
+/// answer still covers every attempt and names the upstream.
+#[tokio::test]
+async fn the_gateway_layer_error_is_timed_over_all_attempts_and_names_the_next_hop() {
+    let upstream = Upstream::scripted(vec![(vec![], After::Hang); 2], Duration::ZERO).await;
+    let mut svc = tower_bad_gateway::GatewayLayer::new()
+        .retry_policy(fast())
+        .attempts(2)
+        .attempt_timeout(Duration::from_millis(100))
+        .layer(support::hyper_client::<
+            tower_bad_gateway::timeout::UploadBody<ReplayBody<Upload>>,
+        >());
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(request(Method::GET, &upstream.url("/"), Upload::empty()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+    let err = res.extensions().get::<GatewayError>().unwrap();
+    assert_eq!(err.attempts(), 2);
+    // Two attempts of 100 ms each.
+    assert!(
+        err.elapsed() >= Duration::from_millis(200),
+        "{:?}",
+        err.elapsed()
+    );
+    assert_eq!(err.next_hop().unwrap().as_str(), upstream.authority());
+}

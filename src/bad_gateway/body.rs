@@ -6,6 +6,7 @@ use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
 use http_body_util::Full;
 use pin_project_lite::pin_project;
+use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
@@ -124,6 +125,24 @@ impl Watch {
             .with_phase(Phase::ReadBody)
             .with_received_status(self.status);
         stamp(err, self.start, self.next_hop.as_ref())
+    }
+}
+
+impl<B: fmt::Debug> fmt::Debug for ResponseBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match &self.inner {
+            Inner::Upstream { body, watch } => f
+                .debug_struct("ResponseBody::Upstream")
+                .field("body", body)
+                .field("received", &watch.received)
+                .field("limit", &watch.limit)
+                .finish_non_exhaustive(),
+            Inner::Synthetic { body } => f
+                .debug_struct("ResponseBody::Synthetic")
+                .field("body", body)
+                .finish(),
+            Inner::Done => f.write_str("ResponseBody::Done"),
+        }
     }
 }
 

@@ -345,9 +345,16 @@ pub(crate) fn stamp(
     start: std::time::Instant,
     next_hop: Option<&NextHop>,
 ) -> GatewayError {
-    let err = err.with_elapsed(start.elapsed());
-    match (err.next_hop(), next_hop.and_then(NextHop::authority)) {
-        (None, Some(hop)) => err.with_next_hop(hop),
-        _ => err,
+    with_next_hop(err.with_elapsed(start.elapsed()), next_hop)
+}
+
+/// Sets the next hop unless the error already names one.
+pub(crate) fn with_next_hop(err: GatewayError, next_hop: Option<&NextHop>) -> GatewayError {
+    if err.next_hop().is_some() {
+        return err;
+    }
+    match next_hop.and_then(NextHop::authority) {
+        Some(hop) => err.with_next_hop(hop),
+        None => err,
     }
 }

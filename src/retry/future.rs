@@ -1,7 +1,7 @@
 use super::ReplayBody;
 use super::policy::{Attempt, Decision, RetryPolicy};
 use crate::BoxError;
-use crate::error::{Attempts, GatewayError, NextHop, Phase, stamp};
+use crate::error::{Attempts, GatewayError, NextHop, Phase, stamp, with_next_hop};
 use crate::timeout::Deadline;
 use http::request::Parts;
 use http::{Request, Response};
@@ -37,14 +37,51 @@ pin_project! {
         #[pin]
         state: State<F>,
         service: S,
-        parts: Option<Parts>,
+        replay: Replay,
         body: ReplayBody<B>,
         policy: Arc<RetryPolicy>,
         attempts: u32,
         idempotent: bool,
         deadline: Option<Instant>,
-        start: Instant,
-        next_hop: Option<NextHop>,
+        start: Option<Instant>,
+    }
+}
+
+/// The request head kept for further attempts or, once the last attempt took it
+/// (or none was allowed), only the upstream's authority, for the errors.
+pub(super) enum Replay {
+    Parts(Parts),
+    Taken(Option<NextHop>),
+}
+
+impl Replay {
+    fn parts(&self) -> Option<&Parts> {
+        match self {
+            Replay::Parts(parts) => Some(parts),
+            Replay::Taken(_) => None,
+        }
+    }
+
+    fn next_hop(&self) -> Option<NextHop> {
+        match self {
+            Replay::Parts(parts) => NextHop::of(&parts.uri),
+            Replay::Taken(hop) => *hop,
+        }
+    }
+
+    /// The parts for the next attempt: a clone, or, for the last one, the parts.
+    fn next(&mut self, last: bool) -> Option<Parts> {
+        let Replay::Parts(parts) = self else {
+            return None;
+        };
+        if !last {
+            return Some(parts.clone());
+        }
+        let hop = NextHop::of(&parts.uri);
+        match std::mem::replace(self, Replay::Taken(hop)) {
+            Replay::Parts(parts) => Some(parts),
+            Replay::Taken(_) => None,
+        }
     }
 }
 
@@ -65,13 +102,12 @@ pin_project! {
 
 pub(super) struct Exchange<S, B> {
     pub(super) service: S,
-    pub(super) parts: Option<Parts>,
+    pub(super) replay: Replay,
     pub(super) body: ReplayBody<B>,
     pub(super) policy: Arc<RetryPolicy>,
     pub(super) idempotent: bool,
     pub(super) deadline: Option<Instant>,
-    pub(super) start: Instant,
-    pub(super) next_hop: Option<NextHop>,
+    pub(super) start: Option<Instant>,
 }
 
 impl<S, F, B> ResponseFuture<S, F, B> {
@@ -79,14 +115,13 @@ impl<S, F, B> ResponseFuture<S, F, B> {
         Self {
             state: State::Calling { future },
             service: ex.service,
-            parts: ex.parts,
+            replay: ex.replay,
             body: ex.body,
             policy: ex.policy,
             attempts: 1,
             idempotent: ex.idempotent,
             deadline: ex.deadline,
             start: ex.start,
-            next_hop: ex.next_hop,
         }
     }
 }
@@ -104,8 +139,8 @@ where
             match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
                     let result = ready!(future.poll(cx));
-                    let (parts, body) = (&*this.parts, &*this.body);
-                    let replayable = || parts.is_some() && body.is_replayable();
+                    let (replay, body) = (&*this.replay, &*this.body);
+                    let replayable = || replay.parts().is_some() && body.is_replayable();
                     let attempt = Attempt {
                         attempts: *this.attempts,
                         idempotent: *this.idempotent,
@@ -143,7 +178,7 @@ where
                                 error.into(),
                                 Phase::AwaitHead,
                                 *this.start,
-                                this.next_hop.as_ref(),
+                                this.replay,
                                 *this.attempts,
                             );
                             match this.policy.after_error(&err, &attempt) {
@@ -186,25 +221,17 @@ where
                             error.into(),
                             Phase::Connect,
                             *this.start,
-                            this.next_hop.as_ref(),
+                            this.replay,
                             *this.attempts,
                         );
                         return Poll::Ready(Err(err));
                     }
                     // The last attempt the policy allows takes the parts; earlier ones clone.
                     let last = *this.attempts + 1 >= this.policy.max_attempts;
-                    let parts = if last {
-                        this.parts.take()
-                    } else {
-                        this.parts.clone()
-                    };
-                    let Some(parts) = parts else {
+                    let Some(parts) = this.replay.next(last) else {
                         // Unreachable: `replayable` above requires the parts.
-                        let err = stamp(
-                            GatewayError::new(crate::ErrorKind::Unclassified),
-                            *this.start,
-                            None,
-                        );
+                        let err = GatewayError::new(crate::ErrorKind::Unclassified);
+                        let err = stamped(err, *this.start, this.replay);
                         return Poll::Ready(Err(err.with_attempts(*this.attempts)));
                     };
                     *this.attempts += 1;
@@ -228,10 +255,18 @@ fn failure(
     policy: &RetryPolicy,
     error: BoxError,
     phase: Phase,
-    start: Instant,
-    next_hop: Option<&NextHop>,
+    start: Option<Instant>,
+    replay: &Replay,
     attempts: u32,
 ) -> GatewayError {
     let err = policy.classifier.classify_owned(error, phase);
-    stamp(err, start, next_hop).with_attempts(attempts)
+    stamped(err, start, replay).with_attempts(attempts)
+}
+
+/// Sets the elapsed time (unless a layer above times it) and the next hop.
+fn stamped(err: GatewayError, start: Option<Instant>, replay: &Replay) -> GatewayError {
+    match start {
+        Some(start) => stamp(err, start, replay.next_hop().as_ref()),
+        None => with_next_hop(err, replay.next_hop().as_ref()),
+    }
 }

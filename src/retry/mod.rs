@@ -46,7 +46,7 @@ pub use self::budget::RetryBudget;
 pub use self::future::ResponseFuture;
 pub use self::policy::{IDEMPOTENCY_KEY, Outcome, RetryPolicy};
 
-use self::future::Exchange;
+use self::future::{Exchange, Replay};
 use crate::BoxError;
 use crate::error::{GatewayError, NextHop, Phase};
 use crate::timeout::Deadline;
@@ -180,16 +180,20 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let start = Instant::now();
+        let start = self.policy.times_errors.then(Instant::now);
         let policy = self.policy.clone();
         policy.deposit();
         let (parts, body) = req.into_parts();
         let idempotent = policy.is_idempotent(&parts);
         let deadline = parts.extensions.get::<Deadline>().map(|d| d.0);
-        let next_hop = NextHop::of(&parts.uri);
         let retries = policy.max_attempts > 1;
         let body = ReplayBody::new(body, if retries { policy.max_replay_body } else { 0 });
-        let retry_parts = retries.then(|| parts_for_retries(&parts, deadline.is_some()));
+        // The next hop is read from the kept parts; only without them is it copied.
+        let replay = if retries {
+            Replay::Parts(parts_for_retries(&parts, deadline.is_some()))
+        } else {
+            Replay::Taken(NextHop::of(&parts.uri))
+        };
         let first = Request::from_parts(parts, body.next_attempt());
         // The ready service makes the first call; a clone, polled ready when its
         // turn comes, makes any retry.
@@ -199,13 +203,12 @@ where
             future,
             Exchange {
                 service,
-                parts: retry_parts,
+                replay,
                 body,
                 policy,
                 idempotent,
                 deadline,
                 start,
-                next_hop,
             },
         )
     }

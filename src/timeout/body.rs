@@ -2,6 +2,7 @@ use super::error::{BodyTimeout, BodyTimeoutKind, DeadlineExceeded};
 use crate::BoxError;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::task::{Context, Poll};
@@ -109,6 +110,18 @@ fn earliest(end: Option<Instant>, idle: Option<Idle>) -> Option<Instant> {
     match (end, idle.map(|i| i.due())) {
         (Some(end), Some(idle)) => Some(end.min(idle)),
         (end, idle) => end.or(idle),
+    }
+}
+
+impl<B: fmt::Debug> fmt::Debug for TimeoutBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TimeoutBody")
+            .field("body", &self.body)
+            .field("idle", &self.idle.map(|i| i.after))
+            .field("total", &self.total)
+            .field("end", &self.end)
+            .field("ended", &self.ended)
+            .finish()
     }
 }
 

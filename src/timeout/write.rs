@@ -5,6 +5,7 @@ use crate::BoxError;
 use http::Request;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -132,6 +133,15 @@ pin_project! {
                 watch.mark(DONE, 0);
             }
         }
+    }
+}
+
+impl<B: fmt::Debug> fmt::Debug for UploadBody<B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("UploadBody")
+            .field("body", &self.body)
+            .field("watched", &self.watch.is_some())
+            .finish()
     }
 }
 

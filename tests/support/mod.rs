@@ -98,6 +98,11 @@ impl Upstream {
         self.requests.load(Ordering::SeqCst)
     }
 
+    /// `127.0.0.1:port`, as a next hop is named.
+    pub fn authority(&self) -> String {
+        self.addr.to_string()
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("http://{}{path}", self.addr)
     }
