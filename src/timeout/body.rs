@@ -42,10 +42,11 @@ pin_project! {
         total: Option<Duration>,
         // When the total timer ends: `total` from the start, or the deadline.
         end: Option<Instant>,
-        // One timer for both, armed for whichever is due first: the body is moved
-        // with every response, and a `Sleep` is about 100 bytes.
-        #[pin]
-        sleep: Option<Sleep>,
+        // One timer for both, armed for whichever is due first, and only once the
+        // body has to wait: a body that is there at once (a small answer read with
+        // its head) never touches the timer wheel. Boxed, because the body is moved
+        // with every response and a `Sleep` is about 100 bytes.
+        sleep: Option<Pin<Box<Sleep>>>,
         // Whether `end` is the request's deadline rather than `total`.
         end_is_deadline: bool,
         ended: bool,
@@ -98,7 +99,7 @@ impl<B> TimeoutBody<B> {
             idle,
             total,
             end,
-            sleep: earliest(end, idle).map(tokio::time::sleep_until),
+            sleep: None,
             end_is_deadline,
             ended: false,
         }
@@ -137,7 +138,7 @@ where
         self: Pin<&mut Self>,
         cx: &mut Context<'_>,
     ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
-        let mut this = self.project();
+        let this = self.project();
         if *this.ended {
             return Poll::Ready(None);
         }
@@ -147,7 +148,7 @@ where
             }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
         }
-        let err: BoxError = match expired(this.sleep.as_mut(), *this.end, *this.idle, cx) {
+        let err: BoxError = match expired(this.sleep, *this.end, *this.idle, cx) {
             None => return Poll::Pending,
             Some(BodyTimeoutKind::Total) if *this.end_is_deadline => DeadlineExceeded.into(),
             Some(kind) => BodyTimeout {
@@ -176,12 +177,14 @@ where
 /// when it fires early for the idle timeout (frames came since it was armed), it
 /// is re-armed for what is due next and polled again. The total timeout wins a tie.
 fn expired(
-    mut sleep: Pin<&mut Option<Sleep>>,
+    sleep: &mut Option<Pin<Box<Sleep>>>,
     end: Option<Instant>,
     idle: Option<Idle>,
     cx: &mut Context<'_>,
 ) -> Option<BodyTimeoutKind> {
-    while let Some(mut timer) = sleep.as_mut().as_pin_mut() {
+    let due = earliest(end, idle)?;
+    let timer = sleep.get_or_insert_with(|| Box::pin(tokio::time::sleep_until(due)));
+    loop {
         if timer.as_mut().poll(cx).is_pending() {
             return None;
         }
@@ -193,7 +196,6 @@ fn expired(
             return Some(BodyTimeoutKind::Idle);
         }
         // Fired for an idle timeout that frames have since pushed back.
-        timer.reset(earliest(end, idle)?);
+        timer.as_mut().reset(earliest(end, idle)?);
     }
-    None
 }
