@@ -214,11 +214,14 @@ impl RequestInfo {
     }
 }
 
-/// Whether these request headers say gRPC.
-pub(crate) fn is_grpc_content_type_of(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .is_some_and(is_grpc_content_type)
+/// Whether a request is a gRPC call: a `POST` (gRPC never uses another method,
+/// so other requests skip the header lookup) with a gRPC content type.
+pub(crate) fn is_grpc_request<B>(req: &Request<B>) -> bool {
+    req.method() == Method::POST
+        && req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .is_some_and(is_grpc_content_type)
 }
 
 /// `application/grpc`, `application/grpc+proto`, `application/grpc-web`, ...

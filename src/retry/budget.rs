@@ -91,10 +91,15 @@ impl RetryBudget {
 
     /// Records a request: it earns `ratio` of a retry.
     pub fn deposit(&self) {
+        self.deposit_at(Instant::now());
+    }
+
+    /// [`deposit`](Self::deposit) with the caller's clock reading.
+    pub(crate) fn deposit_at(&self, now: Instant) {
         if self.inner.deposit == 0 {
             return;
         }
-        let slot = self.current_slot();
+        let slot = self.slot_at(now);
         self.inner.slots[slot].fetch_add(self.inner.deposit, Ordering::Relaxed);
     }
 
@@ -105,7 +110,7 @@ impl RetryBudget {
             .withdraw
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        let slot = self.current_slot();
+        let slot = self.slot_at(Instant::now());
         let balance: i64 = self.inner.reserve
             + self
                 .inner
@@ -120,11 +125,11 @@ impl RetryBudget {
         true
     }
 
-    /// The slot for now, after clearing the slots that fell out of the window.
-    fn current_slot(&self) -> usize {
+    /// The slot for `now`, after clearing the slots that fell out of the window.
+    fn slot_at(&self, now: Instant) -> usize {
         let inner = &*self.inner;
-        let now =
-            u64::try_from(inner.base.elapsed().as_nanos()).unwrap_or(u64::MAX) / inner.slot_nanos;
+        let since = now.saturating_duration_since(inner.base);
+        let now = u64::try_from(since.as_nanos()).unwrap_or(u64::MAX) / inner.slot_nanos;
         if now > inner.epoch.load(Ordering::Acquire) {
             // One caller moves the ring; the others deposit into the new slot. A
             // deposit racing with the clearing may be lost, which only makes the

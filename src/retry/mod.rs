@@ -180,9 +180,12 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let start = self.policy.times_errors.then(Instant::now);
+        // One clock read for the budget and, unless a layer above times the
+        // errors, their elapsed time.
+        let now = Instant::now();
+        let start = self.policy.times_errors.then_some(now);
         let policy = self.policy.clone();
-        policy.deposit();
+        policy.deposit_at(now);
         let (parts, body) = req.into_parts();
         let idempotent = policy.is_idempotent(&parts);
         let deadline = parts.extensions.get::<Deadline>().map(|d| d.0);

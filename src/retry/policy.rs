@@ -302,9 +302,9 @@ impl RetryPolicy {
             || self.idempotent_if.as_ref().is_some_and(|f| f(request))
     }
 
-    pub(crate) fn deposit(&self) {
+    pub(crate) fn deposit_at(&self, now: Instant) {
         if let Some(budget) = &self.budget {
-            budget.deposit();
+            budget.deposit_at(now);
         }
     }
 

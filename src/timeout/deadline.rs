@@ -1,5 +1,5 @@
 use super::{Deadline, GRPC_TIMEOUT, grpc};
-use crate::render::is_grpc_content_type_of;
+use crate::render::is_grpc_request;
 use http::Request;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
@@ -94,7 +94,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let grpc = is_grpc_content_type_of(req.headers())
+        let grpc = is_grpc_request(&req)
             .then(|| req.headers().get(GRPC_TIMEOUT).and_then(grpc::parse))
             .flatten();
         let earliest = [self.timeout, grpc].into_iter().flatten().min();
@@ -106,5 +106,33 @@ where
             }
         }
         self.inner.call(req)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tower::ServiceExt;
+
+    async fn deadline_of(method: http::Method) -> Option<Deadline> {
+        let svc =
+            DeadlineLayer::grpc_only().layer(tower::service_fn(|req: Request<()>| async move {
+                Ok::<_, std::convert::Infallible>(req.extensions().get::<Deadline>().copied())
+            }));
+        let req = Request::builder()
+            .method(method)
+            .header("content-type", "application/grpc")
+            .header("grpc-timeout", "100m")
+            .body(())
+            .unwrap();
+        svc.oneshot(req).await.unwrap()
+    }
+
+    /// gRPC calls are POSTs: a `grpc-timeout` on anything else is not a gRPC
+    /// caller's deadline.
+    #[tokio::test]
+    async fn grpc_timeout_counts_only_on_a_post() {
+        assert!(deadline_of(http::Method::POST).await.is_some());
+        assert!(deadline_of(http::Method::GET).await.is_none());
     }
 }

@@ -203,7 +203,7 @@ where
             };
             // Tell a gRPC upstream how long it has: no more than this attempt.
             if let Some((at, _)) = head {
-                if crate::render::is_grpc_content_type_of(req.headers()) {
+                if crate::render::is_grpc_request(&req) {
                     let left = at.saturating_duration_since(now);
                     req.headers_mut().insert(GRPC_TIMEOUT, grpc::format(left));
                 }
