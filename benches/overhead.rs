@@ -202,6 +202,26 @@ fn bench(c: &mut Criterion) {
             }) - base,
         ));
 
+        // The same without a deadline: what the hand-built stack below does (an
+        // attempt timeout, retries, an answer for every failure), and more.
+        let mut no_deadline = GatewayLayer::new()
+            .attempts(3)
+            .attempt_timeout(Duration::from_secs(10))
+            .body_idle_timeout(Duration::from_secs(30))
+            .retry_policy(RetryPolicy::new())
+            .layer(tower::service_fn(
+                upstream::<UploadBody<ReplayBody<Full<Bytes>>>>,
+            ));
+        group.bench_function(format!("gateway_layer_no_deadline/{name}"), |b| {
+            b.iter(|| once(&mut no_deadline, body))
+        });
+        report.push((
+            format!("gateway_layer_no_deadline/{name}"),
+            allocations(|| {
+                black_box(once(&mut no_deadline, body));
+            }) - base,
+        ));
+
         let mut by_hand = ServiceBuilder::new()
             .layer(HandleErrorLayer::new(|err: BoxError| async move {
                 if err.is::<tower::timeout::error::Elapsed>() {
@@ -267,6 +287,29 @@ fn bench(c: &mut Criterion) {
         ));
     }
     group.finish();
+
+    // What any answer with headers, and any response extension, costs in `http`'s
+    // own types: the floor under a rendered 502's allocations.
+    report.push((
+        "floor: a response with 3 headers".into(),
+        allocations(|| {
+            let mut res = Response::new(Full::new(Bytes::new()));
+            let headers = res.headers_mut();
+            headers.reserve(3);
+            headers.insert("content-type", HeaderValue::from_static("text/plain"));
+            headers.insert("proxy-status", HeaderValue::from_static("x"));
+            headers.insert("cache-control", HeaderValue::from_static("no-store"));
+            drop(black_box(res));
+        }),
+    ));
+    report.push((
+        "floor: one response extension".into(),
+        allocations(|| {
+            let mut res = Response::new(());
+            res.extensions_mut().insert(err.clone());
+            drop(black_box(res));
+        }),
+    ));
 
     println!("\nheap allocations per request (request construction subtracted):");
     for (name, allocs) in report {

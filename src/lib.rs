@@ -66,6 +66,7 @@
 
 pub mod bad_gateway;
 pub mod classify;
+mod clock;
 pub mod error;
 pub mod gateway;
 pub mod render;

@@ -7,7 +7,6 @@ use std::convert::Infallible;
 use std::fmt;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 use tower_service::Service;
 
 /// Middleware that turns every failure of the upstream call into a typed
@@ -126,11 +125,14 @@ where
             self.config.renderer.request_id_header(),
         );
         let next_hop = NextHop::of(req.uri());
-        let start = Instant::now();
+        let start = crate::clock::now();
         let config = self.config.clone();
         match self.ready_error.take() {
             Some(err) => ResponseFuture::failed(err, config, info, next_hop, start),
-            None => ResponseFuture::new(self.inner.call(req), config, info, next_hop, start),
+            None => {
+                let future = crate::clock::with_now(start, || self.inner.call(req));
+                ResponseFuture::new(future, config, info, next_hop, start)
+            }
         }
     }
 }

@@ -55,7 +55,6 @@ use http::{Request, Response};
 use http_body::Body;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use std::time::Instant;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -180,9 +179,9 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        // One clock read for the budget and, unless a layer above times the
-        // errors, their elapsed time.
-        let now = Instant::now();
+        // One clock reading (an outer layer's, if it has one) for the budget and,
+        // unless a layer above times the errors, their elapsed time.
+        let now = crate::clock::now();
         let start = self.policy.times_errors.then_some(now);
         let policy = self.policy.clone();
         policy.deposit_at(now);

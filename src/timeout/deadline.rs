@@ -2,7 +2,7 @@ use super::{Deadline, GRPC_TIMEOUT, grpc};
 use crate::render::is_grpc_request;
 use http::Request;
 use std::task::{Context, Poll};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -98,14 +98,17 @@ where
             .then(|| req.headers().get(GRPC_TIMEOUT).and_then(grpc::parse))
             .flatten();
         let earliest = [self.timeout, grpc].into_iter().flatten().min();
-        if let Some(timeout) = earliest {
-            let at = Instant::now().checked_add(timeout);
-            let existing = req.extensions().get::<Deadline>().map(|d| d.0);
-            if let Some(at) = [at, existing].into_iter().flatten().min() {
-                req.extensions_mut().insert(Deadline(at));
-            }
+        let Some(timeout) = earliest else {
+            return self.inner.call(req);
+        };
+        let now = crate::clock::now();
+        let at = now.checked_add(timeout);
+        let existing = req.extensions().get::<Deadline>().map(|d| d.0);
+        if let Some(at) = [at, existing].into_iter().flatten().min() {
+            req.extensions_mut().insert(Deadline(at));
         }
-        self.inner.call(req)
+        // The layers inside reuse this reading rather than read the clock again.
+        crate::clock::with_now(now, || self.inner.call(req))
     }
 }
 
