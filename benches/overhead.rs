@@ -296,9 +296,18 @@ fn bench(c: &mut Criterion) {
             let mut res = Response::new(Full::new(Bytes::new()));
             let headers = res.headers_mut();
             headers.reserve(3);
-            headers.insert("content-type", HeaderValue::from_static("text/plain"));
-            headers.insert("proxy-status", HeaderValue::from_static("x"));
-            headers.insert("cache-control", HeaderValue::from_static("no-store"));
+            headers.insert(
+                http::header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain"),
+            );
+            headers.insert(
+                http::HeaderName::from_static("proxy-status"),
+                HeaderValue::from_static("x"),
+            );
+            headers.insert(
+                http::header::CACHE_CONTROL,
+                HeaderValue::from_static("no-store"),
+            );
             drop(black_box(res));
         }),
     ));
