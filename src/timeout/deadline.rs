@@ -8,7 +8,8 @@ use tower_service::Service;
 
 /// Sets the [`Deadline`] of every request: now plus the configured time, shortened
 /// by a gRPC caller's `grpc-timeout` (which is honoured even when no time is
-/// configured) and by any deadline the request already carries.
+/// configured) and by any deadline the request already carries. A gRPC caller is a
+/// `POST` with an `application/grpc*` content type; gRPC uses no other method.
 ///
 /// It only *sets* the deadline; the layers below it enforce it:
 /// [`TimeoutLayer`](super::TimeoutLayer) ends each attempt's wait for the head, and
