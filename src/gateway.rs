@@ -195,9 +195,6 @@ impl<S> Layer<S> for GatewayLayer {
         if self.retry_timeouts {
             policy = policy.retry_on(ErrorKind::ResponseHeaderTimeout);
         }
-        // BadGateway, above, times every error and names its next hop: one clock
-        // read per request instead of two.
-        policy.times_errors = false;
         let timeout = self.timeout.layer(self.write_timeout.layer(inner));
         let retry = RetryLayer::new(policy).layer(timeout);
         let bad_gateway = self.bad_gateway.layer(retry);

@@ -457,8 +457,8 @@ async fn retry_alone_times_its_error_and_names_the_next_hop() {
     assert_eq!(err.next_hop().unwrap().as_str(), upstream.authority());
 }
 
-/// In `GatewayLayer`, `Retry` leaves the timing to `BadGateway`: the error in the
-/// answer still covers every attempt and names the upstream.
+/// In `GatewayLayer`, where `Retry` reuses `BadGateway`'s clock reading, the error
+/// in the answer still covers every attempt and names the upstream.
 #[tokio::test]
 async fn the_gateway_layer_error_is_timed_over_all_attempts_and_names_the_next_hop() {
     let upstream = Upstream::scripted(vec![(vec![], After::Hang); 2], Duration::ZERO).await;

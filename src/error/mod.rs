@@ -345,11 +345,7 @@ pub(crate) fn stamp(
     start: std::time::Instant,
     next_hop: Option<&NextHop>,
 ) -> GatewayError {
-    with_next_hop(err.with_elapsed(start.elapsed()), next_hop)
-}
-
-/// Sets the next hop unless the error already names one.
-pub(crate) fn with_next_hop(err: GatewayError, next_hop: Option<&NextHop>) -> GatewayError {
+    let err = err.with_elapsed(start.elapsed());
     if err.next_hop().is_some() {
         return err;
     }

@@ -1,7 +1,7 @@
 use super::ReplayBody;
 use super::policy::{Attempt, Decision, RetryPolicy};
 use crate::BoxError;
-use crate::error::{Attempts, GatewayError, NextHop, Phase, stamp, with_next_hop};
+use crate::error::{Attempts, GatewayError, NextHop, Phase, stamp};
 use crate::timeout::Deadline;
 use http::request::Parts;
 use http::{Request, Response};
@@ -43,7 +43,7 @@ pin_project! {
         attempts: u32,
         idempotent: bool,
         deadline: Option<Instant>,
-        start: Option<Instant>,
+        start: Instant,
     }
 }
 
@@ -107,7 +107,7 @@ pub(super) struct Exchange<S, B> {
     pub(super) policy: Arc<RetryPolicy>,
     pub(super) idempotent: bool,
     pub(super) deadline: Option<Instant>,
-    pub(super) start: Option<Instant>,
+    pub(super) start: Instant,
 }
 
 impl<S, F, B> ResponseFuture<S, F, B> {
@@ -231,7 +231,7 @@ where
                     let Some(parts) = this.replay.next(last) else {
                         // Unreachable: `replayable` above requires the parts.
                         let err = GatewayError::new(crate::ErrorKind::Unclassified);
-                        let err = stamped(err, *this.start, this.replay);
+                        let err = stamp(err, *this.start, this.replay.next_hop().as_ref());
                         return Poll::Ready(Err(err.with_attempts(*this.attempts)));
                     };
                     *this.attempts += 1;
@@ -255,18 +255,10 @@ fn failure(
     policy: &RetryPolicy,
     error: BoxError,
     phase: Phase,
-    start: Option<Instant>,
+    start: Instant,
     replay: &Replay,
     attempts: u32,
 ) -> GatewayError {
     let err = policy.classifier.classify_owned(error, phase);
-    stamped(err, start, replay).with_attempts(attempts)
-}
-
-/// Sets the elapsed time (unless a layer above times it) and the next hop.
-fn stamped(err: GatewayError, start: Option<Instant>, replay: &Replay) -> GatewayError {
-    match start {
-        Some(start) => stamp(err, start, replay.next_hop().as_ref()),
-        None => with_next_hop(err, replay.next_hop().as_ref()),
-    }
+    stamp(err, start, replay.next_hop().as_ref()).with_attempts(attempts)
 }

@@ -179,12 +179,11 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        // One clock reading (an outer layer's, if it has one) for the budget and,
-        // unless a layer above times the errors, their elapsed time.
-        let now = crate::clock::now();
-        let start = self.policy.times_errors.then_some(now);
+        // One clock reading (an outer layer's, if it has one: see `crate::clock`)
+        // for the budget and the errors' elapsed time.
+        let start = crate::clock::now();
         let policy = self.policy.clone();
-        policy.deposit_at(now);
+        policy.deposit_at(start);
         let (parts, body) = req.into_parts();
         let idempotent = policy.is_idempotent(&parts);
         let deadline = parts.extensions.get::<Deadline>().map(|d| d.0);

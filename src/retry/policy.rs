@@ -97,9 +97,6 @@ pub struct RetryPolicy {
     budget: Option<RetryBudget>,
     pub(crate) max_replay_body: u64,
     pub(crate) classifier: Classifier,
-    /// Whether `Retry` reads the clock for its errors' `elapsed`. `GatewayLayer`
-    /// turns it off: the `BadGateway` above stamps every error it passes on.
-    pub(crate) times_errors: bool,
 }
 
 const DEFAULT_KINDS: &[ErrorKind] = &[
@@ -147,7 +144,6 @@ impl RetryPolicy {
             budget: Some(RetryBudget::default()),
             max_replay_body: 64 * 1024,
             classifier: Classifier::new(),
-            times_errors: true,
         }
     }
 
