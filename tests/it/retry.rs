@@ -1,7 +1,7 @@
 //! `RetryLayer` between `BadGatewayLayer` and a real hyper-util client, against
 //! upstreams on loopback that count (and record) what they receive.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};

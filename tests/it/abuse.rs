@@ -1,7 +1,7 @@
 //! Hostile upstreams (real sockets on loopback): each gets a clear typed error or
 //! a correct answer, in bounded memory and time.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use http::{Request, StatusCode};

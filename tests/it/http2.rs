@@ -2,8 +2,6 @@
 //! hyper-util client with `http2_only`: a refused stream provably never reached
 //! the upstream application; a GOAWAY after the request was read maybe did.
 
-mod support;
-
 use bytes::Bytes;
 use http::Response;
 use http_body_util::Full;

@@ -2,7 +2,7 @@
 //! a CR/LF/NUL in a header, the response policy, gRPC endings, `poll_ready` errors,
 //! HEAD, and reporting.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};

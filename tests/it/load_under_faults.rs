@@ -5,8 +5,6 @@
 //! (byte-identical) or a well-formed 502/503/504 with a valid `Proxy-Status`; never
 //! later than the deadline plus a margin; and no POST reaches the upstream twice.
 
-mod support;
-
 use bytes::Bytes;
 use http::{Method, Request, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -393,7 +391,7 @@ fn rss() -> u64 {
 }
 
 /// The soak: ten times the load, and memory must stay flat once warm.
-/// `cargo test --release --test load_under_faults -- --ignored`
+/// `cargo test --release --test it load_under_faults -- --ignored`
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 #[ignore = "a soak: minutes of load; run with --ignored"]
 async fn soak_keeps_memory_flat() {

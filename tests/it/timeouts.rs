@@ -1,7 +1,7 @@
 //! `TimeoutLayer` in front of a real hyper-util client: what each timeout cuts, when,
 //! and what it leaves alone.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use http::StatusCode;

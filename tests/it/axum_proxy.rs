@@ -3,7 +3,7 @@
 //! `Error = Infallible` and drops into `route_service`, `fallback_service` and
 //! `Router::layer`.
 
-mod support;
+use crate::support;
 
 use axum::Router;
 use axum::body::Body;

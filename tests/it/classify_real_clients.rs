@@ -3,7 +3,7 @@
 //! through `BadGatewayLayer`: the status and `Proxy-Status` the client gets, and the
 //! `GatewayError` (kind, phase, whether the request was sent) the layer made.
 
-mod support;
+use crate::support;
 
 use bytes::Bytes;
 use http::{HeaderMap, Request, Response, StatusCode};

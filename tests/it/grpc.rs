@@ -3,7 +3,7 @@
 //! (axum + hyper-util + `GatewayLayer`) in front of a tonic server (server side).
 //! Each asserts the status code the real tonic client sees.
 
-mod support;
+use crate::support;
 
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -17,7 +17,7 @@ use tower_bad_gateway::timeout::TimeoutLayer;
 use tower_bad_gateway::{BadGatewayLayer, ErrorKind};
 
 #[allow(dead_code)]
-#[path = "../examples/grpc.rs"]
+#[path = "../../examples/grpc.rs"]
 mod example;
 
 use example::{channel, gateway_to, health_server, stalled_h2_server};

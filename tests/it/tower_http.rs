@@ -2,7 +2,7 @@
 //! gateway's 502/504 as server errors and can log the `GatewayError`; request ids
 //! set by `SetRequestIdLayer` appear in the gateway's answers.
 
-mod support;
+use crate::support;
 
 use axum::Router;
 use axum::extract::Request;

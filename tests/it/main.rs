@@ -1,0 +1,19 @@
+//! The integration tests, as one binary (`cargo test --test it`): each module is
+//! what used to be a test target of its own, and shares `support`.
+//!
+//! Run one module with a filter: `cargo test --test it retry`.
+
+mod support;
+
+mod abuse;
+mod answers;
+mod axum_proxy;
+mod classify_real_clients;
+mod grpc;
+mod http2;
+mod invariants;
+mod load_under_faults;
+mod retry;
+mod reverse_proxy;
+mod timeouts;
+mod tower_http;
