@@ -1,0 +1,52 @@
+//! Capturing this crate's `tracing` events in a test.
+
+use std::sync::Arc;
+
+/// Records this crate's `tracing` events on the current thread (a
+/// `#[tokio::test]` runs its tasks there), as `field=value` lines.
+pub struct EventLog {
+    events: Arc<std::sync::Mutex<Vec<String>>>,
+    _guard: tracing::subscriber::DefaultGuard,
+}
+
+impl EventLog {
+    pub fn install() -> Self {
+        use tracing_subscriber::layer::SubscriberExt;
+        let events: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
+        let subscriber = tracing_subscriber::registry().with(EventRecorder(events.clone()));
+        let guard = tracing::subscriber::set_default(subscriber);
+        Self {
+            events,
+            _guard: guard,
+        }
+    }
+
+    pub fn messages(&self) -> Vec<String> {
+        self.events.lock().unwrap().clone()
+    }
+}
+
+struct EventRecorder(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl<S: tracing::Subscriber> tracing_subscriber::Layer<S> for EventRecorder {
+    fn on_event(
+        &self,
+        event: &tracing::Event<'_>,
+        _ctx: tracing_subscriber::layer::Context<'_, S>,
+    ) {
+        struct Fields(String);
+        impl tracing::field::Visit for Fields {
+            fn record_debug(&mut self, field: &tracing::field::Field, value: &dyn std::fmt::Debug) {
+                self.0.push_str(&format!("{}={:?} ", field.name(), value));
+            }
+            fn record_str(&mut self, field: &tracing::field::Field, value: &str) {
+                self.0.push_str(&format!("{}={} ", field.name(), value));
+            }
+        }
+        if event.metadata().target().starts_with("tower_bad_gateway") {
+            let mut fields = Fields(String::new());
+            event.record(&mut fields);
+            self.0.lock().unwrap().push(fields.0);
+        }
+    }
+}
