@@ -1,6 +1,8 @@
 //! Deliberately broken upstreams on loopback: raw bytes then a close, a reset or
 //! silence ([`Upstream`]); a real hyper server that records what it is sent and
 //! follows a script ([`Recorder`]); ports where connecting fails or hangs.
+//!
+//! The raw faults are the examples' own (`examples/support/broken_upstream.rs`).
 
 use bytes::Bytes;
 use http_body_util::{BodyExt, Full};
@@ -8,20 +10,17 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpListener, TcpSocket, TcpStream};
+use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
 
-/// What a broken upstream does after it has read a request head.
-#[derive(Clone, Copy, Debug)]
-pub enum After {
-    /// Close the connection (FIN).
-    Close,
-    /// Reset the connection (RST, via SO_LINGER 0).
-    Reset,
-    /// Keep the connection open and silent.
-    Hang,
-}
+// Its per-path fault table is the examples'; the tests script their own replies.
+// The reverse_proxy example, compiled into the reverse_proxy tests, loads it too.
+#[allow(dead_code, clippy::duplicate_mod)]
+#[path = "../../../examples/support/broken_upstream.rs"]
+mod broken_upstream;
+
+pub use broken_upstream::After;
+use broken_upstream::{BlackholePort, RefusedPort, Reply, serve_raw};
 
 /// An upstream on 127.0.0.1 that answers every request with fixed raw bytes.
 pub struct Upstream {
@@ -48,33 +47,15 @@ impl Upstream {
         let addr = listener.local_addr().unwrap();
         let requests = Arc::new(AtomicUsize::new(0));
         let counter = requests.clone();
-        let script = Arc::new(script);
-        let task = tokio::spawn(async move {
-            loop {
-                let Ok((mut stream, _)) = listener.accept().await else {
-                    return;
-                };
-                let counter = counter.clone();
-                let script = script.clone();
-                tokio::spawn(async move {
-                    if !read_head(&mut stream).await {
-                        return;
-                    }
-                    let n = counter.fetch_add(1, Ordering::SeqCst);
-                    let (parts, after) = &script[n.min(script.len() - 1)];
-                    for (i, part) in parts.iter().enumerate() {
-                        if i > 0 && !pause.is_zero() {
-                            tokio::time::sleep(pause).await;
-                        }
-                        if stream.write_all(part).await.is_err() {
-                            return;
-                        }
-                    }
-                    let _ = stream.flush().await;
-                    finish(stream, *after).await;
-                });
+        let task = tokio::spawn(serve_raw(listener, move |_head| {
+            let n = counter.fetch_add(1, Ordering::SeqCst);
+            let (parts, after) = script[n.min(script.len() - 1)].clone();
+            Reply {
+                parts,
+                pause,
+                after,
             }
-        });
+        }));
         Self {
             addr,
             requests,
@@ -112,84 +93,16 @@ impl Drop for Upstream {
     }
 }
 
-/// Reads until the end of a request head; false if the peer went away first.
-async fn read_head(stream: &mut TcpStream) -> bool {
-    let mut buf = Vec::with_capacity(1024);
-    let mut chunk = [0u8; 4096];
-    loop {
-        match stream.read(&mut chunk).await {
-            Ok(0) | Err(_) => return false,
-            Ok(n) => buf.extend_from_slice(&chunk[..n]),
-        }
-        if buf.windows(4).any(|w| w == b"\r\n\r\n") {
-            return true;
-        }
-        if buf.len() > 1 << 20 {
-            return false;
-        }
-    }
-}
-
-async fn finish(stream: TcpStream, after: After) {
-    match after {
-        After::Close => {
-            let mut stream = stream;
-            let _ = stream.shutdown().await;
-        }
-        After::Reset => {
-            let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
-            drop(stream);
-        }
-        After::Hang => {
-            tokio::time::sleep(Duration::from_secs(3600)).await;
-            drop(stream);
-        }
-    }
-}
-
 /// A port on 127.0.0.1 that refuses connections: bound, never listening, so no
-/// other test can take it while this guard lives.
-pub struct RefusedPort {
-    pub addr: SocketAddr,
-    _socket: TcpSocket,
-}
-
+/// other test can take it while the guard lives.
 pub fn refused_port() -> RefusedPort {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let addr = socket.local_addr().unwrap();
-    RefusedPort {
-        addr,
-        _socket: socket,
-    }
+    RefusedPort::bind().unwrap()
 }
 
 /// A port on 127.0.0.1 where connecting hangs: a listener that never accepts, whose
 /// accept queue is already full, so the kernel drops further SYNs.
-pub struct BlackholePort {
-    pub addr: SocketAddr,
-    _listener: TcpListener,
-    _fillers: Vec<TcpStream>,
-}
-
 pub async fn blackhole_port() -> BlackholePort {
-    let socket = TcpSocket::new_v4().unwrap();
-    socket.bind("127.0.0.1:0".parse().unwrap()).unwrap();
-    let listener = socket.listen(1).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let mut fillers = Vec::new();
-    // Fill the queue until a connect no longer completes.
-    for _ in 0..16 {
-        match tokio::time::timeout(Duration::from_millis(200), TcpStream::connect(addr)).await {
-            Ok(Ok(stream)) => fillers.push(stream),
-            _ => break,
-        }
-    }
-    BlackholePort {
-        addr,
-        _listener: listener,
-        _fillers: fillers,
-    }
+    BlackholePort::bind().await.unwrap()
 }
 
 /// What a [`Recorder`] does with its nth request.
