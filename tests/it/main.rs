@@ -1,7 +1,7 @@
 //! The integration tests, as one binary (`cargo test --test it`): each module is
 //! what used to be a test target of its own, and shares `support`.
 //!
-//! Run one module with a filter: `cargo test --test it retry`.
+//! Run one module with a filter on its path: `cargo test --test it retry::`.
 
 mod support;
 
