@@ -184,7 +184,7 @@ fn bench(c: &mut Criterion) {
         ));
 
         let mut full = GatewayLayer::new()
-            .attempts(3)
+            .max_attempts(3)
             .attempt_timeout(Duration::from_secs(10))
             .body_idle_timeout(Duration::from_secs(30))
             .deadline(Duration::from_secs(30))
@@ -205,7 +205,7 @@ fn bench(c: &mut Criterion) {
         // The same without a deadline: what the hand-built stack below does (an
         // attempt timeout, retries, an answer for every failure), and more.
         let mut no_deadline = GatewayLayer::new()
-            .attempts(3)
+            .max_attempts(3)
             .attempt_timeout(Duration::from_secs(10))
             .body_idle_timeout(Duration::from_secs(30))
             .retry_policy(RetryPolicy::new())

@@ -13,6 +13,7 @@ use http::{Response, StatusCode};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
 use tower::ServiceBuilder;
+use tower_bad_gateway::render::Renderer;
 use tower_bad_gateway::{BadGatewayLayer, ErrorKind, GatewayLayer};
 
 const PAGE: &str = r#"<!DOCTYPE html>
@@ -36,17 +37,19 @@ async fn main() {
     let upstream = down.local_addr().unwrap();
 
     // The site: a branded page, and a busy upstream is a 503 with Retry-After.
-    let site = BadGatewayLayer::new()
-        .with_proxy_name("acme-edge")
-        .with_html_template(PAGE)
-        .with_status(
-            ErrorKind::ConnectionRefused,
-            StatusCode::SERVICE_UNAVAILABLE,
-        )
-        .with_retry_after(Duration::from_secs(30));
+    let site = BadGatewayLayer::new().renderer(
+        Renderer::new()
+            .proxy_name("acme-edge")
+            .html_template(PAGE)
+            .status(
+                ErrorKind::ConnectionRefused,
+                StatusCode::SERVICE_UNAVAILABLE,
+            )
+            .retry_after(Duration::from_secs(30)),
+    );
 
     // The API: its own error JSON, whatever the client asked for.
-    let api = BadGatewayLayer::new().with_renderer(|err, info| {
+    let api = BadGatewayLayer::new().renderer(Renderer::custom(|err, info| {
         let status = if err.is_timeout() { 504 } else { 502 };
         let request_id = info
             .request_id()
@@ -63,7 +66,7 @@ async fn main() {
             .header("content-type", "application/json")
             .body(Bytes::from(body))
             .unwrap_or_default()
-    });
+    }));
 
     let app = Router::new()
         .nest_service("/api", proxy(upstream, api))
@@ -103,7 +106,7 @@ fn proxy(upstream: std::net::SocketAddr, layer: BadGatewayLayer) -> Router {
             *req.uri_mut() = format!("http://{upstream}/").parse().unwrap();
             req
         })
-        .layer(GatewayLayer::new().bad_gateway(layer).attempts(1))
+        .layer(GatewayLayer::new().bad_gateway(layer).max_attempts(1))
         .service(client);
     Router::new().fallback_service(stack)
 }

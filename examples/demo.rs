@@ -75,7 +75,7 @@ async fn main() {
         })
         .layer(
             BadGatewayLayer::new()
-                .with_response_policy(
+                .response_policy(
                     ResponsePolicy::new()
                         .reject_status(StatusCode::INTERNAL_SERVER_ERROR)
                         .max_body_size(1 << 20),

@@ -104,8 +104,10 @@ const USAGE: &str = "usage: reverse_proxy [--listen ADDR] [--upstream URL] [--ti
 /// The proxy: every request goes to `upstream` through the whole `GatewayLayer`.
 pub fn app(options: &Options, upstream: Uri) -> Router {
     let mut gateway = GatewayLayer::new()
-        .attempts(options.attempts)
+        .max_attempts(options.attempts)
         .attempt_timeout(options.timeout)
+        // An idempotent request whose attempt timed out goes again (`--attempts`).
+        .retry_timeouts(true)
         .body_idle_timeout(options.body_idle);
     if let Some(deadline) = options.deadline {
         gateway = gateway.deadline(deadline);

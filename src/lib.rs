@@ -62,13 +62,43 @@
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
+#![warn(
+    missing_debug_implementations,
+    unreachable_pub,
+    rust_2018_idioms,
+    future_incompatible,
+    nonstandard_style,
+    clippy::all,
+    clippy::dbg_macro,
+    clippy::todo,
+    clippy::mem_forget,
+    clippy::unused_self,
+    clippy::needless_borrow,
+    clippy::needless_continue,
+    clippy::match_wildcard_for_single_variants,
+    clippy::imprecise_flops,
+    clippy::suboptimal_flops,
+    clippy::lossy_float_literal,
+    clippy::rest_pat_in_fully_bound_structs,
+    clippy::fn_params_excessive_bools,
+    clippy::exit,
+    clippy::inefficient_to_string,
+    clippy::linkedlist,
+    clippy::macro_use_imports,
+    clippy::option_option,
+    clippy::verbose_file_reads,
+    clippy::unnested_or_patterns,
+    clippy::str_to_string
+)]
 #![cfg_attr(docsrs, feature(doc_cfg))]
 
+#[cfg(feature = "axum")]
+mod axum;
 pub mod bad_gateway;
 pub mod classify;
-mod clock;
 pub mod error;
 pub mod gateway;
+mod grpc;
 pub mod render;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
@@ -82,17 +112,35 @@ pub mod retry;
 pub mod timeout;
 
 pub use self::bad_gateway::{BadGateway, BadGatewayLayer};
-pub use self::classify::ResponsePolicy;
-pub use self::error::{Attempts, ErrorKind, GatewayError, Phase, RequestSent, RetryDenied};
+pub use self::classify::{Classifier, ResponsePolicy};
+pub use self::error::{
+    Attempts, BoxError, ErrorKind, GatewayError, GrpcCode, Phase, RequestSent, RetryDenied,
+};
 pub use self::gateway::{Gateway, GatewayLayer};
 
-/// The boxed error type upstream errors are converted into.
+/// The request body the client under a [`GatewayLayer`] receives: the caller's body
+/// `B`, replayable for retries ([`ReplayBody`](retry::ReplayBody)) and watched for
+/// stalled uploads ([`UploadBody`](timeout::UploadBody)).
+///
+/// Build the client for it; for a hyper-util client behind axum:
 ///
 /// ```
-/// let err: tower_bad_gateway::BoxError = std::io::Error::other("boom").into();
-/// assert_eq!(err.to_string(), "boom");
+/// use tower_bad_gateway::{GatewayLayer, UpstreamBody};
+/// use hyper_util::{client::legacy::Client, rt::TokioExecutor};
+/// use tower::Layer;
+///
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let client = Client::builder(TokioExecutor::new()).build_http::<UpstreamBody<axum::body::Body>>();
+/// let gateway = GatewayLayer::new().layer(client);
+/// let app: axum::Router = axum::Router::new().fallback_service(gateway);
+/// # let _ = app;
+/// # }
 /// ```
-pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+///
+/// A client that takes one body type only (a tonic `Channel` takes
+/// `tonic::body::Body`) gets it by a `map_request` between the layers and the
+/// client; see the [`retry`] module.
+pub type UpstreamBody<B> = timeout::UploadBody<retry::ReplayBody<B>>;
 
 // The README's code is compiled and checked with the doc tests.
 #[cfg(doctest)]

@@ -45,6 +45,57 @@ macro_rules! reqwest_adapter {
             }
         }
 
+        impl std::fmt::Debug for ResponseFuture {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.debug_struct("ReqwestService::ResponseFuture").finish_non_exhaustive()
+            }
+        }
+
+        /// Sends a reqwest request through `svc` (the layers you put around a
+        /// [`ReqwestService`]) and gives back a `reqwest::Response`: code written
+        /// against reqwest keeps its types, and gets the layers' retries, timeouts
+        /// and typed errors. The error is the layers' (a
+        /// [`GatewayError`](crate::GatewayError) from a
+        /// [`RetryLayer`](crate::retry::RetryLayer)), or the request's own if it
+        /// cannot be turned into an `http::Request`.
+        ///
+        /// ```
+        #[doc = concat!("use tower_bad_gateway::", stringify!($krate), "::{ReqwestService, execute};")]
+        /// use tower_bad_gateway::retry::{RetryLayer, RetryPolicy};
+        /// use tower_bad_gateway::GatewayError;
+        /// use tower::ServiceBuilder;
+        ///
+        /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+        #[doc = concat!("let client = ", stringify!($krate), "::Client::new();")]
+        /// let mut api = ServiceBuilder::new()
+        ///     .layer(RetryLayer::new(RetryPolicy::new().max_attempts(1)))
+        ///     .service(ReqwestService::new(client.clone()));
+        /// // Nothing listens on port 9 of loopback: the connection is refused.
+        /// let request = client.get("http://127.0.0.1:9/").build().unwrap();
+        /// let err = execute(&mut api, request).await.unwrap_err();
+        /// let err = err.downcast_ref::<GatewayError>().unwrap();
+        /// assert_eq!(err.kind(), tower_bad_gateway::ErrorKind::ConnectionRefused);
+        /// # }
+        /// ```
+        pub async fn execute<S, B>(
+            svc: &mut S,
+            request: ::$krate::Request,
+        ) -> Result<::$krate::Response, BoxError>
+        where
+            S: Service<http::Request<::$krate::Body>, Response = http::Response<B>>,
+            S::Error: Into<BoxError>,
+            B: http_body::Body + Send + Sync + 'static,
+            B::Data: Into<Bytes>,
+            B::Error: Into<BoxError>,
+        {
+            let request = http::Request::<::$krate::Body>::try_from(request)?;
+            std::future::poll_fn(|cx| svc.poll_ready(cx))
+                .await
+                .map_err(Into::into)?;
+            let response = svc.call(request).await.map_err(Into::into)?;
+            Ok(::$krate::Response::from(response.map(::$krate::Body::wrap)))
+        }
+
         impl Future for ResponseFuture {
             type Output = Result<http::Response<::$krate::Body>, ::$krate::Error>;
 

@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use tower::{Layer, Service};
-use tower_bad_gateway::timeout::{Deadline, DeadlineLayer};
+use tower_bad_gateway::timeout::{Deadline, SetDeadlineLayer};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(value) = http::HeaderValue::from_bytes(data) else {
@@ -16,9 +16,9 @@ fuzz_target!(|data: &[u8]| {
         .body(())
         .unwrap();
     let mut seen = None;
-    let before = std::time::Instant::now();
+    let before = tokio::time::Instant::now();
     {
-        let mut svc = DeadlineLayer::new(std::time::Duration::from_secs(3600)).layer(
+        let mut svc = SetDeadlineLayer::new(std::time::Duration::from_secs(3600)).layer(
             tower::service_fn(|req: http::Request<()>| {
                 seen = req.extensions().get::<Deadline>().copied();
                 std::future::ready(Ok::<_, std::convert::Infallible>(()))
@@ -26,7 +26,7 @@ fuzz_target!(|data: &[u8]| {
         );
         drop(svc.call(req));
     }
-    if let Some(Deadline(at)) = seen {
-        assert!(at <= before + std::time::Duration::from_secs(3601));
+    if let Some(deadline) = seen {
+        assert!(deadline.at() <= before + std::time::Duration::from_secs(3601));
     }
 });

@@ -40,7 +40,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let renderer = Renderer::new()
-        .with_proxy_name(&proxy_name)
+        .proxy_name(&proxy_name)
         .expose_details(flags & 0x80 != 0);
     let mut err = GatewayError::new(kind).with_source(std::io::Error::other(message));
     if flags & 0x40 != 0 {

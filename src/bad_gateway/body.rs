@@ -1,6 +1,5 @@
-use super::{Config, NextHop, gateway_error, stamp};
-use crate::BoxError;
-use crate::error::{ErrorKind, GatewayError, Phase};
+use super::{Config, NextHop, stamp};
+use crate::error::{BoxError, ErrorKind, GatewayError, Phase};
 use bytes::{Buf, Bytes};
 use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
@@ -10,7 +9,7 @@ use std::fmt;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
+use tokio::time::Instant;
 
 pin_project! {
     /// Response body of [`BadGateway`](super::BadGateway): the upstream's body,
@@ -110,14 +109,9 @@ impl<B> ResponseBody<B> {
 
 impl Watch {
     fn fail(&self, error: BoxError) -> GatewayError {
-        gateway_error(
-            &self.config,
-            error,
-            Phase::ReadBody,
-            self.start,
-            self.next_hop.as_ref(),
-        )
-        .with_received_status(self.status)
+        self.config
+            .classify(error, Phase::ReadBody, self.start, self.next_hop.as_ref())
+            .with_received_status(self.status)
     }
 
     fn fail_with(&self, kind: ErrorKind) -> GatewayError {
@@ -193,7 +187,7 @@ where
         };
         watch.config.report(&err, watch.status);
         if watch.grpc {
-            let trailers = watch.config.renderer.grpc_trailers(&err);
+            let trailers = watch.config.answers.grpc_trailers(&err);
             inner.set(Inner::Done);
             return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
         }

@@ -1,6 +1,5 @@
-use super::{Config, NextHop, ResponseBody, gateway_error, stamp};
-use crate::BoxError;
-use crate::error::{Attempts, ErrorKind, GatewayError, Phase};
+use super::{Config, NextHop, ResponseBody};
+use crate::error::{Attempts, BoxError, ErrorKind, GatewayError, Phase};
 use crate::render::RequestInfo;
 use http::Response;
 use http_body::Body;
@@ -10,7 +9,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
+use tokio::time::Instant;
 
 pin_project! {
     /// Response future of [`BadGateway`](super::BadGateway).
@@ -54,6 +53,14 @@ struct Exchange {
     info: RequestInfo,
     next_hop: Option<NextHop>,
     start: Instant,
+}
+
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BadGateway::ResponseFuture")
+            .field("done", &self.exchange.is_none())
+            .finish_non_exhaustive()
+    }
 }
 
 impl<F> ResponseFuture<F> {
@@ -128,13 +135,9 @@ where
         Poll::Ready(Ok(match result {
             Ok(res) => ex.pass(res),
             Err(error) => {
-                let err = gateway_error(
-                    &ex.config,
-                    error,
-                    Phase::AwaitHead,
-                    ex.start,
-                    ex.next_hop.as_ref(),
-                );
+                let err =
+                    ex.config
+                        .classify(error, Phase::AwaitHead, ex.start, ex.next_hop.as_ref());
                 ex.answer(err)
             }
         }))
@@ -181,13 +184,13 @@ impl Exchange {
     /// A synthetic answer to an upstream answer that is not passed on.
     fn reject<B>(self, kind: ErrorKind, received: http::StatusCode) -> Response<ResponseBody<B>> {
         let err = GatewayError::new(kind).with_received_status(received);
-        let err = stamp(err, self.start, self.next_hop.as_ref());
+        let err = self.config.stamp(err, self.start, self.next_hop.as_ref());
         self.answer(err)
     }
 
     /// A synthetic answer for a failure before any of the upstream's answer went out.
     fn answer<B>(self, err: GatewayError) -> Response<ResponseBody<B>> {
-        let mut res = self.config.renderer.render(&err, &self.info);
+        let mut res = self.config.answers.render(&err, &self.info);
         res.extensions_mut().insert(Attempts(err.attempts()));
         self.config.report(&err, res.status());
         res.map(ResponseBody::synthetic)

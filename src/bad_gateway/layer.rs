@@ -1,33 +1,50 @@
-use super::{BadGateway, Config};
+use super::{BadGateway, Config, FailureHook};
 use crate::classify::{Classifier, ResponsePolicy};
-use crate::error::{ErrorKind, GatewayError};
-use crate::render::{Renderer, RequestInfo};
-use bytes::Bytes;
-use http::{HeaderName, Response, StatusCode};
-use std::sync::Arc;
-use std::time::Duration;
+use crate::error::GatewayError;
+use crate::render::{Answers, Renderer};
+use std::fmt;
+use std::sync::{Arc, OnceLock};
 use tower_layer::Layer;
 
 /// Applies [`BadGateway`] to a service that calls an upstream.
 ///
-/// All configuration is shared (behind an `Arc`) by every service the layer makes.
+/// Four settings, each independent of the others (the order of the calls never
+/// matters): how failures are classified, which upstream answers count as
+/// failures, how failures are answered, and a hook called for each. The services
+/// a layer makes share one configuration, built the first time it makes one: every
+/// kind's plain answer is rendered then, not per request.
 ///
 /// ```
 /// use tower_bad_gateway::{BadGatewayLayer, ErrorKind, ResponsePolicy};
+/// use tower_bad_gateway::render::Renderer;
 /// use http::StatusCode;
 /// use std::time::Duration;
 ///
 /// let layer = BadGatewayLayer::new()
-///     .with_proxy_name("edge-1")
-///     .with_status(ErrorKind::ConnectionRefused, StatusCode::SERVICE_UNAVAILABLE)
-///     .with_retry_after(Duration::from_secs(5))
-///     .with_response_policy(ResponsePolicy::new().max_body_size(1 << 20))
+///     .renderer(
+///         Renderer::new()
+///             .proxy_name("edge-1")
+///             .status(ErrorKind::ConnectionRefused, StatusCode::SERVICE_UNAVAILABLE)
+///             .retry_after(Duration::from_secs(5)),
+///     )
+///     .response_policy(ResponsePolicy::new().max_body_size(1 << 20))
 ///     .on_failure(|err| eprintln!("upstream failed: {}", err.kind()));
 /// # let _ = layer;
 /// ```
-#[derive(Clone, Debug, Default)]
+#[derive(Clone, Default)]
 pub struct BadGatewayLayer {
-    config: Arc<Config>,
+    settings: Settings,
+    /// Built from `settings` on the first `layer` call, and shared by clones; a
+    /// setter makes a new layer, which builds afresh.
+    built: Arc<OnceLock<Arc<Config>>>,
+}
+
+#[derive(Clone, Default)]
+struct Settings {
+    classifier: Option<Classifier>,
+    policy: ResponsePolicy,
+    renderer: Renderer,
+    on_failure: Option<Arc<FailureHook>>,
 }
 
 impl BadGatewayLayer {
@@ -37,83 +54,68 @@ impl BadGatewayLayer {
         Self::default()
     }
 
-    fn config(&mut self) -> &mut Config {
-        Arc::make_mut(&mut self.config)
-    }
-
-    fn map_renderer(mut self, f: impl FnOnce(Renderer) -> Renderer) -> Self {
-        let config = self.config();
-        config.renderer = f(std::mem::take(&mut config.renderer));
+    fn set(mut self, f: impl FnOnce(&mut Settings)) -> Self {
+        f(&mut self.settings);
+        self.built = Arc::default();
         self
     }
 
-    /// Replaces the classifier (see [`Classifier`] to extend the default one).
-    pub fn with_classifier(mut self, classifier: Classifier) -> Self {
-        self.config().classifier = classifier;
-        self
+    /// Classifies failures with `classifier` (see [`Classifier`] to extend the
+    /// default one).
+    pub fn classifier(self, classifier: Classifier) -> Self {
+        self.set(|s| s.classifier = Some(classifier))
     }
 
     /// Declares which upstream answers are failures (default: none).
-    pub fn with_response_policy(mut self, policy: ResponsePolicy) -> Self {
-        self.config().policy = policy;
-        self
+    pub fn response_policy(self, policy: ResponsePolicy) -> Self {
+        self.set(|s| s.policy = policy)
     }
 
-    /// Replaces the whole renderer.
-    pub fn with_render(mut self, renderer: Renderer) -> Self {
-        self.config().renderer = renderer;
-        self
-    }
-
-    /// Answers `kind` with `status` instead of its default (4xx and 5xx only; see
-    /// [`Renderer::with_status`]).
-    pub fn with_status(self, kind: ErrorKind, status: StatusCode) -> Self {
-        self.map_renderer(|r| r.with_status(kind, status))
-    }
-
-    /// The name this gateway gives itself in `Proxy-Status` (see
-    /// [`Renderer::with_proxy_name`]).
-    pub fn with_proxy_name(self, name: &str) -> Self {
-        self.map_renderer(|r| r.with_proxy_name(name))
-    }
-
-    /// Shows the upstream's address and the error's text in answers (off by
-    /// default; see [`Renderer::expose_details`]).
-    pub fn expose_details(self, expose: bool) -> Self {
-        self.map_renderer(|r| r.expose_details(expose))
-    }
-
-    /// Replaces the HTML page (see [`Renderer::with_html_template`]).
-    pub fn with_html_template(self, template: impl Into<String>) -> Self {
-        self.map_renderer(|r| r.with_html_template(template))
-    }
-
-    /// Replaces all rendering with `f` (see [`Renderer::with_renderer`]).
-    pub fn with_renderer<F>(self, f: F) -> Self
-    where
-        F: Fn(&GatewayError, &RequestInfo) -> Response<Bytes> + Send + Sync + 'static,
-    {
-        self.map_renderer(|r| r.with_renderer(f))
-    }
-
-    /// Adds `Retry-After` to every 503 answer.
-    pub fn with_retry_after(self, after: Duration) -> Self {
-        self.map_renderer(|r| r.with_retry_after(after))
-    }
-
-    /// Echoes the request id from this header instead of `x-request-id`.
-    pub fn with_request_id_header(self, name: HeaderName) -> Self {
-        self.map_renderer(|r| r.with_request_id_header(name))
+    /// Answers failures with `renderer`: statuses, proxy name, details, the HTML
+    /// page, `Retry-After`, the request id header, or a renderer of your own (see
+    /// [`Renderer`]).
+    pub fn renderer(self, renderer: Renderer) -> Self {
+        self.set(|s| s.renderer = renderer)
     }
 
     /// Calls `f` once for every failure, after it is classified (besides the
-    /// `tracing` event).
-    pub fn on_failure<F>(mut self, f: F) -> Self
+    /// `tracing` event). A second call replaces the first hook.
+    pub fn on_failure<F>(self, f: F) -> Self
     where
         F: Fn(&GatewayError) + Send + Sync + 'static,
     {
-        self.config().on_failure = Some(Arc::new(f));
-        self
+        self.set(|s| s.on_failure = Some(Arc::new(f)))
+    }
+
+    /// The classifier set with [`classifier`](Self::classifier), if any.
+    pub(crate) fn classifier_if_set(&self) -> Option<&Classifier> {
+        self.settings.classifier.as_ref()
+    }
+
+    fn config(&self) -> Arc<Config> {
+        self.built
+            .get_or_init(|| {
+                let s = &self.settings;
+                Arc::new(Config {
+                    classifier: s.classifier.clone().unwrap_or_default(),
+                    policy: s.policy.clone(),
+                    answers: Answers::new(s.renderer.clone()),
+                    on_failure: s.on_failure.clone(),
+                })
+            })
+            .clone()
+    }
+}
+
+impl fmt::Debug for BadGatewayLayer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let s = &self.settings;
+        f.debug_struct("BadGatewayLayer")
+            .field("classifier", &s.classifier)
+            .field("policy", &s.policy)
+            .field("renderer", &s.renderer)
+            .field("on_failure", &s.on_failure.is_some())
+            .finish()
     }
 }
 
@@ -121,6 +123,6 @@ impl<S> Layer<S> for BadGatewayLayer {
     type Service = BadGateway<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        BadGateway::from_config(inner, self.config.clone())
+        BadGateway::from_config(inner, self.config())
     }
 }

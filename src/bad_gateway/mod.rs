@@ -16,6 +16,7 @@
 //! ```
 //! use tower::{Service, ServiceBuilder, ServiceExt};
 //! use tower_bad_gateway::{BadGatewayLayer, GatewayError};
+//! use tower_bad_gateway::render::Renderer;
 //! use http::{Request, Response};
 //! use http_body_util::Full;
 //! use bytes::Bytes;
@@ -28,7 +29,7 @@
 //!     Err::<Response<Full<Bytes>>, _>(io::Error::from(io::ErrorKind::ConnectionRefused))
 //! });
 //! let mut svc = ServiceBuilder::new()
-//!     .layer(BadGatewayLayer::new().with_proxy_name("edge"))
+//!     .layer(BadGatewayLayer::new().renderer(Renderer::new().proxy_name("edge")))
 //!     .service(client);
 //!
 //! let res = svc.ready().await.unwrap().call(Request::new(Full::default())).await.unwrap();
@@ -49,21 +50,23 @@ pub use self::layer::BadGatewayLayer;
 pub use self::service::BadGateway;
 
 use crate::classify::{Classifier, ResponsePolicy};
-use crate::error::GatewayError;
+use crate::error::{BoxError, GatewayError, Phase};
 pub(crate) use crate::error::{NextHop, stamp};
-use crate::render::Renderer;
+use crate::render::Answers;
 use http::StatusCode;
 use std::fmt;
 use std::sync::Arc;
+use tokio::time::Instant;
 
 type FailureHook = dyn Fn(&GatewayError) + Send + Sync;
 
-/// Everything the middleware is configured with; shared by all clones.
-#[derive(Clone, Default)]
+/// What a built layer's services share: the settings, resolved, with every kind's
+/// plain answer rendered once.
+#[derive(Default)]
 pub(crate) struct Config {
     pub(crate) classifier: Classifier,
     pub(crate) policy: ResponsePolicy,
-    pub(crate) renderer: Renderer,
+    pub(crate) answers: Answers,
     pub(crate) on_failure: Option<Arc<FailureHook>>,
 }
 
@@ -88,6 +91,30 @@ impl Config {
             hook(err);
         }
     }
+
+    /// Makes the `GatewayError` for an error seen in `phase`, with the source, the
+    /// time since `start`, the next hop and the status it is answered with.
+    pub(crate) fn classify(
+        &self,
+        error: BoxError,
+        phase: Phase,
+        start: Instant,
+        next_hop: Option<&NextHop>,
+    ) -> GatewayError {
+        let err = self.classifier.classify_owned(error, phase);
+        self.stamp(err, start, next_hop)
+    }
+
+    /// Fills in the elapsed time, the next hop and the status answered.
+    pub(crate) fn stamp(
+        &self,
+        err: GatewayError,
+        start: Instant,
+        next_hop: Option<&NextHop>,
+    ) -> GatewayError {
+        let status = self.answers.renderer().status_for(err.kind());
+        stamp(err, start, next_hop).with_status(status)
+    }
 }
 
 impl fmt::Debug for Config {
@@ -95,21 +122,8 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("classifier", &self.classifier)
             .field("policy", &self.policy)
-            .field("renderer", &self.renderer)
+            .field("renderer", self.answers.renderer())
             .field("on_failure", &self.on_failure.is_some())
             .finish()
     }
-}
-
-/// Makes the `GatewayError` for an error seen in `phase`, with the source, the time
-/// since `start` and the next hop filled in.
-pub(crate) fn gateway_error(
-    config: &Config,
-    error: crate::BoxError,
-    phase: crate::Phase,
-    start: std::time::Instant,
-    next_hop: Option<&NextHop>,
-) -> GatewayError {
-    let err = config.classifier.classify_owned(error, phase);
-    stamp(err, start, next_hop)
 }

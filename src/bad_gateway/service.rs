@@ -1,12 +1,14 @@
 use super::{BadGatewayLayer, Config, NextHop, ResponseBody, ResponseFuture};
-use crate::BoxError;
+use crate::error::BoxError;
 use crate::render::RequestInfo;
+use crate::timeout::Deadline;
 use http::{Request, Response};
 use http_body::Body;
 use std::convert::Infallible;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
+use tokio::time::Instant;
 use tower_service::Service;
 
 /// Middleware that turns every failure of the upstream call into a typed
@@ -39,7 +41,8 @@ pub struct BadGateway<S> {
 impl<S> BadGateway<S> {
     /// Wraps `inner` with the default configuration.
     pub fn new(inner: S) -> Self {
-        Self::from_config(inner, Arc::default())
+        static DEFAULT: OnceLock<Arc<Config>> = OnceLock::new();
+        Self::from_config(inner, DEFAULT.get_or_init(Arc::default).clone())
     }
 
     pub(crate) fn from_config(inner: S, config: Arc<Config>) -> Self {
@@ -122,15 +125,19 @@ where
         let info = RequestInfo::from_parts(
             req.method(),
             req.headers(),
-            self.config.renderer.request_id_header(),
+            self.config.answers.renderer().id_header(),
         );
         let next_hop = NextHop::of(req.uri());
-        let start = crate::clock::now();
+        // The exchange began when its deadline was set, if it has one.
+        let start = req
+            .extensions()
+            .get::<Deadline>()
+            .map_or_else(Instant::now, |d| d.start());
         let config = self.config.clone();
         match self.ready_error.take() {
             Some(err) => ResponseFuture::failed(err, config, info, next_hop, start),
             None => {
-                let future = crate::clock::with_now(start, || self.inner.call(req));
+                let future = self.inner.call(req);
                 ResponseFuture::new(future, config, info, next_hop, start)
             }
         }

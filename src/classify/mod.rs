@@ -46,7 +46,7 @@ mod policy;
 
 pub use self::policy::ResponsePolicy;
 
-use crate::error::{ErrorKind, GatewayError, Phase, RequestSent};
+use crate::error::{BoxError, ErrorKind, GatewayError, Phase, RequestSent};
 use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
@@ -56,8 +56,8 @@ type Rule = dyn Fn(&(dyn Error + 'static), Phase) -> Option<ErrorKind> + Send + 
 /// Turns the error of an upstream call into a [`GatewayError`].
 ///
 /// [`Classifier::new`] is the default classifier described in the
-/// [module docs](self). Extend it with your own rules, tried first, with
-/// [`with_rule`](Self::with_rule), or replace it with [`custom`](Self::custom).
+/// [module docs](self). Extend it with your own rules, tried before the default
+/// ones, with [`rule`](Self::rule), or replace it with [`custom`](Self::custom).
 ///
 /// ```
 /// use tower_bad_gateway::classify::Classifier;
@@ -72,7 +72,7 @@ type Rule = dyn Fn(&(dyn Error + 'static), Phase) -> Option<ErrorKind> + Send + 
 /// }
 /// impl std::error::Error for CircuitOpen {}
 ///
-/// let classifier = Classifier::new().with_rule(|err, _phase| {
+/// let classifier = Classifier::new().rule(|err, _phase| {
 ///     tower_bad_gateway::classify::chain(err)
 ///         .any(|e| e.is::<CircuitOpen>())
 ///         .then_some(ErrorKind::DestinationUnavailable)
@@ -117,14 +117,22 @@ impl Classifier {
         }
     }
 
-    /// Adds a rule tried before the ones already there (and before the defaults).
-    /// A rule returns `None` to pass the error on.
-    pub fn with_rule<F>(mut self, f: F) -> Self
+    /// Adds a rule. Rules accumulate: they are tried in the order they were added,
+    /// all before the default rules, and the first that returns a kind decides; a
+    /// rule returns `None` to pass the error on. On a [`custom`](Self::custom)
+    /// classifier they are tried before its function.
+    pub fn rule<F>(mut self, f: F) -> Self
     where
         F: Fn(&(dyn Error + 'static), Phase) -> Option<ErrorKind> + Send + Sync + 'static,
     {
-        self.rules.insert(0, Arc::new(f));
+        let at = self.rules.len() - usize::from(self.replace);
+        self.rules.insert(at, Arc::new(f));
         self
+    }
+
+    /// Whether this is the default classifier, unchanged.
+    pub(crate) fn is_default(&self) -> bool {
+        self.rules.is_empty() && !self.replace
     }
 
     /// Classifies `err`, which happened in `phase` ([`Phase::AwaitHead`] for errors of
@@ -156,7 +164,7 @@ impl Classifier {
     /// With the `hyper` feature, an error of hyper-util's legacy `Client` that
     /// happened on an established connection names that connection's peer address
     /// as the [`next_hop`](GatewayError::next_hop).
-    pub fn classify_owned(&self, error: crate::BoxError, phase: Phase) -> GatewayError {
+    pub fn classify_owned(&self, error: BoxError, phase: Phase) -> GatewayError {
         match error.downcast::<GatewayError>() {
             Ok(inner) => *inner,
             Err(error) => {

@@ -27,14 +27,14 @@ type Predicate = dyn Fn(&Parts) -> bool + Send + Sync;
 ///     .reject_status(StatusCode::INTERNAL_SERVER_ERROR)
 ///     .max_body_size(8 * 1024 * 1024)
 ///     .reject_if(|head| head.headers.contains_key("x-debug-trace"));
-/// let layer = BadGatewayLayer::new().with_response_policy(policy);
+/// let layer = BadGatewayLayer::new().response_policy(policy);
 /// # let _ = layer;
 /// ```
 #[derive(Clone, Default)]
 pub struct ResponsePolicy {
     statuses: Vec<StatusCode>,
     max_body_size: Option<u64>,
-    predicate: Option<Arc<Predicate>>,
+    predicates: Vec<Arc<Predicate>>,
 }
 
 impl ResponsePolicy {
@@ -63,12 +63,13 @@ impl ResponsePolicy {
         self
     }
 
-    /// Rejects answers whose head makes `f` return `true`.
+    /// Rejects answers whose head makes `f` return `true`. Predicates accumulate:
+    /// an answer is rejected when any of them says so.
     pub fn reject_if<F>(mut self, f: F) -> Self
     where
         F: Fn(&Parts) -> bool + Send + Sync + 'static,
     {
-        self.predicate = Some(Arc::new(f));
+        self.predicates.push(Arc::new(f));
         self
     }
 
@@ -79,7 +80,7 @@ impl ResponsePolicy {
 
     /// Whether this policy accepts everything without looking.
     pub(crate) fn accepts_all(&self) -> bool {
-        self.statuses.is_empty() && self.max_body_size.is_none() && self.predicate.is_none()
+        self.statuses.is_empty() && self.max_body_size.is_none() && self.predicates.is_empty()
     }
 
     /// Judges an answer from its head. `Err` carries the kind it is rejected as; the
@@ -96,14 +97,14 @@ impl ResponsePolicy {
                 return Err(ErrorKind::BodyTooLarge);
             }
         }
-        if let Some(predicate) = &self.predicate {
-            let (parts, body) = res.into_parts();
-            if predicate(&parts) {
-                return Err(ErrorKind::InvalidResponse);
-            }
-            return Ok(http::Response::from_parts(parts, body));
+        if self.predicates.is_empty() {
+            return Ok(res);
         }
-        Ok(res)
+        let (parts, body) = res.into_parts();
+        if self.predicates.iter().any(|p| p(&parts)) {
+            return Err(ErrorKind::InvalidResponse);
+        }
+        Ok(http::Response::from_parts(parts, body))
     }
 }
 
@@ -112,7 +113,7 @@ impl fmt::Debug for ResponsePolicy {
         f.debug_struct("ResponsePolicy")
             .field("statuses", &self.statuses)
             .field("max_body_size", &self.max_body_size)
-            .field("predicate", &self.predicate.is_some())
+            .field("predicates", &self.predicates.len())
             .finish()
     }
 }

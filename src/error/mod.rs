@@ -17,17 +17,34 @@
 //! assert!(std::error::Error::source(&err).is_some());
 //! ```
 
+mod attempts;
+mod grpc_code;
 mod kind;
+mod next_hop;
 
-pub use self::kind::{ErrorKind, Phase, RequestSent};
+pub use self::attempts::{Attempts, RetryDenied};
+pub use self::grpc_code::GrpcCode;
+pub use self::kind::{ErrorKind, Phase, RequestSent, RetryDefault};
+pub(crate) use self::next_hop::{NextHop, stamp};
 
-use crate::BoxError;
 use http::StatusCode;
 use http::uri::Authority;
 use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
+
+/// The boxed error type upstream errors are converted into.
+///
+/// ```
+/// let err: tower_bad_gateway::BoxError = std::io::Error::other("boom").into();
+/// assert_eq!(err.to_string(), "boom");
+/// ```
+pub type BoxError = Box<dyn std::error::Error + Send + Sync>;
+
+/// How many causes [`GatewayError::source_chain`] follows: a cyclic or absurdly
+/// deep chain must not hang the gateway (it runs on every failure's log event).
+const MAX_CHAIN: usize = 32;
 
 /// A failure of the call to the upstream, classified.
 ///
@@ -58,78 +75,10 @@ pub struct GatewayError {
     attempts: u32,
     elapsed: Duration,
     received_status: Option<StatusCode>,
+    status: Option<StatusCode>,
     next_hop: Option<Authority>,
     retry_denied: Option<RetryDenied>,
     source: Option<Arc<dyn Error + Send + Sync>>,
-}
-
-/// Why a failed request was not tried again (set by the
-/// [`RetryLayer`](crate::retry::RetryLayer) on the error it gives up with).
-///
-/// ```
-/// use tower_bad_gateway::{ErrorKind, GatewayError, RetryDenied};
-/// let err = GatewayError::new(ErrorKind::ConnectionTerminated).with_retry_denied(RetryDenied::MaybeSent);
-/// assert_eq!(err.retry_denied().map(RetryDenied::as_str), Some("maybe_sent"));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum RetryDenied {
-    /// The failure is not one the policy retries.
-    NotRetryable,
-    /// The request may have reached the upstream and its method is not idempotent.
-    MaybeSent,
-    /// The policy's maximum number of attempts was reached.
-    AttemptsExhausted,
-    /// The retry budget was spent.
-    BudgetExhausted,
-    /// The deadline leaves no time for another attempt.
-    Deadline,
-    /// The request body cannot be sent again (it outgrew the replay buffer, or failed).
-    BodyNotReplayable,
-}
-
-impl RetryDenied {
-    /// A lowercase name for logs.
-    pub const fn as_str(self) -> &'static str {
-        match self {
-            RetryDenied::NotRetryable => "not_retryable",
-            RetryDenied::MaybeSent => "maybe_sent",
-            RetryDenied::AttemptsExhausted => "attempts_exhausted",
-            RetryDenied::BudgetExhausted => "budget_exhausted",
-            RetryDenied::Deadline => "deadline",
-            RetryDenied::BodyNotReplayable => "body_not_replayable",
-        }
-    }
-}
-
-impl fmt::Display for RetryDenied {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
-
-/// How many attempts an exchange took.
-///
-/// A [`RetryLayer`](crate::retry::RetryLayer) puts it in the extensions of an
-/// upstream answer that took more than one attempt, and of every synthetic answer;
-/// an answer without it took one attempt. [`Attempts::of`] reads it either way, so a
-/// first-try success costs no allocation.
-///
-/// ```
-/// use tower_bad_gateway::Attempts;
-/// let mut res = http::Response::new(());
-/// assert_eq!(Attempts::of(&res), 1);
-/// res.extensions_mut().insert(Attempts(2));
-/// assert_eq!(Attempts::of(&res), 2);
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Attempts(pub u32);
-
-impl Attempts {
-    /// The attempts a response took: its `Attempts` extension, or 1 without one.
-    pub fn of<B>(response: &http::Response<B>) -> u32 {
-        response.extensions().get::<Attempts>().map_or(1, |a| a.0)
-    }
 }
 
 impl GatewayError {
@@ -143,6 +92,7 @@ impl GatewayError {
             attempts: 1,
             elapsed: Duration::ZERO,
             received_status: None,
+            status: None,
             next_hop: None,
             retry_denied: None,
             source: None,
@@ -190,8 +140,15 @@ impl GatewayError {
         self
     }
 
+    /// Sets the status this failure is answered with (a
+    /// [`Renderer`](crate::render::Renderer) does, with its per-kind overrides).
+    pub fn with_status(mut self, status: StatusCode) -> Self {
+        self.status = Some(status);
+        self
+    }
+
     /// Sets the upstream's authority (for logs; answers show it only with
-    /// [`expose_details`](crate::BadGatewayLayer::expose_details)).
+    /// [`expose_details`](crate::render::Renderer::expose_details)).
     pub fn with_next_hop(mut self, next_hop: Authority) -> Self {
         self.next_hop = Some(next_hop);
         self
@@ -234,6 +191,30 @@ impl GatewayError {
         self.received_status
     }
 
+    /// The HTTP status this failure is answered with: the one the answering
+    /// [`Renderer`](crate::render::Renderer) chose, its per-kind overrides included,
+    /// or else the kind's [default](ErrorKind::default_status).
+    ///
+    /// ```
+    /// use tower_bad_gateway::{BadGatewayLayer, ErrorKind, GatewayError};
+    /// use tower_bad_gateway::render::Renderer;
+    /// use http::StatusCode;
+    /// use tower::{Layer, ServiceExt};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// assert_eq!(GatewayError::new(ErrorKind::ConnectionRefused).status(), StatusCode::BAD_GATEWAY);
+    ///
+    /// let refused = tower::service_fn(|_req: http::Request<()>| async {
+    ///     Err::<http::Response<http_body_util::Empty<bytes::Bytes>>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    /// });
+    /// let renderer = Renderer::new().status(ErrorKind::ConnectionRefused, StatusCode::SERVICE_UNAVAILABLE);
+    /// let res = BadGatewayLayer::new().renderer(renderer).layer(refused).oneshot(http::Request::new(())).await.unwrap();
+    /// assert_eq!(res.extensions().get::<GatewayError>().unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
+    /// # }
+    /// ```
+    pub fn status(&self) -> StatusCode {
+        self.status.unwrap_or(self.kind.default_status())
+    }
+
     /// The upstream's authority, when known. For logs: it is not shown to clients
     /// unless details are exposed.
     pub fn next_hop(&self) -> Option<&Authority> {
@@ -246,16 +227,17 @@ impl GatewayError {
     }
 
     /// The original error and its causes, joined with `": "`: for logs, and for
-    /// answers only when details are exposed.
+    /// answers only when details are exposed. At most 32 causes are followed, so an
+    /// error whose `source()` is itself cannot hang it.
     pub fn source_chain(&self) -> String {
         let mut out = String::new();
-        let mut next = self.source.as_deref().map(|e| e as &(dyn Error + 'static));
-        while let Some(err) = next {
+        let first = self.source.as_deref().map(|e| e as &(dyn Error + 'static));
+        let causes = std::iter::successors(first, |e| (*e).source());
+        for err in causes.take(MAX_CHAIN) {
             if !out.is_empty() {
                 out.push_str(": ");
             }
             fmt::write(&mut out, format_args!("{err}")).ok();
-            next = err.source();
         }
         out
     }
@@ -270,6 +252,7 @@ impl fmt::Debug for GatewayError {
             .field("attempts", &self.attempts)
             .field("elapsed", &self.elapsed)
             .field("received_status", &self.received_status)
+            .field("status", &self.status)
             .field("next_hop", &self.next_hop)
             .field("retry_denied", &self.retry_denied)
             .field("source", &self.source)
@@ -283,74 +266,36 @@ impl fmt::Display for GatewayError {
     }
 }
 
-/// A handler can return `Result<_, GatewayError>` and use `?` on the
-/// [`RetryLayer`](crate::retry::RetryLayer)'s error: the failure is answered as
-/// [`BadGatewayLayer`](crate::BadGatewayLayer) would with its defaults (plain
-/// text; the request is not seen here, so there is no negotiation).
-///
-/// ```
-/// use axum_core::response::IntoResponse;
-/// use tower_bad_gateway::{ErrorKind, GatewayError};
-///
-/// let res = GatewayError::new(ErrorKind::ConnectionRefused).into_response();
-/// assert_eq!(res.status(), 502);
-/// assert_eq!(res.headers()["proxy-status"], "tower-bad-gateway; error=connection_refused");
-/// ```
-#[cfg(feature = "axum")]
-#[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
-impl axum_core::response::IntoResponse for GatewayError {
-    fn into_response(self) -> axum_core::response::Response {
-        crate::render::Renderer::new()
-            .render(&self, &crate::render::RequestInfo::default())
-            .map(axum_core::body::Body::new)
-    }
-}
-
 impl Error for GatewayError {
     fn source(&self) -> Option<&(dyn Error + 'static)> {
         self.source.as_deref().map(|e| e as &(dyn Error + 'static))
     }
 }
 
-/// The upstream's authority, copied inline so that capturing it per request costs
-/// no allocation and no atomic operation (only failures build an `Authority`).
-#[derive(Clone, Copy)]
-pub(crate) struct NextHop {
-    buf: [u8; 64],
-    len: u8,
-}
+#[cfg(test)]
+mod tests {
+    use super::*;
 
-impl NextHop {
-    pub(crate) fn of(uri: &http::Uri) -> Option<Self> {
-        let authority = uri.authority()?.as_str().as_bytes();
-        if authority.len() > 64 {
-            return None;
+    /// An error that names itself as its own cause.
+    #[derive(Debug)]
+    struct Ouroboros;
+
+    impl fmt::Display for Ouroboros {
+        fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+            f.write_str("loop")
         }
-        let mut buf = [0; 64];
-        buf[..authority.len()].copy_from_slice(authority);
-        Some(Self {
-            buf,
-            len: authority.len() as u8,
-        })
     }
 
-    pub(crate) fn authority(&self) -> Option<http::uri::Authority> {
-        http::uri::Authority::try_from(&self.buf[..usize::from(self.len)]).ok()
+    impl Error for Ouroboros {
+        fn source(&self) -> Option<&(dyn Error + 'static)> {
+            Some(self)
+        }
     }
-}
 
-/// Sets the time since `start`, and the next hop unless the error already names one.
-pub(crate) fn stamp(
-    err: GatewayError,
-    start: std::time::Instant,
-    next_hop: Option<&NextHop>,
-) -> GatewayError {
-    let err = err.with_elapsed(start.elapsed());
-    if err.next_hop().is_some() {
-        return err;
-    }
-    match next_hop.and_then(NextHop::authority) {
-        Some(hop) => err.with_next_hop(hop),
-        None => err,
+    #[test]
+    fn source_chain_ends_on_an_error_that_is_its_own_source() {
+        let err = GatewayError::new(ErrorKind::Unclassified).with_source(Ouroboros);
+        let chain = err.source_chain();
+        assert_eq!(chain.matches("loop").count(), MAX_CHAIN);
     }
 }

@@ -3,7 +3,8 @@
 use std::fmt;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
-use std::time::{Duration, Instant};
+use std::time::Duration;
+use tokio::time::Instant;
 
 /// One retry costs this many milli-tokens; a request deposits `ratio × 1000`.
 const RETRY_COST: i64 = 1000;
@@ -202,12 +203,12 @@ mod tests {
         assert!(!a.withdraw());
     }
 
-    #[test]
-    fn deposits_leave_the_window_after_it_passes() {
+    #[tokio::test(start_paused = true)]
+    async fn deposits_leave_the_window_after_it_passes() {
         let budget = RetryBudget::new(0.5, 0, Duration::from_secs(1));
         (0..10).for_each(|_| budget.deposit());
         assert!(budget.withdraw(), "fresh deposits buy retries");
-        std::thread::sleep(Duration::from_millis(1100));
+        tokio::time::advance(Duration::from_millis(1100)).await;
         assert!(!budget.withdraw(), "a second later they are gone");
         (0..2).for_each(|_| budget.deposit());
         assert!(budget.withdraw(), "new deposits count again");

@@ -1,17 +1,17 @@
 use super::ReplayBody;
-use super::policy::{Attempt, Decision, RetryPolicy};
-use crate::BoxError;
-use crate::error::{Attempts, GatewayError, NextHop, Phase, stamp};
+use super::decide::{Attempt, Decision};
+use super::policy::RetryPolicy;
+use crate::error::{Attempts, BoxError, GatewayError, NextHop, Phase, stamp};
 use crate::timeout::Deadline;
 use http::request::Parts;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
+use std::fmt;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use std::time::Instant;
-use tokio::time::Sleep;
+use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
 pin_project! {
@@ -42,8 +42,18 @@ pin_project! {
         policy: Arc<RetryPolicy>,
         attempts: u32,
         idempotent: bool,
-        deadline: Option<Instant>,
+        deadline: Option<Deadline>,
         start: Instant,
+    }
+}
+
+impl<S, F, B> fmt::Debug for ResponseFuture<S, F, B> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Retry::ResponseFuture")
+            .field("attempts", &self.attempts)
+            .field("idempotent", &self.idempotent)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
     }
 }
 
@@ -106,7 +116,7 @@ pub(super) struct Exchange<S, B> {
     pub(super) body: ReplayBody<B>,
     pub(super) policy: Arc<RetryPolicy>,
     pub(super) idempotent: bool,
-    pub(super) deadline: Option<Instant>,
+    pub(super) deadline: Option<Deadline>,
     pub(super) start: Instant,
 }
 
@@ -145,7 +155,7 @@ where
                         attempts: *this.attempts,
                         idempotent: *this.idempotent,
                         replayable: &replayable,
-                        deadline: *this.deadline,
+                        deadline: this.deadline.map(Deadline::at),
                     };
                     let delay = match result {
                         Ok(mut res) => {
@@ -238,7 +248,7 @@ where
                     let mut req = Request::from_parts(parts, this.body.next_attempt());
                     if let Some(deadline) = *this.deadline {
                         if req.extensions().get::<Deadline>().is_none() {
-                            req.extensions_mut().insert(Deadline(deadline));
+                            req.extensions_mut().insert(deadline);
                         }
                     }
                     let future = this.service.call(req);

@@ -17,6 +17,34 @@
 //! Unlike `tower::retry`, there is no policy to write, bodies need not be `Clone`,
 //! idempotency and `Retry-After` are understood, and the budget is exact.
 //!
+//! # The request body the client receives
+//!
+//! The client below a `RetryLayer` receives each attempt's body as a
+//! [`ReplayBody<B>`](ReplayBody) of the caller's body `B` (under a
+//! [`GatewayLayer`](crate::GatewayLayer), as an [`UpstreamBody<B>`](crate::UpstreamBody)).
+//! A hyper-util client is built for that type; a client that takes one body type
+//! only, such as a tonic `Channel`, gets it by a `map_request`:
+//!
+//! ```
+//! use tower::ServiceBuilder;
+//! use tower_bad_gateway::{BadGatewayLayer, retry::{ReplayBody, RetryLayer, RetryPolicy}};
+//! use tonic::transport::Channel;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let channel = Channel::from_static("http://127.0.0.1:50051").connect_lazy();
+//! let svc = ServiceBuilder::new()
+//!     .layer(BadGatewayLayer::new())
+//!     .layer(RetryLayer::new(RetryPolicy::new()))
+//!     .map_request(|req: http::Request<ReplayBody<tonic::body::Body>>| {
+//!         req.map(tonic::body::Body::new)
+//!     })
+//!     .service(channel);
+//! // `svc` answers gRPC failures itself; give it to a generated client with
+//! // `MyClient::new(svc)` after mapping its response body (see examples/grpc.rs).
+//! # let _ = svc;
+//! # }
+//! ```
+//!
 //! ```
 //! use tower::ServiceBuilder;
 //! use tower_bad_gateway::BadGatewayLayer;
@@ -37,180 +65,17 @@
 mod backoff;
 mod body;
 mod budget;
+mod decide;
 mod future;
+mod layer;
 mod policy;
+mod service;
+mod sets;
 
 pub use self::backoff::{Backoff, parse_retry_after};
 pub use self::body::{ReplayBody, ReplayError};
 pub use self::budget::RetryBudget;
 pub use self::future::ResponseFuture;
+pub use self::layer::RetryLayer;
 pub use self::policy::{IDEMPOTENCY_KEY, Outcome, RetryPolicy};
-
-use self::future::{Exchange, Replay};
-use crate::BoxError;
-use crate::error::{GatewayError, NextHop, Phase};
-use crate::timeout::Deadline;
-use bytes::Bytes;
-use http::{Request, Response};
-use http_body::Body;
-use std::sync::Arc;
-use std::task::{Context, Poll};
-use tower_layer::Layer;
-use tower_service::Service;
-
-/// Applies [`Retry`] with a [`RetryPolicy`]. Every service it makes shares the
-/// policy, and so its budget.
-///
-/// ```
-/// use tower_bad_gateway::retry::{RetryLayer, RetryPolicy};
-/// let layer = RetryLayer::new(RetryPolicy::new().max_attempts(2));
-/// # let _ = layer;
-/// ```
-#[derive(Debug, Clone, Default)]
-pub struct RetryLayer {
-    policy: Arc<RetryPolicy>,
-}
-
-impl RetryLayer {
-    /// A layer retrying by `policy`.
-    pub fn new(policy: RetryPolicy) -> Self {
-        Self {
-            policy: Arc::new(policy),
-        }
-    }
-}
-
-impl<S> Layer<S> for RetryLayer {
-    type Service = Retry<S>;
-
-    fn layer(&self, inner: S) -> Self::Service {
-        Retry {
-            inner,
-            policy: self.policy.clone(),
-        }
-    }
-}
-
-/// Middleware that retries failed upstream calls by a [`RetryPolicy`]; see the
-/// [module docs](self).
-///
-/// Its inner service must be `Clone` (each retry calls a clone, polled ready
-/// first) and take the request body as a [`ReplayBody`]. Its error is the
-/// [`GatewayError`] it gave up with, whose [`attempts`](GatewayError::attempts) and
-/// [`retry_denied`](GatewayError::retry_denied) say what happened; for an upstream
-/// answer, [`Attempts::of`](crate::Attempts::of) says how many attempts it took.
-///
-/// ```
-/// use tower_bad_gateway::retry::{ReplayBody, Retry, RetryPolicy};
-/// use tower_bad_gateway::{ErrorKind, RetryDenied};
-/// use http_body_util::Empty;
-/// use bytes::Bytes;
-/// use tower::ServiceExt;
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// let refused = tower::service_fn(|_req: http::Request<ReplayBody<Empty<Bytes>>>| async {
-///     Err::<http::Response<()>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
-/// });
-/// let policy = RetryPolicy::new().backoff(std::time::Duration::ZERO, std::time::Duration::ZERO);
-/// let err = Retry::new(refused, policy).oneshot(http::Request::new(Empty::new())).await.unwrap_err();
-/// assert_eq!(err.kind(), ErrorKind::ConnectionRefused);
-/// assert_eq!(err.attempts(), 3);
-/// assert_eq!(err.retry_denied(), Some(RetryDenied::AttemptsExhausted));
-/// # }
-/// ```
-#[derive(Debug, Clone)]
-pub struct Retry<S> {
-    inner: S,
-    policy: Arc<RetryPolicy>,
-}
-
-impl<S> Retry<S> {
-    /// Wraps `inner`.
-    pub fn new(inner: S, policy: RetryPolicy) -> Self {
-        Self {
-            inner,
-            policy: Arc::new(policy),
-        }
-    }
-
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// Consumes `self`, returning the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
-}
-
-/// The parts retries are built from. When the request's only extension is its
-/// [`Deadline`] (the usual case in a [`GatewayLayer`](crate::GatewayLayer)), the
-/// extension map is not cloned: a retry puts the deadline back. That saves three
-/// allocations on every first-try success.
-fn parts_for_retries(parts: &http::request::Parts, has_deadline: bool) -> http::request::Parts {
-    let mut clone = Request::new(());
-    *clone.method_mut() = parts.method.clone();
-    *clone.uri_mut() = parts.uri.clone();
-    *clone.version_mut() = parts.version;
-    *clone.headers_mut() = parts.headers.clone();
-    if parts.extensions.len() > usize::from(has_deadline) {
-        *clone.extensions_mut() = parts.extensions.clone();
-    }
-    clone.into_parts().0
-}
-
-impl<S, B, ResB> Service<Request<B>> for Retry<S>
-where
-    S: Service<Request<ReplayBody<B>>, Response = Response<ResB>> + Clone,
-    S::Error: Into<BoxError>,
-    B: Body<Data = Bytes> + Unpin,
-    B::Error: Into<BoxError>,
-{
-    type Response = Response<ResB>;
-    type Error = GatewayError;
-    type Future = ResponseFuture<S, S::Future, B>;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        self.inner.poll_ready(cx).map_err(|e| {
-            self.policy
-                .classifier
-                .classify_owned(e.into(), Phase::Connect)
-        })
-    }
-
-    fn call(&mut self, req: Request<B>) -> Self::Future {
-        // One clock reading (an outer layer's, if it has one: see `crate::clock`)
-        // for the budget and the errors' elapsed time.
-        let start = crate::clock::now();
-        let policy = self.policy.clone();
-        policy.deposit_at(start);
-        let (parts, body) = req.into_parts();
-        let idempotent = policy.is_idempotent(&parts);
-        let deadline = parts.extensions.get::<Deadline>().map(|d| d.0);
-        let retries = policy.max_attempts > 1;
-        let body = ReplayBody::new(body, if retries { policy.max_replay_body } else { 0 });
-        // The next hop is read from the kept parts; only without them is it copied.
-        let replay = if retries {
-            Replay::Parts(parts_for_retries(&parts, deadline.is_some()))
-        } else {
-            Replay::Taken(NextHop::of(&parts.uri))
-        };
-        let first = Request::from_parts(parts, body.next_attempt());
-        // The ready service makes the first call; a clone, polled ready when its
-        // turn comes, makes any retry.
-        let service = self.inner.clone();
-        let future = self.inner.call(first);
-        ResponseFuture::new(
-            future,
-            Exchange {
-                service,
-                replay,
-                body,
-                policy,
-                idempotent,
-                deadline,
-                start,
-            },
-        )
-    }
-}
+pub use self::service::Retry;

@@ -1,11 +1,12 @@
-use super::{Backoff, RetryBudget, parse_retry_after};
+use super::sets::{CodeSet, KindSet};
+use super::{Backoff, RetryBudget};
 use crate::classify::Classifier;
-use crate::error::{ErrorKind, GatewayError, RequestSent, RetryDenied};
+use crate::error::{ErrorKind, GatewayError, GrpcCode, RetryDefault};
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, Method, StatusCode};
 use std::fmt;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::Duration;
 
 /// The `Idempotency-Key` request header (IETF httpapi draft).
 ///
@@ -15,7 +16,6 @@ use std::time::{Duration, Instant, SystemTime};
 /// assert!(RetryPolicy::new().idempotency_key(true).is_idempotent(&req.into_parts().0));
 /// ```
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
-const GRPC_STATUS: HeaderName = HeaderName::from_static("grpc-status");
 
 /// What an attempt ended with, as a custom retry condition sees it.
 ///
@@ -45,7 +45,7 @@ pub enum Outcome<'a> {
     Error(&'a GatewayError),
 }
 
-type Condition = dyn Fn(&Outcome<'_>) -> bool + Send + Sync;
+pub(super) type Condition = dyn Fn(&Outcome<'_>) -> bool + Send + Sync;
 type Idempotent = dyn Fn(&Parts) -> bool + Send + Sync;
 
 /// When and how [`Retry`](super::Retry) tries again.
@@ -69,7 +69,7 @@ type Idempotent = dyn Fn(&Parts) -> bool + Send + Sync;
 ///
 /// ```
 /// use tower_bad_gateway::retry::{RetryBudget, RetryPolicy};
-/// use tower_bad_gateway::ErrorKind;
+/// use tower_bad_gateway::{ErrorKind, GrpcCode};
 /// use http::StatusCode;
 /// use std::time::Duration;
 ///
@@ -77,7 +77,7 @@ type Idempotent = dyn Fn(&Parts) -> bool + Send + Sync;
 ///     .max_attempts(4)
 ///     .retry_on(ErrorKind::ResponseHeaderTimeout)        // opt-in: idempotent requests only
 ///     .retry_on_status(StatusCode::SERVICE_UNAVAILABLE)  // honours Retry-After
-///     .retry_on_grpc(14)                                 // UNAVAILABLE
+///     .retry_on_grpc(GrpcCode::Unavailable)
 ///     .idempotency_key(true)
 ///     .backoff(Duration::from_millis(50), Duration::from_secs(1))
 ///     .budget(RetryBudget::new(0.1, 5, Duration::from_secs(10)));
@@ -86,37 +86,17 @@ type Idempotent = dyn Fn(&Parts) -> bool + Send + Sync;
 #[derive(Clone)]
 pub struct RetryPolicy {
     pub(crate) max_attempts: u32,
-    kinds: u64,
-    statuses: Vec<StatusCode>,
-    grpc_codes: u32,
-    condition: Option<Arc<Condition>>,
+    pub(super) kinds: KindSet,
+    pub(super) statuses: Vec<StatusCode>,
+    pub(super) grpc_codes: CodeSet,
+    pub(super) conditions: Vec<Arc<Condition>>,
     idempotency_key: bool,
-    idempotent_if: Option<Arc<Idempotent>>,
-    backoff: Backoff,
-    max_retry_after: Duration,
-    budget: Option<RetryBudget>,
+    idempotent_if: Vec<Arc<Idempotent>>,
+    pub(super) backoff: Backoff,
+    pub(super) max_retry_after: Duration,
+    pub(super) budget: Option<RetryBudget>,
     pub(crate) max_replay_body: u64,
     pub(crate) classifier: Classifier,
-}
-
-const DEFAULT_KINDS: &[ErrorKind] = &[
-    ErrorKind::DnsTimeout,
-    ErrorKind::ConnectionRefused,
-    ErrorKind::ConnectionTimeout,
-    ErrorKind::DestinationUnreachable,
-    ErrorKind::ConnectionTerminated,
-    ErrorKind::RefusedStream,
-    ErrorKind::ResponseIncomplete,
-    ErrorKind::WriteTimeout,
-    ErrorKind::ConnectionLimitReached,
-];
-
-/// Kinds that are never retried: a body timeout happens after the answer began, and
-/// a misconfigured gateway fails the same way every time.
-const NEVER: &[ErrorKind] = &[ErrorKind::ReadTimeout, ErrorKind::ProxyConfigurationError];
-
-const fn bit(kind: ErrorKind) -> u64 {
-    1 << (kind as u32)
 }
 
 impl Default for RetryPolicy {
@@ -133,12 +113,12 @@ impl RetryPolicy {
     pub fn new() -> Self {
         Self {
             max_attempts: 3,
-            kinds: DEFAULT_KINDS.iter().fold(0, |set, k| set | bit(*k)),
+            kinds: KindSet::defaults(),
             statuses: Vec::new(),
-            grpc_codes: 0,
-            condition: None,
+            grpc_codes: CodeSet::default(),
+            conditions: Vec::new(),
             idempotency_key: false,
-            idempotent_if: None,
+            idempotent_if: Vec::new(),
             backoff: Backoff::default(),
             max_retry_after: Duration::from_secs(3),
             budget: Some(RetryBudget::default()),
@@ -155,23 +135,24 @@ impl RetryPolicy {
 
     /// Retries failures of this kind (still subject to the safety rules).
     ///
-    /// On by default: `DnsTimeout`, `ConnectionRefused`, `ConnectionTimeout`,
+    /// The defaults are the taxonomy's [`retry_default`](ErrorKind::retry_default).
+    /// On: `DnsTimeout`, `ConnectionRefused`, `ConnectionTimeout`,
     /// `DestinationUnreachable`, `RefusedStream` and `ConnectionLimitReached` (none
     /// of which reached the upstream, so any method), and `ConnectionTerminated`,
     /// `ResponseIncomplete` and `WriteTimeout` (idempotent requests only, unless
-    /// the request was provably never dispatched). Off by default, opt in:
+    /// the request was provably never dispatched). Off, opt in: the others, e.g.
     /// `ResponseHeaderTimeout`. `ReadTimeout` and `ProxyConfigurationError` are never
     /// retried: this call is ignored for them.
     pub fn retry_on(mut self, kind: ErrorKind) -> Self {
-        if !NEVER.contains(&kind) {
-            self.kinds |= bit(kind);
+        if kind.retry_default() != RetryDefault::Never {
+            self.kinds = self.kinds.with(kind);
         }
         self
     }
 
     /// Stops retrying failures of this kind.
     pub fn no_retry_on(mut self, kind: ErrorKind) -> Self {
-        self.kinds &= !bit(kind);
+        self.kinds = self.kinds.without(kind);
         self
     }
 
@@ -186,17 +167,16 @@ impl RetryPolicy {
     }
 
     /// Retries gRPC answers whose `grpc-status` (in a trailers-only answer) is
-    /// `code`, e.g. 14 (`UNAVAILABLE`). gRPC calls are `POST`s: declare the
+    /// `code`, e.g. [`GrpcCode::Unavailable`]. gRPC calls are `POST`s: declare the
     /// methods that are safe with [`idempotent_if`](Self::idempotent_if).
-    pub fn retry_on_grpc(mut self, code: u8) -> Self {
-        if code <= 16 {
-            self.grpc_codes |= 1 << code;
-        }
+    pub fn retry_on_grpc(mut self, code: GrpcCode) -> Self {
+        self.grpc_codes = self.grpc_codes.with(code);
         self
     }
 
     /// Adds a custom retry condition (the safety rules, attempts, deadline and
-    /// budget still apply).
+    /// budget still apply). Conditions accumulate: each call adds one, and a
+    /// retry is wanted when any of them, or any other condition, says so.
     ///
     /// ```
     /// use tower_bad_gateway::retry::{Outcome, RetryPolicy};
@@ -211,7 +191,7 @@ impl RetryPolicy {
     where
         F: Fn(&Outcome<'_>) -> bool + Send + Sync + 'static,
     {
-        self.condition = Some(Arc::new(f));
+        self.conditions.push(Arc::new(f));
         self
     }
 
@@ -221,13 +201,14 @@ impl RetryPolicy {
         self
     }
 
-    /// Declares more requests idempotent, e.g. gRPC methods by path.
+    /// Declares more requests idempotent, e.g. gRPC methods by path. Declarations
+    /// accumulate: a request is idempotent when any of them says so.
     ///
     /// ```
     /// use tower_bad_gateway::retry::RetryPolicy;
     ///
     /// let policy = RetryPolicy::new()
-    ///     .retry_on_grpc(14)
+    ///     .retry_on_grpc(tower_bad_gateway::GrpcCode::Unavailable)
     ///     .idempotent_if(|req| req.uri.path().starts_with("/catalog.Catalog/Get"));
     /// # let _ = policy;
     /// ```
@@ -235,7 +216,7 @@ impl RetryPolicy {
     where
         F: Fn(&Parts) -> bool + Send + Sync + 'static,
     {
-        self.idempotent_if = Some(Arc::new(f));
+        self.idempotent_if.push(Arc::new(f));
         self
     }
 
@@ -295,124 +276,20 @@ impl RetryPolicy {
                 .headers
                 .get(IDEMPOTENCY_KEY)
                 .is_some_and(|v| !v.is_empty()))
-            || self.idempotent_if.as_ref().is_some_and(|f| f(request))
+            || self.idempotent_if.iter().any(|f| f(request))
     }
-
-    pub(crate) fn deposit_at(&self, now: Instant) {
-        if let Some(budget) = &self.budget {
-            budget.deposit_at(now);
-        }
-    }
-
-    /// Decides what to do after a failed attempt.
-    pub(crate) fn after_error(&self, err: &GatewayError, ctx: &Attempt) -> Decision {
-        let wanted = self.kinds & bit(err.kind()) != 0 && !NEVER.contains(&err.kind())
-            || self
-                .condition
-                .as_ref()
-                .is_some_and(|f| f(&Outcome::Error(err)));
-        if !wanted {
-            return Decision::Stop(Some(RetryDenied::NotRetryable));
-        }
-        if err.request_sent() != RequestSent::No && !ctx.idempotent {
-            return Decision::Stop(Some(RetryDenied::MaybeSent));
-        }
-        self.if_allowed(ctx, self.backoff.delay(ctx.attempts))
-    }
-
-    /// Decides what to do after the upstream answered.
-    pub(crate) fn after_response(
-        &self,
-        status: StatusCode,
-        headers: &HeaderMap,
-        ctx: &Attempt,
-    ) -> Decision {
-        let by_status = self.statuses.contains(&status);
-        let wanted = by_status
-            || (self.grpc_codes != 0 && self.grpc_code_matches(headers))
-            || self
-                .condition
-                .as_ref()
-                .is_some_and(|f| f(&Outcome::Response { status, headers }));
-        // The upstream received the request: only idempotent ones go again.
-        if !wanted || !ctx.idempotent {
-            return Decision::Stop(None);
-        }
-        let retry_after = headers
-            .get(http::header::RETRY_AFTER)
-            .and_then(|v| parse_retry_after(v.as_bytes(), SystemTime::now()));
-        let delay = match retry_after {
-            Some(wait) if wait > self.max_retry_after => return Decision::Stop(None),
-            Some(wait) => wait,
-            None => self.backoff.delay(ctx.attempts),
-        };
-        match self.if_allowed(ctx, delay) {
-            Decision::Stop(_) => Decision::Stop(None),
-            retry => retry,
-        }
-    }
-
-    fn grpc_code_matches(&self, headers: &HeaderMap) -> bool {
-        headers
-            .get(GRPC_STATUS)
-            .and_then(|v| std::str::from_utf8(v.as_bytes()).ok())
-            .and_then(|v| v.parse::<u8>().ok())
-            .is_some_and(|code| code <= 16 && self.grpc_codes & (1 << code) != 0)
-    }
-
-    /// The limits every retry must pass; the budget is spent only when all others pass.
-    fn if_allowed(&self, ctx: &Attempt, delay: Duration) -> Decision {
-        if ctx.attempts >= self.max_attempts {
-            return Decision::Stop(Some(RetryDenied::AttemptsExhausted));
-        }
-        if !(ctx.replayable)() {
-            return Decision::Stop(Some(RetryDenied::BodyNotReplayable));
-        }
-        if ctx
-            .deadline
-            .is_some_and(|deadline| Instant::now() + delay >= deadline)
-        {
-            return Decision::Stop(Some(RetryDenied::Deadline));
-        }
-        if self.budget.as_ref().is_some_and(|b| !b.withdraw()) {
-            return Decision::Stop(Some(RetryDenied::BudgetExhausted));
-        }
-        Decision::Retry(delay)
-    }
-}
-
-/// What the decision needs to know of the exchange so far.
-#[derive(Clone, Copy)]
-pub(crate) struct Attempt<'a> {
-    /// Attempts made so far.
-    pub(crate) attempts: u32,
-    pub(crate) idempotent: bool,
-    /// Whether the body can be sent again: asked only when a retry is considered
-    /// (for a buffered body it takes a lock).
-    pub(crate) replayable: &'a dyn Fn() -> bool,
-    pub(crate) deadline: Option<Instant>,
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum Decision {
-    Retry(Duration),
-    Stop(Option<RetryDenied>),
 }
 
 impl fmt::Debug for RetryPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let kinds: Vec<_> = ErrorKind::ALL
-            .iter()
-            .filter(|k| self.kinds & bit(**k) != 0)
-            .collect();
         f.debug_struct("RetryPolicy")
             .field("max_attempts", &self.max_attempts)
-            .field("kinds", &kinds)
+            .field("kinds", &self.kinds)
             .field("statuses", &self.statuses)
-            .field("grpc_codes", &format_args!("{:#b}", self.grpc_codes))
-            .field("condition", &self.condition.is_some())
+            .field("grpc_codes", &self.grpc_codes)
+            .field("conditions", &self.conditions.len())
             .field("idempotency_key", &self.idempotency_key)
-            .field("idempotent_if", &self.idempotent_if.is_some())
+            .field("idempotent_if", &self.idempotent_if.len())
             .field("backoff", &self.backoff)
             .field("max_retry_after", &self.max_retry_after)
             .field("budget", &self.budget)
@@ -424,15 +301,6 @@ impl fmt::Debug for RetryPolicy {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn ctx(attempts: u32, idempotent: bool) -> Attempt<'static> {
-        Attempt {
-            attempts,
-            idempotent,
-            replayable: &|| true,
-            deadline: None,
-        }
-    }
 
     fn parts(method: Method, headers: &[(&str, &str)]) -> Parts {
         let mut req = http::Request::builder().method(method).uri("/");
@@ -473,115 +341,13 @@ mod tests {
     }
 
     #[test]
-    fn a_post_that_may_have_been_sent_is_never_retried() {
-        let policy = RetryPolicy::new().no_budget();
-        let terminated = GatewayError::new(ErrorKind::ConnectionTerminated);
-        assert_eq!(
-            policy.after_error(&terminated, &ctx(1, false)),
-            Decision::Stop(Some(RetryDenied::MaybeSent))
-        );
-        assert!(matches!(
-            policy.after_error(&terminated, &ctx(1, true)),
-            Decision::Retry(_)
-        ));
-        let refused = GatewayError::new(ErrorKind::ConnectionRefused);
-        assert!(matches!(
-            policy.after_error(&refused, &ctx(1, false)),
-            Decision::Retry(_)
-        ));
-    }
-
-    #[test]
-    fn never_kinds_cannot_be_enabled() {
+    fn idempotent_if_declarations_accumulate() {
         let policy = RetryPolicy::new()
-            .no_budget()
-            .retry_on(ErrorKind::ReadTimeout);
-        let err = GatewayError::new(ErrorKind::ReadTimeout);
-        assert_eq!(
-            policy.after_error(&err, &ctx(1, true)),
-            Decision::Stop(Some(RetryDenied::NotRetryable))
-        );
-        let head = GatewayError::new(ErrorKind::ResponseHeaderTimeout);
-        assert_eq!(
-            policy.after_error(&head, &ctx(1, true)),
-            Decision::Stop(Some(RetryDenied::NotRetryable))
-        );
-        let policy = policy.retry_on(ErrorKind::ResponseHeaderTimeout);
-        assert!(matches!(
-            policy.after_error(&head, &ctx(1, true)),
-            Decision::Retry(_)
-        ));
-    }
-
-    #[test]
-    fn limits_in_order_attempts_body_deadline_budget() {
-        let policy = RetryPolicy::new().budget(RetryBudget::new(0.0, 0, Duration::from_secs(1)));
-        let refused = GatewayError::new(ErrorKind::ConnectionRefused);
-        assert_eq!(
-            policy.after_error(&refused, &ctx(3, true)),
-            Decision::Stop(Some(RetryDenied::AttemptsExhausted))
-        );
-        let body = Attempt {
-            replayable: &|| false,
-            ..ctx(1, true)
-        };
-        assert_eq!(
-            policy.after_error(&refused, &body),
-            Decision::Stop(Some(RetryDenied::BodyNotReplayable))
-        );
-        let late = Attempt {
-            deadline: Some(Instant::now()),
-            ..ctx(1, true)
-        };
-        assert_eq!(
-            policy.after_error(&refused, &late),
-            Decision::Stop(Some(RetryDenied::Deadline))
-        );
-        assert_eq!(
-            policy.after_error(&refused, &ctx(1, true)),
-            Decision::Stop(Some(RetryDenied::BudgetExhausted))
-        );
-    }
-
-    #[test]
-    fn statuses_and_grpc_codes_are_opt_in_and_retry_after_is_capped() {
-        let policy = RetryPolicy::new().no_budget();
-        let mut headers = HeaderMap::new();
-        assert_eq!(
-            policy.after_response(StatusCode::SERVICE_UNAVAILABLE, &headers, &ctx(1, true)),
-            Decision::Stop(None)
-        );
-        let policy = policy
-            .retry_on_status(StatusCode::SERVICE_UNAVAILABLE)
-            .retry_on_grpc(14);
-        headers.insert("retry-after", "2".parse().unwrap());
-        assert_eq!(
-            policy.after_response(StatusCode::SERVICE_UNAVAILABLE, &headers, &ctx(1, true)),
-            Decision::Retry(Duration::from_secs(2))
-        );
-        headers.insert("retry-after", "3600".parse().unwrap());
-        assert_eq!(
-            policy.after_response(StatusCode::SERVICE_UNAVAILABLE, &headers, &ctx(1, true)),
-            Decision::Stop(None)
-        );
-        assert_eq!(
-            policy.after_response(
-                StatusCode::SERVICE_UNAVAILABLE,
-                &HeaderMap::new(),
-                &ctx(1, false)
-            ),
-            Decision::Stop(None)
-        );
-        let mut grpc = HeaderMap::new();
-        grpc.insert("grpc-status", "14".parse().unwrap());
-        assert!(matches!(
-            policy.after_response(StatusCode::OK, &grpc, &ctx(1, true)),
-            Decision::Retry(_)
-        ));
-        grpc.insert("grpc-status", "13".parse().unwrap());
-        assert_eq!(
-            policy.after_response(StatusCode::OK, &grpc, &ctx(1, true)),
-            Decision::Stop(None)
-        );
+            .idempotent_if(|p| p.uri.path() == "/a")
+            .idempotent_if(|p| p.uri.path() == "/b");
+        for (path, idempotent) in [("/a", true), ("/b", true), ("/c", false)] {
+            let req = http::Request::post(path).body(()).unwrap().into_parts().0;
+            assert_eq!(policy.is_idempotent(&req), idempotent, "{path}");
+        }
     }
 }

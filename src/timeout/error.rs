@@ -35,24 +35,17 @@ impl HeadTimeout {
 /// Which body timeout expired.
 ///
 /// ```
-/// use tower_bad_gateway::timeout::TimeoutBody;
+/// use tower_bad_gateway::GatewayError;
+/// use tower_bad_gateway::classify::chain;
 /// use tower_bad_gateway::timeout::error::{BodyTimeout, BodyTimeoutKind};
-/// use http_body_util::BodyExt;
-/// use std::time::Duration;
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// // A body that never sends anything.
-/// # struct Stalled;
-/// # impl http_body::Body for Stalled {
-/// #     type Data = bytes::Bytes;
-/// #     type Error = std::io::Error;
-/// #     fn poll_frame(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> { std::task::Poll::Pending }
-/// # }
-/// let stalled = Stalled;
-/// let body = TimeoutBody::new(stalled, Some(Duration::from_millis(10)), None);
-/// let err = body.collect().await.unwrap_err();
-/// let timeout = err.downcast_ref::<BodyTimeout>().unwrap();
-/// assert_eq!(timeout.kind(), BodyTimeoutKind::Idle);
-/// # }
+///
+/// /// Whether a body was cut for going quiet, rather than for taking too long.
+/// fn went_quiet(err: &GatewayError) -> bool {
+///     chain(err)
+///         .find_map(|e| e.downcast_ref::<BodyTimeout>())
+///         .is_some_and(|t| t.kind() == BodyTimeoutKind::Idle)
+/// }
+/// # let _ = went_quiet;
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]
@@ -75,19 +68,19 @@ pub enum BodyTimeoutKind {
 /// use tower_bad_gateway::timeout::error::{BodyTimeout, BodyTimeoutKind};
 /// use http_body_util::BodyExt;
 /// use std::time::Duration;
-/// # #[tokio::main(flavor = "current_thread")] async fn main() {
-/// // A body that never sends anything.
 /// # struct Stalled;
 /// # impl http_body::Body for Stalled {
 /// #     type Data = bytes::Bytes;
 /// #     type Error = std::io::Error;
 /// #     fn poll_frame(self: std::pin::Pin<&mut Self>, _: &mut std::task::Context<'_>) -> std::task::Poll<Option<Result<http_body::Frame<bytes::Bytes>, std::io::Error>>> { std::task::Poll::Pending }
 /// # }
-/// let stalled = Stalled;
-/// let body = TimeoutBody::new(stalled, Some(Duration::from_millis(10)), None);
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// // No idle timeout, a total of 10 ms: a body that never ends is cut at 10 ms.
+/// let body = TimeoutBody::new(Stalled, None, Some(Duration::from_millis(10)));
 /// let err = body.collect().await.unwrap_err();
 /// let timeout = err.downcast_ref::<BodyTimeout>().unwrap();
-/// assert_eq!(timeout.kind(), BodyTimeoutKind::Idle);
+/// assert_eq!(timeout.kind(), BodyTimeoutKind::Total);
+/// assert_eq!(timeout.after(), Duration::from_millis(10));
 /// # }
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -117,12 +110,12 @@ impl BodyTimeout {
 /// ```
 /// use tower_bad_gateway::timeout::{Deadline, TimeoutLayer};
 /// use tower_bad_gateway::timeout::error::DeadlineExceeded;
-/// use std::time::{Duration, Instant};
+/// use std::time::Duration;
 /// use tower::{Layer, ServiceExt};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let never = tower::service_fn(|_req: http::Request<()>| std::future::pending::<Result<http::Response<()>, std::io::Error>>());
 /// let mut req = http::Request::new(());
-/// req.extensions_mut().insert(Deadline(Instant::now() + Duration::from_millis(10)));
+/// req.extensions_mut().insert(Deadline::after(Duration::from_millis(10)));
 /// let err = TimeoutLayer::new().layer(never).oneshot(req).await.err().unwrap();
 /// assert!(err.is::<DeadlineExceeded>());
 /// # }

@@ -46,6 +46,17 @@ pub(super) enum HeadLimit {
     Deadline,
 }
 
+impl<F> std::fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Timeout::ResponseFuture")
+            .field("head", &self.head)
+            .field("idle", &self.idle)
+            .field("total", &self.total)
+            .field("deadline", &self.deadline)
+            .finish_non_exhaustive()
+    }
+}
+
 impl<F> ResponseFuture<F> {
     pub(super) fn new(
         future: F,

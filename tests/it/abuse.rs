@@ -60,7 +60,7 @@ async fn a_never_ending_chunked_body_is_cut_at_the_size_limit() {
     )
     .await;
     let svc = gateway(
-        BadGatewayLayer::new().with_response_policy(ResponsePolicy::new().max_body_size(1 << 20)),
+        BadGatewayLayer::new().response_policy(ResponsePolicy::new().max_body_size(1 << 20)),
         TimeoutLayer::new(),
     );
     let res = svc

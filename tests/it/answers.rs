@@ -12,6 +12,7 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use support::{After, Upstream, collect, refused_port};
 use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_bad_gateway::render::Renderer;
 use tower_bad_gateway::{BadGatewayLayer, ErrorKind, GatewayError, ResponsePolicy};
 
 /// Calls `url` through `layer` in front of a real hyper-util client (300 ms timeout).
@@ -77,7 +78,7 @@ async fn by_default_no_host_port_or_io_message_leaks_into_any_representation() {
 async fn expose_details_shows_the_next_hop_and_cause_sanitized() {
     let port = refused_port();
     let url = format!("http://{}/", port.addr);
-    let layer = BadGatewayLayer::new().expose_details(true);
+    let layer = BadGatewayLayer::new().renderer(Renderer::new().expose_details(true));
     let res = through(layer.clone(), with_accept(&url, "application/json")).await;
     let proxy_status = res.headers()["proxy-status"].to_str().unwrap().to_owned();
     assert!(
@@ -112,9 +113,11 @@ async fn expose_details_never_writes_cr_lf_or_nul_into_a_header() {
             "boom\r\nSet-Cookie: session=stolen\0\"\\",
         ))
     });
-    let layer = BadGatewayLayer::new()
-        .expose_details(true)
-        .with_proxy_name("edge\r\nx-injected: 1");
+    let layer = BadGatewayLayer::new().renderer(
+        Renderer::new()
+            .expose_details(true)
+            .proxy_name("edge\r\nx-injected: 1"),
+    );
     let mut svc = ServiceBuilder::new().layer(layer).service(hostile);
     for req in [
         with_accept("http://upstream.internal:8080/", "text/plain"),
@@ -165,12 +168,14 @@ async fn request_ids_are_echoed_only_when_plain_visible_ascii() {
 #[tokio::test]
 async fn status_overrides_and_retry_after_on_503() {
     let port = refused_port();
-    let layer = BadGatewayLayer::new()
-        .with_status(
-            ErrorKind::ConnectionRefused,
-            StatusCode::SERVICE_UNAVAILABLE,
-        )
-        .with_retry_after(Duration::from_secs(7));
+    let layer = BadGatewayLayer::new().renderer(
+        Renderer::new()
+            .status(
+                ErrorKind::ConnectionRefused,
+                StatusCode::SERVICE_UNAVAILABLE,
+            )
+            .retry_after(Duration::from_secs(7)),
+    );
     let res = through(layer, support::get(&format!("http://{}/", port.addr))).await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(res.headers()["retry-after"], "7");
@@ -200,7 +205,7 @@ async fn the_response_policy_rejects_a_status_and_keeps_the_received_status() {
     .await;
     let policy = ResponsePolicy::new().reject_status(StatusCode::INTERNAL_SERVER_ERROR);
     let res = through(
-        BadGatewayLayer::new().with_response_policy(policy),
+        BadGatewayLayer::new().response_policy(policy),
         support::get(&upstream.url("/")),
     )
     .await;
@@ -246,7 +251,7 @@ async fn a_body_known_to_be_too_large_is_rejected_before_the_head() {
     .await;
     let policy = ResponsePolicy::new().max_body_size(1024);
     let res = through(
-        BadGatewayLayer::new().with_response_policy(policy),
+        BadGatewayLayer::new().response_policy(policy),
         support::get(&upstream.url("/")),
     )
     .await;
@@ -269,7 +274,7 @@ async fn a_body_growing_past_the_limit_is_cut_with_an_error_and_nothing_past_the
     let upstream = Upstream::raw_parts(parts, Duration::from_millis(20), After::Hang).await;
     let policy = ResponsePolicy::new().max_body_size(1500);
     let res = through(
-        BadGatewayLayer::new().with_response_policy(policy),
+        BadGatewayLayer::new().response_policy(policy),
         support::get(&upstream.url("/")),
     )
     .await;
@@ -296,7 +301,7 @@ async fn a_predicate_can_reject_by_header() {
     .await;
     let policy = ResponsePolicy::new().reject_if(|head| head.headers.contains_key("x-debug-trace"));
     let res = through(
-        BadGatewayLayer::new().with_response_policy(policy),
+        BadGatewayLayer::new().response_policy(policy),
         support::get(&upstream.url("/")),
     )
     .await;
@@ -382,12 +387,12 @@ async fn a_poll_ready_error_is_answered_503_without_calling_the_inner_service() 
 #[tokio::test]
 async fn a_custom_renderer_replaces_the_answer_and_keeps_the_error_in_extensions() {
     let port = refused_port();
-    let layer = BadGatewayLayer::new().with_renderer(|err, _info| {
+    let layer = BadGatewayLayer::new().renderer(Renderer::custom(|err, _info| {
         Response::builder()
             .status(StatusCode::SERVICE_UNAVAILABLE)
             .body(Bytes::from(format!("custom: {}", err.kind())))
             .unwrap()
-    });
+    }));
     let res = through(layer, support::get(&format!("http://{}/", port.addr))).await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert!(res.extensions().get::<GatewayError>().is_some());
@@ -400,8 +405,9 @@ async fn a_custom_renderer_replaces_the_answer_and_keeps_the_error_in_extensions
 #[tokio::test]
 async fn a_custom_html_template_is_filled_and_escaped() {
     let port = refused_port();
-    let layer = BadGatewayLayer::new()
-        .with_html_template("<p>{status}|{reason}|{error}|{request_id}|{unknown}</p>");
+    let layer = BadGatewayLayer::new().renderer(
+        Renderer::new().html_template("<p>{status}|{reason}|{error}|{request_id}|{unknown}</p>"),
+    );
     let req = Request::get(format!("http://{}/", port.addr))
         .header("accept", "text/html")
         .header("x-request-id", "<script>")

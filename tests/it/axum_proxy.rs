@@ -135,7 +135,7 @@ async fn router_layer_applies_the_response_policy_to_every_route() {
             }),
         )
         .layer(
-            BadGatewayLayer::new().with_response_policy(
+            BadGatewayLayer::new().response_policy(
                 tower_bad_gateway::ResponsePolicy::new()
                     .reject_status(StatusCode::INTERNAL_SERVER_ERROR),
             ),
@@ -266,7 +266,7 @@ async fn route_layer_applies_to_matched_routes() {
             get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "db.internal:5432") }),
         )
         .route_layer(
-            BadGatewayLayer::new().with_response_policy(
+            BadGatewayLayer::new().response_policy(
                 tower_bad_gateway::ResponsePolicy::new()
                     .reject_status(StatusCode::INTERNAL_SERVER_ERROR),
             ),

@@ -126,7 +126,7 @@ proptest! {
         request_id in proptest::option::of(proptest::collection::vec(any::<u8>(), 0..200)),
         hop in proptest::option::of("[a-z0-9.-]{1,30}(:[0-9]{1,5})?"),
     ) {
-        let renderer = Renderer::new().with_proxy_name(&proxy_name).expose_details(expose);
+        let renderer = Renderer::new().proxy_name(&proxy_name).expose_details(expose);
         let mut err = GatewayError::new(kind).with_source(std::io::Error::other(message));
         if let Some(status) = received.and_then(|s| StatusCode::from_u16(s).ok()) {
             err = err.with_received_status(status);

@@ -188,8 +188,9 @@ async fn gateway(upstream: SocketAddr) -> SocketAddr {
         })
         .layer(
             GatewayLayer::new()
-                .attempts(3)
+                .max_attempts(3)
                 .attempt_timeout(Duration::from_millis(250))
+                .retry_timeouts(true)
                 .body_idle_timeout(Duration::from_millis(250))
                 .deadline(DEADLINE),
         )

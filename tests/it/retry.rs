@@ -413,7 +413,7 @@ async fn every_attempt_carries_the_deadline_and_the_extensions() {
             std::io::Error::from(std::io::ErrorKind::ConnectionRefused),
         ))
     });
-    let deadline = Deadline(std::time::Instant::now() + Duration::from_secs(60));
+    let deadline = Deadline::after(Duration::from_secs(60));
     for tenant in [None, Some(Tenant("acme"))] {
         seen.lock().unwrap().clear();
         let mut req = request(Method::GET, "http://upstream/", Upload::empty());
@@ -457,15 +457,16 @@ async fn retry_alone_times_its_error_and_names_the_next_hop() {
     assert_eq!(err.next_hop().unwrap().as_str(), upstream.authority());
 }
 
-/// In `GatewayLayer`, where `Retry` reuses `BadGateway`'s clock reading, the error
+/// In `GatewayLayer`, where `Retry` and `BadGateway` both time from the start, the error
 /// in the answer still covers every attempt and names the upstream.
 #[tokio::test]
 async fn the_gateway_layer_error_is_timed_over_all_attempts_and_names_the_next_hop() {
     let upstream = Upstream::scripted(vec![(vec![], After::Hang); 2], Duration::ZERO).await;
     let mut svc = tower_bad_gateway::GatewayLayer::new()
         .retry_policy(fast())
-        .attempts(2)
+        .max_attempts(2)
         .attempt_timeout(Duration::from_millis(100))
+        .retry_timeouts(true)
         .layer(support::hyper_client::<
             tower_bad_gateway::timeout::UploadBody<ReplayBody<Upload>>,
         >());

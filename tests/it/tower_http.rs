@@ -49,7 +49,7 @@ async fn serve(upstream: SocketAddr, seen: Seen) -> SocketAddr {
         .layer(
             GatewayLayer::new()
                 .attempt_timeout(Duration::from_millis(200))
-                .attempts(1),
+                .max_attempts(1),
         )
         .service(client);
     let (failures, errors) = (seen.failures.clone(), seen.gateway_errors.clone());

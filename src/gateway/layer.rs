@@ -1,0 +1,170 @@
+use super::Gateway;
+use crate::bad_gateway::BadGatewayLayer;
+use crate::classify::Classifier;
+use crate::error::ErrorKind;
+use crate::retry::{RetryLayer, RetryPolicy};
+use crate::timeout::{SetDeadlineLayer, TimeoutLayer, WriteTimeoutLayer};
+use std::time::Duration;
+use tower_layer::Layer;
+
+/// Builds the whole stack in the right order: `SetDeadline → BadGateway → Retry →
+/// Timeout → WriteTimeout → client`. See the [module docs](super) for why this
+/// order, and for how the settings combine: the order of the calls never matters.
+///
+/// Defaults: [`BadGatewayLayer::new`], [`RetryPolicy::new`] (3 attempts), no
+/// timeouts, and a deadline only when a gRPC caller sends `grpc-timeout`.
+///
+/// ```
+/// use tower_bad_gateway::GatewayLayer;
+/// use std::time::Duration;
+///
+/// let layer = GatewayLayer::new()
+///     .max_attempts(2)
+///     .attempt_timeout(Duration::from_secs(1))
+///     .retry_timeouts(true) // idempotent requests whose attempt timed out go again
+///     .write_timeout(Duration::from_secs(5));
+/// # let _ = layer;
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct GatewayLayer {
+    bad_gateway: BadGatewayLayer,
+    retry: RetryPolicy,
+    max_attempts: Option<u32>,
+    retry_timeouts: Option<bool>,
+    classifier: Option<Classifier>,
+    timeout: TimeoutLayer,
+    write_timeout: Option<Duration>,
+    deadline: Option<Duration>,
+}
+
+impl GatewayLayer {
+    /// The default stack.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Attempts in all, the first included (see [`RetryPolicy::max_attempts`]);
+    /// wins over the [`retry_policy`](Self::retry_policy)'s.
+    pub fn max_attempts(mut self, attempts: u32) -> Self {
+        self.max_attempts = Some(attempts);
+        self
+    }
+
+    /// Time allowed to each attempt for the response head, connecting included.
+    ///
+    /// An attempt that timed out is not tried again unless
+    /// [`retry_timeouts(true)`](Self::retry_timeouts) says so.
+    pub fn attempt_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = self.timeout.attempt_timeout(timeout);
+        self
+    }
+
+    /// Whether an attempt that timed out before the response head is tried again
+    /// (idempotent requests only). Off unless the
+    /// [`retry_policy`](Self::retry_policy) opts in to
+    /// [`ResponseHeaderTimeout`](ErrorKind::ResponseHeaderTimeout); this setting
+    /// wins over the policy's either way.
+    pub fn retry_timeouts(mut self, retry: bool) -> Self {
+        self.retry_timeouts = Some(retry);
+        self
+    }
+
+    /// Time allowed between two frames of the response body.
+    pub fn body_idle_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = self.timeout.body_idle_timeout(timeout);
+        self
+    }
+
+    /// Time allowed for the whole response body.
+    pub fn body_total_timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = self.timeout.body_total_timeout(timeout);
+        self
+    }
+
+    /// Time an upstream may go without taking any of the request body before the
+    /// attempt fails (see [`WriteTimeoutLayer`]).
+    pub fn write_timeout(mut self, timeout: Duration) -> Self {
+        self.write_timeout = Some(timeout);
+        self
+    }
+
+    /// Time allowed for the whole exchange, all attempts and waits included (a
+    /// gRPC caller's shorter `grpc-timeout` still wins).
+    pub fn deadline(mut self, deadline: Duration) -> Self {
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// Retries by `policy`. [`max_attempts`](Self::max_attempts),
+    /// [`retry_timeouts`](Self::retry_timeouts) and
+    /// [`classifier`](Self::classifier), whenever they are called, still apply on
+    /// top of it.
+    pub fn retry_policy(mut self, policy: RetryPolicy) -> Self {
+        self.retry = policy;
+        self
+    }
+
+    /// Answers failures as `layer` is configured to. A
+    /// [`classifier`](Self::classifier), whenever it is called, still applies on
+    /// top of it.
+    pub fn bad_gateway(mut self, layer: BadGatewayLayer) -> Self {
+        self.bad_gateway = layer;
+        self
+    }
+
+    /// Classifies failures with `classifier`, both to answer and to retry.
+    pub fn classifier(mut self, classifier: Classifier) -> Self {
+        self.classifier = Some(classifier);
+        self
+    }
+
+    /// The one classifier of the stack (see the [module docs](super)).
+    fn resolved_classifier(&self) -> Classifier {
+        self.classifier
+            .as_ref()
+            .or(self.bad_gateway.classifier_if_set())
+            .unwrap_or(&self.retry.classifier)
+            .clone()
+    }
+
+    fn resolved_policy(&self, classifier: Classifier) -> RetryPolicy {
+        let mut policy = self.retry.clone().classifier(classifier);
+        if let Some(attempts) = self.max_attempts {
+            policy = policy.max_attempts(attempts);
+        }
+        match self.retry_timeouts {
+            Some(true) => policy.retry_on(ErrorKind::ResponseHeaderTimeout),
+            Some(false) => policy.no_retry_on(ErrorKind::ResponseHeaderTimeout),
+            None => policy,
+        }
+    }
+}
+
+impl<S> Layer<S> for GatewayLayer {
+    type Service = Gateway<S>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        let classifier = self.resolved_classifier();
+        let policy = self.resolved_policy(classifier.clone());
+        // Keep the answering layer as it was built when its classifier is already
+        // the one: it renders its answers once, on its first `layer`.
+        let keep = self.classifier.is_none()
+            && (self.bad_gateway.classifier_if_set().is_some() || classifier.is_default());
+        let bad_gateway = if keep {
+            self.bad_gateway.clone()
+        } else {
+            self.bad_gateway.clone().classifier(classifier)
+        };
+        let write_timeout = match self.write_timeout {
+            Some(timeout) => WriteTimeoutLayer::new(timeout),
+            None => WriteTimeoutLayer::disabled(),
+        };
+        let deadline = match self.deadline {
+            Some(deadline) => SetDeadlineLayer::new(deadline),
+            None => SetDeadlineLayer::grpc_only(),
+        };
+        let timeout = self.timeout.layer(write_timeout.layer(inner));
+        let retry = RetryLayer::new(policy).layer(timeout);
+        deadline.layer(bad_gateway.layer(retry))
+    }
+}

@@ -1,0 +1,191 @@
+//! What an answer needs to know of the request it answers, captured before the
+//! request is moved into the upstream service.
+
+use super::negotiate::{self, Format};
+use crate::grpc::is_grpc_content_type;
+use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::{Method, Request};
+
+/// The header a request id is echoed from: `x-request-id`.
+///
+/// ```
+/// assert_eq!(tower_bad_gateway::render::X_REQUEST_ID, "x-request-id");
+/// ```
+pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
+
+/// What a synthetic answer needs to know about the request it answers.
+///
+/// Captured when the request goes in (it is moved into the upstream service), so
+/// it holds only cheap clones of three header values.
+///
+/// ```
+/// use tower_bad_gateway::render::{Format, RequestInfo};
+///
+/// let req = http::Request::get("/")
+///     .header("accept", "text/html,*/*;q=0.8")
+///     .header("x-request-id", "abc-1")
+///     .body(())
+///     .unwrap();
+/// let info = RequestInfo::from_request(&req);
+/// assert_eq!(info.format(), Format::Html);
+/// assert_eq!(info.request_id().unwrap(), "abc-1");
+/// assert!(!info.is_grpc());
+/// ```
+#[derive(Debug, Clone, Default)]
+pub struct RequestInfo {
+    /// The `Accept` value, or, for a gRPC call (which is answered in gRPC whatever
+    /// it accepts), its `Content-Type`: one field, so the capture stays small.
+    format_hint: FormatHint,
+    request_id: Option<HeaderValue>,
+    pub(crate) is_head: bool,
+}
+
+#[derive(Debug, Clone, Default)]
+enum FormatHint {
+    #[default]
+    None,
+    Accept(HeaderValue),
+    Grpc(HeaderValue),
+}
+
+/// Up to this many header names, one pass over the map finds the three values
+/// faster than three hashed lookups (a lookup hashes the name and probes; a pass
+/// compares each name, which for standard names is one byte).
+const SCAN_MAX: usize = 12;
+
+impl RequestInfo {
+    /// Captures what rendering needs from a request.
+    pub fn from_request<B>(request: &Request<B>) -> Self {
+        Self::from_parts(request.method(), request.headers(), &X_REQUEST_ID)
+    }
+
+    /// Captures what rendering needs from a request's method and headers, with the
+    /// request id read from `request_id_header`.
+    pub fn from_parts(
+        method: &Method,
+        headers: &HeaderMap,
+        request_id_header: &HeaderName,
+    ) -> Self {
+        let is_head = method == Method::HEAD;
+        if headers.is_empty() {
+            return Self {
+                is_head,
+                ..Self::default()
+            };
+        }
+        // gRPC calls are always POSTs: other methods skip the `Content-Type`.
+        let post = method == Method::POST;
+        let (mut accept, mut content_type, mut request_id) = (None, None, None);
+        if headers.keys_len() <= SCAN_MAX {
+            // The first value of each, as `HeaderMap::get` would give.
+            for (name, value) in headers {
+                if *name == header::ACCEPT {
+                    accept = accept.or(Some(value));
+                } else if *name == header::CONTENT_TYPE {
+                    content_type = content_type.or(Some(value));
+                } else if name == request_id_header {
+                    request_id = request_id.or(Some(value));
+                }
+            }
+        } else {
+            accept = headers.get(header::ACCEPT);
+            content_type = post.then(|| headers.get(header::CONTENT_TYPE)).flatten();
+            request_id = headers.get(request_id_header);
+        }
+        let format_hint = match content_type {
+            Some(ct) if post && is_grpc_content_type(ct) => FormatHint::Grpc(ct.clone()),
+            _ => accept.map_or(FormatHint::None, |a| FormatHint::Accept(a.clone())),
+        };
+        Self {
+            format_hint,
+            request_id: request_id.filter(|v| is_safe_to_echo(v)).cloned(),
+            is_head,
+        }
+    }
+
+    /// Whether the request is a gRPC call (`Content-Type: application/grpc*`).
+    pub fn is_grpc(&self) -> bool {
+        matches!(self.format_hint, FormatHint::Grpc(_))
+    }
+
+    /// The request id to echo, if the request had a well-formed one.
+    pub fn request_id(&self) -> Option<&HeaderValue> {
+        self.request_id.as_ref()
+    }
+
+    /// The request id as text (it is visible ASCII, or it was not kept).
+    pub(crate) fn request_id_str(&self) -> Option<&str> {
+        self.request_id.as_ref().and_then(|v| v.to_str().ok())
+    }
+
+    /// The gRPC content type to answer with, for a gRPC call.
+    pub(crate) fn grpc_content_type(&self) -> Option<&HeaderValue> {
+        match &self.format_hint {
+            FormatHint::Grpc(ct) => Some(ct),
+            _ => None,
+        }
+    }
+
+    /// The representation the answer will use.
+    pub fn format(&self) -> Format {
+        match &self.format_hint {
+            FormatHint::Grpc(_) => Format::Grpc,
+            FormatHint::Accept(accept) => negotiate::negotiate(Some(accept)),
+            FormatHint::None => negotiate::negotiate(None),
+        }
+    }
+}
+
+/// A request id is echoed only when it is short, visible ASCII.
+fn is_safe_to_echo(value: &HeaderValue) -> bool {
+    let v = value.as_bytes();
+    !v.is_empty() && v.len() <= 128 && v.iter().all(|b| b.is_ascii_graphic())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// `from_parts` scans small header maps and looks up in large ones: both must
+    /// read the same first values, and ignore a gRPC type on anything but a POST.
+    #[test]
+    fn request_info_is_the_same_for_small_and_large_header_maps() {
+        for fillers in [0, 3, SCAN_MAX, SCAN_MAX + 1, 40] {
+            for method in [Method::POST, Method::GET] {
+                let mut headers = HeaderMap::new();
+                for i in 0..fillers {
+                    let name = HeaderName::from_bytes(format!("x-filler-{i}").as_bytes()).unwrap();
+                    headers.insert(name, HeaderValue::from_static("1"));
+                }
+                headers.append(header::ACCEPT, HeaderValue::from_static("application/json"));
+                headers.append(header::ACCEPT, HeaderValue::from_static("text/html"));
+                headers.append(&X_REQUEST_ID, HeaderValue::from_static("first-id"));
+                headers.append(&X_REQUEST_ID, HeaderValue::from_static("second-id"));
+                let plain = RequestInfo::from_parts(&method, &headers, &X_REQUEST_ID);
+                assert_eq!(plain.format(), Format::ProblemJson, "{fillers} {method}");
+                assert_eq!(
+                    plain.request_id().unwrap(),
+                    "first-id",
+                    "{fillers} {method}"
+                );
+
+                headers.insert(
+                    header::CONTENT_TYPE,
+                    HeaderValue::from_static("application/grpc+proto"),
+                );
+                let grpc = RequestInfo::from_parts(&method, &headers, &X_REQUEST_ID);
+                let is_post = method == Method::POST;
+                assert_eq!(grpc.is_grpc(), is_post, "{fillers} {method}");
+                let expected = if is_post {
+                    Format::Grpc
+                } else {
+                    Format::ProblemJson
+                };
+                assert_eq!(grpc.format(), expected, "{fillers} {method}");
+                if is_post {
+                    assert_eq!(grpc.grpc_content_type().unwrap(), "application/grpc+proto");
+                }
+            }
+        }
+    }
+}

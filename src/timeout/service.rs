@@ -1,0 +1,101 @@
+use super::future::HeadLimit;
+use super::{Deadline, ResponseFuture, TimeoutBody, TimeoutLayer};
+use crate::error::BoxError;
+use crate::grpc;
+use http::{Request, Response};
+use std::task::{Context, Poll};
+use tokio::time::Instant;
+use tower_service::Service;
+
+/// Middleware that times out the response head and body of an upstream call.
+/// See the [module docs](super).
+///
+/// ```
+/// use tower_bad_gateway::timeout::{Timeout, TimeoutLayer};
+/// use std::time::Duration;
+/// use tower::ServiceExt;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let upstream = tower::service_fn(|_req: http::Request<()>| async {
+///     Ok::<_, std::io::Error>(http::Response::new(http_body_util::Full::new(bytes::Bytes::from("hi"))))
+/// });
+/// let svc = Timeout::new(upstream, TimeoutLayer::new().body_total_timeout(Duration::from_secs(1)));
+/// let res = svc.oneshot(http::Request::new(())).await.unwrap();
+/// assert_eq!(res.status(), 200);
+/// # }
+/// ```
+#[derive(Debug, Clone)]
+pub struct Timeout<S> {
+    inner: S,
+    config: TimeoutLayer,
+}
+
+impl<S> Timeout<S> {
+    /// Wraps `inner` with the timeouts `config` sets.
+    pub fn new(inner: S, config: TimeoutLayer) -> Self {
+        Self { inner, config }
+    }
+
+    /// A [`TimeoutLayer`] to configure.
+    pub fn layer() -> TimeoutLayer {
+        TimeoutLayer::new()
+    }
+
+    /// The inner service.
+    pub fn get_ref(&self) -> &S {
+        &self.inner
+    }
+
+    /// The inner service, mutably.
+    pub fn get_mut(&mut self) -> &mut S {
+        &mut self.inner
+    }
+
+    /// Consumes `self`, returning the inner service.
+    pub fn into_inner(self) -> S {
+        self.inner
+    }
+}
+
+impl<S, ReqBody, ResBody> Service<Request<ReqBody>> for Timeout<S>
+where
+    S: Service<Request<ReqBody>, Response = Response<ResBody>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = Response<TimeoutBody<ResBody>>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let TimeoutLayer {
+            attempt,
+            body_idle,
+            body_total,
+        } = self.config;
+        let deadline = req.extensions().get::<Deadline>().map(|d| d.at());
+        let head = if attempt.is_none() && deadline.is_none() {
+            None
+        } else {
+            let now = Instant::now();
+            let by_attempt = attempt.map(|a| (now + a, HeadLimit::Attempt(a)));
+            let by_deadline = deadline.map(|d| (d, HeadLimit::Deadline));
+            let head = match (by_attempt, by_deadline) {
+                (Some(a), Some(d)) => Some(if d.0 < a.0 { d } else { a }),
+                (a, d) => a.or(d),
+            };
+            // Tell a gRPC upstream how long it has: no more than this attempt.
+            if let Some((at, _)) = head {
+                if grpc::is_grpc_request(&req) {
+                    let left = at.saturating_duration_since(now);
+                    req.headers_mut()
+                        .insert(grpc::GRPC_TIMEOUT, grpc::format_timeout(left));
+                }
+            }
+            head
+        };
+        ResponseFuture::new(self.inner.call(req), head, body_idle, body_total, deadline)
+    }
+}

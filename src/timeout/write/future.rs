@@ -1,0 +1,113 @@
+use super::{DONE, STARTED, WAITING_DOWNSTREAM, Watch};
+use crate::error::BoxError;
+use crate::timeout::error::WriteTimeoutError;
+use pin_project_lite::pin_project;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::time::{Instant, Sleep};
+
+pin_project! {
+    /// Response future of [`WriteTimeout`].
+    ///
+    /// ```
+    /// use tower_bad_gateway::timeout::WriteTimeoutLayer;
+    /// use tower::{Layer, Service, ServiceExt};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// # use tower_bad_gateway::timeout::UploadBody;
+    /// let upstream = tower::service_fn(|_req: http::Request<UploadBody<http_body_util::Empty<bytes::Bytes>>>| async {
+    ///     Ok::<_, std::io::Error>(http::Response::new(()))
+    /// });
+    /// let mut svc = WriteTimeoutLayer::new(std::time::Duration::from_secs(5)).layer(upstream);
+    /// svc.ready().await.unwrap();
+    /// let future = svc.call(http::Request::new(http_body_util::Empty::new()));
+    /// assert_eq!(future.await.unwrap().status(), 200);
+    /// # }
+    /// ```
+    pub struct ResponseFuture<F> {
+        #[pin]
+        future: F,
+        #[pin]
+        sleep: Option<Sleep>,
+        watch: Option<Arc<Watch>>,
+        timeout: Duration,
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(super) fn new(future: F, watch: Option<(Arc<Watch>, Instant)>, timeout: Duration) -> Self {
+        let (watch, sleep) = match watch {
+            Some((watch, at)) => (Some(watch), Some(tokio::time::sleep_until(at))),
+            None => (None, None),
+        };
+        Self {
+            future,
+            sleep,
+            watch,
+            timeout,
+        }
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("WriteTimeout::ResponseFuture")
+            .field("watching", &self.watch.is_some())
+            .field("timeout", &self.timeout)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<F, T, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<T, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<T, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let mut this = self.project();
+        if let Poll::Ready(result) = this.future.poll(cx) {
+            return Poll::Ready(result.map_err(Into::into));
+        }
+        let Some(watch) = this.watch.as_ref() else {
+            return Poll::Pending;
+        };
+        // Re-arm until the upload stalls for a whole `timeout` on the upstream's side.
+        while let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
+            if sleep.poll(cx).is_pending() {
+                return Poll::Pending;
+            }
+            let state = watch.state.load(Ordering::Acquire);
+            let now = Instant::now();
+            let next = if state & DONE != 0 {
+                None
+            } else if state & STARTED == 0 || state & WAITING_DOWNSTREAM != 0 {
+                Some(now + *this.timeout)
+            } else {
+                let deadline = watch.last_progress() + *this.timeout;
+                if deadline <= now {
+                    return Poll::Ready(Err(WriteTimeoutError {
+                        after: *this.timeout,
+                    }
+                    .into()));
+                }
+                Some(deadline)
+            };
+            match next {
+                Some(at) => this
+                    .sleep
+                    .as_mut()
+                    .as_pin_mut()
+                    .map(|s| s.reset(at))
+                    .unwrap_or(()),
+                None => this.sleep.set(None),
+            }
+        }
+        Poll::Pending
+    }
+}
