@@ -32,21 +32,31 @@
 //! # }
 //! ```
 //!
-//! # Modules
+//! # Modules, bottom up
 //!
-//! - [`error`]: [`GatewayError`], [`ErrorKind`] (the RFC 9209 taxonomy), [`Phase`],
-//!   [`RequestSent`].
-//! - [`classify`]: the [`Classifier`](classify::Classifier) (error chain →
-//!   `GatewayError`) and the [`ResponsePolicy`] (which answers count as failures).
+//! Each module uses only the ones above it in this list:
+//!
+//! - [`error`]: what went wrong. [`GatewayError`], and [`ErrorKind`]: the RFC 9209
+//!   taxonomy, one table holding every kind's token, statuses, gRPC code, phase
+//!   and retry default. It uses nothing else of the crate.
+//! - [`timeout`]: the typed timeout errors, the request's [`Deadline`](timeout::Deadline)
+//!   (when the exchange began and must end), and the timeout layers.
+//! - [`classify`]: the [`Classifier`] (error chain → `GatewayError`) and the
+//!   [`ResponsePolicy`] (which upstream answers count as failures).
 //! - [`render`]: the [`Renderer`](render::Renderer) (`GatewayError` → response).
-//! - [`bad_gateway`]: the middleware, [`BadGatewayLayer`] and [`BadGateway`].
 //! - [`retry`]: [`RetryLayer`](retry::RetryLayer), safe and budgeted retries with
 //!   replayable bodies.
-//! - [`timeout`]: per-attempt head timeout, body idle/total timeouts and the
-//!   deadline, with typed errors.
+//! - [`bad_gateway`]: the middleware that answers, [`BadGatewayLayer`] and [`BadGateway`].
 //! - [`gateway`]: [`GatewayLayer`], the whole stack in the right order.
-//! - `reqwest` (feature `reqwest`): `ReqwestService`, a `reqwest::Client` as a
-//!   tower service.
+//! - `reqwest` / `reqwest013` (features): a `reqwest::Client` as a tower service.
+//!
+//! Everything gRPC (which requests are gRPC calls, `grpc-timeout`, `grpc-status`,
+//! `grpc-message`) lives in one private module; [`GrpcCode`] is its public face.
+//!
+//! The crate root re-exports what most programs name: the two layers and their
+//! services, the error and its parts, the classifier and response policy, and
+//! [`UpstreamBody`], the request body a client under [`GatewayLayer`] receives.
+//! Everything else is reached through its module.
 //!
 //! # Feature flags
 //!
@@ -99,6 +109,7 @@ pub mod classify;
 pub mod error;
 pub mod gateway;
 mod grpc;
+mod macros;
 pub mod render;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]

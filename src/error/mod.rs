@@ -21,11 +21,13 @@ mod attempts;
 mod grpc_code;
 mod kind;
 mod next_hop;
+mod phase;
 
 pub use self::attempts::{Attempts, RetryDenied};
 pub use self::grpc_code::GrpcCode;
-pub use self::kind::{ErrorKind, Phase, RequestSent, RetryDefault};
+pub use self::kind::{ErrorKind, RetryDefault};
 pub(crate) use self::next_hop::{NextHop, stamp};
+pub use self::phase::{Phase, RequestSent};
 
 use http::StatusCode;
 use http::uri::Authority;

@@ -26,7 +26,7 @@
 //!
 //! # Settings commute
 //!
-//! Every setter records its own setting, and [`Layer::layer`] resolves them all at
+//! Every setter records its own setting, and [`layer`](tower_layer::Layer::layer) resolves them all at
 //! once, so the order of the calls never changes the stack. Where a setting of the
 //! `GatewayLayer` and one inside a part it was given overlap, the `GatewayLayer`'s
 //! wins: [`max_attempts`](GatewayLayer::max_attempts) and

@@ -56,7 +56,7 @@ type Idempotent = dyn Fn(&Parts) -> bool + Send + Sync;
 ///    [`retry_on`](Self::retry_on) for the defaults), or the upstream answered with an
 ///    opted-in status or gRPC code, or a [custom condition](Self::retry_if) says so;
 /// 2. it is safe: the request provably did not reach the upstream
-///    ([`RequestSent::No`]: refused or timed-out connections, refused HTTP/2
+///    ([`RequestSent::No`](crate::RequestSent::No): refused or timed-out connections, refused HTTP/2
 ///    streams), or it is idempotent: its method is (`GET`, `HEAD`, `OPTIONS`,
 ///    `TRACE`, `PUT`, `DELETE`; RFC 9110 §9.2.2), or, when opted in, it carries an
 ///    `Idempotency-Key`, or [you declare it so](Self::idempotent_if);

@@ -11,7 +11,7 @@ use tokio::time::Instant;
 use tower_service::Service;
 
 /// Middleware that retries failed upstream calls by a [`RetryPolicy`]; see the
-/// [module docs](self).
+/// [module docs](super).
 ///
 /// Its inner service must be `Clone` (each retry calls a clone, polled ready
 /// first) and take the request body as a [`ReplayBody`]. Its error is the
@@ -57,20 +57,7 @@ impl<S> Retry<S> {
         RetryLayer::new(policy)
     }
 
-    /// The inner service.
-    pub fn get_ref(&self) -> &S {
-        &self.inner
-    }
-
-    /// The inner service, mutably.
-    pub fn get_mut(&mut self) -> &mut S {
-        &mut self.inner
-    }
-
-    /// Consumes `self`, returning the inner service.
-    pub fn into_inner(self) -> S {
-        self.inner
-    }
+    crate::macros::define_inner_service_accessors!();
 }
 
 /// The parts retries are built from. When the request's only extension is its

@@ -13,15 +13,16 @@ pin_project! {
     /// Response future of [`Timeout`](super::Timeout).
     ///
     /// ```
-    /// use tower_bad_gateway::timeout::TimeoutLayer;
-    /// use tower::{Layer, Service, ServiceExt};
+    /// use tower_bad_gateway::timeout::{ResponseFuture, Timeout, TimeoutLayer};
+    /// use tower::Service;
+    /// use std::time::Duration;
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// let upstream = tower::service_fn(|_req: http::Request<http_body_util::Empty<bytes::Bytes>>| async {
+    /// let upstream = tower::service_fn(|_req: http::Request<()>| async {
     ///     Ok::<_, std::io::Error>(http::Response::new(()))
     /// });
-    /// let mut svc = TimeoutLayer::new().layer(upstream);
-    /// svc.ready().await.unwrap();
-    /// let future = svc.call(http::Request::new(http_body_util::Empty::new()));
+    /// let mut svc = Timeout::new(upstream, TimeoutLayer::new().attempt_timeout(Duration::from_secs(1)));
+    /// // The head came in time; the body goes on under the body timeouts (none here).
+    /// let future: ResponseFuture<_> = svc.call(http::Request::new(()));
     /// assert_eq!(future.await.unwrap().status(), 200);
     /// # }
     /// ```

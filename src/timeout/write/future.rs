@@ -14,18 +14,19 @@ use tokio::time::{Instant, Sleep};
 pin_project! {
     /// Response future of [`WriteTimeout`].
     ///
+    /// An empty request body has nothing to stall on: no timer is armed for it.
+    ///
     /// ```
-    /// use tower_bad_gateway::timeout::WriteTimeoutLayer;
-    /// use tower::{Layer, Service, ServiceExt};
+    /// use tower_bad_gateway::timeout::{UploadBody, WriteResponseFuture, WriteTimeout};
+    /// use tower::Service;
+    /// use std::time::Duration;
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-    /// # use tower_bad_gateway::timeout::UploadBody;
-    /// let upstream = tower::service_fn(|_req: http::Request<UploadBody<http_body_util::Empty<bytes::Bytes>>>| async {
+    /// let upstream = tower::service_fn(|_req: http::Request<UploadBody<String>>| async {
     ///     Ok::<_, std::io::Error>(http::Response::new(()))
     /// });
-    /// let mut svc = WriteTimeoutLayer::new(std::time::Duration::from_secs(5)).layer(upstream);
-    /// svc.ready().await.unwrap();
-    /// let future = svc.call(http::Request::new(http_body_util::Empty::new()));
-    /// assert_eq!(future.await.unwrap().status(), 200);
+    /// let mut svc = WriteTimeout::new(upstream, Some(Duration::from_secs(5)));
+    /// let future: WriteResponseFuture<_> = svc.call(http::Request::new(String::new()));
+    /// assert_eq!(format!("{future:?}"), "WriteTimeout::ResponseFuture { watching: false, timeout: 0ns, .. }");
     /// # }
     /// ```
     pub struct ResponseFuture<F> {

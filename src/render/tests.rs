@@ -1,0 +1,78 @@
+//! The renderer's answers, rendered once or afresh.
+
+use super::*;
+use http::Request;
+use http_body_util::BodyExt;
+
+async fn text_of(answers: &Answers, err: &GatewayError) -> (StatusCode, String, HeaderValue) {
+    let res = answers.render(err, &RequestInfo::default());
+    let status = res.status();
+    let proxy_status = res.headers()[PROXY_STATUS].clone();
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    (
+        status,
+        String::from_utf8(body.to_vec()).unwrap(),
+        proxy_status,
+    )
+}
+
+/// Rendering once at build time must give what rendering afresh gives, for
+/// every kind and every representation.
+#[tokio::test]
+async fn the_parts_rendered_once_are_what_rendering_afresh_gives() {
+    let renderer = Renderer::new()
+        .status(
+            ErrorKind::ConnectionRefused,
+            StatusCode::SERVICE_UNAVAILABLE,
+        )
+        .proxy_name("edge")
+        .html_template("<p>{status} {error}</p>");
+    let answers = Answers::new(renderer.clone());
+    for accept in ["text/plain", "application/json", "text/html"] {
+        let req = Request::get("/").header("accept", accept).body(()).unwrap();
+        let info = RequestInfo::from_request(&req);
+        for &kind in ErrorKind::ALL {
+            let err = GatewayError::new(kind);
+            let cached = answers.render(&err, &info);
+            let fresh = renderer.render(&err, &info);
+            assert_eq!(cached.status(), fresh.status(), "{kind:?} {accept}");
+            assert_eq!(cached.headers(), fresh.headers(), "{kind:?} {accept}");
+            let cached = cached.into_body().collect().await.unwrap().to_bytes();
+            let fresh = fresh.into_body().collect().await.unwrap().to_bytes();
+            assert_eq!(cached, fresh, "{kind:?} {accept}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_request_id_or_a_received_status_is_never_served_from_the_cache() {
+    let answers = Answers::new(Renderer::new());
+    let plain = GatewayError::new(ErrorKind::InvalidResponse);
+    let _ = text_of(&answers, &plain).await;
+    let rejected = plain
+        .clone()
+        .with_received_status(StatusCode::INTERNAL_SERVER_ERROR);
+    let (_, _, proxy_status) = text_of(&answers, &rejected).await;
+    assert_eq!(
+        proxy_status,
+        "tower-bad-gateway; error=http_protocol_error; received-status=500"
+    );
+    let req = Request::get("/")
+        .header("x-request-id", "id-9")
+        .body(())
+        .unwrap();
+    let res = answers.render(&plain, &RequestInfo::from_request(&req));
+    let body = res.into_body().collect().await.unwrap().to_bytes();
+    assert!(String::from_utf8_lossy(&body).contains("request id: id-9"));
+}
+
+#[test]
+fn the_answered_status_rides_in_the_error() {
+    let renderer = Renderer::new().status(ErrorKind::DnsError, StatusCode::SERVICE_UNAVAILABLE);
+    let res = renderer.render(
+        &GatewayError::new(ErrorKind::DnsError),
+        &RequestInfo::default(),
+    );
+    let err = res.extensions().get::<GatewayError>().unwrap();
+    assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
