@@ -2,9 +2,9 @@
 //!
 //! - a gRPC gateway (axum + `GatewayLayer` + a hyper-util HTTP/2 client) in front of
 //!   a tonic server, called by a tonic client;
-//! - a tonic client whose `Channel` is wrapped by `BadGatewayLayer` and
-//!   `TimeoutLayer`, so transport failures become `UNAVAILABLE` and
-//!   `DEADLINE_EXCEEDED` with a clear message.
+//! - a tonic client whose `Channel` is wrapped by `BadGatewayLayer`, `RetryLayer`
+//!   and `TimeoutLayer`, so a refused connection is retried and transport failures
+//!   become `UNAVAILABLE` and `DEADLINE_EXCEEDED` with a clear message.
 //!
 //! ```text
 //! cargo run --example grpc
@@ -19,6 +19,7 @@ use tonic::transport::{Channel, server::TcpIncoming};
 use tonic_health::pb::HealthCheckRequest;
 use tonic_health::pb::health_client::HealthClient;
 use tower::ServiceBuilder;
+use tower_bad_gateway::retry::{ReplayBody, RetryLayer, RetryPolicy};
 use tower_bad_gateway::timeout::TimeoutLayer;
 use tower_bad_gateway::{BadGatewayLayer, GatewayLayer};
 
@@ -41,7 +42,7 @@ async fn main() {
     }
 
     println!(
-        "\nA tonic client whose Channel is wrapped by BadGatewayLayer + TimeoutLayer (300 ms):"
+        "\nA tonic client whose Channel is wrapped by BadGatewayLayer + RetryLayer + TimeoutLayer (300 ms):"
     );
     for (what, upstream) in [
         ("healthy", healthy),
@@ -50,7 +51,14 @@ async fn main() {
     ] {
         let stack = ServiceBuilder::new()
             .layer(BadGatewayLayer::new())
+            // A refused connection never reached the upstream: retried even for a
+            // gRPC call (a POST). A timed-out attempt is not retried.
+            .layer(RetryLayer::new(RetryPolicy::new()))
             .layer(TimeoutLayer::new().attempt_timeout(Duration::from_millis(300)))
+            // The channel takes tonic's body: each attempt's `ReplayBody` becomes one.
+            .map_request(|req: http::Request<ReplayBody<tonic::body::Body>>| {
+                req.map(tonic::body::Body::new)
+            })
             .service(channel(upstream));
         report(what, HealthClient::new(stack)).await;
     }

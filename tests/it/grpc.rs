@@ -92,6 +92,43 @@ mod client_side {
         assert_eq!(*kinds.lock().unwrap(), [ErrorKind::ConnectionRefused]);
     }
 
+    /// Retries around a tonic `Channel`, as the retry module's docs show: the
+    /// channel takes `tonic::body::Body`, so a `map_request` turns each attempt's
+    /// `ReplayBody` into one. A refused connection (never sent, so safe for a gRPC
+    /// POST) is tried three times; a healthy upstream answers on the first.
+    #[tokio::test]
+    async fn retries_around_a_tonic_channel_retry_what_never_left() {
+        use tower_bad_gateway::retry::{ReplayBody, RetryLayer, RetryPolicy};
+        let stack = |addr, attempts: Arc<Mutex<Vec<u32>>>| {
+            ServiceBuilder::new()
+                .layer(BadGatewayLayer::new().on_failure(move |err| {
+                    attempts.lock().unwrap().push(err.attempts());
+                }))
+                .layer(RetryLayer::new(
+                    RetryPolicy::new().backoff(Duration::ZERO, Duration::from_millis(5)),
+                ))
+                .map_request(|req: http::Request<ReplayBody<tonic::body::Body>>| {
+                    req.map(tonic::body::Body::new)
+                })
+                .service(channel(addr))
+        };
+        let port = refused_port();
+        let attempts: Arc<Mutex<Vec<u32>>> = Arc::default();
+        let status = check(&mut HealthClient::new(stack(port.addr, attempts.clone())))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable);
+        assert_eq!(*attempts.lock().unwrap(), [3]);
+
+        let (addr, _reporter) = health_server().await;
+        let attempts: Arc<Mutex<Vec<u32>>> = Arc::default();
+        let serving = check(&mut HealthClient::new(stack(addr, attempts.clone())))
+            .await
+            .unwrap();
+        assert_eq!(serving, ServingStatus::Serving);
+        assert!(attempts.lock().unwrap().is_empty());
+    }
+
     #[tokio::test]
     async fn a_stalled_upstream_behind_the_attempt_timeout_is_deadline_exceeded() {
         let addr = stalled_h2_server().await;
