@@ -20,7 +20,7 @@ use crate::render::{Renderer, RequestInfo};
 #[cfg_attr(docsrs, doc(cfg(feature = "axum")))]
 impl axum_core::response::IntoResponse for GatewayError {
     fn into_response(self) -> axum_core::response::Response {
-        Renderer::new()
+        Renderer::shared_default()
             .render(&self, &RequestInfo::default())
             .map(axum_core::body::Body::new)
     }

@@ -187,7 +187,7 @@ where
         };
         watch.config.report(&err, watch.status);
         if watch.grpc {
-            let trailers = watch.config.answers.grpc_trailers(&err);
+            let trailers = watch.config.renderer.grpc_trailers(&err);
             inner.set(Inner::Done);
             return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
         }

@@ -129,7 +129,8 @@ where
         let Some(ex) = this.exchange.take() else {
             // Polled again after it completed: answer rather than panic.
             let err = GatewayError::new(ErrorKind::Unclassified);
-            let res = crate::render::Renderer::new().render(&err, &RequestInfo::default());
+            let res =
+                crate::render::Renderer::shared_default().render(&err, &RequestInfo::default());
             return Poll::Ready(Ok(res.map(ResponseBody::synthetic)));
         };
         Poll::Ready(Ok(match result {
@@ -190,7 +191,7 @@ impl Exchange {
 
     /// A synthetic answer for a failure before any of the upstream's answer went out.
     fn answer<B>(self, err: GatewayError) -> Response<ResponseBody<B>> {
-        let mut res = self.config.answers.render(&err, &self.info);
+        let mut res = self.config.renderer.render(&err, &self.info);
         res.extensions_mut().insert(Attempts(err.attempts()));
         self.config.report(&err, res.status());
         res.map(ResponseBody::synthetic)

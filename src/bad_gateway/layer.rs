@@ -1,7 +1,7 @@
 use super::{BadGateway, Config, FailureHook};
 use crate::classify::{Classifier, ResponsePolicy};
 use crate::error::GatewayError;
-use crate::render::{Answers, Renderer};
+use crate::render::Renderer;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 use tower_layer::Layer;
@@ -96,10 +96,11 @@ impl BadGatewayLayer {
         self.built
             .get_or_init(|| {
                 let s = &self.settings;
+                s.renderer.prepare();
                 Arc::new(Config {
                     classifier: s.classifier.clone().unwrap_or_default(),
                     policy: s.policy.clone(),
-                    answers: Answers::new(s.renderer.clone()),
+                    renderer: s.renderer.clone(),
                     on_failure: s.on_failure.clone(),
                 })
             })

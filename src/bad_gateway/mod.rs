@@ -52,7 +52,7 @@ pub use self::service::BadGateway;
 use crate::classify::{Classifier, ResponsePolicy};
 use crate::error::{BoxError, GatewayError, Phase};
 pub(crate) use crate::error::{NextHop, stamp};
-use crate::render::Answers;
+use crate::render::Renderer;
 use http::StatusCode;
 use std::fmt;
 use std::sync::Arc;
@@ -61,12 +61,12 @@ use tokio::time::Instant;
 type FailureHook = dyn Fn(&GatewayError) + Send + Sync;
 
 /// What a built layer's services share: the settings, resolved, with every kind's
-/// plain answer rendered once.
+/// plain answer rendered.
 #[derive(Default)]
 pub(crate) struct Config {
     pub(crate) classifier: Classifier,
     pub(crate) policy: ResponsePolicy,
-    pub(crate) answers: Answers,
+    pub(crate) renderer: Renderer,
     pub(crate) on_failure: Option<Arc<FailureHook>>,
 }
 
@@ -112,7 +112,7 @@ impl Config {
         start: Instant,
         next_hop: Option<&NextHop>,
     ) -> GatewayError {
-        let status = self.answers.renderer().status_for(err.kind());
+        let status = self.renderer.status_for(err.kind());
         stamp(err, start, next_hop).with_status(status)
     }
 }
@@ -122,7 +122,7 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("classifier", &self.classifier)
             .field("policy", &self.policy)
-            .field("renderer", self.answers.renderer())
+            .field("renderer", &self.renderer)
             .field("on_failure", &self.on_failure.is_some())
             .finish()
     }

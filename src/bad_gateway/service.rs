@@ -112,7 +112,7 @@ where
         let info = RequestInfo::from_parts(
             req.method(),
             req.headers(),
-            self.config.answers.renderer().id_header(),
+            self.config.renderer.id_header(),
         );
         let next_hop = NextHop::of(req.uri());
         // The exchange began when its deadline was set, if it has one.

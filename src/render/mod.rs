@@ -32,17 +32,15 @@
 //! assert_eq!(res.headers()["cache-control"], "no-store");
 //! ```
 
-mod answers;
 mod body;
 mod negotiate;
+mod plain;
 mod proxy_status;
 mod request;
 
 pub use self::negotiate::Format;
 pub use self::proxy_status::PROXY_STATUS;
 pub use self::request::{RequestInfo, X_REQUEST_ID};
-
-pub(crate) use self::answers::Answers;
 
 use crate::error::{ErrorKind, GatewayError};
 use crate::grpc;
@@ -51,7 +49,7 @@ use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use std::fmt;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 const DEFAULT_PROXY_NAME: &str = "tower-bad-gateway";
@@ -85,9 +83,13 @@ type CustomRender = dyn Fn(&GatewayError, &RequestInfo) -> Response<Bytes> + Sen
 ///
 /// A plain builder: every setter is independent of the others, so the order of
 /// the calls never matters. Cheap to clone. Give it to
-/// [`BadGatewayLayer::renderer`](crate::BadGatewayLayer::renderer); the layer
-/// renders, once, the parts of every kind's answer that do not depend on the
-/// request, so a plain 502 costs no formatting.
+/// [`BadGatewayLayer::renderer`](crate::BadGatewayLayer::renderer).
+///
+/// The parts of every kind's answer that depend on the kind alone (its
+/// `Proxy-Status`, its bodies) are rendered once, for all kinds: by the layer when
+/// it makes its first service, or else on the first render. A plain 502 then
+/// costs no formatting. Every setter goes through one function that starts a new
+/// set of those parts, so no setter can leave stale ones behind.
 ///
 /// ```
 /// use tower_bad_gateway::render::{Renderer, RequestInfo};
@@ -109,6 +111,8 @@ pub struct Renderer {
     custom: Option<Arc<CustomRender>>,
     retry_after: Option<u64>,
     request_id_header: HeaderName,
+    /// Rendered once on first use; shared by clones, started anew by every setter.
+    plain: Arc<OnceLock<Box<[plain::Plain]>>>,
 }
 
 impl Default for Renderer {
@@ -147,7 +151,33 @@ impl Renderer {
             custom: None,
             retry_after: None,
             request_id_header: X_REQUEST_ID,
+            plain: Arc::default(),
         }
+    }
+
+    /// The default renderer, shared: its plain parts are rendered once per process.
+    pub(crate) fn shared_default() -> &'static Self {
+        static DEFAULT: OnceLock<Renderer> = OnceLock::new();
+        DEFAULT.get_or_init(Self::new)
+    }
+
+    /// Changes a setting; the plain parts of the old settings are not carried over.
+    fn set(mut self, f: impl FnOnce(&mut Self)) -> Self {
+        f(&mut self);
+        self.plain = Arc::default();
+        self
+    }
+
+    /// The plain parts for `kind`, rendered for all kinds on first use.
+    fn plain_for(&self, kind: ErrorKind) -> Option<&plain::Plain> {
+        self.plain
+            .get_or_init(|| plain::render_all(self))
+            .get(kind.index())
+    }
+
+    /// Renders the plain parts now rather than on the first failure.
+    pub(crate) fn prepare(&self) {
+        let _ = self.plain_for(ErrorKind::Unclassified);
     }
 
     /// Answers `kind` with `status` instead of its default.
@@ -166,18 +196,17 @@ impl Renderer {
     /// let r = r.status(ErrorKind::ConnectionRefused, StatusCode::OK);
     /// assert_eq!(r.status_for(ErrorKind::ConnectionRefused), StatusCode::SERVICE_UNAVAILABLE);
     /// ```
-    pub fn status(mut self, kind: ErrorKind, status: StatusCode) -> Self {
-        if status.is_client_error() || status.is_server_error() {
-            self.statuses[kind.index()] = Some(status);
-        } else {
+    pub fn status(self, kind: ErrorKind, status: StatusCode) -> Self {
+        if !(status.is_client_error() || status.is_server_error()) {
             #[cfg(feature = "tracing")]
             tracing::warn!(
                 kind = kind.as_str(),
                 status = status.as_u16(),
                 "ignoring a non-error status for a failure"
             );
+            return self;
         }
-        self
+        self.set(|r| r.statuses[kind.index()] = Some(status))
     }
 
     /// The name this gateway gives itself in `Proxy-Status` (default
@@ -192,17 +221,15 @@ impl Renderer {
     /// let value = r.proxy_status(&GatewayError::new(ErrorKind::ConnectionRefused));
     /// assert_eq!(value, r#""edge eu-1??"; error=connection_refused"#);
     /// ```
-    pub fn proxy_name(mut self, name: &str) -> Self {
-        self.proxy_name = Arc::from(proxy_status::proxy_name(name));
-        self
+    pub fn proxy_name(self, name: &str) -> Self {
+        self.set(|r| r.proxy_name = Arc::from(proxy_status::proxy_name(name)))
     }
 
     /// Shows the upstream's address and the error's text in answers (body, and
     /// `Proxy-Status` `next-hop` and `details`). Off by default: they help
     /// attackers map your network. Even on, no CR, LF or NUL reaches a header.
-    pub fn expose_details(mut self, expose: bool) -> Self {
-        self.expose_details = expose;
-        self
+    pub fn expose_details(self, expose: bool) -> Self {
+        self.set(|r| r.expose_details = expose)
     }
 
     /// Replaces the HTML page. Placeholders, all HTML-escaped: `{status}` (e.g. `502`),
@@ -223,9 +250,8 @@ impl Renderer {
     /// assert_eq!(body, "<h1>Oops: 502</h1><p>The upstream server refused the connection.</p>");
     /// # }
     /// ```
-    pub fn html_template(mut self, template: impl Into<String>) -> Self {
-        self.html_template = Some(Arc::from(template.into()));
-        self
+    pub fn html_template(self, template: impl Into<String>) -> Self {
+        self.set(|r| r.html_template = Some(Arc::from(template.into())))
     }
 
     /// Replaces all of the rendering with `f`, as [`Classifier::custom`] replaces
@@ -260,15 +286,13 @@ impl Renderer {
     }
 
     /// Adds `Retry-After` (in whole seconds, at least 1) to every 503 answer.
-    pub fn retry_after(mut self, after: Duration) -> Self {
-        self.retry_after = Some(after.as_secs().max(1));
-        self
+    pub fn retry_after(self, after: Duration) -> Self {
+        self.set(|r| r.retry_after = Some(after.as_secs().max(1)))
     }
 
     /// Echoes the request id from this header instead of `x-request-id`.
-    pub fn request_id_header(mut self, name: HeaderName) -> Self {
-        self.request_id_header = name;
-        self
+    pub fn request_id_header(self, name: HeaderName) -> Self {
+        self.set(|r| r.request_id_header = name)
     }
 
     /// The header request ids are echoed from.
@@ -290,22 +314,22 @@ impl Renderer {
     /// `grpc-message`.
     pub fn grpc_trailers(&self, err: &GatewayError) -> HeaderMap {
         let mut trailers = HeaderMap::with_capacity(2);
-        self.insert_grpc_status(&mut trailers, err, None);
+        self.insert_grpc_status(&mut trailers, err, self.plain_for(err.kind()));
         trailers
     }
 
     /// Renders the answer to the request `info` describes.
     pub fn render(&self, err: &GatewayError, info: &RequestInfo) -> Response<Full<Bytes>> {
-        self.render_with(err, info, None)
+        self.render_with(err, info, self.plain_for(err.kind()))
     }
 
-    /// Renders, taking from `plain` (this kind's answer parts rendered once, when
-    /// the layer was built) whatever does not depend on this error or request.
+    /// Renders, taking from `plain` (this kind's answer parts rendered once)
+    /// whatever does not depend on this error or request.
     fn render_with(
         &self,
         err: &GatewayError,
         info: &RequestInfo,
-        plain: Option<&answers::Plain>,
+        plain: Option<&plain::Plain>,
     ) -> Response<Full<Bytes>> {
         let status = self.status_for(err.kind());
         let err = err.clone().with_status(status);
@@ -322,7 +346,7 @@ impl Renderer {
         err: &GatewayError,
         info: &RequestInfo,
         status: StatusCode,
-        plain: Option<&answers::Plain>,
+        plain: Option<&plain::Plain>,
     ) -> Response<Full<Bytes>> {
         let format = info.format();
         // What may come from the parts rendered once: nothing that shows details,
@@ -384,7 +408,7 @@ impl Renderer {
         &self,
         headers: &mut HeaderMap,
         err: &GatewayError,
-        plain: Option<&answers::Plain>,
+        plain: Option<&plain::Plain>,
     ) {
         let code = err.kind().grpc_code();
         headers.insert(grpc::GRPC_STATUS, HeaderValue::from_static(code.as_str()));

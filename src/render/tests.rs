@@ -4,8 +4,8 @@ use super::*;
 use http::Request;
 use http_body_util::BodyExt;
 
-async fn text_of(answers: &Answers, err: &GatewayError) -> (StatusCode, String, HeaderValue) {
-    let res = answers.render(err, &RequestInfo::default());
+async fn text_of(renderer: &Renderer, err: &GatewayError) -> (StatusCode, String, HeaderValue) {
+    let res = renderer.render(err, &RequestInfo::default());
     let status = res.status();
     let proxy_status = res.headers()[PROXY_STATUS].clone();
     let body = res.into_body().collect().await.unwrap().to_bytes();
@@ -27,14 +27,14 @@ async fn the_parts_rendered_once_are_what_rendering_afresh_gives() {
         )
         .proxy_name("edge")
         .html_template("<p>{status} {error}</p>");
-    let answers = Answers::new(renderer.clone());
+
     for accept in ["text/plain", "application/json", "text/html"] {
         let req = Request::get("/").header("accept", accept).body(()).unwrap();
         let info = RequestInfo::from_request(&req);
         for &kind in ErrorKind::ALL {
             let err = GatewayError::new(kind);
-            let cached = answers.render(&err, &info);
-            let fresh = renderer.render(&err, &info);
+            let cached = renderer.render(&err, &info);
+            let fresh = renderer.render_with(&err, &info, None);
             assert_eq!(cached.status(), fresh.status(), "{kind:?} {accept}");
             assert_eq!(cached.headers(), fresh.headers(), "{kind:?} {accept}");
             let cached = cached.into_body().collect().await.unwrap().to_bytes();
@@ -46,13 +46,13 @@ async fn the_parts_rendered_once_are_what_rendering_afresh_gives() {
 
 #[tokio::test]
 async fn a_request_id_or_a_received_status_is_never_served_from_the_cache() {
-    let answers = Answers::new(Renderer::new());
+    let renderer = Renderer::new();
     let plain = GatewayError::new(ErrorKind::InvalidResponse);
-    let _ = text_of(&answers, &plain).await;
+    let _ = text_of(&renderer, &plain).await;
     let rejected = plain
         .clone()
         .with_received_status(StatusCode::INTERNAL_SERVER_ERROR);
-    let (_, _, proxy_status) = text_of(&answers, &rejected).await;
+    let (_, _, proxy_status) = text_of(&renderer, &rejected).await;
     assert_eq!(
         proxy_status,
         "tower-bad-gateway; error=http_protocol_error; received-status=500"
@@ -61,7 +61,7 @@ async fn a_request_id_or_a_received_status_is_never_served_from_the_cache() {
         .header("x-request-id", "id-9")
         .body(())
         .unwrap();
-    let res = answers.render(&plain, &RequestInfo::from_request(&req));
+    let res = renderer.render(&plain, &RequestInfo::from_request(&req));
     let body = res.into_body().collect().await.unwrap().to_bytes();
     assert!(String::from_utf8_lossy(&body).contains("request id: id-9"));
 }
@@ -75,4 +75,29 @@ fn the_answered_status_rides_in_the_error() {
     );
     let err = res.extensions().get::<GatewayError>().unwrap();
     assert_eq!(err.status(), StatusCode::SERVICE_UNAVAILABLE);
+}
+
+/// A renderer changed after it answered answers afresh: a setter never leaves the
+/// parts rendered for the old settings behind.
+#[tokio::test]
+async fn a_renderer_changed_after_use_answers_afresh() {
+    let err = GatewayError::new(ErrorKind::ConnectionRefused);
+    let used = Renderer::new();
+    let (status, body, _) = text_of(&used, &err).await;
+    assert_eq!(status, 502);
+    assert!(body.starts_with("502 Bad Gateway"));
+    let changed = used
+        .clone()
+        .status(
+            ErrorKind::ConnectionRefused,
+            StatusCode::SERVICE_UNAVAILABLE,
+        )
+        .proxy_name("edge");
+    let (status, body, proxy_status) = text_of(&changed, &err).await;
+    assert_eq!(status, 503);
+    assert!(body.starts_with("503 Service Unavailable"), "{body}");
+    assert_eq!(proxy_status, "edge; error=connection_refused");
+    let (status, _, proxy_status) = text_of(&used, &err).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(proxy_status, "tower-bad-gateway; error=connection_refused");
 }
