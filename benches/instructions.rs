@@ -1,0 +1,129 @@
+//! N requests through one stack, for callgrind: instructions per request are
+//! (total(N) - total(0)) / N, a figure that does not depend on the machine's load.
+//!
+//! ```text
+//! cargo bench --bench instructions --no-run     # prints nothing; builds target/release/deps/instructions-*
+//! for n in 0 20000; do
+//!     valgrind --tool=callgrind --callgrind-out-file=/dev/null target/release/deps/instructions-* gateway $n
+//! done
+//! ```
+//!
+//! Stacks: `bare`, `bad_gateway`, `gateway`, `gateway_no_deadline` (the requests of
+//! `benches/overhead.rs`, empty body). Under `cargo bench` it runs each once.
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use http_body::Body;
+use http_body_util::Full;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use std::time::Duration;
+use tower::{BoxError, Layer, Service};
+use tower_bad_gateway::retry::{ReplayBody, RetryPolicy};
+use tower_bad_gateway::timeout::UploadBody;
+use tower_bad_gateway::{BadGatewayLayer, GatewayLayer};
+
+fn now<F: Future>(future: F) -> F::Output {
+    let mut cx = Context::from_waker(Waker::noop());
+    match pin!(future).poll(&mut cx) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("not ready"),
+    }
+}
+
+fn drain<B: Body>(body: B) -> usize {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut body = pin!(body);
+    let mut n = 0;
+    loop {
+        match body.as_mut().poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => n += usize::from(frame.is_data()),
+            Poll::Ready(None) => return n,
+            _ => panic!("body"),
+        }
+    }
+}
+
+fn request() -> Request<Full<Bytes>> {
+    let mut req = Request::post("http://upstream.internal:8080/items")
+        .body(Full::new(Bytes::new()))
+        .unwrap();
+    let headers = req.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    headers.insert("accept", HeaderValue::from_static("application/json"));
+    headers.insert("user-agent", HeaderValue::from_static("bench/1.0"));
+    req
+}
+
+fn upstream<B: Body>(
+    req: Request<B>,
+) -> std::future::Ready<Result<Response<Full<Bytes>>, BoxError>> {
+    black_box(drain(req.into_body()));
+    std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(
+        b"{\"ok\":true}",
+    )))))
+}
+
+fn run<S, B>(mut svc: S, n: usize)
+where
+    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: Body,
+{
+    for _ in 0..n {
+        now(std::future::poll_fn(|cx| svc.poll_ready(cx))).unwrap();
+        let res = now(svc.call(request())).unwrap();
+        black_box(drain(res.into_body()));
+    }
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let (stacks, n): (Vec<&str>, usize) = match args.as_slice() {
+        [which, n] => (
+            vec![which.as_str()],
+            n.parse().expect("a number of requests"),
+        ),
+        // `cargo bench` passes `--bench`: run every stack once, as a smoke test.
+        _ => (
+            vec!["bare", "bad_gateway", "gateway", "gateway_no_deadline"],
+            1,
+        ),
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let _ctx = rt.enter();
+    let client = || tower::service_fn(upstream::<UploadBody<ReplayBody<Full<Bytes>>>>);
+    for which in stacks {
+        match which {
+            "bare" => run(tower::service_fn(upstream::<Full<Bytes>>), n),
+            "bad_gateway" => run(
+                BadGatewayLayer::new().layer(tower::service_fn(upstream::<Full<Bytes>>)),
+                n,
+            ),
+            "gateway" => run(
+                GatewayLayer::new()
+                    .max_attempts(3)
+                    .attempt_timeout(Duration::from_secs(10))
+                    .body_idle_timeout(Duration::from_secs(30))
+                    .deadline(Duration::from_secs(30))
+                    .retry_policy(RetryPolicy::new())
+                    .layer(client()),
+                n,
+            ),
+            "gateway_no_deadline" => run(
+                GatewayLayer::new()
+                    .max_attempts(3)
+                    .attempt_timeout(Duration::from_secs(10))
+                    .body_idle_timeout(Duration::from_secs(30))
+                    .retry_policy(RetryPolicy::new())
+                    .layer(client()),
+                n,
+            ),
+            other => panic!("unknown stack {other}"),
+        }
+    }
+}
