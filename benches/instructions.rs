@@ -10,60 +10,19 @@
 //!
 //! Stacks: `bare`, `bad_gateway`, `gateway`, `gateway_no_deadline` (the requests of
 //! `benches/overhead.rs`, empty body). Under `cargo bench` it runs each once.
+mod common;
+
 use bytes::Bytes;
-use http::{HeaderValue, Request, Response};
+use common::{drain, now, request, upstream};
+use http::{Request, Response};
 use http_body::Body;
 use http_body_util::Full;
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
-use tower::{BoxError, Layer, Service};
+use tower::{Layer, Service};
 use tower_bad_gateway::retry::{ReplayBody, RetryPolicy};
 use tower_bad_gateway::timeout::UploadBody;
 use tower_bad_gateway::{BadGatewayLayer, GatewayLayer};
-
-fn now<F: Future>(future: F) -> F::Output {
-    let mut cx = Context::from_waker(Waker::noop());
-    match pin!(future).poll(&mut cx) {
-        Poll::Ready(out) => out,
-        Poll::Pending => panic!("not ready"),
-    }
-}
-
-fn drain<B: Body>(body: B) -> usize {
-    let mut cx = Context::from_waker(Waker::noop());
-    let mut body = pin!(body);
-    let mut n = 0;
-    loop {
-        match body.as_mut().poll_frame(&mut cx) {
-            Poll::Ready(Some(Ok(frame))) => n += usize::from(frame.is_data()),
-            Poll::Ready(None) => return n,
-            _ => panic!("body"),
-        }
-    }
-}
-
-fn request() -> Request<Full<Bytes>> {
-    let mut req = Request::post("http://upstream.internal:8080/items")
-        .body(Full::new(Bytes::new()))
-        .unwrap();
-    let headers = req.headers_mut();
-    headers.insert("content-type", HeaderValue::from_static("application/json"));
-    headers.insert("accept", HeaderValue::from_static("application/json"));
-    headers.insert("user-agent", HeaderValue::from_static("bench/1.0"));
-    req
-}
-
-fn upstream<B: Body>(
-    req: Request<B>,
-) -> std::future::Ready<Result<Response<Full<Bytes>>, BoxError>> {
-    black_box(drain(req.into_body()));
-    std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(
-        b"{\"ok\":true}",
-    )))))
-}
 
 fn run<S, B>(mut svc: S, n: usize)
 where
@@ -73,7 +32,7 @@ where
 {
     for _ in 0..n {
         now(std::future::poll_fn(|cx| svc.poll_ready(cx))).unwrap();
-        let res = now(svc.call(request())).unwrap();
+        let res = now(svc.call(request(&Bytes::new()))).unwrap();
         black_box(drain(res.into_body()));
     }
 }

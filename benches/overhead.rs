@@ -9,18 +9,18 @@
 //! (every service here answers at once), so the figures are the middleware's own
 //! cost, not the scheduler's.
 
+mod common;
+
 use axum::error_handling::HandleErrorLayer;
 use bytes::Bytes;
+use common::{drain, now, request, upstream};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
 use http_body_util::Full;
 use std::alloc::{GlobalAlloc, Layout, System};
-use std::future::Future;
 use std::hint::black_box;
-use std::pin::pin;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 use tower::{BoxError, Layer, Service, ServiceBuilder};
 use tower_bad_gateway::render::{Renderer, RequestInfo};
@@ -48,52 +48,6 @@ unsafe impl GlobalAlloc for Counting {
 
 #[global_allocator]
 static GLOBAL: Counting = Counting;
-
-/// Polls a future that must be ready at once.
-fn now<F: Future>(future: F) -> F::Output {
-    let mut cx = Context::from_waker(Waker::noop());
-    match pin!(future).poll(&mut cx) {
-        Poll::Ready(out) => out,
-        Poll::Pending => panic!("the benchmarked service was not ready at once"),
-    }
-}
-
-/// Reads a body that is all there at once.
-fn drain<B: Body>(body: B) -> usize {
-    let mut cx = Context::from_waker(Waker::noop());
-    let mut body = pin!(body);
-    let mut n = 0;
-    loop {
-        match body.as_mut().poll_frame(&mut cx) {
-            Poll::Ready(Some(Ok(frame))) => n += usize::from(frame.is_data()),
-            Poll::Ready(None) => return n,
-            Poll::Ready(Some(Err(_))) => panic!("body error"),
-            Poll::Pending => panic!("body not ready"),
-        }
-    }
-}
-
-/// A request as hyper hands it over: shared header bytes, a small body.
-fn request(body: &Bytes) -> Request<Full<Bytes>> {
-    let mut req = Request::post("http://upstream.internal:8080/items")
-        .body(Full::new(body.clone()))
-        .unwrap();
-    let headers = req.headers_mut();
-    headers.insert("content-type", HeaderValue::from_static("application/json"));
-    headers.insert("accept", HeaderValue::from_static("application/json"));
-    headers.insert("user-agent", HeaderValue::from_static("bench/1.0"));
-    req
-}
-
-/// The upstream: reads the request body, answers 200 with a small body.
-fn upstream<B: Body>(
-    req: Request<B>,
-) -> std::future::Ready<Result<Response<Full<Bytes>>, BoxError>> {
-    black_box(drain(req.into_body()));
-    std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(
-        b"{\"ok\":true}",
-    )))))
-}
 
 /// One request through `svc`, body drained: what a server does per request.
 fn once<S, B>(svc: &mut S, body: &Bytes) -> usize

@@ -1,0 +1,58 @@
+//! What the benches share: a request as hyper hands it over, an upstream that
+//! answers at once, and polling without a runtime's scheduler.
+
+use bytes::Bytes;
+use http::{HeaderValue, Request, Response};
+use http_body::Body;
+use http_body_util::Full;
+use std::future::Future;
+use std::hint::black_box;
+use std::pin::pin;
+use std::task::{Context, Poll, Waker};
+use tower::BoxError;
+
+/// Polls a future that must be ready at once.
+pub fn now<F: Future>(future: F) -> F::Output {
+    let mut cx = Context::from_waker(Waker::noop());
+    match pin!(future).poll(&mut cx) {
+        Poll::Ready(out) => out,
+        Poll::Pending => panic!("the benchmarked service was not ready at once"),
+    }
+}
+
+/// Reads a body that is all there at once.
+pub fn drain<B: Body>(body: B) -> usize {
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut body = pin!(body);
+    let mut n = 0;
+    loop {
+        match body.as_mut().poll_frame(&mut cx) {
+            Poll::Ready(Some(Ok(frame))) => n += usize::from(frame.is_data()),
+            Poll::Ready(None) => return n,
+            Poll::Ready(Some(Err(_))) => panic!("body error"),
+            Poll::Pending => panic!("body not ready"),
+        }
+    }
+}
+
+/// A request as hyper hands it over: shared header bytes, a small body.
+pub fn request(body: &Bytes) -> Request<Full<Bytes>> {
+    let mut req = Request::post("http://upstream.internal:8080/items")
+        .body(Full::new(body.clone()))
+        .unwrap();
+    let headers = req.headers_mut();
+    headers.insert("content-type", HeaderValue::from_static("application/json"));
+    headers.insert("accept", HeaderValue::from_static("application/json"));
+    headers.insert("user-agent", HeaderValue::from_static("bench/1.0"));
+    req
+}
+
+/// The upstream: reads the request body, answers 200 with a small body.
+pub fn upstream<B: Body>(
+    req: Request<B>,
+) -> std::future::Ready<Result<Response<Full<Bytes>>, BoxError>> {
+    black_box(drain(req.into_body()));
+    std::future::ready(Ok(Response::new(Full::new(Bytes::from_static(
+        b"{\"ok\":true}",
+    )))))
+}
