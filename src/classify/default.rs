@@ -2,7 +2,9 @@
 
 use super::{Hints, chain};
 use crate::error::{ErrorKind, Phase};
-use crate::timeout::error::{BodyTimeout, DeadlineExceeded, HeadTimeout, WriteTimeoutError};
+use crate::timeout::error::{
+    BodyTimeout, BodyTimeoutKind, DeadlineExceeded, HeadTimeout, WriteTimeoutError,
+};
 use std::error::Error;
 use std::io;
 
@@ -22,14 +24,17 @@ fn step(e: &(dyn Error + 'static), phase: Phase, hints: &mut Hints) -> Option<Er
     if e.is::<HeadTimeout>() {
         return Some(ErrorKind::ResponseHeaderTimeout);
     }
-    if e.is::<BodyTimeout>() {
-        return Some(ErrorKind::ReadTimeout);
+    if let Some(timeout) = e.downcast_ref::<BodyTimeout>() {
+        return Some(match timeout.kind() {
+            BodyTimeoutKind::Idle => ErrorKind::ReadTimeout,
+            BodyTimeoutKind::Total => ErrorKind::ResponseTimeout,
+        });
     }
     if e.is::<WriteTimeoutError>() {
         return Some(ErrorKind::WriteTimeout);
     }
     if e.is::<DeadlineExceeded>() {
-        // In a body, `settle` makes this a read timeout.
+        // In a body, `settle` makes this the whole answer's timeout.
         return Some(ErrorKind::ResponseHeaderTimeout);
     }
     if e.is::<tower::timeout::error::Elapsed>() || e.is::<tokio::time::error::Elapsed>() {
@@ -70,7 +75,7 @@ fn step(e: &(dyn Error + 'static), phase: Phase, hints: &mut Hints) -> Option<Er
             hints.connect = true;
             return Some(dns_kind(e));
         }
-        "tcp connect error" | "tcp open error" => hints.connect = true,
+        "tcp connect error" | "tcp open error" | "tcp bind local error" => hints.connect = true,
         m if m.starts_with("invalid URL") => return Some(ErrorKind::ProxyConfigurationError),
         _ => {}
     }
@@ -144,10 +149,15 @@ fn io_kind(kind: io::ErrorKind, phase: Phase, hints: Hints) -> Option<ErrorKind>
     Some(match kind {
         K::ConnectionRefused => ErrorKind::ConnectionRefused,
         K::TimedOut if hints.connect => ErrorKind::ConnectionTimeout,
+        // A socket read that timed out: no new data.
+        K::TimedOut if phase == Phase::ReadBody => ErrorKind::ReadTimeout,
         K::TimedOut => ErrorKind::ResponseHeaderTimeout,
-        K::HostUnreachable | K::NetworkUnreachable | K::NetworkDown | K::AddrNotAvailable => {
+        K::HostUnreachable | K::NetworkUnreachable | K::NetworkDown => {
             ErrorKind::DestinationUnreachable
         }
+        // No local address or port to connect from: the gateway's own shortage,
+        // not the destination's fault.
+        K::AddrNotAvailable => ErrorKind::Unclassified,
         // hyper-util's connector says "Network unreachable" this way when no
         // address could be tried.
         K::NotConnected if hints.connect => ErrorKind::DestinationUnreachable,

@@ -241,12 +241,14 @@ fn settle(kind: ErrorKind, seen_in: Phase, hints: Hints) -> GatewayError {
         .with_request_sent(sent)
 }
 
-/// Once the head went out, a connection that ends is a cut-short answer, and a
-/// timeout is a read timeout.
+/// Once the head went out, a connection that ends is a cut-short answer, a
+/// deadline that passes is the whole answer's timeout, and any other timeout
+/// means no new data came.
 fn body_kind(kind: ErrorKind) -> ErrorKind {
     match kind {
         ErrorKind::ConnectionTerminated | ErrorKind::RefusedStream => ErrorKind::ResponseIncomplete,
-        ErrorKind::ResponseHeaderTimeout | ErrorKind::ConnectionTimeout => ErrorKind::ReadTimeout,
+        ErrorKind::ResponseHeaderTimeout => ErrorKind::ResponseTimeout,
+        ErrorKind::ConnectionTimeout => ErrorKind::ReadTimeout,
         other => other,
     }
 }

@@ -107,8 +107,8 @@ macro_rules! kinds {
             }
 
             /// The status answered by default: 504 for timeouts, 503 when no upstream
-            /// could be tried, 500 for the gateway's own faults, 502 for everything
-            /// else. A [`Renderer`](crate::render::Renderer) can override it per kind.
+            /// could be tried, 500 for the gateway's own faults (a misconfiguration,
+            /// an internal error), 502 for everything else. A [`Renderer`](crate::render::Renderer) can override it per kind.
             pub const fn default_status(self) -> StatusCode {
                 match self { $(ErrorKind::$name => StatusCode::$status,)+ }
             }
@@ -224,11 +224,18 @@ kinds! {
         phase: AwaitHead, timeout: true, retry: OptIn,
         description: "The upstream server did not answer in time.",
     }
-    /// The response body stopped arriving in time.
+    /// The response body stopped arriving: no new data for the idle timeout.
     ReadTimeout {
         token: "connection_read_timeout", status: GATEWAY_TIMEOUT, grpc: DeadlineExceeded, sent: Yes,
         phase: ReadBody, timeout: true, retry: Never,
         description: "The upstream server stopped sending its answer.",
+    }
+    /// The whole answer took too long: the body's total timeout, or the request's
+    /// deadline, passed while the body was still arriving.
+    ResponseTimeout {
+        token: "http_response_timeout", status: GATEWAY_TIMEOUT, grpc: DeadlineExceeded, sent: Yes,
+        phase: ReadBody, timeout: true, retry: Never,
+        description: "The upstream server's answer took too long.",
     }
     /// Sending the request body to the upstream stalled.
     WriteTimeout {
@@ -290,9 +297,10 @@ kinds! {
         phase: Connect, timeout: false, retry: Never,
         description: "The gateway is misconfigured.",
     }
-    /// An error that no other kind fits.
+    /// A fault of the gateway itself (a local port shortage), or an error no other
+    /// kind fits. Answered 500, the status RFC 9209 recommends for its token.
     Unclassified {
-        token: "proxy_internal_error", status: BAD_GATEWAY, grpc: Unavailable, sent: Maybe,
+        token: "proxy_internal_error", status: INTERNAL_SERVER_ERROR, grpc: Unavailable, sent: Maybe,
         phase: AwaitHead, timeout: false, retry: OptIn,
         description: "The gateway could not get an answer from upstream.",
     }

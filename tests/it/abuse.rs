@@ -104,7 +104,7 @@ async fn a_never_ending_body_is_cut_by_the_total_body_timeout() {
         .await
         .expect("cut within 10 s")
         .unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::ReadTimeout);
+    assert_eq!(err.kind(), ErrorKind::ResponseTimeout);
 }
 
 /// An endless stream of `100 Continue` is never a final answer: the attempt

@@ -493,3 +493,38 @@ async fn an_upstream_status_above_599_is_a_protocol_error_not_passed_on() {
         "tower-bad-gateway; error=http_protocol_error; received-status=600"
     );
 }
+
+/// A gateway that cannot get a local address to connect from (here: told to bind
+/// one this host does not have, as a port shortage also reports
+/// `AddrNotAvailable`) has a fault of its own: 500 `proxy_internal_error`, never
+/// sent, not the destination's `destination_ip_unroutable`. Also the status RFC
+/// 9209 recommends for that token, where it used to be 502.
+#[tokio::test]
+async fn no_local_address_is_the_gateways_own_500_proxy_internal_error() {
+    let upstream = Upstream::ok("never reached").await;
+    let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+    // TEST-NET-1 (RFC 5737): never an address of this host.
+    connector.set_local_address(Some("192.0.2.1".parse().unwrap()));
+    let client = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+        .build::<_, Full<Bytes>>(connector);
+    let mut svc = ServiceBuilder::new()
+        .layer(BadGatewayLayer::new())
+        .service(client);
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(support::get(&upstream.url("/")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::INTERNAL_SERVER_ERROR);
+    assert_eq!(
+        res.headers()["proxy-status"],
+        "tower-bad-gateway; error=proxy_internal_error"
+    );
+    let err = res.extensions().get::<GatewayError>().unwrap();
+    assert_eq!(err.kind(), ErrorKind::Unclassified);
+    assert_eq!(err.request_sent(), tower_bad_gateway::RequestSent::No);
+    assert_eq!(err.phase(), tower_bad_gateway::Phase::Connect);
+    assert_eq!(upstream.requests(), 0);
+}

@@ -8,7 +8,7 @@ use http::StatusCode;
 use http_body_util::{BodyExt, Full};
 use std::time::{Duration, Instant};
 use support::{After, Upstream};
-use tower::{Service, ServiceBuilder, ServiceExt};
+use tower::{Layer, Service, ServiceBuilder, ServiceExt};
 use tower_bad_gateway::timeout::TimeoutLayer;
 use tower_bad_gateway::timeout::error::{BodyTimeout, BodyTimeoutKind, HeadTimeout};
 use tower_bad_gateway::{BadGatewayLayer, ErrorKind, GatewayError};
@@ -120,7 +120,10 @@ async fn the_total_timeout_cuts_a_steady_body_that_takes_too_long() {
         .body_total_timeout(250 * MS);
     let (_, body, took) = call(timeouts, &upstream.url("/")).await;
     let err = body.unwrap_err();
-    assert_eq!(err.kind(), ErrorKind::ReadTimeout);
+    // The whole answer took too long: `http_response_timeout`, not
+    // `connection_read_timeout` (data kept coming).
+    assert_eq!(err.kind(), ErrorKind::ResponseTimeout);
+    assert_eq!(err.kind().as_str(), "http_response_timeout");
     let cause = std::error::Error::source(&err)
         .unwrap()
         .downcast_ref::<BodyTimeout>()
@@ -258,4 +261,30 @@ mod write_timeout {
         assert_eq!(upstream.received()[0].1, "chunk".repeat(5));
         assert!(took >= 750 * MS);
     }
+}
+
+/// A deadline that passes while a steady body is still arriving ends the whole
+/// answer: `http_response_timeout`, not `connection_read_timeout` (data kept coming).
+#[tokio::test]
+async fn a_deadline_that_passes_mid_body_is_a_response_timeout() {
+    let upstream = trickle(60 * MS).await;
+    let mut svc = tower_bad_gateway::GatewayLayer::new()
+        .deadline(250 * MS)
+        .layer(support::hyper_client::<
+            tower_bad_gateway::UpstreamBody<Full<Bytes>>,
+        >());
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(support::get(&upstream.url("/")))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK, "the head came in time");
+    let err = tokio::time::timeout(Duration::from_secs(10), res.into_body().collect())
+        .await
+        .expect("cut within 10 s")
+        .unwrap_err();
+    assert_eq!(err.kind(), ErrorKind::ResponseTimeout);
+    assert_eq!(err.kind().as_str(), "http_response_timeout");
 }
