@@ -6,9 +6,14 @@
 //! | request | answer |
 //! |---|---|
 //! | `Content-Type: application/grpc*` | gRPC trailers-only: HTTP 200, `grpc-status` 14 `UNAVAILABLE` (4 `DEADLINE_EXCEEDED` for timeouts), percent-encoded `grpc-message` |
-//! | `Accept` prefers JSON | RFC 9457 `application/problem+json` |
+//! | `Accept` prefers JSON | RFC 9457 problem details: `application/problem+json`, or `application/json` to a client that accepts that type but not the other |
 //! | `Accept` prefers `text/html` | an HTML page ([templatable](Renderer::html_template)) |
 //! | anything else | `text/plain` |
+//!
+//! Negotiation never serves a type the client did not accept when one it accepts
+//! is offered (RFC 9110 §12.5.1): a range selects a type only if it covers it, and
+//! `q=0` excludes. When nothing offered is acceptable, the answer is `text/plain`
+//! (an error answer is still more use than a `406`).
 //!
 //! and adds the headers every answer carries: `Proxy-Status` (RFC 9209),
 //! `Cache-Control: no-store`, the request id when the request had one, and
@@ -23,7 +28,7 @@
 //! use tower_bad_gateway::render::{Renderer, RequestInfo};
 //! use tower_bad_gateway::{ErrorKind, GatewayError};
 //!
-//! let request = http::Request::get("/").header("accept", "application/json").body(()).unwrap();
+//! let request = http::Request::get("/").header("accept", "application/problem+json").body(()).unwrap();
 //! let info = RequestInfo::from_request(&request);
 //! let res = Renderer::new().render(&GatewayError::new(ErrorKind::ConnectionRefused), &info);
 //! assert_eq!(res.status(), 502);
@@ -360,8 +365,12 @@ impl Renderer {
                     .unwrap_or(grpc::CONTENT_TYPE),
                 Bytes::new(),
             ),
-            Format::ProblemJson => (
-                HeaderValue::from_static("application/problem+json"),
+            Format::ProblemJson | Format::Json => (
+                HeaderValue::from_static(if format == Format::Json {
+                    "application/json"
+                } else {
+                    "application/problem+json"
+                }),
                 same_body.map_or_else(
                     || body::problem_json(self, err, info, status),
                     |p| p.problem_json.clone(),

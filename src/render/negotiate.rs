@@ -9,7 +9,7 @@ use http::HeaderValue;
 ///
 /// let grpc = http::Request::post("/pkg.Svc/M").header("content-type", "application/grpc").body(()).unwrap();
 /// assert_eq!(RequestInfo::from_request(&grpc).format(), Format::Grpc);
-/// let api = http::Request::get("/").header("accept", "application/json").body(()).unwrap();
+/// let api = http::Request::get("/").header("accept", "application/problem+json").body(()).unwrap();
 /// assert_eq!(RequestInfo::from_request(&api).format(), Format::ProblemJson);
 /// ```
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -19,16 +19,22 @@ pub enum Format {
     Text,
     /// `application/problem+json` (RFC 9457)
     ProblemJson,
+    /// The same problem details as `application/json`, for a client that accepts
+    /// JSON but not `application/problem+json` (which `application/json` does not
+    /// cover).
+    Json,
     /// `text/html; charset=utf-8`
     Html,
     /// gRPC trailers-only (`grpc-status`, `grpc-message`)
     Grpc,
 }
 
-/// What each offered format answers to: (type, subtype) pairs it matches exactly.
-const TEXT: &[(&str, &str)] = &[("text", "plain")];
-const JSON: &[(&str, &str)] = &[("application", "problem+json"), ("application", "json")];
-const HTML: &[(&str, &str)] = &[("text", "html"), ("application", "xhtml+xml")];
+/// The media type each format is served as: a range selects a format only when it
+/// covers that type (RFC 9110 §12.5.1).
+const TEXT: (&str, &str) = ("text", "plain");
+const HTML: (&str, &str) = ("text", "html");
+const PROBLEM_JSON: (&str, &str) = ("application", "problem+json");
+const JSON: (&str, &str) = ("application", "json");
 
 /// A score: weight (0..=1000), how specific the matching range was (2 exact,
 /// 1 `type/*`, 0 `*/*`), and its position (earlier wins).
@@ -47,10 +53,12 @@ pub(crate) fn negotiate(accept: Option<&HeaderValue>) -> Format {
         return Format::Text;
     };
     let bytes = accept.as_bytes();
+    // On a tie, the earlier in this list wins.
     let candidates = [
-        (Format::Text, TEXT, 2u8),
-        (Format::Html, HTML, 1),
-        (Format::ProblemJson, JSON, 0),
+        (Format::Text, TEXT, 3u8),
+        (Format::Html, HTML, 2),
+        (Format::ProblemJson, PROBLEM_JSON, 1),
+        (Format::Json, JSON, 0),
     ];
     let mut best: Option<(Score, Format)> = None;
     for (format, types, preference) in candidates {
@@ -73,9 +81,9 @@ pub(crate) fn negotiate(accept: Option<&HeaderValue>) -> Format {
     best.map_or(Format::Text, |(_, f)| f)
 }
 
-/// The most specific range in `accept` that matches any of `types`:
-/// its weight, specificity and position.
-fn best_range(accept: &[u8], types: &[(&str, &str)]) -> Option<(u16, u8, usize)> {
+/// The most specific range in `accept` that covers `(ty, sub)`: its weight,
+/// specificity and position.
+fn best_range(accept: &[u8], (offered_ty, offered_sub): (&str, &str)) -> Option<(u16, u8, usize)> {
     let mut best: Option<(u16, u8, usize)> = None;
     for (index, range) in accept.split(|&b| b == b',').enumerate() {
         let mut parts = range.split(|&b| b == b';');
@@ -84,17 +92,12 @@ fn best_range(accept: &[u8], types: &[(&str, &str)]) -> Option<(u16, u8, usize)>
             continue;
         };
         let (ty, sub) = (&media[..slash], &media[slash + 1..]);
+        let same_type = ty.eq_ignore_ascii_case(offered_ty.as_bytes());
         let specificity = if ty == b"*" && sub == b"*" {
             0
-        } else if sub == b"*"
-            && types
-                .iter()
-                .any(|(t, _)| ty.eq_ignore_ascii_case(t.as_bytes()))
-        {
+        } else if same_type && sub == b"*" {
             1
-        } else if types.iter().any(|(t, s)| {
-            ty.eq_ignore_ascii_case(t.as_bytes()) && sub.eq_ignore_ascii_case(s.as_bytes())
-        }) {
+        } else if same_type && sub.eq_ignore_ascii_case(offered_sub.as_bytes()) {
             2
         } else {
             continue;
@@ -171,18 +174,34 @@ mod tests {
     }
 
     #[test]
-    fn an_api_client_gets_problem_json() {
-        assert_eq!(pick("application/json"), Format::ProblemJson);
+    fn an_api_client_gets_problem_details_as_a_type_it_accepts() {
         assert_eq!(pick("application/problem+json"), Format::ProblemJson);
+        assert_eq!(pick("application/*"), Format::ProblemJson);
+        // `application/json` does not cover `application/problem+json`.
+        assert_eq!(pick("application/json"), Format::Json);
         // axios' default: JSON first, then anything.
+        assert_eq!(pick("application/json, text/plain, */*"), Format::Json);
+        assert_eq!(pick("text/plain;q=0.5, application/json"), Format::Json);
         assert_eq!(
-            pick("application/json, text/plain, */*"),
+            pick("application/problem+json, application/json"),
             Format::ProblemJson
         );
+    }
+
+    /// A range that does not cover a type never selects it, and q=0 excludes.
+    #[test]
+    fn only_types_the_client_accepts_are_served() {
+        assert_eq!(pick("application/*"), Format::ProblemJson, "not text/html");
         assert_eq!(
-            pick("text/plain;q=0.5, application/json"),
-            Format::ProblemJson
+            pick("application/xhtml+xml"),
+            Format::Text,
+            "nothing offered fits"
         );
+        assert_eq!(
+            pick("application/problem+json;q=0, application/json"),
+            Format::Json
+        );
+        assert_eq!(pick("text/*, text/plain;q=0"), Format::Html);
     }
 
     #[test]
@@ -193,10 +212,7 @@ mod tests {
         );
         // The exact range's q=0 excludes JSON even though */* allows it.
         assert_eq!(pick("application/json;q=0, */*"), Format::Text);
-        assert_eq!(
-            pick("text/*;q=0.3, application/json;q=0.4"),
-            Format::ProblemJson
-        );
+        assert_eq!(pick("text/*;q=0.3, application/json;q=0.4"), Format::Json);
         assert_eq!(pick("TEXT/HTML"), Format::Html);
         assert_eq!(pick("text/html;q=0.000, text/plain;q=0.001"), Format::Text);
     }

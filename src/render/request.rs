@@ -162,7 +162,7 @@ mod tests {
                 headers.append(&X_REQUEST_ID, HeaderValue::from_static("first-id"));
                 headers.append(&X_REQUEST_ID, HeaderValue::from_static("second-id"));
                 let plain = RequestInfo::from_parts(&method, &headers, &X_REQUEST_ID);
-                assert_eq!(plain.format(), Format::ProblemJson, "{fillers} {method}");
+                assert_eq!(plain.format(), Format::Json, "{fillers} {method}");
                 assert_eq!(
                     plain.request_id().unwrap(),
                     "first-id",
@@ -176,11 +176,7 @@ mod tests {
                 let grpc = RequestInfo::from_parts(&method, &headers, &X_REQUEST_ID);
                 let is_post = method == Method::POST;
                 assert_eq!(grpc.is_grpc(), is_post, "{fillers} {method}");
-                let expected = if is_post {
-                    Format::Grpc
-                } else {
-                    Format::ProblemJson
-                };
+                let expected = if is_post { Format::Grpc } else { Format::Json };
                 assert_eq!(grpc.format(), expected, "{fillers} {method}");
                 if is_post {
                     assert_eq!(grpc.grpc_content_type().unwrap(), "application/grpc+proto");

@@ -183,7 +183,7 @@ async fn answers_a_browser_with_html_and_an_api_client_with_problem_json() {
 
     let res = client
         .get(format!("http://{gateway}/"))
-        .header("accept", "application/json")
+        .header("accept", "application/problem+json, application/json;q=0.9")
         .send()
         .await
         .unwrap();
@@ -193,6 +193,42 @@ async fn answers_a_browser_with_html_and_an_api_client_with_problem_json() {
     assert_eq!(json["title"], "Bad Gateway");
     assert_eq!(json["type"], "about:blank");
     assert_eq!(json["error"], "connection_refused");
+}
+
+/// Negotiation serves only a type the client accepts (RFC 9110 §12.5.1): a range
+/// selects a type only if it covers it, and `q=0` excludes.
+#[tokio::test]
+async fn negotiation_never_serves_a_type_the_client_did_not_accept() {
+    let port = refused_port();
+    let gateway = serve(Router::new().fallback_service(proxy_to(port.addr))).await;
+    let client = reqwest::Client::new();
+    for (accept, served) in [
+        // `application/*` covers problem+json, not text/html.
+        ("application/*", "application/problem+json"),
+        // Nothing offered is XHTML: plain text, not HTML under another name.
+        ("application/xhtml+xml", "text/plain; charset=utf-8"),
+        // problem+json refused: the same details as plain JSON.
+        (
+            "application/problem+json;q=0, application/json",
+            "application/json",
+        ),
+        // `application/json` does not cover `application/problem+json`.
+        ("application/json", "application/json"),
+    ] {
+        let res = client
+            .get(format!("http://{gateway}/"))
+            .header("accept", accept)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 502, "{accept}");
+        assert_eq!(res.headers()["content-type"], served, "{accept}");
+        if served.contains("json") {
+            let json: serde_json::Value =
+                serde_json::from_slice(&res.bytes().await.unwrap()).unwrap();
+            assert_eq!(json["error"], "connection_refused", "{accept}");
+        }
+    }
 }
 
 /// The same stack, served over HTTP/2 to a gRPC caller: a refused upstream is a
