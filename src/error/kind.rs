@@ -165,7 +165,7 @@ kinds! {
     }
     /// Resolving the upstream host name timed out.
     DnsTimeout {
-        token: "dns_timeout", status: GATEWAY_TIMEOUT, grpc: DeadlineExceeded, sent: No,
+        token: "dns_timeout", status: GATEWAY_TIMEOUT, grpc: Unavailable, sent: No,
         phase: Connect, timeout: true, retry: On,
         description: "Resolving the upstream server's name timed out.",
     }
@@ -177,7 +177,7 @@ kinds! {
     }
     /// The TCP connection to the upstream could not be set up in time.
     ConnectionTimeout {
-        token: "connection_timeout", status: GATEWAY_TIMEOUT, grpc: DeadlineExceeded, sent: No,
+        token: "connection_timeout", status: GATEWAY_TIMEOUT, grpc: Unavailable, sent: No,
         phase: Connect, timeout: true, retry: On,
         description: "The upstream server could not be reached in time.",
     }
@@ -245,37 +245,37 @@ kinds! {
     }
     /// The upstream's answer is not valid HTTP.
     ProtocolError {
-        token: "http_protocol_error", status: BAD_GATEWAY, grpc: Unavailable, sent: Yes,
+        token: "http_protocol_error", status: BAD_GATEWAY, grpc: Internal, sent: Yes,
         phase: AwaitHead, timeout: false, retry: OptIn,
         description: "The upstream server's answer is not valid HTTP.",
     }
     /// The upstream's response head is too large.
     HeaderSectionTooLarge {
-        token: "http_response_header_section_size", status: BAD_GATEWAY, grpc: Unavailable, sent: Yes,
+        token: "http_response_header_section_size", status: BAD_GATEWAY, grpc: ResourceExhausted, sent: Yes,
         phase: AwaitHead, timeout: false, retry: OptIn,
         description: "The upstream server's answer headers are too large.",
     }
     /// The upstream's response body is larger than allowed.
     BodyTooLarge {
-        token: "http_response_body_size", status: BAD_GATEWAY, grpc: Unavailable, sent: Yes,
+        token: "http_response_body_size", status: BAD_GATEWAY, grpc: ResourceExhausted, sent: Yes,
         phase: ReadBody, timeout: false, retry: OptIn,
         description: "The upstream server's answer is too large.",
     }
     /// The upstream's transfer coding (chunking) is malformed.
     TransferCoding {
-        token: "http_response_transfer_coding", status: BAD_GATEWAY, grpc: Unavailable, sent: Yes,
+        token: "http_response_transfer_coding", status: BAD_GATEWAY, grpc: Internal, sent: Yes,
         phase: ReadBody, timeout: false, retry: OptIn,
         description: "The upstream server's answer is malformed.",
     }
     /// A protocol upgrade with the upstream failed.
     UpgradeFailed {
-        token: "http_upgrade_failed", status: BAD_GATEWAY, grpc: Unavailable, sent: Yes,
+        token: "http_upgrade_failed", status: BAD_GATEWAY, grpc: Internal, sent: Yes,
         phase: AwaitHead, timeout: false, retry: OptIn,
         description: "The protocol upgrade with the upstream server failed.",
     }
     /// The upstream's answer was rejected by the [`ResponsePolicy`](crate::ResponsePolicy).
     InvalidResponse {
-        token: "http_protocol_error", status: BAD_GATEWAY, grpc: Unavailable, sent: Yes,
+        token: "http_protocol_error", status: BAD_GATEWAY, grpc: Internal, sent: Yes,
         phase: AwaitHead, timeout: false, retry: OptIn,
         description: "The upstream server's answer was not acceptable.",
     }
@@ -300,7 +300,7 @@ kinds! {
     /// A fault of the gateway itself (a local port shortage), or an error no other
     /// kind fits. Answered 500, the status RFC 9209 recommends for its token.
     Unclassified {
-        token: "proxy_internal_error", status: INTERNAL_SERVER_ERROR, grpc: Unavailable, sent: Maybe,
+        token: "proxy_internal_error", status: INTERNAL_SERVER_ERROR, grpc: Unknown, sent: Maybe,
         phase: AwaitHead, timeout: false, retry: OptIn,
         description: "The gateway could not get an answer from upstream.",
     }
@@ -324,21 +324,24 @@ mod tests {
         }
     }
 
-    /// The table's timeout column and its statuses agree: every timeout answers 504
-    /// and `DEADLINE_EXCEEDED`, nothing else does.
+    /// The table's columns agree: every timeout answers 504 and nothing else does;
+    /// `DEADLINE_EXCEEDED` only ever answers a timeout; a request that never left
+    /// is `UNAVAILABLE`, so gRPC retry policies retry it.
     #[test]
-    fn timeouts_answer_504_and_deadline_exceeded() {
+    fn the_columns_of_the_table_agree() {
         for &kind in ErrorKind::ALL {
             assert_eq!(
                 kind.is_timeout(),
                 kind.default_status() == StatusCode::GATEWAY_TIMEOUT,
                 "{kind:?}"
             );
-            assert_eq!(
-                kind.is_timeout(),
-                kind.grpc_code() == GrpcCode::DeadlineExceeded,
-                "{kind:?}"
-            );
+            if kind.grpc_code() == GrpcCode::DeadlineExceeded {
+                assert!(kind.is_timeout(), "{kind:?}");
+            }
+            if kind.request_sent() == RequestSent::No && kind != ErrorKind::ProxyConfigurationError
+            {
+                assert_eq!(kind.grpc_code(), GrpcCode::Unavailable, "{kind:?}");
+            }
         }
     }
 

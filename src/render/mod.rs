@@ -5,7 +5,7 @@
 //!
 //! | request | answer |
 //! |---|---|
-//! | `Content-Type: application/grpc*` | gRPC trailers-only: HTTP 200, `grpc-status` 14 `UNAVAILABLE` (4 `DEADLINE_EXCEEDED` for timeouts), percent-encoded `grpc-message` |
+//! | `Content-Type: application/grpc*` | gRPC trailers-only: HTTP 200, the kind's [`grpc_code`](ErrorKind::grpc_code) as `grpc-status`, percent-encoded `grpc-message` |
 //! | `Accept` prefers JSON | RFC 9457 problem details: `application/problem+json`, or `application/json` to a client that accepts that type but not the other |
 //! | `Accept` prefers `text/html` | an HTML page ([templatable](Renderer::html_template)) |
 //! | anything else | `text/plain` |

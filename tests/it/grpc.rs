@@ -188,4 +188,64 @@ mod gateway {
         assert_eq!(status.code(), Code::DeadlineExceeded);
         assert!(start.elapsed() >= Duration::from_millis(300));
     }
+
+    /// A gRPC gateway like the example's, whose client gives up connecting after
+    /// `connect_timeout` and makes one attempt, with no deadline of its own.
+    async fn gateway_with_connect_timeout(
+        upstream: std::net::SocketAddr,
+        connect_timeout: Duration,
+    ) -> std::net::SocketAddr {
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new();
+        connector.set_connect_timeout(Some(connect_timeout));
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .http2_only(true)
+                .build(connector);
+        let proxy = ServiceBuilder::new()
+            .map_request(move |mut req: axum::extract::Request| {
+                let path = req.uri().path().to_owned();
+                *req.uri_mut() = format!("http://{upstream}{path}").parse().unwrap();
+                req
+            })
+            .layer(tower_bad_gateway::GatewayLayer::new().max_attempts(1))
+            .service(client);
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().fallback_service(proxy);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    /// One rule for the codes the gateway invents: the code tonic sees when it
+    /// calls the upstream itself. A connect that timed out never left, so tonic
+    /// reports `UNAVAILABLE` (which gRPC retry policies retry), and so must the
+    /// gateway: it used to answer `DEADLINE_EXCEEDED`.
+    #[tokio::test]
+    async fn a_connect_timeout_is_unavailable_as_tonic_itself_reports_it() {
+        let blackhole = support::blackhole_port().await;
+        let connect_timeout = Duration::from_millis(150);
+
+        let direct = tonic::transport::Channel::from_shared(format!("http://{}", blackhole.addr))
+            .unwrap()
+            .connect_timeout(connect_timeout)
+            .connect_lazy();
+        let tonic_itself = check_within(&mut HealthClient::new(direct), Duration::from_secs(5))
+            .await
+            .unwrap_err()
+            .code();
+        assert_eq!(tonic_itself, Code::Unavailable);
+
+        let gateway = gateway_with_connect_timeout(blackhole.addr, connect_timeout).await;
+        let through_gateway = check_within(
+            &mut HealthClient::new(channel(gateway)),
+            Duration::from_secs(5),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(through_gateway.code(), tonic_itself);
+        assert_eq!(
+            through_gateway.message(),
+            ErrorKind::ConnectionTimeout.description()
+        );
+    }
 }
