@@ -73,10 +73,13 @@ where
                 (Some(a), Some(d)) => Some(if d.0 < a.0 { d } else { a }),
                 (a, d) => a.or(d),
             };
-            // Tell a gRPC upstream how long it has: no more than this attempt.
-            if let Some((at, _)) = head {
+            // Tell a gRPC upstream the time left of the whole call's deadline.
+            // `grpc-timeout` is the call's deadline, not the wait for its head: a
+            // streaming call goes on long after its head, and an upstream given
+            // the attempt timeout would cancel it then.
+            if let Some(deadline) = deadline {
                 if grpc::is_grpc_request(&req) {
-                    let left = at.saturating_duration_since(now);
+                    let left = deadline.saturating_duration_since(now);
                     req.headers_mut()
                         .insert(grpc::GRPC_TIMEOUT, grpc::format_timeout(left));
                 }

@@ -206,6 +206,29 @@ async fn grpc_timeout_is_rewritten_to_the_time_left() {
     assert!(sent > 200 * MS, "the upstream was given only {sent:?}");
 }
 
+/// `grpc-timeout` is the whole call's deadline: the upstream is given the time
+/// left of it, never the per-attempt head timeout (400 ms here), which would have
+/// it cancel a streaming call whose messages outlive the head.
+#[tokio::test]
+async fn grpc_timeout_sent_upstream_is_the_deadline_not_the_attempt_timeout() {
+    let upstream = Recorder::start(vec![Script::Respond(
+        200,
+        vec![("content-type", "application/grpc"), ("grpc-status", "0")],
+        "",
+    )])
+    .await;
+    let gateway = proxy(upstream.addr, options(400 * MS, 1000 * MS, 3, None)).await;
+    let res = grpc_call(gateway, "10S").send().await.unwrap();
+    assert_eq!(res.headers()["grpc-status"], "0");
+    let headers = upstream.headers();
+    let sent = grpc_timeout(headers[0]["grpc-timeout"].to_str().unwrap());
+    assert!(sent <= 10_000 * MS, "more than the caller's 10 s: {sent:?}");
+    assert!(
+        sent > 9_000 * MS,
+        "the upstream was given {sent:?}: the attempt timeout, not the deadline"
+    );
+}
+
 #[tokio::test]
 async fn grpc_timeout_is_honoured_with_deadline_exceeded() {
     let upstream = Upstream::raw("", After::Hang).await;
