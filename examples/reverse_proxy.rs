@@ -113,7 +113,8 @@ pub fn app(options: &Options, upstream: Uri) -> Router {
         gateway = gateway.deadline(deadline);
     }
 
-    let rewrite = move |req: Request| to_upstream(req, &upstream);
+    let http2 = options.http2;
+    let rewrite = move |req: Request| to_upstream(req, &upstream, http2);
     if options.bare {
         let bare = ServiceBuilder::new()
             .layer(axum::error_handling::HandleErrorLayer::new(
@@ -156,8 +157,8 @@ where
         .build(connector)
 }
 
-/// Rewrites a downstream request for the upstream.
-fn to_upstream(mut req: Request, upstream: &Uri) -> Request {
+/// Rewrites a downstream request for the upstream (`http2`: an HTTP/2 upstream).
+fn to_upstream(mut req: Request, upstream: &Uri, http2: bool) -> Request {
     let path = req.uri().path_and_query().map_or("/", |p| p.as_str());
     let base = upstream.path().trim_end_matches('/');
     let uri = format!(
@@ -177,6 +178,11 @@ fn to_upstream(mut req: Request, upstream: &Uri) -> Request {
     });
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
+    // `TE` is hop-by-hop (RFC 9110 §10.1.4): HTTP/2 allows `TE: trailers` alone,
+    // HTTP/1.1 wants it named in `Connection` too.
+    if !http2 && headers.contains_key(header::TE) {
+        headers.insert(header::CONNECTION, HeaderValue::from_static("te"));
+    }
     // The client sets Host (HTTP/1.1) or :authority (HTTP/2) from the new URI.
     headers.remove(header::HOST);
     if let Some(ip) = client {
@@ -251,14 +257,11 @@ fn append_via(headers: &mut HeaderMap, version: Version) {
     );
 }
 
-/// Appends to a comma-separated header.
+/// Appends a member to a list header as a field line of its own, after every
+/// line already there (RFC 9110 §5.3: the lines of a list are one list).
 fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
-    let joined = match headers.get(&name).and_then(|v| v.to_str().ok()) {
-        Some(existing) => format!("{existing}, {value}"),
-        None => value.to_owned(),
-    };
-    if let Ok(value) = HeaderValue::from_str(&joined) {
-        headers.insert(name, value);
+    if let Ok(value) = HeaderValue::from_str(value) {
+        headers.append(name, value);
     }
 }
 

@@ -294,6 +294,43 @@ async fn hop_by_hop_headers_are_removed_and_forwarding_headers_added() {
     assert_eq!(seen["host"], upstream.addr.to_string());
 }
 
+/// Earlier proxies' `Via` and `X-Forwarded-For` lines are all kept, ours comes
+/// last; `TE: trailers` goes to an HTTP/1.1 upstream only named in `Connection`.
+#[tokio::test]
+async fn forwarding_lists_keep_every_earlier_line_and_te_is_named_in_connection() {
+    let upstream = Recorder::start(vec![Script::Respond(200, vec![], "ok")]).await;
+    let gateway = proxy(upstream.addr, Options::default()).await;
+    let res = client()
+        .get(format!("http://{gateway}/"))
+        .header("via", "1.1 edge-a")
+        .header("via", "1.0 edge-b, 1.1 edge-c")
+        .header("x-forwarded-for", "203.0.113.7")
+        .header("x-forwarded-for", "198.51.100.2")
+        .header("te", "trailers")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let seen = &upstream.headers()[0];
+    let list = |name: &str| {
+        seen.get_all(name)
+            .iter()
+            .map(|v| v.to_str().unwrap().to_owned())
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    assert_eq!(
+        list("via"),
+        "1.1 edge-a, 1.0 edge-b, 1.1 edge-c, 1.1 tower-bad-gateway"
+    );
+    assert_eq!(
+        list("x-forwarded-for"),
+        "203.0.113.7, 198.51.100.2, 127.0.0.1"
+    );
+    assert_eq!(seen["te"], "trailers");
+    assert_eq!(seen["connection"], "te");
+}
+
 #[test]
 fn bad_flags_are_clear_errors() {
     let parse = |args: &[&str]| Options::parse(args.iter().map(|s| s.to_string()));
