@@ -1,6 +1,6 @@
 use super::{Config, NextHop, ResponseBody};
 use crate::error::{Attempts, BoxError, ErrorKind, GatewayError, Phase};
-use crate::render::RequestInfo;
+use crate::render::{PROXY_STATUS, RequestInfo};
 use http::Response;
 use http_body::Body;
 use pin_project_lite::pin_project;
@@ -157,16 +157,24 @@ impl Exchange {
         // RFC 9110 §15: a status outside 100..=599 is invalid, and a client must
         // treat it as a server error. The `http` crate accepts up to 999.
         if status.as_u16() > 599 {
-            return self.reject(ErrorKind::ProtocolError, status);
+            let headers = res.into_parts().0.headers;
+            return self.reject(ErrorKind::ProtocolError, status, &headers);
         }
-        let res = if policy.accepts_all() {
+        let mut res = if policy.accepts_all() {
             res
         } else {
             match policy.judge(res) {
                 Ok(res) => res,
-                Err(kind) => return self.reject(kind, status),
+                Err((kind, headers)) => return self.reject(kind, status, &headers),
             }
         };
+        // An upstream's own 5xx, passed on: our member tells clients and logs it
+        // is not the gateway's (RFC 9209 §2.1.1 `received-status`).
+        if status.is_server_error() {
+            self.config
+                .renderer
+                .mark_passed_through(res.headers_mut(), status);
+        }
         let limit = policy.body_limit();
         let grpc = self.info.is_grpc();
         res.map(|body| {
@@ -182,15 +190,34 @@ impl Exchange {
         })
     }
 
-    /// A synthetic answer to an upstream answer that is not passed on.
-    fn reject<B>(self, kind: ErrorKind, received: http::StatusCode) -> Response<ResponseBody<B>> {
+    /// A synthetic answer to an upstream answer that is not passed on. The
+    /// `Proxy-Status` members the upstream's answer carried are kept, ours after
+    /// them (RFC 9209 §2: the member nearest the client comes last).
+    fn reject<B>(
+        self,
+        kind: ErrorKind,
+        received: http::StatusCode,
+        upstream: &http::HeaderMap,
+    ) -> Response<ResponseBody<B>> {
         let err = GatewayError::new(kind).with_received_status(received);
         let err = self.config.stamp(err, self.start, self.next_hop.as_ref());
-        self.answer(err)
+        let mut res = self.answer(err);
+        let theirs = upstream.get_all(PROXY_STATUS);
+        if theirs.iter().next().is_some() {
+            let headers = res.headers_mut();
+            let ours = headers.remove(PROXY_STATUS);
+            for member in theirs {
+                headers.append(PROXY_STATUS, member.clone());
+            }
+            if let Some(ours) = ours {
+                headers.append(PROXY_STATUS, ours);
+            }
+        }
+        res
     }
 
     /// A synthetic answer for a failure before any of the upstream's answer went out.
-    fn answer<B>(self, err: GatewayError) -> Response<ResponseBody<B>> {
+    fn answer<B>(&self, err: GatewayError) -> Response<ResponseBody<B>> {
         let mut res = self.config.renderer.render(&err, &self.info);
         res.extensions_mut().insert(Attempts(err.attempts()));
         self.config.report(&err, res.status());

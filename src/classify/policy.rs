@@ -1,6 +1,6 @@
 use crate::error::ErrorKind;
-use http::StatusCode;
 use http::response::Parts;
+use http::{HeaderMap, StatusCode};
 use http_body::Body;
 use std::fmt;
 use std::sync::Arc;
@@ -83,18 +83,19 @@ impl ResponsePolicy {
         self.statuses.is_empty() && self.max_body_size.is_none() && self.predicates.is_empty()
     }
 
-    /// Judges an answer from its head. `Err` carries the kind it is rejected as; the
-    /// rejected response, body and all, is dropped.
+    /// Judges an answer from its head. `Err` carries the kind it is rejected as,
+    /// and the rejected head's headers; its body is dropped.
     pub(crate) fn judge<B: Body>(
         &self,
         res: http::Response<B>,
-    ) -> Result<http::Response<B>, ErrorKind> {
+    ) -> Result<http::Response<B>, (ErrorKind, HeaderMap)> {
+        let reject = |kind, res: http::Response<B>| Err((kind, res.into_parts().0.headers));
         if self.statuses.contains(&res.status()) {
-            return Err(ErrorKind::InvalidResponse);
+            return reject(ErrorKind::InvalidResponse, res);
         }
         if let Some(limit) = self.max_body_size {
             if res.body().size_hint().lower() > limit {
-                return Err(ErrorKind::BodyTooLarge);
+                return reject(ErrorKind::BodyTooLarge, res);
             }
         }
         if self.predicates.is_empty() {
@@ -102,7 +103,7 @@ impl ResponsePolicy {
         }
         let (parts, body) = res.into_parts();
         if self.predicates.iter().any(|p| p(&parts)) {
-            return Err(ErrorKind::InvalidResponse);
+            return Err((ErrorKind::InvalidResponse, parts.headers));
         }
         Ok(http::Response::from_parts(parts, body))
     }

@@ -116,6 +116,7 @@ pub struct Renderer {
     custom: Option<Arc<CustomRender>>,
     retry_after: Option<u64>,
     request_id_header: HeaderName,
+    mark_upstream_errors: bool,
     /// Rendered once on first use; shared by clones, started anew by every setter.
     plain: Arc<OnceLock<Box<[plain::Plain]>>>,
 }
@@ -140,6 +141,7 @@ impl fmt::Debug for Renderer {
             .field("custom", &self.custom.is_some())
             .field("retry_after", &self.retry_after)
             .field("request_id_header", &self.request_id_header)
+            .field("mark_upstream_errors", &self.mark_upstream_errors)
             .finish()
     }
 }
@@ -156,6 +158,7 @@ impl Renderer {
             custom: None,
             retry_after: None,
             request_id_header: X_REQUEST_ID,
+            mark_upstream_errors: true,
             plain: Arc::default(),
         }
     }
@@ -298,6 +301,32 @@ impl Renderer {
     /// Echoes the request id from this header instead of `x-request-id`.
     pub fn request_id_header(self, name: HeaderName) -> Self {
         self.set(|r| r.request_id_header = name)
+    }
+
+    /// Whether an upstream's own 5xx, passed on, gets this gateway's `Proxy-Status`
+    /// member with its `received-status` (default on), so clients and logs can
+    /// tell the gateway's 502 from the upstream's. The upstream's members stay.
+    ///
+    /// ```
+    /// use tower_bad_gateway::render::Renderer;
+    /// // Pass upstream errors on exactly as they came.
+    /// let renderer = Renderer::new().mark_upstream_errors(false);
+    /// # let _ = renderer;
+    /// ```
+    pub fn mark_upstream_errors(self, mark: bool) -> Self {
+        self.set(|r| r.mark_upstream_errors = mark)
+    }
+
+    /// Appends this gateway's member, with `received-status`, to the headers of an
+    /// upstream 5xx that is passed on, unless turned off.
+    pub(crate) fn mark_passed_through(&self, headers: &mut HeaderMap, received: StatusCode) {
+        if !self.mark_upstream_errors {
+            return;
+        }
+        let member = format!("{}; received-status={}", self.proxy_name, received.as_u16());
+        if let Ok(value) = HeaderValue::from_str(&member) {
+            headers.append(PROXY_STATUS, value);
+        }
     }
 
     /// The header request ids are echoed from.

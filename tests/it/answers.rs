@@ -222,6 +222,8 @@ async fn the_response_policy_rejects_a_status_and_keeps_the_received_status() {
     );
 }
 
+/// Every upstream status passes through; an upstream 5xx gets our member with its
+/// `received-status`, so a client can tell it from the gateway's own 502.
 #[tokio::test]
 async fn without_a_policy_every_upstream_status_passes_through() {
     for status in [
@@ -237,9 +239,65 @@ async fn without_a_policy_every_upstream_status_passes_through() {
         .await;
         let res = through(BadGatewayLayer::new(), support::get(&upstream.url("/"))).await;
         assert_eq!(res.status().as_str(), &status[..3]);
-        assert!(res.headers().get("proxy-status").is_none());
+        let expected = status
+            .starts_with('5')
+            .then(|| format!("tower-bad-gateway; received-status={}", &status[..3]));
+        assert_eq!(
+            res.headers()
+                .get("proxy-status")
+                .map(|v| v.to_str().unwrap().to_owned()),
+            expected,
+            "{status}"
+        );
         assert_eq!(collect(res.into_body()).await.unwrap(), "up");
+
+        let quiet = BadGatewayLayer::new().renderer(Renderer::new().mark_upstream_errors(false));
+        let res = through(quiet, support::get(&upstream.url("/"))).await;
+        assert!(res.headers().get("proxy-status").is_none(), "{status}");
     }
+}
+
+fn proxy_status_lines(res: &Response<impl http_body::Body>) -> Vec<String> {
+    res.headers()
+        .get_all("proxy-status")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .collect()
+}
+
+/// The `Proxy-Status` members an upstream's answer carried are kept, and ours is
+/// appended after them (RFC 9209 §2), both when its 5xx is passed on and when the
+/// response policy rejects it.
+#[tokio::test]
+async fn the_upstreams_proxy_status_members_are_kept_and_ours_appended() {
+    let upstream = Upstream::raw(
+        "HTTP/1.1 502 Bad Gateway\r\nproxy-status: inner-proxy; error=connection_refused\r\ncontent-length: 2\r\n\r\nup",
+        After::Hang,
+    )
+    .await;
+    let res = through(BadGatewayLayer::new(), support::get(&upstream.url("/"))).await;
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        proxy_status_lines(&res),
+        [
+            "inner-proxy; error=connection_refused",
+            "tower-bad-gateway; received-status=502"
+        ]
+    );
+
+    let policy = ResponsePolicy::new().reject_status(StatusCode::BAD_GATEWAY);
+    let res = through(
+        BadGatewayLayer::new().response_policy(policy),
+        support::get(&upstream.url("/")),
+    )
+    .await;
+    assert_eq!(
+        proxy_status_lines(&res),
+        [
+            "inner-proxy; error=connection_refused",
+            "tower-bad-gateway; error=http_protocol_error; received-status=502"
+        ]
+    );
 }
 
 #[tokio::test]
