@@ -5,7 +5,7 @@
 //! [`ErrorKind`](crate::ErrorKind) table.
 
 use crate::error::GrpcCode;
-use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, header};
+use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Version, header};
 use std::time::Duration;
 
 /// `grpc-status`.
@@ -35,6 +35,18 @@ pub(crate) fn is_grpc_call(method: &Method, headers: &HeaderMap) -> bool {
 pub(crate) fn is_grpc_content_type(value: &HeaderValue) -> bool {
     let v = value.as_bytes();
     v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/grpc")
+}
+
+/// Whether a gRPC call can be answered with trailers: over HTTP/2 always; over
+/// HTTP/1.1 only when it sent `TE: trailers` (hyper drops trailers otherwise).
+pub(crate) fn can_receive_trailers(version: Version, headers: &HeaderMap) -> bool {
+    version >= Version::HTTP_2
+        || headers.get_all(header::TE).iter().any(|te| {
+            te.as_bytes()
+                .split(|&b| b == b',')
+                .map(|member| member.split(|&b| b == b';').next().unwrap_or_default())
+                .any(|coding| coding.trim_ascii().eq_ignore_ascii_case(b"trailers"))
+        })
 }
 
 /// The `grpc-status` in `headers`, if there is a valid one.
@@ -134,6 +146,23 @@ mod tests {
             headers.insert(GRPC_STATUS, HeaderValue::from_static(value));
             assert_eq!(status(&headers), code, "{value:?}");
         }
+    }
+
+    #[test]
+    fn trailers_reach_http2_callers_and_http1_callers_that_ask() {
+        let te = |value: &'static str| {
+            let mut headers = HeaderMap::new();
+            headers.insert(header::TE, HeaderValue::from_static(value));
+            headers
+        };
+        assert!(can_receive_trailers(Version::HTTP_2, &HeaderMap::new()));
+        assert!(!can_receive_trailers(Version::HTTP_11, &HeaderMap::new()));
+        assert!(can_receive_trailers(Version::HTTP_11, &te("trailers")));
+        assert!(can_receive_trailers(
+            Version::HTTP_11,
+            &te("gzip;q=0.5, Trailers")
+        ));
+        assert!(!can_receive_trailers(Version::HTTP_11, &te("gzip")));
     }
 
     #[test]

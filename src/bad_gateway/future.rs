@@ -176,7 +176,9 @@ impl Exchange {
                 .mark_passed_through(res.headers_mut(), status);
         }
         let limit = policy.body_limit();
-        let grpc = self.info.is_grpc();
+        // A failure mid-body ends a gRPC call with status trailers only where they
+        // reach the caller; elsewhere it ends with an error, never cleanly.
+        let grpc = self.info.is_grpc() && self.info.trailers;
         res.map(|body| {
             ResponseBody::upstream(
                 body,

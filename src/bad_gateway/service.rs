@@ -109,11 +109,14 @@ where
     }
 
     fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let info = RequestInfo::from_parts(
+        let mut info = RequestInfo::from_parts(
             req.method(),
             req.headers(),
             self.config.renderer.id_header(),
         );
+        if info.is_grpc() {
+            info.trailers = crate::grpc::can_receive_trailers(req.version(), req.headers());
+        }
         let next_hop = NextHop::of(req.uri());
         // The exchange began when its deadline was set, if it has one.
         let start = req

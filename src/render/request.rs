@@ -38,6 +38,9 @@ pub struct RequestInfo {
     format_hint: FormatHint,
     request_id: Option<HeaderValue>,
     pub(crate) is_head: bool,
+    /// For a gRPC call: whether trailers reach the caller (see
+    /// `grpc::can_receive_trailers`); set by the middleware.
+    pub(crate) trailers: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -100,6 +103,7 @@ impl RequestInfo {
             format_hint,
             request_id: request_id.filter(|v| is_safe_to_echo(v)).cloned(),
             is_head,
+            trailers: true,
         }
     }
 

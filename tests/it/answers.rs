@@ -374,6 +374,7 @@ async fn a_grpc_body_that_fails_ends_with_grpc_status_trailers() {
     let upstream = Upstream::raw(reply, After::Close).await;
     let req = Request::post(upstream.url("/pkg.Svc/Call"))
         .header("content-type", "application/grpc")
+        .header("te", "trailers")
         .body(Full::default())
         .unwrap();
     let res = through(BadGatewayLayer::new(), req).await;

@@ -317,3 +317,40 @@ async fn route_layer_applies_to_matched_routes() {
         StatusCode::NOT_FOUND
     );
 }
+
+/// A gRPC call over HTTP/1.1 without `TE: trailers` cannot receive trailers (hyper
+/// drops them), so a failure after the head must end the body with an error: with
+/// trailers it would end cleanly, and the client would take a truncated answer
+/// for a whole one. With `TE: trailers` the `grpc-status` trailers are sent.
+#[tokio::test]
+async fn a_grpc_body_cut_over_http1_without_te_trailers_ends_with_an_error() {
+    let upstream = Upstream::raw(
+        "HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ntransfer-encoding: chunked\r\n\r\n5\r\nhello\r\n",
+        After::Close,
+    )
+    .await;
+    let gateway = serve(Router::new().fallback_service(proxy_to(upstream.addr))).await;
+    let client = reqwest::Client::builder().http1_only().build().unwrap();
+    let call = |te: bool| {
+        let mut req = client
+            .post(format!("http://{gateway}/pkg.Svc/Call"))
+            .header("content-type", "application/grpc")
+            .body(bytes::Bytes::from_static(b"\0\0\0\0\0"));
+        if te {
+            req = req.header("te", "trailers");
+        }
+        req.send()
+    };
+    let res = call(false).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert!(
+        res.bytes().await.is_err(),
+        "a cut gRPC body must not end cleanly over HTTP/1.1 without TE: trailers"
+    );
+    let res = call(true).await.unwrap();
+    assert_eq!(
+        res.bytes().await.unwrap(),
+        "hello",
+        "with TE: trailers the body ends with grpc-status trailers"
+    );
+}
