@@ -1,5 +1,6 @@
 use super::{Config, NextHop, stamp};
 use crate::error::{BoxError, ErrorKind, GatewayError, Phase};
+use crate::grpc::{self, Framing};
 use bytes::{Buf, Bytes};
 use http::StatusCode;
 use http_body::{Body, Frame, SizeHint};
@@ -59,10 +60,22 @@ pin_project! {
     }
 }
 
+/// How a stream that fails after its head ends.
+#[derive(Debug)]
+pub(crate) enum End {
+    /// With the error: the server aborts the connection or resets the stream.
+    Error,
+    /// With `grpc-status` trailers (native gRPC, where trailers reach the caller).
+    GrpcTrailers,
+    /// With a gRPC-Web trailer frame in the body when the body stands at a message
+    /// boundary (`text`: base64 for `-text` callers); mid-message, with the error.
+    GrpcWeb { text: bool, framing: Box<Framing> },
+}
+
 /// What the body needs to classify and report a failure.
 struct Watch {
     config: Arc<Config>,
-    grpc: bool,
+    end: End,
     limit: Option<u64>,
     /// The exact size the upstream announced, if it did.
     expected: Option<u64>,
@@ -76,7 +89,7 @@ impl<B: Body> ResponseBody<B> {
     pub(crate) fn upstream(
         body: B,
         config: Arc<Config>,
-        grpc: bool,
+        end: End,
         limit: Option<u64>,
         status: StatusCode,
         next_hop: Option<NextHop>,
@@ -85,7 +98,7 @@ impl<B: Body> ResponseBody<B> {
         let expected = body.size_hint().exact();
         let watch = Watch {
             config,
-            grpc,
+            end,
             limit,
             expected,
             received: 0,
@@ -168,7 +181,12 @@ where
                         Some(limit) if watch.received > limit => {
                             watch.fail_with(ErrorKind::BodyTooLarge)
                         }
-                        _ => return Poll::Ready(Some(Ok(frame))),
+                        _ => {
+                            if let End::GrpcWeb { text, framing } = &mut watch.end {
+                                framing.feed(data.chunk(), *text);
+                            }
+                            return Poll::Ready(Some(Ok(frame)));
+                        }
                     }
                 }
                 Some(Err(error)) => watch.fail(error.into()),
@@ -181,18 +199,24 @@ where
             },
         };
         // A failure: report it once, drop the upstream body, and end the stream with
-        // the error (or, for gRPC, with status trailers).
+        // the error, or, for gRPC, with its status where the caller can read it.
         let InnerProj::Upstream { watch, .. } = inner.as_mut().project() else {
             return Poll::Ready(None);
         };
         watch.config.report(&err, watch.status);
-        if watch.grpc {
-            let trailers = watch.config.renderer.grpc_trailers(&err);
-            inner.set(Inner::Done);
-            return Poll::Ready(Some(Ok(Frame::trailers(trailers))));
-        }
+        let frame = match &watch.end {
+            End::GrpcTrailers => Frame::trailers(watch.config.renderer.grpc_trailers(&err)),
+            End::GrpcWeb { text, framing } if framing.at_boundary() => {
+                let trailers = watch.config.renderer.grpc_trailers(&err);
+                Frame::data(grpc::trailer_frame(&trailers, *text))
+            }
+            End::GrpcWeb { .. } | End::Error => {
+                inner.set(Inner::Done);
+                return Poll::Ready(Some(Err(err)));
+            }
+        };
         inner.set(Inner::Done);
-        Poll::Ready(Some(Err(err)))
+        Poll::Ready(Some(Ok(frame)))
     }
 
     fn is_end_stream(&self) -> bool {

@@ -1,5 +1,7 @@
+use super::body::End;
 use super::{Config, NextHop, ResponseBody};
 use crate::error::{Attempts, BoxError, ErrorKind, GatewayError, Phase};
+use crate::grpc;
 use crate::render::{PROXY_STATUS, RequestInfo};
 use http::Response;
 use http_body::Body;
@@ -176,14 +178,22 @@ impl Exchange {
                 .mark_passed_through(res.headers_mut(), status);
         }
         let limit = policy.body_limit();
-        // A failure mid-body ends a gRPC call with status trailers only where they
-        // reach the caller; elsewhere it ends with an error, never cleanly.
-        let grpc = self.info.is_grpc() && self.info.trailers;
+        // A failure mid-body ends a gRPC call with its status where the caller can
+        // read it: trailers where they reach it, a trailer frame for gRPC-Web;
+        // elsewhere with an error, never cleanly.
+        let end = match self.info.grpc_content_type().map(grpc::web_kind) {
+            Some(Some(text)) => End::GrpcWeb {
+                text,
+                framing: Box::default(),
+            },
+            Some(None) if self.info.trailers => End::GrpcTrailers,
+            _ => End::Error,
+        };
         res.map(|body| {
             ResponseBody::upstream(
                 body,
                 self.config,
-                grpc,
+                end,
                 limit,
                 status,
                 self.next_hop,

@@ -249,3 +249,138 @@ mod gateway {
         );
     }
 }
+
+/// gRPC-Web: the status travels in a trailer frame at the end of the body, which
+/// is all a gRPC-Web client reads. A failure after the head ends with that frame
+/// at a message boundary, and with an error mid-message.
+mod web {
+    use super::*;
+    use support::{After, Upstream};
+
+    /// A gateway (axum + `BadGatewayLayer` + hyper-util) in front of `upstream`.
+    async fn gateway_to_raw(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
+        let proxy = ServiceBuilder::new()
+            .map_request(move |mut req: axum::extract::Request| {
+                let path = req.uri().path().to_owned();
+                *req.uri_mut() = format!("http://{upstream}{path}").parse().unwrap();
+                req
+            })
+            .layer(BadGatewayLayer::new())
+            .service(support::hyper_client::<axum::body::Body>());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().fallback_service(proxy);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    /// A gRPC-Web upstream whose answer is cut after `body` (chunked, no end).
+    async fn cut_after(content_type: &str, body: &[u8]) -> Upstream {
+        let mut reply = format!(
+            "HTTP/1.1 200 OK\r\ncontent-type: {content_type}\r\ntransfer-encoding: chunked\r\n\r\n{:x}\r\n",
+            body.len()
+        )
+        .into_bytes();
+        reply.extend_from_slice(body);
+        reply.extend_from_slice(b"\r\n");
+        Upstream::raw(reply, After::Close).await
+    }
+
+    async fn check_over_grpc_web(
+        gateway: std::net::SocketAddr,
+    ) -> Result<ServingStatus, tonic::Status> {
+        let client =
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build_http::<tonic_web::GrpcWebCall<tonic::body::Body>>();
+        let svc = ServiceBuilder::new()
+            .layer(tonic_web::GrpcWebClientLayer::new())
+            .service(client);
+        let origin = format!("http://{gateway}").parse().unwrap();
+        check_within(
+            &mut HealthClient::with_origin(svc, origin),
+            Duration::from_secs(5),
+        )
+        .await
+    }
+
+    /// `HealthCheckResponse { status: SERVING }`, framed: one whole message.
+    const SERVING: &[u8] = b"\x00\x00\x00\x00\x02\x08\x01";
+
+    #[tokio::test]
+    async fn a_cut_after_a_whole_message_ends_with_a_trailer_frame_tonic_web_reads() {
+        let upstream = cut_after("application/grpc-web+proto", SERVING).await;
+        let gateway = gateway_to_raw(upstream.addr).await;
+        let status = check_over_grpc_web(gateway).await.unwrap_err();
+        assert_eq!(status.code(), Code::Unavailable, "{status:?}");
+        assert_eq!(
+            status.message(),
+            ErrorKind::ResponseIncomplete.description()
+        );
+    }
+
+    #[tokio::test]
+    async fn a_cut_mid_message_ends_with_an_error_not_a_trailer_frame() {
+        let upstream = cut_after("application/grpc-web+proto", &SERVING[..6]).await;
+        let gateway = gateway_to_raw(upstream.addr).await;
+        let status = check_over_grpc_web(gateway).await.unwrap_err();
+        assert_ne!(
+            status.message(),
+            ErrorKind::ResponseIncomplete.description(),
+            "a trailer frame after half a message would be read as its rest"
+        );
+    }
+
+    /// `-text` callers get the trailer frame base64-encoded, after the upstream's
+    /// own base64 messages.
+    #[tokio::test]
+    async fn a_text_caller_gets_the_trailer_frame_in_base64() {
+        // base64 of SERVING.
+        let upstream = cut_after("application/grpc-web-text+proto", b"AAAAAAIIAQ==").await;
+        let gateway = gateway_to_raw(upstream.addr).await;
+        let res = reqwest::Client::new()
+            .post(format!("http://{gateway}/grpc.health.v1.Health/Check"))
+            .header("content-type", "application/grpc-web-text+proto")
+            .body("AAAAAAA=")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), 200);
+        let body = tokio::time::timeout(Duration::from_secs(10), res.text())
+            .await
+            .expect("the body ends within 10 s")
+            .unwrap();
+        let frame = {
+            let block =
+                "grpc-status:14\r\ngrpc-message:The upstream server's answer was cut short.\r\n";
+            let mut frame = vec![0x80];
+            frame.extend_from_slice(&(block.len() as u32).to_be_bytes());
+            frame.extend_from_slice(block.as_bytes());
+            frame
+        };
+        let trailer = body
+            .strip_prefix("AAAAAAIIAQ==")
+            .expect("the message first");
+        assert_eq!(decode_base64(trailer), frame);
+    }
+
+    fn decode_base64(text: &str) -> Vec<u8> {
+        let value = |c: u8| match c {
+            b'A'..=b'Z' => c - b'A',
+            b'a'..=b'z' => c - b'a' + 26,
+            b'0'..=b'9' => c - b'0' + 52,
+            b'+' => 62,
+            b'/' => 63,
+            _ => panic!("not base64: {c}"),
+        };
+        let mut out = Vec::new();
+        for quad in text.as_bytes().chunks(4) {
+            let pads = quad.iter().filter(|&&c| c == b'=').count();
+            let n = quad
+                .iter()
+                .map(|&c| if c == b'=' { 0 } else { u32::from(value(c)) })
+                .fold(0u32, |n, v| n << 6 | v);
+            out.extend_from_slice(&n.to_be_bytes()[1..4 - pads]);
+        }
+        out
+    }
+}

@@ -4,6 +4,10 @@
 //! [`GrpcCode`], and which code answers which failure is a column of the
 //! [`ErrorKind`](crate::ErrorKind) table.
 
+mod web;
+
+pub(crate) use self::web::{Framing, trailer_frame};
+
 use crate::error::GrpcCode;
 use http::{HeaderMap, HeaderName, HeaderValue, Method, Request, Version, header};
 use std::time::Duration;
@@ -35,6 +39,14 @@ pub(crate) fn is_grpc_call(method: &Method, headers: &HeaderMap) -> bool {
 pub(crate) fn is_grpc_content_type(value: &HeaderValue) -> bool {
     let v = value.as_bytes();
     v.len() >= 16 && v[..16].eq_ignore_ascii_case(b"application/grpc")
+}
+
+/// Whether a gRPC content type is gRPC-Web, and then whether it is its base64
+/// `-text` form.
+pub(crate) fn web_kind(content_type: &HeaderValue) -> Option<bool> {
+    let v = content_type.as_bytes();
+    let web = v.len() >= 20 && v[..20].eq_ignore_ascii_case(b"application/grpc-web");
+    web.then(|| v.len() >= 25 && v[20..25].eq_ignore_ascii_case(b"-text"))
 }
 
 /// Whether a gRPC call can be answered with trailers: over HTTP/2 always; over
