@@ -250,6 +250,65 @@ mod gateway {
     }
 }
 
+/// The codes for answers the upstream got wrong, through a gateway whose client
+/// speaks HTTP/1.1 to the upstream, as seen by a tonic client: a header section
+/// over the limits is `RESOURCE_EXHAUSTED`, a malformed answer `INTERNAL` (both
+/// used to be `UNAVAILABLE`, inviting retries that fail the same way).
+mod upstream_errors {
+    use super::*;
+    use support::{After, Upstream};
+
+    async fn gateway_http1_to(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
+        let proxy = ServiceBuilder::new()
+            .map_request(move |mut req: axum::extract::Request| {
+                let path = req.uri().path().to_owned();
+                *req.uri_mut() = format!("http://{upstream}{path}").parse().unwrap();
+                *req.version_mut() = http::Version::HTTP_11;
+                req
+            })
+            .layer(tower_bad_gateway::GatewayLayer::new().max_attempts(1))
+            .service(support::hyper_client::<
+                tower_bad_gateway::UpstreamBody<axum::body::Body>,
+            >());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let app = axum::Router::new().fallback_service(proxy);
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        addr
+    }
+
+    #[tokio::test]
+    async fn size_limits_are_resource_exhausted_and_malformed_answers_internal() {
+        let huge = format!(
+            "HTTP/1.1 200 OK\r\nx-huge: {}\r\ncontent-length: 0\r\n\r\n",
+            "a".repeat(1 << 20)
+        );
+        for (reply, code, kind) in [
+            (
+                huge,
+                Code::ResourceExhausted,
+                ErrorKind::HeaderSectionTooLarge,
+            ),
+            (
+                "SSH-2.0-OpenSSH_9.6\r\n".to_owned(),
+                Code::Internal,
+                ErrorKind::ProtocolError,
+            ),
+        ] {
+            let upstream = Upstream::raw(reply, After::Close).await;
+            let gateway = gateway_http1_to(upstream.addr).await;
+            let status = check_within(
+                &mut HealthClient::new(channel(gateway)),
+                Duration::from_secs(5),
+            )
+            .await
+            .unwrap_err();
+            assert_eq!(status.code(), code, "{kind:?}");
+            assert_eq!(status.message(), kind.description());
+        }
+    }
+}
+
 /// gRPC-Web: the status travels in a trailer frame at the end of the body, which
 /// is all a gRPC-Web client reads. A failure after the head ends with that frame
 /// at a message boundary, and with an error mid-message.
