@@ -37,6 +37,7 @@
 //! assert_eq!(res.headers()["cache-control"], "no-store");
 //! ```
 
+mod answer;
 mod body;
 mod negotiate;
 mod plain;
@@ -48,9 +49,8 @@ pub use self::proxy_status::PROXY_STATUS;
 pub use self::request::{RequestInfo, X_REQUEST_ID};
 
 use crate::error::{ErrorKind, GatewayError};
-use crate::grpc;
 use bytes::Bytes;
-use http::header::{self, HeaderMap, HeaderName, HeaderValue};
+use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
 use http_body_util::Full;
 use std::fmt;
@@ -355,117 +355,6 @@ impl Renderer {
     /// Renders the answer to the request `info` describes.
     pub fn render(&self, err: &GatewayError, info: &RequestInfo) -> Response<Full<Bytes>> {
         self.render_with(err, info, self.plain_for(err.kind()))
-    }
-
-    /// Renders, taking from `plain` (this kind's answer parts rendered once)
-    /// whatever does not depend on this error or request.
-    fn render_with(
-        &self,
-        err: &GatewayError,
-        info: &RequestInfo,
-        plain: Option<&plain::Plain>,
-    ) -> Response<Full<Bytes>> {
-        let status = self.status_for(err.kind());
-        let err = err.clone().with_status(status);
-        let mut res = match &self.custom {
-            Some(custom) => custom(&err, info).map(Full::new),
-            None => self.builtin(&err, info, status, plain),
-        };
-        res.extensions_mut().insert(err);
-        res
-    }
-
-    fn builtin(
-        &self,
-        err: &GatewayError,
-        info: &RequestInfo,
-        status: StatusCode,
-        plain: Option<&plain::Plain>,
-    ) -> Response<Full<Bytes>> {
-        let format = info.format();
-        // What may come from the parts rendered once: nothing that shows details,
-        // an upstream's status, or a request id.
-        let same_head = plain.filter(|_| !self.expose_details && err.received_status().is_none());
-        let same_body = same_head.filter(|_| info.request_id().is_none());
-        let (content_type, body) = match format {
-            Format::Grpc => (
-                info.grpc_content_type()
-                    .cloned()
-                    .unwrap_or(grpc::CONTENT_TYPE),
-                Bytes::new(),
-            ),
-            Format::ProblemJson | Format::Json => (
-                HeaderValue::from_static(if format == Format::Json {
-                    "application/json"
-                } else {
-                    "application/problem+json"
-                }),
-                same_body.map_or_else(
-                    || body::problem_json(self, err, info, status),
-                    |p| p.problem_json.clone(),
-                ),
-            ),
-            Format::Html => (
-                HeaderValue::from_static("text/html; charset=utf-8"),
-                same_body.map_or_else(|| body::html(self, err, info, status), |p| p.html.clone()),
-            ),
-            Format::Text => (
-                HeaderValue::from_static("text/plain; charset=utf-8"),
-                same_body.map_or_else(|| body::text(self, err, info, status), |p| p.text.clone()),
-            ),
-        };
-        let body = if info.is_head { Bytes::new() } else { body };
-        let mut res = Response::new(Full::new(body));
-        *res.status_mut() = if format == Format::Grpc {
-            StatusCode::OK
-        } else {
-            status
-        };
-        let headers = res.headers_mut();
-        headers.reserve(6);
-        headers.insert(header::CONTENT_TYPE, content_type);
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-        let proxy_status =
-            same_head.map_or_else(|| self.proxy_status(err), |p| p.proxy_status.clone());
-        headers.insert(PROXY_STATUS, proxy_status);
-        if let Some(id) = info.request_id() {
-            headers.insert(self.request_id_header.clone(), id.clone());
-        }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            if let Some(secs) = self.retry_after {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            }
-        }
-        if format == Format::Grpc {
-            self.insert_grpc_status(headers, err, plain);
-        }
-        res
-    }
-
-    fn insert_grpc_status(
-        &self,
-        headers: &mut HeaderMap,
-        err: &GatewayError,
-        plain: Option<&plain::Plain>,
-    ) {
-        let code = err.kind().grpc_code();
-        headers.insert(grpc::GRPC_STATUS, HeaderValue::from_static(code.as_str()));
-        let message = match plain.filter(|_| !self.expose_details) {
-            Some(p) => p.grpc_message.clone(),
-            None => self.grpc_message(err),
-        };
-        if let Some(value) = message {
-            headers.insert(grpc::GRPC_MESSAGE, value);
-        }
-    }
-
-    fn grpc_message(&self, err: &GatewayError) -> Option<HeaderValue> {
-        let message = if self.expose_details {
-            grpc::percent_encode(&body::message_with_details(err))
-        } else {
-            grpc::percent_encode(err.kind().description())
-        };
-        HeaderValue::from_maybe_shared(Bytes::from(message)).ok()
     }
 }
 
