@@ -68,8 +68,9 @@ pub(crate) enum End {
     /// With `grpc-status` trailers (native gRPC, where trailers reach the caller).
     GrpcTrailers,
     /// With a gRPC-Web trailer frame in the body when the body stands at a message
-    /// boundary (`text`: base64 for `-text` callers); mid-message, with the error.
-    GrpcWeb { text: bool, framing: Box<Framing> },
+    /// boundary (base64 for `-text` callers); mid-message, with the error. Boxed:
+    /// the body of every response carries this.
+    GrpcWeb(Box<Framing>),
 }
 
 /// What the body needs to classify and report a failure.
@@ -182,8 +183,8 @@ where
                             watch.fail_with(ErrorKind::BodyTooLarge)
                         }
                         _ => {
-                            if let End::GrpcWeb { text, framing } = &mut watch.end {
-                                framing.feed(data.chunk(), *text);
+                            if let End::GrpcWeb(framing) = &mut watch.end {
+                                framing.feed(data.chunk());
                             }
                             return Poll::Ready(Some(Ok(frame)));
                         }
@@ -206,11 +207,11 @@ where
         watch.config.report(&err, watch.status);
         let frame = match &watch.end {
             End::GrpcTrailers => Frame::trailers(watch.config.renderer.grpc_trailers(&err)),
-            End::GrpcWeb { text, framing } if framing.at_boundary() => {
+            End::GrpcWeb(framing) if framing.at_boundary() => {
                 let trailers = watch.config.renderer.grpc_trailers(&err);
-                Frame::data(grpc::trailer_frame(&trailers, *text))
+                Frame::data(grpc::trailer_frame(&trailers, framing.is_text()))
             }
-            End::GrpcWeb { .. } | End::Error => {
+            End::GrpcWeb(_) | End::Error => {
                 inner.set(Inner::Done);
                 return Poll::Ready(Some(Err(err)));
             }

@@ -1,7 +1,7 @@
 use super::body::End;
 use super::{Config, NextHop, ResponseBody};
 use crate::error::{Attempts, BoxError, ErrorKind, GatewayError, Phase};
-use crate::grpc;
+use crate::grpc::{self, Framing};
 use crate::render::{PROXY_STATUS, RequestInfo};
 use http::Response;
 use http_body::Body;
@@ -182,11 +182,8 @@ impl Exchange {
         // read it: trailers where they reach it, a trailer frame for gRPC-Web;
         // elsewhere with an error, never cleanly.
         let end = match self.info.grpc_content_type().map(grpc::web_kind) {
-            Some(Some(text)) => End::GrpcWeb {
-                text,
-                framing: Box::default(),
-            },
-            Some(None) if self.info.trailers => End::GrpcTrailers,
+            Some(Some(text)) => End::GrpcWeb(Box::new(Framing::new(text))),
+            Some(None) if self.info.grpc_trailers() => End::GrpcTrailers,
             _ => End::Error,
         };
         res.map(|body| {

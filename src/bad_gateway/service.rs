@@ -115,7 +115,10 @@ where
             self.config.renderer.id_header(),
         );
         if info.is_grpc() {
-            info.trailers = crate::grpc::can_receive_trailers(req.version(), req.headers());
+            info.set_grpc_trailers(crate::grpc::can_receive_trailers(
+                req.version(),
+                req.headers(),
+            ));
         }
         let next_hop = NextHop::of(req.uri());
         // The exchange began when its deadline was set, if it has one.

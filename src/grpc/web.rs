@@ -49,6 +49,8 @@ fn base64(bytes: &[u8]) -> String {
 /// know whether it stands at a message boundary, where a trailer frame may go.
 #[derive(Debug, Clone, Default)]
 pub(crate) struct Framing {
+    /// The body is base64 (`-text`).
+    text: bool,
     /// The 5-byte prefix of the message being read, as far as it came.
     prefix: [u8; 5],
     prefix_len: u8,
@@ -62,12 +64,25 @@ pub(crate) struct Framing {
 }
 
 impl Framing {
+    /// A body at its start; `text`: it is base64 (`-text`).
+    pub(crate) fn new(text: bool) -> Self {
+        Self {
+            text,
+            ..Self::default()
+        }
+    }
+
+    /// Whether the body is base64 (`-text`).
+    pub(crate) fn is_text(&self) -> bool {
+        self.text
+    }
+
     /// Takes the next bytes of the body as the caller receives them.
-    pub(crate) fn feed(&mut self, chunk: &[u8], text: bool) {
+    pub(crate) fn feed(&mut self, chunk: &[u8]) {
         if self.lost {
             return;
         }
-        if !text {
+        if !self.text {
             self.feed_binary(chunk);
             return;
         }
@@ -173,11 +188,11 @@ mod tests {
         // Two messages: 3 bytes, then 0 bytes.
         let body = b"\x00\x00\x00\x00\x03abc\x00\x00\x00\x00\x00";
         for split in 0..body.len() {
-            let mut framing = Framing::default();
-            framing.feed(&body[..split], false);
+            let mut framing = Framing::new(false);
+            framing.feed(&body[..split]);
             let boundary = matches!(split, 0 | 8 | 13);
             assert_eq!(framing.at_boundary(), boundary, "after {split} bytes");
-            framing.feed(&body[split..], false);
+            framing.feed(&body[split..]);
             assert!(framing.at_boundary());
         }
     }
@@ -186,14 +201,14 @@ mod tests {
     fn text_framing_decodes_base64_split_anywhere() {
         let body = base64(b"\x00\x00\x00\x00\x03abc");
         for split in 0..body.len() {
-            let mut framing = Framing::default();
-            framing.feed(&body.as_bytes()[..split], true);
+            let mut framing = Framing::new(true);
+            framing.feed(&body.as_bytes()[..split]);
             assert!(!framing.at_boundary() || split == 0, "after {split} chars");
-            framing.feed(&body.as_bytes()[split..], true);
+            framing.feed(&body.as_bytes()[split..]);
             assert!(framing.at_boundary());
         }
-        let mut framing = Framing::default();
-        framing.feed(b"!!!!", true);
+        let mut framing = Framing::new(true);
+        framing.feed(b"!!!!");
         assert!(!framing.at_boundary(), "bad base64 is never a boundary");
     }
 }

@@ -38,9 +38,6 @@ pub struct RequestInfo {
     format_hint: FormatHint,
     request_id: Option<HeaderValue>,
     pub(crate) is_head: bool,
-    /// For a gRPC call: whether trailers reach the caller (see
-    /// `grpc::can_receive_trailers`); set by the middleware.
-    pub(crate) trailers: bool,
 }
 
 #[derive(Debug, Clone, Default)]
@@ -48,7 +45,9 @@ enum FormatHint {
     #[default]
     None,
     Accept(HeaderValue),
-    Grpc(HeaderValue),
+    /// A gRPC call's content type, and whether trailers reach the caller (see
+    /// `grpc::can_receive_trailers`; the middleware sets it, true until then).
+    Grpc(HeaderValue, bool),
 }
 
 /// Up to this many header names, one pass over the map finds the three values
@@ -96,20 +95,19 @@ impl RequestInfo {
             request_id = headers.get(request_id_header);
         }
         let format_hint = match content_type {
-            Some(ct) if post && is_grpc_content_type(ct) => FormatHint::Grpc(ct.clone()),
+            Some(ct) if post && is_grpc_content_type(ct) => FormatHint::Grpc(ct.clone(), true),
             _ => accept.map_or(FormatHint::None, |a| FormatHint::Accept(a.clone())),
         };
         Self {
             format_hint,
             request_id: request_id.filter(|v| is_safe_to_echo(v)).cloned(),
             is_head,
-            trailers: true,
         }
     }
 
     /// Whether the request is a gRPC call (`Content-Type: application/grpc*`).
     pub fn is_grpc(&self) -> bool {
-        matches!(self.format_hint, FormatHint::Grpc(_))
+        matches!(self.format_hint, FormatHint::Grpc(..))
     }
 
     /// The request id to echo, if the request had a well-formed one.
@@ -125,15 +123,27 @@ impl RequestInfo {
     /// The gRPC content type to answer with, for a gRPC call.
     pub(crate) fn grpc_content_type(&self) -> Option<&HeaderValue> {
         match &self.format_hint {
-            FormatHint::Grpc(ct) => Some(ct),
+            FormatHint::Grpc(ct, _) => Some(ct),
             _ => None,
+        }
+    }
+
+    /// For a gRPC call, whether trailers reach the caller.
+    pub(crate) fn grpc_trailers(&self) -> bool {
+        matches!(self.format_hint, FormatHint::Grpc(_, true))
+    }
+
+    /// Records whether trailers reach a gRPC caller.
+    pub(crate) fn set_grpc_trailers(&mut self, reach: bool) {
+        if let FormatHint::Grpc(_, trailers) = &mut self.format_hint {
+            *trailers = reach;
         }
     }
 
     /// The representation the answer will use.
     pub fn format(&self) -> Format {
         match &self.format_hint {
-            FormatHint::Grpc(_) => Format::Grpc,
+            FormatHint::Grpc(..) => Format::Grpc,
             FormatHint::Accept(accept) => negotiate::negotiate(Some(accept)),
             FormatHint::None => negotiate::negotiate(None),
         }
