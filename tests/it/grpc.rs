@@ -52,6 +52,40 @@ where
     Ok(res.into_inner().status())
 }
 
+/// Serves `proxy` (a gateway stack) on loopback with axum, in front of whatever
+/// it forwards to.
+async fn serve_gateway<S>(proxy: S) -> std::net::SocketAddr
+where
+    S: tower::Service<axum::extract::Request, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Response: axum::response::IntoResponse,
+    S::Future: Send + 'static,
+{
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let app = axum::Router::new().fallback_service(proxy);
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+/// Sends every request to `upstream`, keeping its path, as HTTP/1.1 when `http1`.
+fn to(
+    upstream: std::net::SocketAddr,
+    http1: bool,
+) -> impl Fn(axum::extract::Request) -> axum::extract::Request + Clone {
+    move |mut req| {
+        let path = req.uri().path().to_owned();
+        *req.uri_mut() = format!("http://{upstream}{path}").parse().unwrap();
+        if http1 {
+            *req.version_mut() = http::Version::HTTP_11;
+        }
+        req
+    }
+}
+
 mod client_side {
     use super::*;
 
@@ -202,18 +236,10 @@ mod gateway {
                 .http2_only(true)
                 .build(connector);
         let proxy = ServiceBuilder::new()
-            .map_request(move |mut req: axum::extract::Request| {
-                let path = req.uri().path().to_owned();
-                *req.uri_mut() = format!("http://{upstream}{path}").parse().unwrap();
-                req
-            })
+            .map_request(to(upstream, false))
             .layer(tower_bad_gateway::GatewayLayer::new().max_attempts(1))
             .service(client);
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new().fallback_service(proxy);
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        addr
+        serve_gateway(proxy).await
     }
 
     /// One rule for the codes the gateway invents: the code tonic sees when it
@@ -260,21 +286,12 @@ mod upstream_errors {
 
     async fn gateway_http1_to(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
         let proxy = ServiceBuilder::new()
-            .map_request(move |mut req: axum::extract::Request| {
-                let path = req.uri().path().to_owned();
-                *req.uri_mut() = format!("http://{upstream}{path}").parse().unwrap();
-                *req.version_mut() = http::Version::HTTP_11;
-                req
-            })
+            .map_request(to(upstream, true))
             .layer(tower_bad_gateway::GatewayLayer::new().max_attempts(1))
             .service(support::hyper_client::<
                 tower_bad_gateway::UpstreamBody<axum::body::Body>,
             >());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new().fallback_service(proxy);
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        addr
+        serve_gateway(proxy).await
     }
 
     #[tokio::test]
@@ -319,18 +336,10 @@ mod web {
     /// A gateway (axum + `BadGatewayLayer` + hyper-util) in front of `upstream`.
     async fn gateway_to_raw(upstream: std::net::SocketAddr) -> std::net::SocketAddr {
         let proxy = ServiceBuilder::new()
-            .map_request(move |mut req: axum::extract::Request| {
-                let path = req.uri().path().to_owned();
-                *req.uri_mut() = format!("http://{upstream}{path}").parse().unwrap();
-                req
-            })
+            .map_request(to(upstream, false))
             .layer(BadGatewayLayer::new())
             .service(support::hyper_client::<axum::body::Body>());
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let addr = listener.local_addr().unwrap();
-        let app = axum::Router::new().fallback_service(proxy);
-        tokio::spawn(async move { axum::serve(listener, app).await });
-        addr
+        serve_gateway(proxy).await
     }
 
     /// A gRPC-Web upstream whose answer is cut after `body` (chunked, no end).

@@ -186,19 +186,25 @@ fn grpc_timeout(value: &str) -> Duration {
     }
 }
 
-#[tokio::test]
-async fn grpc_timeout_is_rewritten_to_the_time_left() {
+/// The `grpc-timeout` an upstream receives for a gRPC call through a proxy
+/// with `attempt_timeout`, when the caller sent `caller`.
+async fn grpc_timeout_seen_upstream(attempt_timeout: Duration, caller: &str) -> Duration {
     let upstream = Recorder::start(vec![Script::Respond(
         200,
         vec![("content-type", "application/grpc"), ("grpc-status", "0")],
         "",
     )])
     .await;
-    let gateway = proxy(upstream.addr, options(10_000 * MS, 1000 * MS, 3, None)).await;
-    let res = grpc_call(gateway, "300m").send().await.unwrap();
+    let gateway = proxy(upstream.addr, options(attempt_timeout, 1000 * MS, 3, None)).await;
+    let res = grpc_call(gateway, caller).send().await.unwrap();
     assert_eq!(res.headers()["grpc-status"], "0");
     let headers = upstream.headers();
-    let sent = grpc_timeout(headers[0]["grpc-timeout"].to_str().unwrap());
+    grpc_timeout(headers[0]["grpc-timeout"].to_str().unwrap())
+}
+
+#[tokio::test]
+async fn grpc_timeout_is_rewritten_to_the_time_left() {
+    let sent = grpc_timeout_seen_upstream(10_000 * MS, "300m").await;
     assert!(
         sent <= 300 * MS,
         "the upstream was given {sent:?}, more than the caller's 300 ms"
@@ -211,17 +217,7 @@ async fn grpc_timeout_is_rewritten_to_the_time_left() {
 /// it cancel a streaming call whose messages outlive the head.
 #[tokio::test]
 async fn grpc_timeout_sent_upstream_is_the_deadline_not_the_attempt_timeout() {
-    let upstream = Recorder::start(vec![Script::Respond(
-        200,
-        vec![("content-type", "application/grpc"), ("grpc-status", "0")],
-        "",
-    )])
-    .await;
-    let gateway = proxy(upstream.addr, options(400 * MS, 1000 * MS, 3, None)).await;
-    let res = grpc_call(gateway, "10S").send().await.unwrap();
-    assert_eq!(res.headers()["grpc-status"], "0");
-    let headers = upstream.headers();
-    let sent = grpc_timeout(headers[0]["grpc-timeout"].to_str().unwrap());
+    let sent = grpc_timeout_seen_upstream(400 * MS, "10S").await;
     assert!(sent <= 10_000 * MS, "more than the caller's 10 s: {sent:?}");
     assert!(
         sent > 9_000 * MS,
