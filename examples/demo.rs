@@ -161,7 +161,9 @@ async fn main() {
     println!();
     println!("Every failure is a typed GatewayError (kind, phase, whether the request was sent),");
     println!("in the synthetic answer's extensions and in the on_failure hook. Nothing internal");
-    println!("leaks unless `Renderer::expose_details(true)`. Failures after the head went out cut the");
+    println!(
+        "leaks unless `Renderer::expose_details(true)`. Failures after the head went out cut the"
+    );
     println!("stream instead of ending it cleanly; gRPC calls get grpc-status instead.");
     drop(broken);
 }
