@@ -77,9 +77,11 @@ pub(crate) enum End {
 struct Watch {
     config: Arc<Config>,
     end: End,
-    limit: Option<u64>,
-    /// The exact size the upstream announced, if it did.
-    expected: Option<u64>,
+    /// The body size limit; `u64::MAX` for none. (Plain integers rather than
+    /// `Option`s keep the body, moved with every response, 16 bytes smaller.)
+    limit: u64,
+    /// The exact size the upstream announced; `u64::MAX` if it did not.
+    expected: u64,
     received: u64,
     status: StatusCode,
     next_hop: Option<NextHop>,
@@ -96,11 +98,11 @@ impl<B: Body> ResponseBody<B> {
         next_hop: Option<NextHop>,
         start: Instant,
     ) -> Self {
-        let expected = body.size_hint().exact();
+        let expected = body.size_hint().exact().unwrap_or(u64::MAX);
         let watch = Watch {
             config,
             end,
-            limit,
+            limit: limit.unwrap_or(u64::MAX),
             expected,
             received: 0,
             status,
@@ -143,7 +145,7 @@ impl<B: fmt::Debug> fmt::Debug for ResponseBody<B> {
                 .debug_struct("ResponseBody::Upstream")
                 .field("body", body)
                 .field("received", &watch.received)
-                .field("limit", &watch.limit)
+                .field("limit", &(watch.limit != u64::MAX).then_some(watch.limit))
                 .finish_non_exhaustive(),
             Inner::Synthetic { body } => f
                 .debug_struct("ResponseBody::Synthetic")
@@ -178,25 +180,22 @@ where
                         return Poll::Ready(Some(Ok(frame)));
                     };
                     watch.received = watch.received.saturating_add(data.remaining() as u64);
-                    match watch.limit {
-                        Some(limit) if watch.received > limit => {
-                            watch.fail_with(ErrorKind::BodyTooLarge)
+                    if watch.received > watch.limit {
+                        watch.fail_with(ErrorKind::BodyTooLarge)
+                    } else {
+                        if let End::GrpcWeb(framing) = &mut watch.end {
+                            framing.feed(data.chunk());
                         }
-                        _ => {
-                            if let End::GrpcWeb(framing) = &mut watch.end {
-                                framing.feed(data.chunk());
-                            }
-                            return Poll::Ready(Some(Ok(frame)));
-                        }
+                        return Poll::Ready(Some(Ok(frame)));
                     }
                 }
                 Some(Err(error)) => watch.fail(error.into()),
-                None => match watch.expected {
-                    Some(expected) if watch.received < expected => {
-                        watch.fail_with(ErrorKind::ResponseIncomplete)
-                    }
-                    _ => return Poll::Ready(None),
-                },
+                // `expected` is `u64::MAX` when unknown, which nothing falls short of
+                // (no body is that long).
+                None if watch.expected != u64::MAX && watch.received < watch.expected => {
+                    watch.fail_with(ErrorKind::ResponseIncomplete)
+                }
+                None => return Poll::Ready(None),
             },
         };
         // A failure: report it once, drop the upstream body, and end the stream with
