@@ -1,7 +1,8 @@
 //! Exponential backoff with full jitter, and `Retry-After` parsing.
 
-use std::cell::Cell;
-use std::hash::{BuildHasher, Hasher};
+use std::hash::BuildHasher;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 /// Exponential backoff with full jitter: before retry `n` (1-based), wait a
@@ -77,24 +78,22 @@ impl Backoff {
     }
 }
 
-/// A fast per-thread pseudo-random sequence (splitmix64) seeded from the
-/// standard library's per-process random hasher keys. Jitter needs spread, not
-/// secrecy.
+/// A fast pseudo-random sequence (splitmix64) shared by the process: one atomic
+/// add per draw, seeded once from the standard library's per-process random
+/// hasher keys. Jitter needs spread, not secrecy; no per-thread state.
 fn next_random() -> u64 {
-    thread_local! {
-        static STATE: Cell<u64> = Cell::new({
-            let mut hasher = std::collections::hash_map::RandomState::new().build_hasher();
-            hasher.write_usize(&hasher as *const _ as usize);
-            hasher.finish()
-        });
-    }
-    STATE.with(|state| {
-        let mut z = state.get().wrapping_add(0x9E37_79B9_7F4A_7C15);
-        state.set(z);
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
-    })
+    const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
+    static SEED: OnceLock<u64> = OnceLock::new();
+    static DRAWS: AtomicU64 = AtomicU64::new(0);
+    let seed = *SEED.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0u8));
+    let mut z = seed.wrapping_add(
+        DRAWS
+            .fetch_add(GAMMA, Ordering::Relaxed)
+            .wrapping_add(GAMMA),
+    );
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 /// Parses a `Retry-After` value (RFC 9110 §10.2.3): delay-seconds, or an HTTP-date
