@@ -1,4 +1,4 @@
-use super::{Config, NextHop, stamp};
+use super::{Config, NextHop};
 use crate::error::{BoxError, ErrorKind, GatewayError, Phase};
 use crate::grpc::{self, Framing};
 use bytes::{Buf, Bytes};
@@ -134,7 +134,7 @@ impl Watch {
         let err = GatewayError::new(kind)
             .with_phase(Phase::ReadBody)
             .with_received_status(self.status);
-        stamp(err, self.start, self.next_hop.as_ref())
+        self.config.stamp(err, self.start, self.next_hop.as_ref())
     }
 }
 

@@ -50,8 +50,9 @@ pub use self::layer::BadGatewayLayer;
 pub use self::service::BadGateway;
 
 use crate::classify::{Classifier, ResponsePolicy};
+pub(crate) use crate::error::NextHop;
+use crate::error::stamp;
 use crate::error::{BoxError, GatewayError, Phase};
-pub(crate) use crate::error::{NextHop, stamp};
 use crate::render::Renderer;
 use http::StatusCode;
 use std::fmt;
@@ -60,9 +61,9 @@ use tokio::time::Instant;
 
 type FailureHook = dyn Fn(&GatewayError) + Send + Sync;
 
-/// What a built layer's services share: the settings, resolved, with every kind's
-/// plain answer rendered.
-#[derive(Default)]
+/// Everything the middleware is configured with; shared by all the services a
+/// layer makes.
+#[derive(Clone, Default)]
 pub(crate) struct Config {
     pub(crate) classifier: Classifier,
     pub(crate) policy: ResponsePolicy,

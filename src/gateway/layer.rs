@@ -146,15 +146,9 @@ impl<S> Layer<S> for GatewayLayer {
     fn layer(&self, inner: S) -> Self::Service {
         let classifier = self.resolved_classifier();
         let policy = self.resolved_policy(classifier.clone());
-        // Keep the answering layer as it was built when its classifier is already
-        // the one: it renders its answers once, on its first `layer`.
-        let keep = self.classifier.is_none()
-            && (self.bad_gateway.classifier_if_set().is_some() || classifier.is_default());
-        let bad_gateway = if keep {
-            self.bad_gateway.clone()
-        } else {
-            self.bad_gateway.clone().classifier(classifier)
-        };
+        // One classifier answers and retries. (The renderer's answers, rendered
+        // once, are shared by the copy.)
+        let bad_gateway = self.bad_gateway.clone().classifier(classifier);
         let write_timeout = match self.write_timeout {
             Some(timeout) => WriteTimeoutLayer::new(timeout),
             None => WriteTimeoutLayer::disabled(),
