@@ -8,7 +8,6 @@ use std::convert::Infallible;
 use std::fmt;
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
-use tokio::time::Instant;
 use tower_service::Service;
 
 /// Middleware that turns every failure of the upstream call into a typed
@@ -121,11 +120,7 @@ where
             ));
         }
         let next_hop = NextHop::of(req.uri());
-        // The exchange began when its deadline was set, if it has one.
-        let start = req
-            .extensions()
-            .get::<Deadline>()
-            .map_or_else(Instant::now, |d| d.start());
+        let start = Deadline::start_of(req.extensions().get());
         let config = self.config.clone();
         match self.ready_error.take() {
             Some(err) => ResponseFuture::failed(err, config, info, next_hop, start),

@@ -323,10 +323,10 @@ impl Renderer {
         if !self.mark_upstream_errors {
             return;
         }
-        let member = format!("{}; received-status={}", self.proxy_name, received.as_u16());
-        if let Ok(value) = HeaderValue::from_str(&member) {
-            headers.append(PROXY_STATUS, value);
-        }
+        headers.append(
+            PROXY_STATUS,
+            proxy_status::passed_through(&self.proxy_name, received),
+        );
     }
 
     /// The header request ids are echoed from.

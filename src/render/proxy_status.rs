@@ -16,6 +16,17 @@ pub const PROXY_STATUS: HeaderName = HeaderName::from_static("proxy-status");
 /// How much of an error's text goes into an answer with details exposed.
 pub(crate) const MAX_DETAILS: usize = 512;
 
+/// The member for an upstream's own answer passed on: `received-status` only
+/// (RFC 9209 reserves `error` for answers the intermediary generated).
+pub(crate) fn passed_through(proxy_name: &str, received: http::StatusCode) -> HeaderValue {
+    let mut out = String::with_capacity(proxy_name.len() + 24);
+    out.push_str(proxy_name);
+    let _ = write!(out, "; received-status={}", received.as_u16());
+    // Printable ASCII by construction, as above.
+    HeaderValue::from_maybe_shared(Bytes::from(out))
+        .unwrap_or_else(|_| HeaderValue::from_static("tower-bad-gateway"))
+}
+
 /// A proxy name as it is written in the field: an sf-token when it is one, else an
 /// sf-string with anything but printable ASCII replaced.
 pub(crate) fn proxy_name(name: &str) -> String {

@@ -7,7 +7,6 @@ use http::{Request, Response};
 use http_body::Body;
 use std::sync::Arc;
 use std::task::{Context, Poll};
-use tokio::time::Instant;
 use tower_service::Service;
 
 /// Middleware that retries failed upstream calls by a [`RetryPolicy`]; see the
@@ -98,8 +97,7 @@ where
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (parts, body) = req.into_parts();
         let deadline = parts.extensions.get::<Deadline>().copied();
-        // The exchange began when its deadline was set, if it has one.
-        let start = deadline.map_or_else(Instant::now, |d| d.start());
+        let start = Deadline::start_of(deadline.as_ref());
         let policy = self.policy.clone();
         policy.deposit_at(start);
         let idempotent = policy.is_idempotent(&parts);

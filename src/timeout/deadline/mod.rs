@@ -68,6 +68,12 @@ impl Deadline {
         self.at.saturating_duration_since(Instant::now())
     }
 
+    /// When the exchange began: the start of its deadline, or now if it has
+    /// none (the first layer to see a request without one).
+    pub(crate) fn start_of(deadline: Option<&Self>) -> Instant {
+        deadline.map_or_else(Instant::now, |d| d.start)
+    }
+
     /// The stricter of two deadlines for one exchange: the earlier end, counted
     /// from the earlier start.
     pub(crate) fn min(self, other: Self) -> Self {
