@@ -110,6 +110,7 @@ pub mod error;
 pub mod gateway;
 mod grpc;
 mod macros;
+mod random;
 pub mod render;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]
@@ -121,6 +122,7 @@ pub mod reqwest013;
 mod reqwest_adapter;
 pub mod retry;
 pub mod timeout;
+pub mod upstreams;
 
 pub use self::bad_gateway::{BadGateway, BadGatewayLayer};
 pub use self::classify::{Classifier, ResponsePolicy};

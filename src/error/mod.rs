@@ -22,12 +22,14 @@ mod grpc_code;
 mod kind;
 mod next_hop;
 mod phase;
+mod sets;
 
 pub use self::attempts::{Attempts, RetryDenied};
 pub use self::grpc_code::GrpcCode;
 pub use self::kind::{ErrorKind, RetryDefault};
 pub(crate) use self::next_hop::{NextHop, stamp};
 pub use self::phase::{Phase, RequestSent};
+pub(crate) use self::sets::{CodeSet, KindSet};
 
 use http::StatusCode;
 use http::uri::Authority;
@@ -80,6 +82,7 @@ pub struct GatewayError {
     status: Option<StatusCode>,
     next_hop: Option<Authority>,
     retry_denied: Option<RetryDenied>,
+    retry_after: Option<Duration>,
     source: Option<Arc<dyn Error + Send + Sync>>,
 }
 
@@ -97,6 +100,7 @@ impl GatewayError {
             status: None,
             next_hop: None,
             retry_denied: None,
+            retry_after: None,
             source: None,
         }
     }
@@ -154,6 +158,20 @@ impl GatewayError {
     pub fn with_next_hop(mut self, next_hop: Authority) -> Self {
         self.next_hop = Some(next_hop);
         self
+    }
+
+    /// Sets when the upstream is expected to take requests again; the answer says so
+    /// in `Retry-After` (whole seconds, rounded up).
+    pub fn with_retry_after(mut self, after: Duration) -> Self {
+        self.retry_after = Some(after);
+        self
+    }
+
+    /// When the upstream is expected to take requests again: for an
+    /// [`EndpointSet`](crate::upstreams::EndpointSet) with no healthy endpoint, the
+    /// time until its next probe.
+    pub fn retry_after(&self) -> Option<Duration> {
+        self.retry_after
     }
 
     /// Sets the original error.
@@ -257,6 +275,7 @@ impl fmt::Debug for GatewayError {
             .field("status", &self.status)
             .field("next_hop", &self.next_hop)
             .field("retry_denied", &self.retry_denied)
+            .field("retry_after", &self.retry_after)
             .field("source", &self.source)
             .finish()
     }

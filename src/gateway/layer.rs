@@ -4,15 +4,17 @@ use crate::classify::Classifier;
 use crate::error::ErrorKind;
 use crate::retry::{RetryLayer, RetryPolicy};
 use crate::timeout::{SetDeadlineLayer, TimeoutLayer, WriteTimeoutLayer};
+use crate::upstreams::{EndpointSet, UpstreamsLayer};
 use std::time::Duration;
 use tower_layer::Layer;
 
 /// Builds the whole stack in the right order: `SetDeadline → BadGateway → Retry →
-/// Timeout → WriteTimeout → client`. See the [module docs](super) for why this
+/// Upstreams → Timeout → WriteTimeout → client`. See the [module docs](super) for why this
 /// order, and for how the settings combine: the order of the calls never matters.
 ///
 /// Defaults: [`BadGatewayLayer::new`], [`RetryPolicy::new`] (3 attempts), no
-/// timeouts, and a deadline only when a gRPC caller sends `grpc-timeout`.
+/// timeouts, no endpoint set (requests go where their URI says), and a deadline
+/// only when a gRPC caller sends `grpc-timeout`.
 ///
 /// ```
 /// use tower_bad_gateway::GatewayLayer;
@@ -35,6 +37,7 @@ pub struct GatewayLayer {
     timeout: TimeoutLayer,
     write_timeout: Option<Duration>,
     deadline: Option<Duration>,
+    upstreams: Option<EndpointSet>,
 }
 
 impl GatewayLayer {
@@ -95,6 +98,22 @@ impl GatewayLayer {
         self
     }
 
+    /// Sends every attempt to an endpoint of `set`, steering around failing ones;
+    /// see [`upstreams`](crate::upstreams). A retry goes to another endpoint when
+    /// one is healthy.
+    ///
+    /// ```
+    /// use tower_bad_gateway::GatewayLayer;
+    /// use tower_bad_gateway::upstreams::EndpointSet;
+    /// let set = EndpointSet::from_urls(["http://10.0.0.1:8080", "http://10.0.0.2:8080"]).unwrap();
+    /// let layer = GatewayLayer::new().upstreams(set);
+    /// # let _ = layer;
+    /// ```
+    pub fn upstreams(mut self, set: EndpointSet) -> Self {
+        self.upstreams = Some(set);
+        self
+    }
+
     /// Retries by `policy`. [`max_attempts`](Self::max_attempts),
     /// [`retry_timeouts`](Self::retry_timeouts) and
     /// [`classifier`](Self::classifier), whenever they are called, still apply on
@@ -146,9 +165,9 @@ impl<S> Layer<S> for GatewayLayer {
     fn layer(&self, inner: S) -> Self::Service {
         let classifier = self.resolved_classifier();
         let policy = self.resolved_policy(classifier.clone());
-        // One classifier answers and retries. (The renderer's answers, rendered
+        // One classifier answers, retries and judges endpoints. (The renderer's answers, rendered
         // once, are shared by the copy.)
-        let bad_gateway = self.bad_gateway.clone().classifier(classifier);
+        let bad_gateway = self.bad_gateway.clone().classifier(classifier.clone());
         let write_timeout = match self.write_timeout {
             Some(timeout) => WriteTimeoutLayer::new(timeout),
             None => WriteTimeoutLayer::disabled(),
@@ -158,7 +177,9 @@ impl<S> Layer<S> for GatewayLayer {
             None => SetDeadlineLayer::grpc_only(),
         };
         let timeout = self.timeout.layer(write_timeout.layer(inner));
-        let retry = RetryLayer::new(policy).layer(timeout);
+        let upstreams =
+            UpstreamsLayer::from_parts(self.upstreams.clone(), classifier.clone()).layer(timeout);
+        let retry = RetryLayer::new(policy).layer(upstreams);
         deadline.layer(bad_gateway.layer(retry))
     }
 }

@@ -1,10 +1,10 @@
 //! The composed stack: [`GatewayLayer`].
 //!
 //! ```text
-//! request ─▶ SetDeadline ─▶ BadGateway ─▶ Retry ─▶ Timeout ─▶ WriteTimeout ─▶ upstream client
-//!            (stamps the    (classifies,  (tries    (ends each  (ends an attempt
-//!             deadline,      answers the   again     attempt's   whose upstream
-//!             grpc-timeout)  final failure) safely)   wait, body) stops reading)
+//! request ─▶ SetDeadline ─▶ BadGateway ─▶ Retry ─▶ Upstreams ─▶ Timeout ─▶ WriteTimeout ─▶ upstream client
+//!            (stamps the    (classifies,  (tries    (picks an    (ends each  (ends an attempt
+//!             deadline,      answers the   again     endpoint     attempt's   whose upstream
+//!             grpc-timeout)  final failure) safely)   per attempt) wait, body) stops reading)
 //! ```
 //!
 //! # Why this order
@@ -21,6 +21,11 @@
 //! - **Retry sits above the per-attempt timeout** so that each attempt gets its own
 //!   time. Above Retry, one timeout would span all attempts (the deadline's job): a
 //!   stalled first attempt would use up all the time and leave none to retry.
+//! - **The endpoint set sits below Retry** so that every attempt picks its own
+//!   endpoint (a retry goes elsewhere) and each attempt's outcome counts for the
+//!   endpoint it went to; above the timeouts, so that a timed-out attempt counts
+//!   against its endpoint. Without an [`upstreams`](GatewayLayer::upstreams) set it
+//!   passes requests through.
 //! - **The timeouts sit right on the client** so that they measure what an attempt
 //!   really takes, connecting included, and wrap the bodies directly.
 //!
@@ -78,6 +83,7 @@ pub use self::layer::GatewayLayer;
 use crate::bad_gateway::BadGateway;
 use crate::retry::Retry;
 use crate::timeout::{SetDeadline, Timeout, WriteTimeout};
+use crate::upstreams::Upstreams;
 
 /// The service [`GatewayLayer`] builds around a client `S`.
 ///
@@ -91,4 +97,4 @@ use crate::timeout::{SetDeadline, Timeout, WriteTimeout};
 /// # let _ = gateway;
 /// # }
 /// ```
-pub type Gateway<S> = SetDeadline<BadGateway<Retry<Timeout<WriteTimeout<S>>>>>;
+pub type Gateway<S> = SetDeadline<BadGateway<Retry<Upstreams<Timeout<WriteTimeout<S>>>>>>;

@@ -83,10 +83,15 @@ impl Renderer {
         if let Some(id) = info.request_id() {
             headers.insert(self.request_id_header.clone(), id.clone());
         }
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            if let Some(secs) = self.retry_after {
-                headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
-            }
+        // The error's own estimate (the time until an ejected endpoint's probe)
+        // wins over the configured one, which only a 503 carries.
+        let retry_after = match err.retry_after() {
+            Some(after) => Some(retry_after_secs(after)),
+            None if status == StatusCode::SERVICE_UNAVAILABLE => self.retry_after,
+            None => None,
+        };
+        if let Some(secs) = retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if format == Format::Grpc {
             self.insert_grpc_status(headers, err, plain);
@@ -119,4 +124,11 @@ impl Renderer {
         };
         HeaderValue::from_maybe_shared(Bytes::from(message)).ok()
     }
+}
+
+/// Whole seconds, rounded up, at least one: `Retry-After: 0` would invite an
+/// immediate retry into the same failure.
+fn retry_after_secs(after: std::time::Duration) -> u64 {
+    let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
+    secs.max(1)
 }

@@ -1,8 +1,5 @@
 //! Exponential backoff with full jitter, and `Retry-After` parsing.
 
-use std::hash::BuildHasher;
-use std::sync::OnceLock;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 /// Exponential backoff with full jitter: before retry `n` (1-based), wait a
@@ -67,7 +64,7 @@ impl Backoff {
 
     /// A random wait before retry `retry` (1-based), in `[0, ceiling(retry)]`.
     pub fn delay(&self, retry: u32) -> Duration {
-        self.delay_with(retry, next_random())
+        self.delay_with(retry, crate::random::next_u64())
     }
 
     /// The wait for a given random number: `ceiling × random / u64::MAX`.
@@ -76,24 +73,6 @@ impl Backoff {
         let nanos = ceiling * u128::from(random) / u128::from(u64::MAX);
         Duration::from_nanos(u64::try_from(nanos).unwrap_or(u64::MAX))
     }
-}
-
-/// A fast pseudo-random sequence (splitmix64) shared by the process: one atomic
-/// add per draw, seeded once from the standard library's per-process random
-/// hasher keys. Jitter needs spread, not secrecy; no per-thread state.
-fn next_random() -> u64 {
-    const GAMMA: u64 = 0x9E37_79B9_7F4A_7C15;
-    static SEED: OnceLock<u64> = OnceLock::new();
-    static DRAWS: AtomicU64 = AtomicU64::new(0);
-    let seed = *SEED.get_or_init(|| std::collections::hash_map::RandomState::new().hash_one(0u8));
-    let mut z = seed.wrapping_add(
-        DRAWS
-            .fetch_add(GAMMA, Ordering::Relaxed)
-            .wrapping_add(GAMMA),
-    );
-    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-    z ^ (z >> 31)
 }
 
 /// Parses a `Retry-After` value (RFC 9110 §10.2.3): delay-seconds, or an HTTP-date
@@ -172,7 +151,7 @@ mod tests {
 
     #[test]
     fn the_random_sequence_spreads() {
-        let draws: Vec<u64> = (0..1000).map(|_| next_random()).collect();
+        let draws: Vec<u64> = (0..1000).map(|_| crate::random::next_u64()).collect();
         let high = draws.iter().filter(|d| **d > u64::MAX / 2).count();
         assert!(
             (350..650).contains(&high),

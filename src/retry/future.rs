@@ -3,6 +3,7 @@ use super::decide::{Attempt, Decision};
 use super::policy::RetryPolicy;
 use crate::error::{Attempts, BoxError, GatewayError, NextHop, Phase, stamp};
 use crate::timeout::Deadline;
+use crate::upstreams::{AnsweredBy, Tried, key_of};
 use http::request::Parts;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -44,6 +45,7 @@ pin_project! {
         idempotent: bool,
         deadline: Option<Deadline>,
         start: Instant,
+        tried: Tried,
     }
 }
 
@@ -132,6 +134,7 @@ impl<S, F, B> ResponseFuture<S, F, B> {
             idempotent: ex.idempotent,
             deadline: ex.deadline,
             start: ex.start,
+            tried: Tried::default(),
         }
     }
 }
@@ -171,6 +174,9 @@ where
                                     return Poll::Ready(Ok(res));
                                 }
                                 Decision::Retry(delay) => {
+                                    if let Some(AnsweredBy(key)) = res.extensions().get() {
+                                        this.tried.push(*key);
+                                    }
                                     #[cfg(feature = "tracing")]
                                     tracing::info!(
                                         status = res.status().as_u16(),
@@ -200,6 +206,10 @@ where
                                     return Poll::Ready(Err(err));
                                 }
                                 Decision::Retry(delay) => {
+                                    // The next attempt goes elsewhere if it can.
+                                    if let Some(hop) = err.next_hop() {
+                                        this.tried.push(key_of(hop.as_str()));
+                                    }
                                     #[cfg(feature = "tracing")]
                                     tracing::info!(
                                         kind = err.kind().as_str(),
@@ -250,6 +260,9 @@ where
                         if req.extensions().get::<Deadline>().is_none() {
                             req.extensions_mut().insert(deadline);
                         }
+                    }
+                    if !this.tried.is_empty() {
+                        req.extensions_mut().insert(*this.tried);
                     }
                     let future = this.service.call(req);
                     this.state.set(State::Calling { future });

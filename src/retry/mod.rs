@@ -70,7 +70,6 @@ mod future;
 mod layer;
 mod policy;
 mod service;
-mod sets;
 
 pub use self::backoff::{Backoff, parse_retry_after};
 pub use self::body::{ReplayBody, ReplayError};

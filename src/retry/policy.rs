@@ -1,6 +1,6 @@
-use super::sets::{CodeSet, KindSet};
 use super::{Backoff, RetryBudget};
 use crate::classify::Classifier;
+use crate::error::{CodeSet, KindSet};
 use crate::error::{ErrorKind, GatewayError, GrpcCode, RetryDefault};
 use http::request::Parts;
 use http::{HeaderMap, HeaderName, Method, StatusCode};

@@ -17,3 +17,4 @@ mod retry;
 mod reverse_proxy;
 mod timeouts;
 mod tower_http;
+mod upstreams;

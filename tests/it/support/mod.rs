@@ -6,6 +6,6 @@ mod tracing_capture;
 mod upstreams;
 
 pub use bodies::{Upload, collect};
-pub use clients::{get, hyper_client};
+pub use clients::{TestBody, get, hyper_client};
 pub use tracing_capture::EventLog;
-pub use upstreams::{After, Recorder, Script, Upstream, blackhole_port, refused_port};
+pub use upstreams::{After, Recorder, Replica, Script, Upstream, blackhole_port, refused_port};

@@ -202,3 +202,107 @@ impl Drop for Recorder {
         self.task.abort();
     }
 }
+
+/// A real hyper HTTP/1.1 replica that answers `200` with its name, counts the
+/// requests it receives by their `x-id` header, and can be killed (its listener and
+/// every connection closed: connecting is refused) and started again on the same
+/// port.
+pub struct Replica {
+    pub addr: SocketAddr,
+    pub name: &'static str,
+    seen: Arc<std::sync::Mutex<Vec<String>>>,
+    delay: Duration,
+    tasks: std::sync::Mutex<Option<tokio::task::JoinSet<()>>>,
+}
+
+impl Replica {
+    pub async fn start(name: &'static str) -> Arc<Self> {
+        Self::start_slow(name, Duration::ZERO).await
+    }
+
+    /// Answers each request after `delay`.
+    pub async fn start_slow(name: &'static str, delay: Duration) -> Arc<Self> {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let replica = Arc::new(Self {
+            addr: listener.local_addr().unwrap(),
+            name,
+            seen: Arc::default(),
+            delay,
+            tasks: std::sync::Mutex::new(None),
+        });
+        replica.serve(listener);
+        replica
+    }
+
+    fn serve(&self, listener: TcpListener) {
+        use hyper::service::service_fn;
+        use hyper_util::rt::TokioIo;
+        let mut set = tokio::task::JoinSet::new();
+        let (seen, name, delay) = (self.seen.clone(), self.name, self.delay);
+        let conns = Arc::new(std::sync::Mutex::new(tokio::task::JoinSet::new()));
+        let accept_conns = conns.clone();
+        set.spawn(async move {
+            let _conns = ConnsGuard(accept_conns.clone());
+            while let Ok((stream, _)) = listener.accept().await {
+                let seen = seen.clone();
+                accept_conns.lock().unwrap().spawn(async move {
+                    let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                        let seen = seen.clone();
+                        async move {
+                            let id = req.headers().get("x-id").and_then(|v| v.to_str().ok());
+                            let id = id.unwrap_or("").to_owned();
+                            let _ = req.into_body().collect().await;
+                            seen.lock().unwrap().push(id);
+                            tokio::time::sleep(delay).await;
+                            Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                                Bytes::from_static(name.as_bytes()),
+                            )))
+                        }
+                    });
+                    let _ = hyper::server::conn::http1::Builder::new()
+                        .serve_connection(TokioIo::new(stream), service)
+                        .await;
+                });
+            }
+        });
+        *self.tasks.lock().unwrap() = Some(set);
+    }
+
+    /// Closes the listener and every connection: from now on connecting is refused.
+    pub fn kill(&self) {
+        // Dropping the JoinSet aborts the accept loop, whose guard aborts the connections.
+        drop(self.tasks.lock().unwrap().take());
+    }
+
+    /// Listens again on the same port.
+    pub async fn restart(&self) {
+        let socket = tokio::net::TcpSocket::new_v4().unwrap();
+        socket.set_reuseaddr(true).unwrap();
+        socket.bind(self.addr).unwrap();
+        self.serve(socket.listen(1024).unwrap());
+    }
+
+    /// The `x-id` of every request received so far.
+    pub fn seen(&self) -> Vec<String> {
+        self.seen.lock().unwrap().clone()
+    }
+
+    pub fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+}
+
+impl Drop for Replica {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Aborts a replica's connections when its accept loop ends (killed).
+struct ConnsGuard(Arc<std::sync::Mutex<tokio::task::JoinSet<()>>>);
+
+impl Drop for ConnsGuard {
+    fn drop(&mut self) {
+        self.0.lock().unwrap().abort_all();
+    }
+}

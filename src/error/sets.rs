@@ -1,6 +1,7 @@
-//! Typed sets of error kinds and gRPC codes, for the retry conditions.
+//! Typed sets of error kinds and gRPC codes, for the retry conditions and the
+//! endpoint health policy.
 
-use crate::error::{ErrorKind, GrpcCode, RetryDefault};
+use super::{ErrorKind, GrpcCode, RetryDefault};
 use std::fmt;
 
 // One bit per kind.

@@ -1,0 +1,217 @@
+use http::Uri;
+use http::uri::{Authority, Scheme};
+use std::fmt;
+use std::str::FromStr;
+
+/// One replica of an upstream: a scheme (`http` or `https`) and an authority
+/// (host and optional port). Requests sent to it keep their path and query.
+///
+/// Parsing checks everything a request would otherwise trip on later, and says
+/// what is wrong:
+///
+/// ```
+/// use tower_bad_gateway::upstreams::Endpoint;
+///
+/// let ep: Endpoint = "http://10.0.0.7:8080".parse().unwrap();
+/// assert_eq!(ep.authority(), "10.0.0.7:8080");
+///
+/// let err = "10.0.0.7:8080".parse::<Endpoint>().unwrap_err();
+/// assert_eq!(err.to_string(), "upstream endpoint `10.0.0.7:8080`: no scheme (write http:// or https://)");
+/// assert!("ftp://files.internal".parse::<Endpoint>().is_err());
+/// assert!("http://".parse::<Endpoint>().is_err());
+/// ```
+#[derive(Clone, PartialEq, Eq, Hash)]
+pub struct Endpoint {
+    scheme: Scheme,
+    authority: Authority,
+}
+
+impl Endpoint {
+    /// The endpoint `uri` names, if it names one.
+    pub fn from_uri(uri: &Uri) -> Result<Self, EndpointError> {
+        let error = |problem| EndpointError::new(&uri.to_string(), problem);
+        let scheme = match uri.scheme() {
+            None => return Err(error(Problem::NoScheme)),
+            Some(s) if *s == Scheme::HTTP || *s == Scheme::HTTPS => s.clone(),
+            Some(_) => return Err(error(Problem::Scheme)),
+        };
+        let authority = uri.authority().ok_or_else(|| error(Problem::NoHost))?;
+        if authority.host().is_empty() {
+            return Err(error(Problem::NoHost));
+        }
+        if authority.as_str().contains('@') {
+            return Err(error(Problem::Credentials));
+        }
+        if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
+            return Err(error(Problem::Path));
+        }
+        Ok(Self {
+            scheme,
+            authority: authority.clone(),
+        })
+    }
+
+    /// `http` or `https`.
+    pub fn scheme(&self) -> &Scheme {
+        &self.scheme
+    }
+
+    /// Host and port, as given.
+    pub fn authority(&self) -> &Authority {
+        &self.authority
+    }
+
+    /// `uri` sent to this endpoint: its path and query, this scheme and authority.
+    pub(crate) fn rewrite(&self, uri: Uri) -> Uri {
+        let mut parts = uri.into_parts();
+        parts.scheme = Some(self.scheme.clone());
+        parts.authority = Some(self.authority.clone());
+        if parts.path_and_query.is_none() {
+            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
+        }
+        // Cannot fail: a scheme, an authority and a path are all there.
+        Uri::from_parts(parts).unwrap_or_default()
+    }
+}
+
+impl FromStr for Endpoint {
+    type Err = EndpointError;
+
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if let Some((scheme, _)) = s.split_once("://") {
+            if !scheme.eq_ignore_ascii_case("http") && !scheme.eq_ignore_ascii_case("https") {
+                return Err(EndpointError::new(s, Problem::Scheme));
+            }
+        }
+        match s.parse::<Uri>() {
+            Ok(uri) if uri.scheme().is_some() => Self::from_uri(&uri),
+            // `host:port` parses as an authority alone: say what is missing.
+            Ok(_) => Err(EndpointError::new(s, Problem::NoScheme)),
+            Err(_) => Err(EndpointError::new(s, Problem::Invalid)),
+        }
+    }
+}
+
+impl TryFrom<&str> for Endpoint {
+    type Error = EndpointError;
+
+    fn try_from(s: &str) -> Result<Self, Self::Error> {
+        s.parse()
+    }
+}
+
+impl TryFrom<Uri> for Endpoint {
+    type Error = EndpointError;
+
+    fn try_from(uri: Uri) -> Result<Self, Self::Error> {
+        Self::from_uri(&uri)
+    }
+}
+
+impl fmt::Debug for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Endpoint({self})")
+    }
+}
+
+impl fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}://{}", self.scheme, self.authority)
+    }
+}
+
+/// Why an [`Endpoint`] or an [`EndpointSet`](super::EndpointSet) could not be
+/// built. Its message names the input (at most 100 characters of it, control
+/// characters escaped) and the problem.
+///
+/// ```
+/// use tower_bad_gateway::upstreams::{Endpoint, EndpointSet};
+/// let err = EndpointSet::new(Vec::<Endpoint>::new()).unwrap_err();
+/// assert_eq!(err.to_string(), "an endpoint set needs at least one endpoint");
+/// ```
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EndpointError {
+    input: String,
+    problem: Problem,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Problem {
+    Invalid,
+    NoScheme,
+    Scheme,
+    NoHost,
+    Credentials,
+    Path,
+    Empty,
+    Duplicate,
+}
+
+impl EndpointError {
+    pub(crate) fn new(input: &str, problem: Problem) -> Self {
+        let input = input
+            .chars()
+            .take(100)
+            .flat_map(char::escape_default)
+            .collect();
+        Self { input, problem }
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.problem == Problem::Empty
+    }
+}
+
+impl fmt::Display for EndpointError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let problem = match self.problem {
+            Problem::Empty => return f.write_str("an endpoint set needs at least one endpoint"),
+            Problem::Invalid => "not a URL",
+            Problem::NoScheme => "no scheme (write http:// or https://)",
+            Problem::Scheme => "the scheme must be http or https",
+            Problem::NoHost => "no host",
+            Problem::Credentials => "credentials in the URL are not supported",
+            Problem::Path => "a path or query is not supported (requests keep their own)",
+            Problem::Duplicate => "listed twice",
+        };
+        write!(f, "upstream endpoint `{}`: {problem}", self.input)
+    }
+}
+
+impl std::error::Error for EndpointError {}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bad_input_is_a_clear_error_never_a_panic() {
+        for (input, message) in [
+            ("", "not a URL"),
+            ("localhost:8080", "no scheme"),
+            ("ftp://files", "the scheme must be http or https"),
+            ("unix:///run/app.sock", "the scheme must be http or https"),
+            ("http://", "not a URL"),
+            ("http://user:pw@host", "credentials"),
+            ("http://host/api", "a path or query"),
+            ("http://host/?q=1", "a path or query"),
+            ("http://ho st", "not a URL"),
+            ("http://host\r\nx: y", "not a URL"),
+        ] {
+            let err = input.parse::<Endpoint>().unwrap_err().to_string();
+            assert!(err.contains(message), "{input:?}: {err}");
+            assert!(!err.contains('\r') && !err.contains('\n'), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_request_keeps_its_path_and_query_and_takes_the_endpoints_scheme_and_authority() {
+        let ep: Endpoint = "https://b.internal:8443/".parse().unwrap();
+        let uri = ep.rewrite("/orders?id=7".parse().unwrap());
+        assert_eq!(uri, "https://b.internal:8443/orders?id=7");
+        let uri = ep.rewrite("http://gateway.example/x".parse().unwrap());
+        assert_eq!(uri, "https://b.internal:8443/x");
+        let uri = ep.rewrite("gateway.example:80".parse().unwrap());
+        assert_eq!(uri, "https://b.internal:8443/");
+    }
+}

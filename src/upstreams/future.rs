@@ -1,0 +1,149 @@
+use super::health::Outcome;
+use super::service::Config;
+use super::set::{Pick, Unavailable};
+use super::{AnsweredBy, NoHealthyEndpoint};
+use crate::error::{BoxError, ErrorKind, GatewayError, Phase};
+use crate::grpc;
+use http::Response;
+use pin_project_lite::pin_project;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, ready};
+
+pin_project! {
+    /// Response future of [`Upstreams`](super::Upstreams).
+    ///
+    /// ```
+    /// use tower_bad_gateway::upstreams::{EndpointSet, Upstreams};
+    /// use tower::{Service, ServiceExt};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let client = tower::service_fn(|_req: http::Request<()>| async {
+    ///     Ok::<_, std::io::Error>(http::Response::new(()))
+    /// });
+    /// let mut svc = Upstreams::new(client, EndpointSet::from_urls(["http://10.0.0.1"]).unwrap());
+    /// svc.ready().await.unwrap();
+    /// let future: tower_bad_gateway::upstreams::ResponseFuture<_> = svc.call(http::Request::new(()));
+    /// assert_eq!(future.await.unwrap().status(), 200);
+    /// # }
+    /// ```
+    pub struct ResponseFuture<F> {
+        #[pin]
+        kind: Kind<F>,
+    }
+}
+
+pin_project! {
+    #[project = KindProj]
+    enum Kind<F> {
+        Passthrough {
+            #[pin]
+            future: F,
+        },
+        Picked {
+            #[pin]
+            future: F,
+            pick: Pick,
+            config: Arc<Config>,
+        },
+        Unavailable {
+            unavailable: Unavailable,
+        },
+    }
+}
+
+impl<F> ResponseFuture<F> {
+    pub(super) fn passthrough(future: F) -> Self {
+        Self {
+            kind: Kind::Passthrough { future },
+        }
+    }
+
+    pub(super) fn picked(future: F, pick: Pick, config: Arc<Config>) -> Self {
+        Self {
+            kind: Kind::Picked {
+                future,
+                pick,
+                config,
+            },
+        }
+    }
+
+    pub(super) fn unavailable(unavailable: Unavailable) -> Self {
+        Self {
+            kind: Kind::Unavailable { unavailable },
+        }
+    }
+}
+
+impl<F> fmt::Debug for ResponseFuture<F> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut d = f.debug_struct("Upstreams::ResponseFuture");
+        match &self.kind {
+            Kind::Passthrough { .. } => d.field("endpoint", &"(the request's)"),
+            Kind::Picked { pick, .. } => d.field("pick", pick),
+            Kind::Unavailable { unavailable } => d.field("unavailable", unavailable),
+        };
+        d.finish_non_exhaustive()
+    }
+}
+
+impl<F, ResB, E> Future for ResponseFuture<F>
+where
+    F: Future<Output = Result<Response<ResB>, E>>,
+    E: Into<BoxError>,
+{
+    type Output = Result<Response<ResB>, BoxError>;
+
+    fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project().kind.project() {
+            KindProj::Passthrough { future } => future.poll(cx).map_err(Into::into),
+            KindProj::Picked {
+                future,
+                pick,
+                config,
+            } => match ready!(future.poll(cx)) {
+                Ok(mut res) => {
+                    let status = res.status();
+                    let counts = pick.policy().counts_status(status);
+                    pick.record(if counts {
+                        Outcome::Failure
+                    } else {
+                        Outcome::Success
+                    });
+                    if !(status.is_success() || status.is_redirection())
+                        || res.headers().contains_key(grpc::GRPC_STATUS)
+                    {
+                        res.extensions_mut().insert(AnsweredBy(pick.key()));
+                    }
+                    Poll::Ready(Ok(res))
+                }
+                Err(error) => {
+                    let err = config
+                        .classifier
+                        .classify_owned(error.into(), Phase::AwaitHead)
+                        .with_next_hop(pick.endpoint().authority().clone());
+                    let counts = pick.policy().counts_error(&err);
+                    pick.record(if counts {
+                        Outcome::Failure
+                    } else {
+                        Outcome::Neutral
+                    });
+                    Poll::Ready(Err(Box::new(err)))
+                }
+            },
+            KindProj::Unavailable { unavailable } => {
+                let mut err = GatewayError::new(ErrorKind::DestinationUnavailable).with_source(
+                    NoHealthyEndpoint {
+                        empty: unavailable.empty,
+                    },
+                );
+                if let Some(after) = unavailable.retry_after {
+                    err = err.with_retry_after(after);
+                }
+                Poll::Ready(Err(Box::new(err)))
+            }
+        }
+    }
+}

@@ -1,0 +1,146 @@
+//! Steering around failing upstreams: an endpoint set with passive health.
+//!
+//! An [`EndpointSet`] holds the replicas of one upstream. The [`Upstreams`]
+//! middleware picks one for every attempt and rewrites the request's scheme and
+//! authority to it, for clients that route by URI (hyper-util's `Client`, reqwest).
+//! [`GatewayLayer::upstreams`](crate::GatewayLayer::upstreams) places it between
+//! Retry and Timeout:
+//!
+//! ```text
+//! request ─▶ SetDeadline ─▶ BadGateway ─▶ Retry ─▶ Upstreams ─▶ Timeout ─▶ WriteTimeout ─▶ client
+//!                                          │        (picks an endpoint per attempt,
+//!                                          │         learns from how the attempt went)
+//!                                          └ a retry goes to another endpoint
+//! ```
+//!
+//! - **Retries go elsewhere.** A failed attempt is retried on an endpoint this
+//!   request has not tried, whenever one is healthy (nginx's `proxy_next_upstream`,
+//!   Envoy's `previous_hosts`). A request that never reached an upstream (refused,
+//!   unreachable, connect timeout) is retried whatever its method; one that may have
+//!   reached one only when it is idempotent, as always.
+//! - **Passive health.** Failures of an endpoint itself, in a row, eject it for a
+//!   time that doubles with each ejection in a row (capped); then exactly one
+//!   request goes to it as a probe: success restores it, failure ejects it again.
+//!   See [`HealthPolicy`] for what counts and the defaults. A probe that is
+//!   cancelled, or whose failure says nothing about the endpoint, frees its slot for
+//!   the next request.
+//! - **Nothing healthy: fail fast.** With every endpoint ejected, a request gets
+//!   [`DestinationUnavailable`](crate::ErrorKind::DestinationUnavailable) at once,
+//!   without touching the network: `503`,
+//!   `Proxy-Status: ...; error=destination_unavailable` and `Retry-After` (seconds
+//!   until the next probe); gRPC callers get `UNAVAILABLE`. With one endpoint this is
+//!   a circuit breaker.
+//! - **Shared state.** All clones share the set (axum clones the service for every
+//!   request), so nothing resets it.
+//! - **Picks** are power of two choices on requests in flight (tower's
+//!   `balance::p2c`): O(1) expected, with atomics only, no lock, at any size.
+//! - **Membership** changes at runtime through [`EndpointSet::replace`] or a
+//!   [`tower::discover::Discover`] stream ([`EndpointSet::discover`]).
+//! - Every state change (ejected, probing, restored, set replaced) is one `tracing`
+//!   event.
+//!
+//! # Example
+//!
+//! ```
+//! use tower_bad_gateway::GatewayLayer;
+//! use tower_bad_gateway::upstreams::{EndpointSet, HealthPolicy};
+//! use hyper_util::client::legacy::Client;
+//! use hyper_util::rt::TokioExecutor;
+//! use std::time::Duration;
+//! use tower::Layer;
+//!
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let replicas = EndpointSet::from_urls([
+//!     "http://10.0.0.1:8080",
+//!     "http://10.0.0.2:8080",
+//!     "http://10.0.0.3:8080",
+//! ])
+//! .expect("valid upstream URLs")
+//! .health_policy(HealthPolicy::new().consecutive_failures(3));
+//!
+//! let client = Client::builder(TokioExecutor::new()).build_http();
+//! let gateway = GatewayLayer::new()
+//!     .upstreams(replicas.clone()) // keep a clone to replace the members later
+//!     .attempt_timeout(Duration::from_secs(2))
+//!     .layer(client);
+//! let app: axum::Router = axum::Router::new().fallback_service(gateway);
+//! # let _ = app;
+//! # }
+//! ```
+//!
+//! Alone, [`UpstreamsLayer`] goes right above the client (below any retry layer)
+//! and takes requests whose URI has at least a path.
+
+mod endpoint;
+mod future;
+mod health;
+mod layer;
+mod service;
+mod set;
+
+pub use self::endpoint::{Endpoint, EndpointError};
+pub use self::future::ResponseFuture;
+pub use self::health::{Health, HealthPolicy};
+pub use self::layer::UpstreamsLayer;
+pub use self::service::Upstreams;
+pub use self::set::EndpointSet;
+
+/// An endpoint's key: a hash of its authority, as an error's
+/// [`next_hop`](crate::GatewayError::next_hop) names it (FNV-1a).
+pub(crate) fn key_of(authority: &str) -> u64 {
+    authority.bytes().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}
+
+/// The endpoints a request's earlier attempts went to, carried in the request's
+/// extensions by the retry layer, so that a retry goes elsewhere. Holds the last
+/// four.
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Tried {
+    keys: [u64; 4],
+    len: u8,
+}
+
+impl Tried {
+    pub(crate) fn push(&mut self, key: u64) {
+        if self.contains(key) {
+            return;
+        }
+        let i = usize::from(self.len) % self.keys.len();
+        self.keys[i] = key;
+        self.len = self.len.saturating_add(1);
+    }
+
+    pub(crate) fn contains(&self, key: u64) -> bool {
+        let n = usize::from(self.len).min(self.keys.len());
+        self.keys[..n].contains(&key)
+    }
+
+    pub(crate) fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+/// The endpoint an upstream answer came from, on answers a retry may follow (not
+/// 2xx or 3xx, or carrying `grpc-status`), for [`Tried`].
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct AnsweredBy(pub(crate) u64);
+
+/// The source of the error a request gets when no endpoint may take it.
+#[derive(Debug)]
+pub(crate) struct NoHealthyEndpoint {
+    pub(crate) empty: bool,
+}
+
+impl std::fmt::Display for NoHealthyEndpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(if self.empty {
+            "the upstream endpoint set is empty"
+        } else {
+            "every upstream endpoint is ejected or being probed"
+        })
+    }
+}
+
+impl std::error::Error for NoHealthyEndpoint {}

@@ -1,0 +1,144 @@
+use super::set::{Pick, Unavailable};
+use super::{EndpointSet, ResponseFuture, Tried, UpstreamsLayer};
+use crate::classify::Classifier;
+use crate::error::BoxError;
+use http::{Request, Response};
+use std::fmt;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use tower_service::Service;
+
+/// Middleware that sends every attempt to an endpoint of an [`EndpointSet`],
+/// picked per attempt, and judges the endpoint's health by how the attempt went.
+/// See the [module docs](super).
+///
+/// `poll_ready` picks the endpoint first: when none may take a request, the inner
+/// service is not polled at all, and the call fails at once with a
+/// [`GatewayError`](crate::GatewayError) of kind
+/// [`DestinationUnavailable`](crate::ErrorKind::DestinationUnavailable). Errors are
+/// [`BoxError`]s: an attempt's failure is a classified `GatewayError` naming the
+/// endpoint as its [`next_hop`](crate::GatewayError::next_hop).
+///
+/// ```
+/// use tower_bad_gateway::upstreams::{EndpointSet, Upstreams};
+/// use tower_bad_gateway::{ErrorKind, GatewayError};
+/// use tower::ServiceExt;
+/// # #[tokio::main(flavor = "current_thread")] async fn main() {
+/// let client = tower::service_fn(|req: http::Request<()>| async move {
+///     // The client sees the endpoint's scheme and authority, the request's path.
+///     assert_eq!(req.uri(), "http://10.0.0.1:8080/orders?id=7");
+///     Ok::<_, std::io::Error>(http::Response::new(()))
+/// });
+/// let set = EndpointSet::from_urls(["http://10.0.0.1:8080"]).unwrap();
+/// let svc = Upstreams::new(client, set);
+/// let res = svc.oneshot(http::Request::get("/orders?id=7").body(()).unwrap()).await.unwrap();
+/// assert_eq!(res.status(), 200);
+/// # }
+/// ```
+pub struct Upstreams<S> {
+    inner: S,
+    config: Arc<Config>,
+    /// The pick `poll_ready` made, for the next `call`.
+    reserved: Option<Result<Pick, Unavailable>>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Config {
+    pub(super) set: Option<EndpointSet>,
+    pub(super) classifier: Classifier,
+}
+
+impl<S> Upstreams<S> {
+    /// Sends every attempt to an endpoint of `set`.
+    pub fn new(inner: S, set: EndpointSet) -> Self {
+        UpstreamsLayer::new(set).layer_service(inner)
+    }
+
+    pub(super) fn from_shared(inner: S, config: Arc<Config>) -> Self {
+        Self {
+            inner,
+            config,
+            reserved: None,
+        }
+    }
+
+    /// An [`UpstreamsLayer`] for `set`.
+    pub fn layer(set: EndpointSet) -> UpstreamsLayer {
+        UpstreamsLayer::new(set)
+    }
+
+    crate::macros::define_inner_service_accessors!();
+}
+
+impl UpstreamsLayer {
+    fn layer_service<S>(&self, inner: S) -> Upstreams<S> {
+        tower_layer::Layer::layer(self, inner)
+    }
+}
+
+/// A clone has made no pick yet.
+impl<S: Clone> Clone for Upstreams<S> {
+    fn clone(&self) -> Self {
+        Self::from_shared(self.inner.clone(), self.config.clone())
+    }
+}
+
+impl<S: fmt::Debug> fmt::Debug for Upstreams<S> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Upstreams")
+            .field("inner", &self.inner)
+            .field("set", &self.config.set)
+            .field("reserved", &self.reserved.as_ref().map(|r| r.as_ref().ok()))
+            .finish()
+    }
+}
+
+impl<S, B, ResB> Service<Request<B>> for Upstreams<S>
+where
+    S: Service<Request<B>, Response = Response<ResB>>,
+    S::Error: Into<BoxError>,
+{
+    type Response = Response<ResB>;
+    type Error = BoxError;
+    type Future = ResponseFuture<S::Future>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        if let Some(set) = &self.config.set {
+            let reserved = self
+                .reserved
+                .get_or_insert_with(|| set.pick(None, crate::random::next_u64()));
+            if reserved.is_err() {
+                // Failing fast: the client is not even asked whether it is ready.
+                return Poll::Ready(Ok(()));
+            }
+        }
+        self.inner.poll_ready(cx).map_err(Into::into)
+    }
+
+    fn call(&mut self, mut req: Request<B>) -> Self::Future {
+        let Some(set) = &self.config.set else {
+            return ResponseFuture::passthrough(self.inner.call(req));
+        };
+        let tried = req.extensions().get::<Tried>().filter(|t| !t.is_empty());
+        let pick = match self.reserved.take() {
+            // A retry: go elsewhere if anywhere else may take it.
+            Some(Ok(pick)) if tried.is_some_and(|t| t.contains(pick.key())) => {
+                match set.pick(tried, crate::random::next_u64()) {
+                    Ok(other) => Ok(other),
+                    Err(_) => Ok(pick),
+                }
+            }
+            Some(reserved) => reserved,
+            // `call` without `poll_ready` breaks the `Service` contract; pick anyway.
+            None => set.pick(tried, crate::random::next_u64()),
+        };
+        match pick {
+            Ok(pick) => {
+                let uri = std::mem::take(req.uri_mut());
+                *req.uri_mut() = pick.endpoint().rewrite(uri);
+                ResponseFuture::picked(self.inner.call(req), pick, self.config.clone())
+            }
+            Err(unavailable) => ResponseFuture::unavailable(unavailable),
+        }
+    }
+}

@@ -1,0 +1,425 @@
+use super::endpoint::Problem;
+use super::health::{Avail, EndpointState, Health, HealthPolicy, Outcome, nanos};
+use super::{Endpoint, EndpointError, Tried};
+use arc_swap::ArcSwap;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// The replicas of one upstream, and what the gateway has seen of each.
+///
+/// A handle: clones share the endpoints and their health, so every clone of the
+/// service (axum clones it per request) sees the same ejections. Give it to
+/// [`GatewayLayer::upstreams`](crate::GatewayLayer::upstreams) or an
+/// [`UpstreamsLayer`](super::UpstreamsLayer); keep a clone to change the members at
+/// runtime with [`replace`](Self::replace) or [`discover`](Self::discover).
+///
+/// ```
+/// use tower_bad_gateway::upstreams::{EndpointSet, Health, HealthPolicy};
+///
+/// let set = EndpointSet::from_urls(["http://10.0.0.1:8080", "http://10.0.0.2:8080"])
+///     .unwrap()
+///     .health_policy(HealthPolicy::new().consecutive_failures(3));
+/// assert_eq!(set.len(), 2);
+/// assert!(set.health().iter().all(|(_, h)| *h == Health::Healthy));
+///
+/// // Later, from service discovery: .1 stays (with its health), .3 joins, .2 leaves.
+/// set.replace(["http://10.0.0.1:8080".parse().unwrap(), "http://10.0.0.3:8080".parse().unwrap()])
+///     .unwrap();
+/// assert_eq!(set.len(), 2);
+///
+/// assert!(EndpointSet::from_urls(["10.0.0.1:8080"]).is_err()); // no scheme: a clear error
+/// ```
+#[derive(Clone)]
+pub struct EndpointSet {
+    shared: Arc<Shared>,
+}
+
+pub(super) struct Shared {
+    members: ArcSwap<Members>,
+    pub(super) policy: HealthPolicy,
+    epoch: Instant,
+}
+
+/// One version of the membership. Replacing it never disturbs a request in
+/// flight: that request holds its endpoint's state.
+struct Members {
+    list: Vec<Arc<EndpointState>>,
+}
+
+/// An endpoint chosen for one attempt: it counts as in flight, and holds the probe
+/// slot if it is the probe, until it is dropped. A dropped pick that recorded no
+/// outcome (a cancelled attempt) frees its probe slot.
+pub(crate) struct Pick {
+    state: Arc<EndpointState>,
+    shared: Arc<Shared>,
+    probe: bool,
+    recorded: bool,
+}
+
+/// No endpoint may take the request.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Unavailable {
+    /// Time until the next probe may go, when one is scheduled.
+    pub(crate) retry_after: Option<Duration>,
+    /// The set has no endpoint at all.
+    pub(crate) empty: bool,
+}
+
+impl EndpointSet {
+    /// A set of these endpoints, with the default [`HealthPolicy`].
+    ///
+    /// An empty list, or an endpoint listed twice, is an error.
+    pub fn new(endpoints: impl IntoIterator<Item = Endpoint>) -> Result<Self, EndpointError> {
+        let members = Members::build(endpoints, &HashMap::new())?;
+        Ok(Self {
+            shared: Arc::new(Shared {
+                members: ArcSwap::from_pointee(members),
+                policy: HealthPolicy::default(),
+                epoch: Instant::now(),
+            }),
+        })
+    }
+
+    /// A set of the endpoints these URLs name (`http://host:port` or `https://...`).
+    pub fn from_urls<I>(urls: I) -> Result<Self, EndpointError>
+    where
+        I: IntoIterator,
+        I::Item: AsRef<str>,
+    {
+        let endpoints = urls
+            .into_iter()
+            .map(|url| url.as_ref().parse())
+            .collect::<Result<Vec<Endpoint>, _>>()?;
+        Self::new(endpoints)
+    }
+
+    /// Judges the endpoints' health by `policy`. Set it before cloning the set:
+    /// clones made earlier keep the policy they had (and the same endpoint health).
+    pub fn health_policy(self, policy: HealthPolicy) -> Self {
+        let members = self.shared.members.load_full();
+        Self {
+            shared: Arc::new(Shared {
+                members: ArcSwap::new(members),
+                policy,
+                epoch: self.shared.epoch,
+            }),
+        }
+    }
+
+    /// Replaces the members. Endpoints that stay keep their health (an ejected one
+    /// stays ejected); requests in flight to one that leaves complete normally.
+    /// An empty list, or an endpoint listed twice, is an error and changes nothing.
+    pub fn replace(
+        &self,
+        endpoints: impl IntoIterator<Item = Endpoint>,
+    ) -> Result<(), EndpointError> {
+        self.replace_with(endpoints, false)
+    }
+
+    fn replace_with(
+        &self,
+        endpoints: impl IntoIterator<Item = Endpoint>,
+        allow_empty: bool,
+    ) -> Result<(), EndpointError> {
+        let current = self.shared.members.load_full();
+        let kept: HashMap<&Endpoint, &Arc<EndpointState>> = current
+            .list
+            .iter()
+            .map(|state| (&state.endpoint, state))
+            .collect();
+        let members = match Members::build(endpoints, &kept) {
+            Err(e) if allow_empty && e.is_empty() => Members { list: Vec::new() },
+            other => other?,
+        };
+        #[cfg(feature = "tracing")]
+        {
+            let stayed = members
+                .list
+                .iter()
+                .filter(|s| kept.contains_key(&s.endpoint))
+                .count();
+            tracing::info!(
+                endpoints = members.list.len(),
+                added = members.list.len() - stayed,
+                removed = current.list.len() - stayed,
+                "upstream endpoint set replaced",
+            );
+        }
+        self.shared.members.store(Arc::new(members));
+        Ok(())
+    }
+
+    /// Follows a [`tower::discover::Discover`] stream of endpoints: every insertion
+    /// and removal changes the set, as [`replace`](Self::replace) does (endpoints
+    /// that stay keep their health). Spawn the future; it ends when the stream does,
+    /// or with the stream's error. A stream may remove every endpoint: the set then
+    /// answers every request `503` until one comes back.
+    ///
+    /// ```
+    /// use tower_bad_gateway::upstreams::{Endpoint, EndpointSet};
+    /// use tower::discover::ServiceList;
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let set = EndpointSet::from_urls(["http://10.0.0.1:8080"]).unwrap();
+    /// // Any `Discover` of `Endpoint`s: DNS, Kubernetes, Consul... Here, a fixed list.
+    /// let found: Vec<Endpoint> = vec!["http://10.0.0.2:8080".parse().unwrap(), "http://10.0.0.3:8080".parse().unwrap()];
+    /// set.discover(ServiceList::new(found)).await.unwrap();
+    /// let now: Vec<String> = set.health().iter().map(|(ep, _)| ep.to_string()).collect();
+    /// assert_eq!(now, ["http://10.0.0.2:8080", "http://10.0.0.3:8080"]);
+    /// # }
+    /// ```
+    pub async fn discover<D>(&self, discover: D) -> Result<(), D::Error>
+    where
+        D: tower::discover::Discover<Service = Endpoint>,
+        D::Key: Eq + std::hash::Hash,
+    {
+        use std::future::poll_fn;
+        use std::task::Poll;
+        use tower::discover::Change;
+        let mut discover = std::pin::pin!(discover);
+        let mut known: HashMap<D::Key, Endpoint> = HashMap::new();
+        loop {
+            // Take every change that is ready, then apply them at once.
+            let mut changed = false;
+            let ended = poll_fn(|cx| {
+                loop {
+                    match discover.as_mut().poll_discover(cx) {
+                        Poll::Ready(Some(Ok(Change::Insert(key, ep)))) => {
+                            known.insert(key, ep);
+                            changed = true;
+                        }
+                        Poll::Ready(Some(Ok(Change::Remove(key)))) => {
+                            changed |= known.remove(&key).is_some();
+                        }
+                        Poll::Ready(Some(Err(e))) => return Poll::Ready(Err(e)),
+                        Poll::Ready(None) => return Poll::Ready(Ok(true)),
+                        Poll::Pending if changed => return Poll::Ready(Ok(false)),
+                        Poll::Pending => return Poll::Pending,
+                    }
+                }
+            })
+            .await?;
+            if changed {
+                // Two keys may name the same endpoint: it is one member.
+                let mut seen = std::collections::HashSet::new();
+                let mut endpoints: Vec<Endpoint> = known.values().cloned().collect();
+                endpoints.retain(|ep| seen.insert(ep.clone()));
+                endpoints.sort_by_cached_key(Endpoint::to_string);
+                // Cannot fail: no duplicates, and empty is allowed here.
+                let _ = self.replace_with(endpoints, true);
+            }
+            if ended {
+                return Ok(());
+            }
+        }
+    }
+
+    /// The number of endpoints.
+    pub fn len(&self) -> usize {
+        self.shared.members.load().list.len()
+    }
+
+    /// Whether the set has no endpoint (only a [`discover`](Self::discover) stream
+    /// can empty it).
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Every endpoint and its health, in the order given.
+    pub fn health(&self) -> Vec<(Endpoint, Health)> {
+        let now = self.shared.now();
+        self.shared
+            .members
+            .load()
+            .list
+            .iter()
+            .map(|s| (s.endpoint.clone(), s.health(now)))
+            .collect()
+    }
+
+    /// Picks an endpoint for one attempt: power of two choices on requests in
+    /// flight among the endpoints that may take it, preferring one `tried` does not
+    /// hold, and a due probe over a healthy endpoint (so that ejected endpoints come
+    /// back). Expected O(1); a full scan only when most endpoints are out.
+    pub(crate) fn pick(&self, tried: Option<&Tried>, random: u64) -> Result<Pick, Unavailable> {
+        let members = self.shared.members.load();
+        let list = &members.list;
+        let policy = &self.shared.policy;
+        let mut clock = None;
+        let mut now = || *clock.get_or_insert_with(|| self.shared.now());
+        let fresh = |s: &EndpointState| tried.is_none_or(|t| !t.contains(s.key));
+        let n = list.len();
+        if n == 0 {
+            return Err(Unavailable {
+                retry_after: None,
+                empty: true,
+            });
+        }
+        // Sampling: two distinct endpoints per round, three rounds.
+        let mut r = random;
+        for _ in 0..if n == 1 { 1 } else { 3 } {
+            let a = (r as u32 as usize) % n;
+            let b = if n == 1 {
+                a
+            } else {
+                let b = ((r >> 32) as u32 as usize) % (n - 1);
+                if b >= a { b + 1 } else { b }
+            };
+            r = r.rotate_left(17).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let (sa, sb) = (&list[a], &list[b]);
+            let va = if fresh(sa) {
+                sa.avail(policy, &mut now)
+            } else {
+                Avail::No
+            };
+            let vb = if a != b && fresh(sb) {
+                sb.avail(policy, &mut now)
+            } else {
+                Avail::No
+            };
+            for (s, v) in [(sa, va), (sb, vb)] {
+                if v == Avail::ProbeDue && s.claim_probe() {
+                    return Ok(self.take(s, true));
+                }
+            }
+            let chosen = match (va, vb) {
+                (Avail::Healthy, Avail::Healthy) => {
+                    let (la, lb) = (
+                        sa.in_flight.load(Ordering::Relaxed),
+                        sb.in_flight.load(Ordering::Relaxed),
+                    );
+                    Some(if lb < la { sb } else { sa })
+                }
+                (Avail::Healthy, _) => Some(sa),
+                (_, Avail::Healthy) => Some(sb),
+                _ => None,
+            };
+            if let Some(s) = chosen {
+                return Ok(self.take(s, false));
+            }
+        }
+        // Most endpoints are out, tried, or busy failing: scan from a random start,
+        // first for one not tried, then for any.
+        let start = (random >> 7) as usize % n;
+        for allow_tried in [false, true] {
+            if allow_tried && tried.is_none() {
+                break;
+            }
+            for i in 0..n {
+                let s = &list[(start + i) % n];
+                if !allow_tried && !fresh(s) {
+                    continue;
+                }
+                match s.avail(policy, &mut now) {
+                    Avail::Healthy => return Ok(self.take(s, false)),
+                    Avail::ProbeDue if s.claim_probe() => return Ok(self.take(s, true)),
+                    _ => {}
+                }
+            }
+        }
+        let now = now();
+        let next_probe = list
+            .iter()
+            .filter_map(|s| match s.health(now) {
+                Health::Ejected { probe_in } => Some(probe_in),
+                _ => None,
+            })
+            .min();
+        Err(Unavailable {
+            retry_after: next_probe,
+            empty: false,
+        })
+    }
+
+    fn take(&self, state: &Arc<EndpointState>, probe: bool) -> Pick {
+        state.in_flight.fetch_add(1, Ordering::Relaxed);
+        Pick {
+            state: state.clone(),
+            shared: self.shared.clone(),
+            probe,
+            recorded: false,
+        }
+    }
+}
+
+impl Shared {
+    fn now(&self) -> u64 {
+        nanos(Instant::now().saturating_duration_since(self.epoch))
+    }
+}
+
+impl Members {
+    fn build(
+        endpoints: impl IntoIterator<Item = Endpoint>,
+        kept: &HashMap<&Endpoint, &Arc<EndpointState>>,
+    ) -> Result<Self, EndpointError> {
+        let mut list: Vec<Arc<EndpointState>> = Vec::new();
+        let mut seen = std::collections::HashSet::new();
+        for ep in endpoints {
+            if !seen.insert(ep.clone()) {
+                return Err(EndpointError::new(&ep.to_string(), Problem::Duplicate));
+            }
+            let state = match kept.get(&ep) {
+                Some(state) => Arc::clone(state),
+                None => Arc::new(EndpointState::new(ep)),
+            };
+            list.push(state);
+        }
+        if list.is_empty() {
+            return Err(EndpointError::new("", Problem::Empty));
+        }
+        Ok(Self { list })
+    }
+}
+
+impl Pick {
+    pub(crate) fn endpoint(&self) -> &Endpoint {
+        &self.state.endpoint
+    }
+
+    pub(crate) fn key(&self) -> u64 {
+        self.state.key
+    }
+
+    pub(super) fn policy(&self) -> &HealthPolicy {
+        &self.shared.policy
+    }
+
+    /// Records the attempt's outcome for the endpoint's health.
+    pub(super) fn record(&mut self, outcome: Outcome) {
+        self.recorded = true;
+        let now = self.shared.now();
+        self.state
+            .record(outcome, self.probe, &self.shared.policy, now);
+    }
+}
+
+impl Drop for Pick {
+    fn drop(&mut self) {
+        self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
+        if self.probe && !self.recorded {
+            self.state.release_probe();
+        }
+    }
+}
+
+impl fmt::Debug for EndpointSet {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("EndpointSet")
+            .field("endpoints", &self.health())
+            .field("policy", &self.shared.policy)
+            .finish()
+    }
+}
+
+impl fmt::Debug for Pick {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Pick")
+            .field("endpoint", &self.state.endpoint)
+            .field("probe", &self.probe)
+            .finish()
+    }
+}

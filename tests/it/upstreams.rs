@@ -1,0 +1,501 @@
+//! Endpoint sets over real loopback replicas: retries go to another replica,
+//! passive health ejects and probes, nothing healthy fails fast, membership
+//! changes at runtime.
+
+use crate::support::{EventLog, Recorder, Replica, Script, TestBody, blackhole_port, hyper_client};
+use bytes::Bytes;
+use http::{HeaderMap, Method, Request, Response, StatusCode};
+use http_body_util::{BodyExt, Full};
+use std::convert::Infallible;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tower::{Layer, Service, ServiceExt};
+use tower_bad_gateway::retry::RetryPolicy;
+use tower_bad_gateway::upstreams::{Endpoint, EndpointSet, Health, HealthPolicy};
+use tower_bad_gateway::{GatewayLayer, UpstreamBody};
+
+type Body = UpstreamBody<TestBody>;
+
+/// The hyper-util client, counting its `poll_ready`s and, per authority, its calls.
+#[derive(Clone)]
+struct Counting<S> {
+    inner: S,
+    readies: Arc<AtomicUsize>,
+    calls: Arc<Mutex<Vec<String>>>,
+}
+
+impl<S> Counting<S> {
+    fn calls_to(&self, authority: std::net::SocketAddr) -> usize {
+        let authority = authority.to_string();
+        self.calls
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|a| **a == authority)
+            .count()
+    }
+
+    fn calls(&self) -> usize {
+        self.calls.lock().unwrap().len()
+    }
+}
+
+impl<S: Service<Request<Body>>> Service<Request<Body>> for Counting<S> {
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.readies.fetch_add(1, Ordering::SeqCst);
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> S::Future {
+        let authority = req
+            .uri()
+            .authority()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        self.calls.lock().unwrap().push(authority);
+        self.inner.call(req)
+    }
+}
+
+fn client() -> Counting<
+    hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>,
+> {
+    Counting {
+        inner: hyper_client(),
+        readies: Arc::default(),
+        calls: Arc::default(),
+    }
+}
+
+fn no_backoff() -> RetryPolicy {
+    RetryPolicy::new().backoff(Duration::ZERO, Duration::ZERO)
+}
+
+struct Answer {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+async fn send<S, B>(svc: &S, method: Method, id: &str) -> Answer
+where
+    S: Service<Request<TestBody>, Response = Response<B>, Error = Infallible> + Clone,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let body = if method == Method::POST {
+        Full::new(Bytes::from(id.to_owned()))
+    } else {
+        Full::default()
+    };
+    let req = Request::builder()
+        .method(method)
+        .uri("/orders")
+        .header("x-id", id)
+        .body(body)
+        .unwrap();
+    let res = svc.clone().oneshot(req).await.unwrap();
+    let (parts, body) = res.into_parts();
+    let body = body
+        .collect()
+        .await
+        .map(|b| b.to_bytes())
+        .unwrap_or_default();
+    Answer {
+        status: parts.status,
+        headers: parts.headers,
+        body,
+    }
+}
+
+fn health_of(set: &EndpointSet, url: &str) -> Health {
+    let ep: Endpoint = url.parse().unwrap();
+    set.health().into_iter().find(|(e, _)| *e == ep).unwrap().1
+}
+
+#[tokio::test]
+async fn behind_three_replicas_with_one_dead_every_request_succeeds_posts_included_and_each_once() {
+    let (a, b, dead) = (
+        Replica::start("a").await,
+        Replica::start("b").await,
+        Replica::start("c").await,
+    );
+    dead.kill();
+    let set = EndpointSet::from_urls([a.url(), b.url(), dead.url()]).unwrap();
+    let client = client();
+    let svc = GatewayLayer::new()
+        .upstreams(set.clone())
+        .retry_policy(no_backoff())
+        .layer(client.clone());
+    for i in 0..60 {
+        let method = if i % 2 == 0 {
+            Method::POST
+        } else {
+            Method::GET
+        };
+        let answer = send(&svc, method.clone(), &i.to_string()).await;
+        assert_eq!(answer.status, 200, "{method} {i}: {:?}", answer.headers);
+        assert!(answer.body == "a" || answer.body == "b");
+    }
+    let mut seen = [a.seen(), b.seen()].concat();
+    seen.sort_by_key(|id| id.parse::<u32>().unwrap());
+    let expected: Vec<String> = (0..60).map(|i: u32| i.to_string()).collect();
+    assert_eq!(
+        seen, expected,
+        "every request reached a live replica exactly once"
+    );
+    // The dead one took at most the threshold (5) before it was ejected.
+    let to_dead = client.calls_to(dead.addr);
+    assert!(
+        (1..=5).contains(&to_dead),
+        "{to_dead} attempts went to the dead replica"
+    );
+    assert!(matches!(
+        health_of(&set, &dead.url()),
+        Health::Ejected { .. }
+    ));
+}
+
+#[tokio::test]
+async fn a_post_that_may_have_reached_a_replica_is_never_sent_to_another() {
+    // `dropper` reads each request in full, then closes without answering.
+    let dropper = Recorder::start(vec![Script::Drop]).await;
+    let good = Replica::start("good").await;
+    let set = EndpointSet::from_urls([format!("http://{}", dropper.addr), good.url()])
+        .unwrap()
+        .health_policy(HealthPolicy::new().consecutive_failures(1000));
+    let svc = GatewayLayer::new()
+        .upstreams(set)
+        .retry_policy(no_backoff())
+        .layer(client());
+    let mut dropped_posts = 0;
+    for i in 0..20 {
+        let post = send(&svc, Method::POST, &format!("post-{i}")).await;
+        if post.status == StatusCode::BAD_GATEWAY {
+            dropped_posts += 1;
+            assert!(
+                post.headers["proxy-status"]
+                    .to_str()
+                    .unwrap()
+                    .contains("connection_terminated"),
+                "{:?}",
+                post.headers
+            );
+        } else {
+            assert_eq!(post.status, 200);
+        }
+        // A GET that met the dropper goes again, to the other replica.
+        let get = send(&svc, Method::GET, &format!("get-{i}")).await;
+        assert_eq!(get.status, 200);
+        assert_eq!(get.body, "good");
+    }
+    assert!(
+        dropped_posts > 0,
+        "no POST went to the dropping replica (odds 2^-20)"
+    );
+    // Each GET met the dropper at most once: its retry went to the other replica.
+    let mut gets: Vec<String> = dropper
+        .headers()
+        .iter()
+        .filter_map(|h| h.get("x-id")?.to_str().ok().map(str::to_owned))
+        .filter(|id| id.starts_with("get-"))
+        .collect();
+    let hits = gets.len();
+    gets.dedup();
+    assert!(hits > 0, "no GET went to the dropping replica (odds 2^-20)");
+    assert_eq!(
+        gets.len(),
+        hits,
+        "a GET's retry went back to the dropping replica"
+    );
+    let posts_dropped: Vec<Bytes> = dropper
+        .received()
+        .into_iter()
+        .filter(|(m, _)| m == Method::POST)
+        .map(|(_, body)| body)
+        .collect();
+    assert_eq!(
+        posts_dropped.len(),
+        dropped_posts,
+        "each dropped POST reached it once"
+    );
+    let good_saw = good.seen();
+    for body in posts_dropped {
+        let id = String::from_utf8(body.to_vec()).unwrap();
+        assert!(!good_saw.contains(&id), "{id} was sent to a second replica");
+    }
+}
+
+#[tokio::test]
+async fn with_one_endpoint_the_set_is_a_circuit_breaker_that_fails_fast_then_probes_once() {
+    let events = EventLog::install();
+    let replica = Replica::start("back").await;
+    replica.kill();
+    let set = EndpointSet::from_urls([replica.url()])
+        .unwrap()
+        .health_policy(
+            HealthPolicy::new()
+                .consecutive_failures(2)
+                .base_ejection(Duration::from_millis(400)),
+        );
+    let client = client();
+    let svc = GatewayLayer::new()
+        .upstreams(set.clone())
+        .max_attempts(1)
+        .layer(client.clone());
+
+    for i in 0..2 {
+        let answer = send(&svc, Method::GET, &i.to_string()).await;
+        assert_eq!(answer.status, 502);
+    }
+    assert_eq!(client.calls(), 2);
+    let readies = client.readies.load(Ordering::SeqCst);
+
+    // Open: no network I/O, not even asking the client whether it is ready.
+    for i in 0..3 {
+        let answer = send(&svc, Method::GET, &format!("open-{i}")).await;
+        assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+        let proxy_status = answer.headers["proxy-status"].to_str().unwrap();
+        assert!(
+            proxy_status.ends_with("error=destination_unavailable"),
+            "{proxy_status}"
+        );
+        assert_eq!(
+            answer.headers["retry-after"], "1",
+            "the probe is under a second away"
+        );
+    }
+    assert_eq!(client.calls(), 2, "no attempt while open");
+    assert_eq!(
+        client.readies.load(Ordering::SeqCst),
+        readies,
+        "the client was not polled"
+    );
+
+    replica.restart().await;
+    tokio::time::sleep(Duration::from_millis(450)).await;
+    let probe = send(&svc, Method::GET, "probe").await;
+    assert_eq!(probe.status, 200);
+    assert_eq!(health_of(&set, &replica.url()), Health::Healthy);
+    assert_eq!(send(&svc, Method::GET, "after").await.status, 200);
+
+    let log = events.messages().join("\n");
+    for event in [
+        "upstream endpoint ejected",
+        "upstream endpoint probing",
+        "upstream endpoint restored",
+    ] {
+        assert_eq!(log.matches(event).count(), 1, "{event} once in:\n{log}");
+    }
+}
+
+#[tokio::test]
+async fn a_failed_probe_ejects_the_endpoint_again_for_twice_as_long() {
+    let replica = Replica::start("x").await;
+    replica.kill();
+    let set = EndpointSet::from_urls([replica.url()])
+        .unwrap()
+        .health_policy(
+            HealthPolicy::new()
+                .consecutive_failures(1)
+                .base_ejection(Duration::from_millis(300)),
+        );
+    let svc = GatewayLayer::new()
+        .upstreams(set.clone())
+        .max_attempts(1)
+        .layer(client());
+    assert_eq!(send(&svc, Method::GET, "1").await.status, 502);
+    tokio::time::sleep(Duration::from_millis(350)).await;
+    assert_eq!(
+        send(&svc, Method::GET, "probe").await.status,
+        502,
+        "the probe is refused"
+    );
+    match health_of(&set, &replica.url()) {
+        Health::Ejected { probe_in } => {
+            assert!(probe_in > Duration::from_millis(400), "{probe_in:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn a_cancelled_probe_frees_its_slot_and_a_timed_out_one_ejects_again() {
+    // Connecting to it hangs until the client's 150 ms connect timeout.
+    let hole = blackhole_port().await;
+    let url = format!("http://{}", hole.addr);
+    let set = EndpointSet::from_urls([url.as_str()])
+        .unwrap()
+        .health_policy(
+            HealthPolicy::new()
+                .consecutive_failures(1)
+                .base_ejection(Duration::from_millis(200)),
+        );
+    let svc = GatewayLayer::new()
+        .upstreams(set.clone())
+        .max_attempts(1)
+        .layer(client());
+    assert_eq!(
+        send(&svc, Method::GET, "1").await.status,
+        504,
+        "connect timeout"
+    );
+    assert!(matches!(health_of(&set, &url), Health::Ejected { .. }));
+    tokio::time::sleep(Duration::from_millis(250)).await;
+
+    // The probe's caller gives up (drops it) before the connect times out.
+    let probe = tokio::time::timeout(Duration::from_millis(50), send(&svc, Method::GET, "probe"));
+    assert!(probe.await.is_err());
+    assert!(
+        matches!(health_of(&set, &url), Health::Ejected { probe_in } if probe_in.is_zero()),
+        "the cancelled probe freed the slot: {:?}",
+        set.health()
+    );
+    // So the next request is the probe, not a fail-fast 503; it times out, and the
+    // endpoint is ejected again, not left probing.
+    let next = send(&svc, Method::GET, "next").await;
+    assert_eq!(next.status, 504, "{:?}", next.headers);
+    assert!(matches!(health_of(&set, &url), Health::Ejected { probe_in } if !probe_in.is_zero()));
+}
+
+#[tokio::test]
+async fn nothing_healthy_answers_a_grpc_caller_unavailable_without_a_call() {
+    let replica = Replica::start("x").await;
+    replica.kill();
+    let set = EndpointSet::from_urls([replica.url()])
+        .unwrap()
+        .health_policy(HealthPolicy::new().consecutive_failures(1));
+    let client = client();
+    let svc = GatewayLayer::new()
+        .upstreams(set)
+        .max_attempts(1)
+        .layer(client.clone());
+    assert_eq!(send(&svc, Method::GET, "1").await.status, 502);
+    let req = Request::post("/pkg.Svc/Call")
+        .header("content-type", "application/grpc")
+        .header("te", "trailers")
+        .body(Full::default())
+        .unwrap();
+    let res = svc.clone().oneshot(req).await.unwrap();
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["grpc-status"], "14");
+    assert_eq!(client.calls(), 1);
+}
+
+#[tokio::test]
+async fn replacing_the_set_keeps_health_and_loses_no_request_in_flight() {
+    let slow = Replica::start_slow("slow", Duration::from_millis(300)).await;
+    let fast = Replica::start("fast").await;
+    let set = EndpointSet::from_urls([slow.url()]).unwrap();
+    let svc = GatewayLayer::new().upstreams(set.clone()).layer(client());
+    let in_flight = tokio::spawn({
+        let svc = svc.clone();
+        async move { send(&svc, Method::POST, "in-flight").await }
+    });
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    set.replace([fast.url().parse().unwrap()]).unwrap();
+    let answer = in_flight.await.unwrap();
+    assert_eq!(
+        (answer.status, &answer.body[..]),
+        (StatusCode::OK, &b"slow"[..])
+    );
+    assert_eq!(send(&svc, Method::GET, "next").await.body, "fast");
+
+    // An ejected endpoint that stays in the set stays ejected.
+    let dead = Replica::start("dead").await;
+    dead.kill();
+    set.replace([dead.url().parse().unwrap()]).unwrap();
+    let set = set.health_policy(HealthPolicy::new().consecutive_failures(1));
+    let svc = GatewayLayer::new()
+        .upstreams(set.clone())
+        .max_attempts(1)
+        .layer(client());
+    assert_eq!(send(&svc, Method::GET, "x").await.status, 502);
+    set.replace([dead.url().parse().unwrap(), fast.url().parse().unwrap()])
+        .unwrap();
+    assert!(matches!(
+        health_of(&set, &dead.url()),
+        Health::Ejected { .. }
+    ));
+    for i in 0..10 {
+        assert_eq!(send(&svc, Method::GET, &i.to_string()).await.body, "fast");
+    }
+}
+
+#[tokio::test]
+async fn a_discover_stream_drives_the_membership() {
+    use tower::discover::Change;
+    let (a, b) = (Replica::start("a").await, Replica::start("b").await);
+    let set = EndpointSet::from_urls(["http://127.0.0.1:9"]).unwrap();
+    let (tx, rx) = tokio::sync::mpsc::channel::<Result<Change<&str, Endpoint>, Infallible>>(8);
+    let follower = tokio::spawn({
+        let set = set.clone();
+        async move {
+            set.discover(tokio_stream::wrappers::ReceiverStream::new(rx))
+                .await
+        }
+    });
+    let svc = GatewayLayer::new().upstreams(set.clone()).layer(client());
+    let settle = |want: Vec<String>| {
+        let set = set.clone();
+        async move {
+            for _ in 0..100 {
+                let now: Vec<String> = set.health().iter().map(|(e, _)| e.to_string()).collect();
+                if now == want {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            panic!("the set never became {want:?}: {:?}", set.health());
+        }
+    };
+
+    tx.send(Ok(Change::Insert("a", a.url().parse().unwrap())))
+        .await
+        .unwrap();
+    settle(vec![a.url()]).await;
+    assert_eq!(send(&svc, Method::GET, "1").await.body, "a");
+
+    tx.send(Ok(Change::Insert("b", b.url().parse().unwrap())))
+        .await
+        .unwrap();
+    tx.send(Ok(Change::Remove("a"))).await.unwrap();
+    settle(vec![b.url()]).await;
+    assert_eq!(send(&svc, Method::GET, "2").await.body, "b");
+
+    tx.send(Ok(Change::Remove("b"))).await.unwrap();
+    settle(vec![]).await;
+    let answer = send(&svc, Method::GET, "3").await;
+    assert_eq!(answer.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        answer.headers.get("retry-after").is_none(),
+        "no probe is scheduled"
+    );
+
+    drop(tx);
+    follower.await.unwrap().unwrap();
+}
+
+#[test]
+fn bad_endpoint_sets_are_clear_errors_at_build_time() {
+    let empty: [&str; 0] = [];
+    for (urls, message) in [
+        (&empty[..], "needs at least one endpoint"),
+        (&["http://a:1", "http://a:1"][..], "listed twice"),
+        (&["http://a:1", "a:2"][..], "no scheme"),
+        (&["gopher://a"][..], "http or https"),
+        (&["http:///x"][..], "upstream endpoint"),
+    ] {
+        let err = EndpointSet::from_urls(urls).unwrap_err().to_string();
+        assert!(err.contains(message), "{urls:?}: {err}");
+    }
+    let set = EndpointSet::from_urls(["http://a:1"]).unwrap();
+    assert!(set.replace(Vec::<Endpoint>::new()).is_err());
+    assert_eq!(set.len(), 1, "a failed replace changes nothing");
+}
