@@ -5,13 +5,25 @@
 //!
 //! ```text
 //! cargo run --release --example reverse_proxy -- --upstream http://127.0.0.1:8080
+//! cargo run --release --example reverse_proxy -- \
+//!     --upstream http://10.0.0.1:8080 --upstream http://10.0.0.2:8080 --upstream http://10.0.0.3:8080
 //! cargo run --example reverse_proxy            # built-in broken upstream to try
 //! ```
 //!
-//! Flags: `--listen ADDR` (default 127.0.0.1:3000), `--upstream URL`,
+//! Flags: `--listen ADDR` (default 127.0.0.1:3000), `--upstream URL` (repeat it for
+//! replicas of one upstream; all with the same path, if any),
 //! `--timeout-ms N` (per attempt, and the connect timeout; default 10000),
 //! `--body-idle-ms N` (default 30000), `--attempts N` (default 3),
 //! `--deadline-ms N` (optional), `--http2` (HTTP/2 with prior knowledge upstream).
+//!
+//! Several upstreams are balanced (power of two choices), a retry goes to another
+//! replica, and passive health ejects a failing one (see `HealthPolicy`):
+//! `--consecutive-failures N` (failures in a row that eject a replica; default 5,
+//! `0` turns ejection off), `--base-ejection-ms N` (the first ejection; default
+//! 10000, doubling with each ejection in a row), `--max-ejection-ms N` (the cap;
+//! default 300000). With a single `--upstream`, ejection is off unless
+//! `--consecutive-failures` is given, as nginx ignores `max_fails` for a lone
+//! server: one upstream whose paths fail on their own must not be cut off whole.
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
@@ -25,6 +37,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tower::ServiceBuilder;
 use tower_bad_gateway::GatewayLayer;
+use tower_bad_gateway::upstreams::{Endpoint, EndpointSet, HealthPolicy};
 
 // Its refusing and black-hole ports are for the demo: this proxy has one upstream.
 #[allow(dead_code)]
@@ -35,12 +48,18 @@ mod broken_upstream;
 #[derive(Debug, Clone)]
 pub struct Options {
     pub listen: SocketAddr,
-    pub upstream: Option<Uri>,
+    /// The replicas of the upstream (none: the built-in broken one).
+    pub upstreams: Vec<Uri>,
     pub timeout: Duration,
     pub body_idle: Duration,
     pub attempts: u32,
     pub deadline: Option<Duration>,
     pub http2: bool,
+    /// Failures in a row that eject a replica (`None`: 5 for several upstreams,
+    /// ejection off for one; `Some(0)`: off).
+    pub consecutive_failures: Option<u32>,
+    pub base_ejection: Duration,
+    pub max_ejection: Duration,
     /// No middleware: axum's `HandleErrorLayer` answers every client error with a
     /// plain 502 (the baseline the end-to-end benchmark compares against).
     pub bare: bool,
@@ -50,12 +69,15 @@ impl Default for Options {
     fn default() -> Self {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 3000)),
-            upstream: None,
+            upstreams: Vec::new(),
             timeout: Duration::from_millis(10_000),
             body_idle: Duration::from_millis(30_000),
             attempts: 3,
             deadline: None,
             http2: false,
+            consecutive_failures: None,
+            base_ejection: Duration::from_secs(10),
+            max_ejection: Duration::from_secs(300),
             bare: false,
         }
     }
@@ -80,8 +102,24 @@ impl Options {
                     if uri.scheme_str() != Some("http") || uri.authority().is_none() {
                         return Err("--upstream must be an http:// URL with a host".into());
                     }
-                    options.upstream = Some(uri);
+                    let base = |u: &Uri| u.path().trim_end_matches('/').to_owned();
+                    if options
+                        .upstreams
+                        .first()
+                        .is_some_and(|first| base(first) != base(&uri))
+                    {
+                        return Err("every --upstream must have the same path".into());
+                    }
+                    options.upstreams.push(uri);
                 }
+                "--consecutive-failures" => {
+                    let n = value()?
+                        .parse()
+                        .map_err(|e| format!("--consecutive-failures: {e}"))?;
+                    options.consecutive_failures = Some(n);
+                }
+                "--base-ejection-ms" => options.base_ejection = millis(value()?)?,
+                "--max-ejection-ms" => options.max_ejection = millis(value()?)?,
                 "--timeout-ms" => options.timeout = millis(value()?)?,
                 "--body-idle-ms" => options.body_idle = millis(value()?)?,
                 "--attempts" => {
@@ -98,12 +136,42 @@ impl Options {
     }
 }
 
-const USAGE: &str = "usage: reverse_proxy [--listen ADDR] [--upstream URL] [--timeout-ms N] \
-[--body-idle-ms N] [--attempts N] [--deadline-ms N] [--http2] [--bare]";
+const USAGE: &str = "usage: reverse_proxy [--listen ADDR] [--upstream URL]... [--timeout-ms N] \
+[--body-idle-ms N] [--attempts N] [--deadline-ms N] [--http2] [--consecutive-failures N] \
+[--base-ejection-ms N] [--max-ejection-ms N] [--bare]";
 
-/// The proxy: every request goes to `upstream` through the whole `GatewayLayer`.
-pub fn app(options: &Options, upstream: Uri) -> Router {
+/// The replicas as an endpoint set, with the health policy the flags give.
+pub fn endpoint_set(options: &Options, upstreams: &[Uri]) -> Result<EndpointSet, String> {
+    let endpoints = upstreams
+        .iter()
+        .map(|uri| {
+            // Endpoints are scheme and authority; the path is the proxy's to add.
+            let origin = format!(
+                "{}://{}",
+                uri.scheme_str().unwrap_or("http"),
+                uri.authority().map_or("", |a| a.as_str())
+            );
+            origin
+                .parse::<Endpoint>()
+                .map_err(|e| format!("--upstream: {e}"))
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let default = if upstreams.len() > 1 { 5 } else { 0 };
+    let policy = HealthPolicy::new()
+        .consecutive_failures(options.consecutive_failures.unwrap_or(default))
+        .base_ejection(options.base_ejection)
+        .max_ejection(options.max_ejection);
+    let set = EndpointSet::new(endpoints).map_err(|e| format!("--upstream: {e}"))?;
+    Ok(set.health_policy(policy))
+}
+
+/// The proxy: every request goes to one of `upstreams` through the whole
+/// `GatewayLayer`.
+pub fn app(options: &Options, upstreams: &[Uri]) -> Result<Router, String> {
+    let set = endpoint_set(options, upstreams)?;
+    let upstream = upstreams[0].clone();
     let mut gateway = GatewayLayer::new()
+        .upstreams(set)
         .max_attempts(options.attempts)
         .attempt_timeout(options.timeout)
         // An idempotent request whose attempt timed out goes again (`--attempts`).
@@ -124,14 +192,14 @@ pub fn app(options: &Options, upstream: Uri) -> Router {
             .map_request(rewrite)
             .map_response(tidy)
             .service(client(options));
-        return Router::new().fallback_service(bare);
+        return Ok(Router::new().fallback_service(bare));
     }
     let proxy = ServiceBuilder::new()
         .map_request(rewrite)
         .map_response(tidy)
         .layer(gateway)
         .service(client(options));
-    Router::new().fallback_service(proxy)
+    Ok(Router::new().fallback_service(proxy))
 }
 
 /// Removes the upstream's hop-by-hop headers from its answer and adds `Via`.
@@ -312,9 +380,9 @@ async fn main() {
     };
     // Without --upstream, a deliberately broken one to try the failures on.
     let mut _broken = None;
-    let upstream = match options.upstream.clone() {
-        Some(upstream) => upstream,
-        None => {
+    let upstreams = match options.upstreams.clone() {
+        upstreams if !upstreams.is_empty() => upstreams,
+        _ => {
             let broken = broken_upstream::BrokenUpstream::start()
                 .await
                 .expect("cannot start the built-in upstream");
@@ -322,7 +390,14 @@ async fn main() {
                 .parse()
                 .expect("a valid URI");
             _broken = Some(broken);
-            uri
+            vec![uri]
+        }
+    };
+    let app = match app(&options, &upstreams) {
+        Ok(app) => app,
+        Err(message) => {
+            eprintln!("{message}");
+            std::process::exit(2);
         }
     };
     let listener = match tokio::net::TcpListener::bind(options.listen).await {
@@ -335,14 +410,15 @@ async fn main() {
     let addr = listener
         .local_addr()
         .expect("a bound listener has an address");
-    println!("proxying http://{addr} -> {upstream}");
+    let list: Vec<String> = upstreams.iter().map(Uri::to_string).collect();
+    println!("proxying http://{addr} -> {}", list.join(", "));
     if _broken.is_some() {
         println!("built-in broken upstream; try:");
         for (path, what) in broken_upstream::PATHS {
             println!("  curl -i http://{addr}{path:<14} # {what}");
         }
     }
-    if let Err(err) = serve(listener, app(&options, upstream), shutdown_signal()).await {
+    if let Err(err) = serve(listener, app, shutdown_signal()).await {
         eprintln!("server error: {err}");
         std::process::exit(1);
     }

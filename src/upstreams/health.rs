@@ -96,9 +96,10 @@ impl HealthPolicy {
         Self::default()
     }
 
-    /// Failures in a row that eject an endpoint (at least 1).
+    /// Failures in a row that eject an endpoint; `0` turns ejection off (the set
+    /// still balances, and retries still go elsewhere).
     pub fn consecutive_failures(mut self, failures: u32) -> Self {
-        self.failures = failures.max(1);
+        self.failures = failures;
         self
     }
 
@@ -236,6 +237,7 @@ impl EndpointState {
             HEALTHY => {
                 let failures = self.failures.load(Ordering::Relaxed);
                 if failures == 0
+                    || policy.failures == 0
                     || failures + self.in_flight.load(Ordering::Relaxed) < policy.failures
                 {
                     Avail::Healthy
@@ -280,6 +282,7 @@ impl EndpointState {
                 #[cfg(feature = "tracing")]
                 tracing::info!(endpoint = %self.endpoint, "upstream endpoint restored: its probe succeeded");
             }
+            (Outcome::Failure, false) if policy.failures == 0 => {}
             (Outcome::Failure, false) => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
                 if failures >= policy.failures {
@@ -357,6 +360,17 @@ mod tests {
 
     fn state() -> EndpointState {
         EndpointState::new("http://127.0.0.1:1".parse().unwrap())
+    }
+
+    #[test]
+    fn zero_consecutive_failures_turns_ejection_off() {
+        let p = HealthPolicy::new().consecutive_failures(0);
+        let s = state();
+        for _ in 0..100 {
+            s.record(Outcome::Failure, false, &p, 0);
+        }
+        assert_eq!(s.health(0), Health::Healthy);
+        assert_eq!(s.avail(&p, &mut || 0), Avail::Healthy);
     }
 
     #[test]

@@ -23,7 +23,18 @@ const MS: Duration = Duration::from_millis(1);
 async fn proxy(upstream: SocketAddr, options: Options) -> SocketAddr {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    let app = reverse_proxy::app(&options, format!("http://{upstream}").parse().unwrap());
+    let app =
+        reverse_proxy::app(&options, &[format!("http://{upstream}").parse().unwrap()]).unwrap();
+    tokio::spawn(reverse_proxy::serve(listener, app, std::future::pending()));
+    addr
+}
+
+/// Starts the example's proxy in front of several replicas.
+async fn proxy_to(upstreams: &[String], options: Options) -> SocketAddr {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let uris: Vec<http::Uri> = upstreams.iter().map(|u| u.parse().unwrap()).collect();
+    let app = reverse_proxy::app(&options, &uris).unwrap();
     tokio::spawn(reverse_proxy::serve(listener, app, std::future::pending()));
     addr
 }
@@ -360,4 +371,119 @@ fn bad_flags_are_clear_errors() {
     .unwrap();
     assert_eq!(ok.deadline, Some(250 * MS));
     assert!(ok.http2);
+}
+
+#[tokio::test]
+async fn several_upstreams_are_balanced_and_a_dead_one_costs_no_client_a_failure() {
+    use support::Replica;
+    let (a, b, dead) = (
+        Replica::start("a").await,
+        Replica::start("b").await,
+        Replica::start("c").await,
+    );
+    dead.kill();
+    let gateway = proxy_to(&[a.url(), b.url(), dead.url()], Options::default()).await;
+    let client = client();
+    for i in 0..40 {
+        let req = if i % 2 == 0 {
+            client
+                .post(format!("http://{gateway}/orders"))
+                .body(format!("{i}"))
+        } else {
+            client.get(format!("http://{gateway}/orders"))
+        };
+        let res = req.header("x-id", i.to_string()).send().await.unwrap();
+        assert_eq!(
+            res.status(),
+            StatusCode::OK,
+            "request {i}: {:?}",
+            res.headers()
+        );
+    }
+    let mut seen = [a.seen(), b.seen()].concat();
+    seen.sort_by_key(|id| id.parse::<u32>().unwrap());
+    let expected: Vec<String> = (0..40).map(|i: u32| i.to_string()).collect();
+    assert_eq!(
+        seen, expected,
+        "each request reached one live replica, once"
+    );
+    assert!(
+        !a.seen().is_empty() && !b.seen().is_empty(),
+        "both live replicas served"
+    );
+}
+
+#[tokio::test]
+async fn a_lone_upstream_is_not_ejected_unless_asked() {
+    let upstream = Upstream::raw("", After::Close).await;
+    let url = format!("http://{}", upstream.addr);
+    // Default: like nginx for a lone server, never cut off.
+    let gateway = proxy_to(&[url.clone()], options(500 * MS, 1000 * MS, 1, None)).await;
+    for _ in 0..8 {
+        let res = client()
+            .get(format!("http://{gateway}/x"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    }
+    // Asked: a circuit breaker.
+    let breaker = Options {
+        consecutive_failures: Some(2),
+        ..options(500 * MS, 1000 * MS, 1, None)
+    };
+    let gateway = proxy_to(&[url], breaker).await;
+    let statuses: Vec<u16> = {
+        let mut out = Vec::new();
+        for _ in 0..4 {
+            let res = client()
+                .get(format!("http://{gateway}/x"))
+                .send()
+                .await
+                .unwrap();
+            out.push(res.status().as_u16());
+        }
+        out
+    };
+    assert_eq!(statuses, [502, 502, 503, 503]);
+}
+
+#[test]
+fn the_upstream_set_flags_are_checked() {
+    let parse = |args: &[&str]| Options::parse(args.iter().map(|s| s.to_string()));
+    let two = parse(&["--upstream", "http://a:1", "--upstream", "http://b:2"]).unwrap();
+    assert_eq!(two.upstreams.len(), 2);
+    assert!(
+        parse(&[
+            "--upstream",
+            "http://a:1/api",
+            "--upstream",
+            "http://b:2/v2"
+        ])
+        .unwrap_err()
+        .contains("same path")
+    );
+    assert!(
+        parse(&["--consecutive-failures", "many"])
+            .unwrap_err()
+            .contains("--consecutive-failures")
+    );
+    let tuned = parse(&[
+        "--consecutive-failures",
+        "3",
+        "--base-ejection-ms",
+        "500",
+        "--max-ejection-ms",
+        "4000",
+    ])
+    .unwrap();
+    assert_eq!(tuned.consecutive_failures, Some(3));
+    assert_eq!(tuned.base_ejection, 500 * MS);
+    assert_eq!(tuned.max_ejection, 4000 * MS);
+    let dup = ["http://a:1".parse().unwrap(), "http://a:1".parse().unwrap()];
+    assert!(
+        reverse_proxy::app(&Options::default(), &dup)
+            .unwrap_err()
+            .contains("listed twice")
+    );
 }
