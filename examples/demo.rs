@@ -1,6 +1,8 @@
 //! A self-contained tour: a deliberately broken upstream and a gateway in front of
 //! it, both on loopback in this process. One request per failure; each answer is
-//! printed as a row of a table.
+//! printed as a row of a table. Then three replicas behind one gateway, one of them
+//! dead: clients see no failure, and the dead one is ejected, probed and restored
+//! when it comes back.
 //!
 //! ```text
 //! cargo run --example demo
@@ -16,9 +18,11 @@ use hyper_util::rt::TokioExecutor;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
+use tower::Layer;
 use tower::ServiceBuilder;
 use tower_bad_gateway::timeout::TimeoutLayer;
-use tower_bad_gateway::{BadGatewayLayer, GatewayError, ResponsePolicy};
+use tower_bad_gateway::upstreams::{EndpointSet, Health, HealthPolicy};
+use tower_bad_gateway::{BadGatewayLayer, GatewayError, GatewayLayer, ResponsePolicy};
 
 // Its list of paths is for the reverse proxy's help; the demo has its own cases.
 #[allow(dead_code)]
@@ -166,4 +170,95 @@ async fn main() {
     );
     println!("stream instead of ending it cleanly; gRPC calls get grpc-status instead.");
     drop(broken);
+
+    replicas().await;
+}
+
+/// Three replicas behind one gateway, the third dead at first.
+async fn replicas() {
+    println!();
+    println!("Three replicas of one upstream, c dead (its port refuses connections)");
+    println!("{}", "─".repeat(72));
+    let a = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let b = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    // c's port, free again: connecting to it is refused until c starts.
+    let c_addr = TcpListener::bind("127.0.0.1:0")
+        .await
+        .unwrap()
+        .local_addr()
+        .unwrap();
+    let urls = [a.local_addr(), b.local_addr()]
+        .map(|addr| format!("http://{}", addr.unwrap()))
+        .into_iter()
+        .chain([format!("http://{c_addr}")]);
+    tokio::spawn(replica("a", a));
+    tokio::spawn(replica("b", b));
+
+    let set = EndpointSet::from_urls(urls).unwrap().health_policy(
+        HealthPolicy::new()
+            .consecutive_failures(2)
+            .base_ejection(Duration::from_millis(500)),
+    );
+    let client =
+        Client::builder(TokioExecutor::new()).build_http::<tower_bad_gateway::UpstreamBody<Body>>();
+    let gateway = GatewayLayer::new().upstreams(set.clone()).layer(client);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        axum::serve(listener, Router::new().fallback_service(gateway))
+            .await
+            .unwrap();
+    });
+
+    let http = reqwest::Client::new();
+    let round = |label: &'static str| {
+        let (http, set) = (http.clone(), set.clone());
+        async move {
+            let mut answers = Vec::new();
+            for i in 0..12 {
+                let req = if i % 2 == 0 {
+                    http.post(format!("http://{addr}/orders"))
+                } else {
+                    http.get(format!("http://{addr}/orders"))
+                };
+                let res = req.body("order").send().await.unwrap();
+                let status = res.status().as_u16();
+                let body = res.text().await.unwrap_or_default();
+                answers.push(if status == 200 {
+                    body
+                } else {
+                    status.to_string()
+                });
+            }
+            let health: Vec<String> = set
+                .health()
+                .iter()
+                .zip(["a", "b", "c"])
+                .map(|((_, health), name)| match health {
+                    Health::Healthy => format!("{name} healthy"),
+                    Health::Ejected { probe_in } => {
+                        format!("{name} ejected (probe in {} ms)", probe_in.as_millis())
+                    }
+                    _ => format!("{name} probing"),
+                })
+                .collect();
+            println!("{label:<26} answered by {}", answers.join(" "));
+            println!("{:<26} {}", "", health.join(", "));
+        }
+    };
+    round("12 requests, POST and GET").await;
+    tokio::spawn(replica("c", TcpListener::bind(c_addr).await.unwrap()));
+    println!("c comes back; after its ejection one request probes it:");
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    round("12 more requests").await;
+    println!();
+    println!("No client saw a failure: a request that never reached c went to a or b");
+    println!("(POSTs too, since they provably were not sent), c was ejected after 2");
+    println!("refusals, then one probe restored it.");
+}
+
+/// A replica that answers every request with its name.
+async fn replica(name: &'static str, listener: TcpListener) {
+    let app = Router::new().fallback(move || async move { name });
+    axum::serve(listener, app).await.unwrap();
 }
