@@ -499,3 +499,234 @@ fn bad_endpoint_sets_are_clear_errors_at_build_time() {
     assert!(set.replace(Vec::<Endpoint>::new()).is_err());
     assert_eq!(set.len(), 1, "a failed replace changes nothing");
 }
+
+/// A log of every attempt the client made to one address: when it started, when
+/// it ended, and whether it failed.
+#[derive(Clone)]
+struct AttemptLog<S> {
+    inner: S,
+    watched: std::net::SocketAddr,
+    log: Arc<Mutex<Vec<(std::time::Instant, Option<std::time::Instant>)>>>,
+}
+
+impl<S> Service<Request<Body>> for AttemptLog<S>
+where
+    S: Service<Request<Body>>,
+    S::Future: Send + 'static,
+    S::Response: Send + 'static,
+    S::Error: Send + 'static,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future =
+        std::pin::Pin<Box<dyn std::future::Future<Output = Result<S::Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
+        let watched = req.uri().authority().map(|a| a.as_str()) == Some(&self.watched.to_string());
+        let future = self.inner.call(req);
+        if !watched {
+            return Box::pin(future);
+        }
+        let log = self.log.clone();
+        let i = {
+            let mut log = log.lock().unwrap();
+            log.push((std::time::Instant::now(), None));
+            log.len() - 1
+        };
+        Box::pin(async move {
+            let result = future.await;
+            if result.is_err() {
+                log.lock().unwrap()[i].1 = Some(std::time::Instant::now());
+            }
+            result
+        })
+    }
+}
+
+/// 3 replicas, one killed and restarted mid-run; 10,000 requests (half POSTs) at
+/// concurrency 64. Every answer is checked, no POST reaches a replica twice, and
+/// while the replica is dead, no more attempts go to it than the threshold (after
+/// its first refusal) plus one probe per ejection.
+#[tokio::test]
+async fn load_three_replicas_one_killed_and_restarted_mid_run() {
+    const TOTAL: usize = 10_000;
+    const THRESHOLD: u32 = 5;
+    let events = EventLog::install();
+    let (a, b, c) = (
+        Replica::start("a").await,
+        Replica::start("b").await,
+        Replica::start("c").await,
+    );
+    let set = EndpointSet::from_urls([a.url(), b.url(), c.url()])
+        .unwrap()
+        .health_policy(
+            HealthPolicy::new()
+                .consecutive_failures(THRESHOLD)
+                .base_ejection(Duration::from_millis(50))
+                .max_ejection(Duration::from_millis(200)),
+        );
+    let attempts = AttemptLog {
+        inner: hyper_client::<Body>(),
+        watched: c.addr,
+        log: Arc::default(),
+    };
+    let svc = GatewayLayer::new()
+        .upstreams(set.clone())
+        .retry_policy(RetryPolicy::new().backoff(Duration::ZERO, Duration::from_millis(5)))
+        .layer(attempts.clone());
+
+    let done = Arc::new(AtomicUsize::new(0));
+    let window = Arc::new(Mutex::new((None, None)));
+    let chaos = tokio::spawn({
+        let (done, window, c) = (done.clone(), window.clone(), c.clone());
+        async move {
+            while done.load(Ordering::SeqCst) < TOTAL / 10 {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            c.kill();
+            let killed = std::time::Instant::now();
+            window.lock().unwrap().0 = Some(killed);
+            while killed.elapsed() < Duration::from_millis(300) {
+                tokio::time::sleep(Duration::from_millis(1)).await;
+            }
+            window.lock().unwrap().1 = Some(std::time::Instant::now());
+            c.restart().await;
+        }
+    });
+
+    let next = Arc::new(AtomicUsize::new(0));
+    let answers: Arc<Mutex<Vec<(usize, StatusCode, String, Bytes)>>> = Arc::default();
+    let mut workers = tokio::task::JoinSet::new();
+    for _ in 0..64 {
+        let (svc, next, done, answers) = (svc.clone(), next.clone(), done.clone(), answers.clone());
+        workers.spawn(async move {
+            loop {
+                let i = next.fetch_add(1, Ordering::SeqCst);
+                if i >= TOTAL {
+                    return;
+                }
+                let method = if i % 2 == 0 {
+                    Method::POST
+                } else {
+                    Method::GET
+                };
+                let answer = send(&svc, method, &i.to_string()).await;
+                let proxy_status = answer
+                    .headers
+                    .get("proxy-status")
+                    .map(|v| v.to_str().unwrap().to_owned())
+                    .unwrap_or_default();
+                answers
+                    .lock()
+                    .unwrap()
+                    .push((i, answer.status, proxy_status, answer.body));
+                done.fetch_add(1, Ordering::SeqCst);
+            }
+        });
+    }
+    while let Some(result) = workers.join_next().await {
+        result.unwrap();
+    }
+    chaos.await.unwrap();
+
+    // What each replica received, by id.
+    let mut received: std::collections::HashMap<String, Vec<&str>> = Default::default();
+    for replica in [&a, &b, &c] {
+        for id in replica.seen() {
+            received.entry(id).or_default().push(replica.name);
+        }
+    }
+    let answers = answers.lock().unwrap();
+    assert_eq!(answers.len(), TOTAL, "every request got exactly one answer");
+    let mut failed_posts = 0;
+    for (i, status, proxy_status, body) in answers.iter() {
+        let post = i % 2 == 0;
+        let got = received
+            .get(&i.to_string())
+            .map(Vec::as_slice)
+            .unwrap_or(&[]);
+        if post {
+            assert!(got.len() <= 1, "POST {i} reached {got:?}");
+        }
+        if *status == StatusCode::OK {
+            let by = std::str::from_utf8(body).unwrap();
+            assert!(
+                got.contains(&by),
+                "{i} answered by {by} but received by {got:?}"
+            );
+        } else {
+            // Only a POST caught on the replica as it died may fail: it may have
+            // reached it, so it is not sent again.
+            assert!(post, "GET {i}: {status} {proxy_status}");
+            assert_eq!(*status, StatusCode::BAD_GATEWAY, "POST {i}: {proxy_status}");
+            assert!(
+                proxy_status.contains("connection_terminated")
+                    || proxy_status.contains("http_response_incomplete"),
+                "POST {i}: {proxy_status}"
+            );
+            failed_posts += 1;
+        }
+    }
+    assert!(
+        failed_posts <= 64,
+        "{failed_posts} POSTs failed: more than were in flight"
+    );
+
+    // While c was dead: after its first refusal, at most THRESHOLD - 1 more
+    // attempts before the first ejection, then one probe per ejection.
+    let (killed, restarted) = {
+        let w = window.lock().unwrap();
+        (w.0.unwrap(), w.1.unwrap())
+    };
+    let log = attempts.log.lock().unwrap().clone();
+    let first_refusal = log
+        .iter()
+        .filter(|(start, failed)| *start >= killed && failed.is_some())
+        .filter_map(|(_, failed)| *failed)
+        .min()
+        .expect("c refused at least once");
+    let after_first = log
+        .iter()
+        .filter(|(start, _)| *start > first_refusal && *start < restarted)
+        .count();
+    let messages = events.messages();
+    let probes = messages
+        .iter()
+        .filter(|m| m.contains("upstream endpoint probing") && m.contains(&c.addr.to_string()))
+        .count();
+    let ejections = messages
+        .iter()
+        .filter(|m| m.contains("upstream endpoint ejected") && m.contains(&c.addr.to_string()))
+        .count();
+    assert!(
+        ejections >= 2,
+        "c was ejected, then failed a probe: {ejections}"
+    );
+    assert!(
+        after_first <= (THRESHOLD as usize - 1) + probes,
+        "{after_first} attempts went to dead c after its first refusal; {probes} probes"
+    );
+    // c comes back into service (if the run ended before its probe, the next
+    // requests probe it).
+    let mut back = false;
+    for i in 0..40 {
+        if send(&svc, Method::GET, &format!("after-{i}")).await.body == "c" {
+            back = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(
+        back && health_of(&set, &c.url()) == Health::Healthy,
+        "{:?}",
+        set.health()
+    );
+    eprintln!(
+        "load: {failed_posts} POSTs caught by the kill; c: {after_first} attempts after its \
+         first refusal, {probes} probes, {ejections} ejections"
+    );
+}
