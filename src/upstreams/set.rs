@@ -161,14 +161,20 @@ impl EndpointSet {
     ///
     /// ```
     /// use tower_bad_gateway::upstreams::{Endpoint, EndpointSet};
-    /// use tower::discover::ServiceList;
+    /// use tower::discover::Change;
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
     /// let set = EndpointSet::from_urls(["http://10.0.0.1:8080"]).unwrap();
-    /// // Any `Discover` of `Endpoint`s: DNS, Kubernetes, Consul... Here, a fixed list.
-    /// let found: Vec<Endpoint> = vec!["http://10.0.0.2:8080".parse().unwrap(), "http://10.0.0.3:8080".parse().unwrap()];
-    /// set.discover(ServiceList::new(found)).await.unwrap();
+    /// // Any stream of `Change`s of `Endpoint`s: DNS, Kubernetes, Consul... Here, a fixed one.
+    /// let ep = |url: &str| url.parse::<Endpoint>().unwrap();
+    /// let changes = tokio_stream::iter([
+    ///     Change::Insert("b", ep("http://10.0.0.2:8080")),
+    ///     Change::Insert("c", ep("http://10.0.0.3:8080")),
+    ///     Change::Remove("b"),
+    /// ].map(Ok::<_, std::convert::Infallible>));
+    /// set.discover(changes).await.unwrap();
+    /// // What the stream says replaces the starting members.
     /// let now: Vec<String> = set.health().iter().map(|(ep, _)| ep.to_string()).collect();
-    /// assert_eq!(now, ["http://10.0.0.2:8080", "http://10.0.0.3:8080"]);
+    /// assert_eq!(now, ["http://10.0.0.3:8080"]);
     /// # }
     /// ```
     pub async fn discover<D>(&self, discover: D) -> Result<(), D::Error>
