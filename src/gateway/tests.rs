@@ -49,6 +49,10 @@ const SETTERS: &[Setter] = &[
     ("bad_gateway", |g| {
         g.bad_gateway(BadGatewayLayer::new().renderer(Renderer::new().proxy_name("edge")))
     }),
+    ("upstreams", |g| {
+        let set = crate::upstreams::EndpointSet::from_urls(["http://10.0.0.1:8080"]);
+        g.upstreams(set.expect("a valid URL"))
+    }),
     ("classifier", |g| {
         g.classifier(Classifier::new().rule(|err, _| {
             crate::classify::chain(err)
