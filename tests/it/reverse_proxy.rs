@@ -418,7 +418,11 @@ async fn a_lone_upstream_is_not_ejected_unless_asked() {
     let upstream = Upstream::raw("", After::Close).await;
     let url = format!("http://{}", upstream.addr);
     // Default: like nginx for a lone server, never cut off.
-    let gateway = proxy_to(&[url.clone()], options(500 * MS, 1000 * MS, 1, None)).await;
+    let gateway = proxy_to(
+        std::slice::from_ref(&url),
+        options(500 * MS, 1000 * MS, 1, None),
+    )
+    .await;
     for _ in 0..8 {
         let res = client()
             .get(format!("http://{gateway}/x"))

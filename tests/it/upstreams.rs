@@ -506,8 +506,11 @@ fn bad_endpoint_sets_are_clear_errors_at_build_time() {
 struct AttemptLog<S> {
     inner: S,
     watched: std::net::SocketAddr,
-    log: Arc<Mutex<Vec<(std::time::Instant, Option<std::time::Instant>)>>>,
+    log: Arc<Mutex<Vec<Attempt>>>,
 }
+
+/// When an attempt started, and when it failed (if it did).
+type Attempt = (std::time::Instant, Option<std::time::Instant>);
 
 impl<S> Service<Request<Body>> for AttemptLog<S>
 where
@@ -599,7 +602,9 @@ async fn load_three_replicas_one_killed_and_restarted_mid_run() {
     });
 
     let next = Arc::new(AtomicUsize::new(0));
-    let answers: Arc<Mutex<Vec<(usize, StatusCode, String, Bytes)>>> = Arc::default();
+    // (request, status, Proxy-Status, body)
+    type Answered = (usize, StatusCode, String, Bytes);
+    let answers: Arc<Mutex<Vec<Answered>>> = Arc::default();
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..64 {
         let (svc, next, done, answers) = (svc.clone(), next.clone(), done.clone(), answers.clone());
@@ -640,7 +645,7 @@ async fn load_three_replicas_one_killed_and_restarted_mid_run() {
             received.entry(id).or_default().push(replica.name);
         }
     }
-    let answers = answers.lock().unwrap();
+    let answers = std::mem::take(&mut *answers.lock().unwrap());
     assert_eq!(answers.len(), TOTAL, "every request got exactly one answer");
     let mut failed_posts = 0;
     for (i, status, proxy_status, body) in answers.iter() {
