@@ -234,6 +234,22 @@ impl EndpointSet {
         self.len() == 0
     }
 
+    /// Attempts in flight to the endpoints now in the set. A finished, failed or
+    /// cancelled attempt no longer counts.
+    ///
+    /// ```
+    /// use tower_bad_gateway::upstreams::EndpointSet;
+    /// assert_eq!(EndpointSet::from_urls(["http://10.0.0.1:8080"]).unwrap().in_flight(), 0);
+    /// ```
+    pub fn in_flight(&self) -> usize {
+        let members = self.shared.members.load();
+        members
+            .list
+            .iter()
+            .map(|s| s.in_flight.load(Ordering::Relaxed) as usize)
+            .sum()
+    }
+
     /// Every endpoint and its health, in the order given.
     pub fn health(&self) -> Vec<(Endpoint, Health)> {
         let now = self.shared.now();

@@ -357,6 +357,11 @@ async fn a_cancelled_probe_frees_its_slot_and_a_timed_out_one_ejects_again() {
         "the cancelled probe freed the slot: {:?}",
         set.health()
     );
+    assert_eq!(
+        set.in_flight(),
+        0,
+        "the cancelled attempt no longer counts as in flight"
+    );
     // So the next request is the probe, not a fail-fast 503; it times out, and the
     // endpoint is ejected again, not left probing.
     let next = send(&svc, Method::GET, "next").await;
@@ -730,6 +735,7 @@ async fn load_three_replicas_one_killed_and_restarted_mid_run() {
         "{:?}",
         set.health()
     );
+    assert_eq!(set.in_flight(), 0, "no attempt is left counted");
     eprintln!(
         "load: {failed_posts} POSTs caught by the kill; c: {after_first} attempts after its \
          first refusal, {probes} probes, {ejections} ejections"
