@@ -491,3 +491,51 @@ fn the_upstream_set_flags_are_checked() {
             .contains("listed twice")
     );
 }
+
+/// Sends a POST with `Expect: 100-continue` and no body yet; returns the first
+/// thing the gateway says (up to its first blank line).
+async fn expect_continue(gateway: SocketAddr) -> (String, tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut client = tokio::net::TcpStream::connect(gateway).await.unwrap();
+    client
+        .write_all(
+            b"POST /upload HTTP/1.1\r\nhost: gateway\r\ncontent-length: 5\r\nexpect: 100-continue\r\n\r\n",
+        )
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut byte = [0; 1];
+    while !got.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut byte))
+            .await
+            .expect("the gateway answered")
+            .unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&got));
+        got.push(byte[0]);
+    }
+    (String::from_utf8(got).unwrap(), client)
+}
+
+#[tokio::test]
+async fn expect_100_continue_gets_the_502_without_sending_its_body_when_the_upstream_fails_first() {
+    let refused = support::refused_port();
+    let gateway = proxy(refused.addr, Options::default()).await;
+    let (head, _client) = expect_continue(gateway).await;
+    assert!(head.starts_with("HTTP/1.1 502 "), "{head}");
+    assert!(head.contains("error=connection_refused"), "{head}");
+}
+
+#[tokio::test]
+async fn expect_100_continue_to_a_healthy_upstream_is_told_to_continue_and_its_body_arrives() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = Recorder::start(vec![Script::Respond(200, vec![], "stored")]).await;
+    let gateway = proxy(upstream.addr, Options::default()).await;
+    let (head, mut client) = expect_continue(gateway).await;
+    assert!(head.starts_with("HTTP/1.1 100 Continue"), "{head}");
+    client.write_all(b"hello").await.unwrap();
+    let mut rest = vec![0; 4096];
+    let n = client.read(&mut rest).await.unwrap();
+    let answer = String::from_utf8_lossy(&rest[..n]);
+    assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
+    assert_eq!(upstream.received()[0].1, Bytes::from_static(b"hello"));
+}
