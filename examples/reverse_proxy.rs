@@ -1,7 +1,7 @@
 //! A reverse proxy you could copy: axum in front, hyper-util's pooled client
 //! behind (HTTP/1.1, or HTTP/2 with `--http2`), the whole `GatewayLayer` between,
-//! hop-by-hop headers removed, `Via` and `X-Forwarded-*` added, graceful shutdown
-//! on Ctrl-C and SIGTERM.
+//! hop-by-hop headers removed, `Via` and `X-Forwarded-*` added, HTTP/1.1 upgrades
+//! (WebSocket) joined both ways, graceful shutdown on Ctrl-C and SIGTERM.
 //!
 //! ```text
 //! cargo run --release --example reverse_proxy -- --upstream http://127.0.0.1:8080
@@ -199,13 +199,82 @@ pub fn app(options: &Options, upstreams: &[Uri]) -> Result<Router, String> {
         .map_response(tidy)
         .layer(gateway)
         .service(client(options));
-    Ok(Router::new().fallback_service(proxy))
+    Ok(Router::new()
+        .fallback_service(proxy)
+        .layer(axum::middleware::from_fn(join_upgrades)))
 }
 
-/// Removes the upstream's hop-by-hop headers from its answer and adds `Via`.
+/// HTTP/1.1 upgrades (WebSocket): the upstream's `101` passes through, then the two
+/// upgraded connections are joined both ways until either side closes. An upstream
+/// that answers an upgrade request with a success other than `101`, or whose
+/// upgraded connection cannot be taken over, is `http_upgrade_failed` (502); its
+/// `3xx`-`5xx` refusals (`401`, `426`, ...) pass through, as nginx and Envoy do.
+async fn join_upgrades(mut req: Request, next: axum::middleware::Next) -> axum::response::Response {
+    use axum::response::IntoResponse;
+    use tower_bad_gateway::{ErrorKind, GatewayError};
+    if !wants_upgrade(req.headers()) {
+        return next.run(req).await;
+    }
+    let downstream = hyper::upgrade::on(&mut req);
+    let mut res = next.run(req).await;
+    if res.status() != http::StatusCode::SWITCHING_PROTOCOLS {
+        if res.status().is_success() {
+            return GatewayError::new(ErrorKind::UpgradeFailed).into_response();
+        }
+        return res;
+    }
+    // Take the upstream connection over before telling the client it switched.
+    let upstream =
+        match tokio::time::timeout(Duration::from_secs(10), hyper::upgrade::on(&mut res)).await {
+            Ok(Ok(upgraded)) => upgraded,
+            Ok(Err(err)) => {
+                return GatewayError::new(ErrorKind::UpgradeFailed)
+                    .with_source(err)
+                    .into_response();
+            }
+            Err(elapsed) => {
+                return GatewayError::new(ErrorKind::UpgradeFailed)
+                    .with_source(elapsed)
+                    .into_response();
+            }
+        };
+    tokio::spawn(async move {
+        // The client's side is ready once its 101 has gone out.
+        let Ok(downstream) = downstream.await else {
+            return;
+        };
+        let mut downstream = hyper_util::rt::TokioIo::new(downstream);
+        let mut upstream = hyper_util::rt::TokioIo::new(upstream);
+        let _ = tokio::io::copy_bidirectional(&mut downstream, &mut upstream).await;
+    });
+    res
+}
+
+/// Whether a request asks for a protocol upgrade (`Connection: upgrade` and an
+/// `Upgrade` header).
+fn wants_upgrade(headers: &HeaderMap) -> bool {
+    let upgrade_named = headers
+        .get_all(header::CONNECTION)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|token| token.trim().eq_ignore_ascii_case("upgrade"));
+    upgrade_named && headers.contains_key(header::UPGRADE)
+}
+
+/// Removes the upstream's hop-by-hop headers from its answer and adds `Via`; a
+/// `101` keeps its `Upgrade`, named in `Connection`.
 fn tidy<B>(mut res: http::Response<B>) -> http::Response<B> {
     let version = res.version();
+    let upgrade = (res.status() == http::StatusCode::SWITCHING_PROTOCOLS)
+        .then(|| res.headers().get(header::UPGRADE).cloned())
+        .flatten();
     strip_hop_by_hop(res.headers_mut());
+    if let Some(protocol) = upgrade {
+        res.headers_mut().insert(header::UPGRADE, protocol);
+        res.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
     append_via(res.headers_mut(), version);
     res
 }
@@ -244,8 +313,17 @@ fn to_upstream(mut req: Request, upstream: &Uri, http2: bool) -> Request {
             .authority()
             .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
     });
+    let upgrade = wants_upgrade(req.headers())
+        .then(|| req.headers().get(header::UPGRADE).cloned())
+        .flatten();
     let headers = req.headers_mut();
     strip_hop_by_hop(headers);
+    // An upgrade asks the next hop too: `Upgrade` goes on, named in `Connection`.
+    // (HTTP/2 has no upgrades: the upstream then answers as it would without.)
+    if let Some(protocol) = upgrade.filter(|_| !http2) {
+        headers.insert(header::UPGRADE, protocol);
+        headers.insert(header::CONNECTION, HeaderValue::from_static("upgrade"));
+    }
     // `TE` is hop-by-hop (RFC 9110 §10.1.4): HTTP/2 allows `TE: trailers` alone,
     // HTTP/1.1 wants it named in `Connection` too.
     if !http2 && headers.contains_key(header::TE) {

@@ -539,3 +539,124 @@ async fn expect_100_continue_to_a_healthy_upstream_is_told_to_continue_and_its_b
     assert!(answer.starts_with("HTTP/1.1 200 OK"), "{answer}");
     assert_eq!(upstream.received()[0].1, Bytes::from_static(b"hello"));
 }
+
+/// An upstream for upgrades: to `/ws` it answers `101` and then echoes what it
+/// reads, upper-cased; to `/plain` it answers `200`; to `/auth`, `401`.
+async fn upgrading_upstream() -> SocketAddr {
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let service =
+                    service_fn(|mut req: http::Request<hyper::body::Incoming>| async move {
+                        let status = match req.uri().path() {
+                            "/ws"
+                                if req
+                                    .headers()
+                                    .get("upgrade")
+                                    .is_some_and(|v| v == "websocket") =>
+                            {
+                                let upgrade = hyper::upgrade::on(&mut req);
+                                tokio::spawn(async move {
+                                    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+                                    let Ok(io) = upgrade.await else { return };
+                                    let mut io = TokioIo::new(io);
+                                    let mut buf = [0; 64];
+                                    while let Ok(n) = io.read(&mut buf).await {
+                                        if n == 0
+                                            || io
+                                                .write_all(&buf[..n].to_ascii_uppercase())
+                                                .await
+                                                .is_err()
+                                        {
+                                            return;
+                                        }
+                                    }
+                                });
+                                101
+                            }
+                            "/auth" => 401,
+                            _ => 200,
+                        };
+                        let mut res = http::Response::builder().status(status);
+                        if status == 101 {
+                            res = res
+                                .header("upgrade", "websocket")
+                                .header("connection", "upgrade");
+                        }
+                        Ok::<_, std::convert::Infallible>(
+                            res.body(http_body_util::Empty::<Bytes>::new()).unwrap(),
+                        )
+                    });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .with_upgrades()
+                    .await;
+            });
+        }
+    });
+    addr
+}
+
+/// Asks `path` for a WebSocket upgrade over a raw connection; returns the answer's
+/// head and the connection.
+async fn ask_upgrade(gateway: SocketAddr, path: &str) -> (String, tokio::net::TcpStream) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut client = tokio::net::TcpStream::connect(gateway).await.unwrap();
+    let req = format!(
+        "GET {path} HTTP/1.1\r\nhost: gateway\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\
+         sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n"
+    );
+    client.write_all(req.as_bytes()).await.unwrap();
+    let mut head = Vec::new();
+    let mut byte = [0; 1];
+    while !head.ends_with(b"\r\n\r\n") {
+        let n = tokio::time::timeout(Duration::from_secs(5), client.read(&mut byte))
+            .await
+            .expect("an answer")
+            .unwrap();
+        assert!(n > 0, "closed after {:?}", String::from_utf8_lossy(&head));
+        head.push(byte[0]);
+    }
+    (
+        String::from_utf8(head).unwrap().to_ascii_lowercase(),
+        client,
+    )
+}
+
+#[tokio::test]
+async fn a_websocket_upgrade_passes_through_and_the_two_connections_are_joined_both_ways() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let upstream = upgrading_upstream().await;
+    let gateway = proxy(upstream, Options::default()).await;
+    let (head, mut client) = ask_upgrade(gateway, "/ws").await;
+    assert!(
+        head.starts_with("http/1.1 101 switching protocols"),
+        "{head}"
+    );
+    assert!(head.contains("upgrade: websocket"), "{head}");
+    assert!(head.contains("connection: upgrade"), "{head}");
+    for message in ["hello", "and again"] {
+        client.write_all(message.as_bytes()).await.unwrap();
+        let mut echo = vec![0; message.len()];
+        tokio::time::timeout(Duration::from_secs(5), client.read_exact(&mut echo))
+            .await
+            .expect("the echo came back")
+            .unwrap();
+        assert_eq!(echo, message.to_ascii_uppercase().as_bytes());
+    }
+}
+
+#[tokio::test]
+async fn an_upgrade_the_upstream_ignores_is_http_upgrade_failed_and_its_refusal_passes_through() {
+    let upstream = upgrading_upstream().await;
+    let gateway = proxy(upstream, Options::default()).await;
+    let (head, _) = ask_upgrade(gateway, "/plain").await;
+    assert!(head.starts_with("http/1.1 502 "), "{head}");
+    assert!(head.contains("error=http_upgrade_failed"), "{head}");
+    let (head, _) = ask_upgrade(gateway, "/auth").await;
+    assert!(head.starts_with("http/1.1 401 "), "{head}");
+}
