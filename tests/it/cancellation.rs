@@ -4,13 +4,9 @@
 //! head, streaming the body, or waiting out a retry's backoff; and nothing is held
 //! for it afterwards.
 
-#[allow(dead_code, clippy::module_inception)]
-#[path = "../../examples/reverse_proxy.rs"]
-mod reverse_proxy;
-
+use crate::reverse_proxy::reverse_proxy::{self, Options};
 use crate::support::{Recorder, Script};
 use bytes::Bytes;
-use reverse_proxy::Options;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -53,13 +49,15 @@ async fn upstream(reply: &'static str, drip: bool) -> (SocketAddr, Arc<Mutex<Vec
                 let _ = stream.write_all(reply.as_bytes()).await;
                 let (mut read, mut write) = stream.into_split();
                 let dripping = async {
-                    while drip {
+                    if !drip {
+                        return std::future::pending::<()>().await;
+                    }
+                    loop {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         if write.write_all(b"x").await.is_err() {
                             return;
                         }
                     }
-                    std::future::pending::<()>().await;
                 };
                 let eof = async { while matches!(read.read(&mut buf).await, Ok(n) if n > 0) {} };
                 tokio::select! {

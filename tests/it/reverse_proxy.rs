@@ -8,7 +8,7 @@ use crate::support;
 // inside this module of the same name.
 #[allow(dead_code, clippy::module_inception)]
 #[path = "../../examples/reverse_proxy.rs"]
-mod reverse_proxy;
+pub(crate) mod reverse_proxy;
 
 use bytes::Bytes;
 use http::StatusCode;
