@@ -8,6 +8,7 @@ mod support;
 mod abuse;
 mod answers;
 mod axum_proxy;
+mod backpressure;
 mod cancellation;
 mod classify_real_clients;
 mod grpc;
