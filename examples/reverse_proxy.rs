@@ -199,9 +199,79 @@ pub fn app(options: &Options, upstreams: &[Uri]) -> Result<Router, String> {
         .map_response(tidy)
         .layer(gateway)
         .service(client(options));
-    Ok(Router::new()
-        .fallback_service(proxy)
-        .layer(axum::middleware::from_fn(join_upgrades)))
+    Ok(Router::new().fallback_service(JoinUpgrades { inner: proxy }))
+}
+
+/// Joins HTTP/1.1 upgrades (see [`join_upgrades`]). Other requests pass through
+/// without an allocation: only an upgrade's future is boxed.
+#[derive(Clone)]
+struct JoinUpgrades<S> {
+    inner: S,
+}
+
+impl<S, B> tower::Service<Request> for JoinUpgrades<S>
+where
+    S: tower::Service<Request, Response = http::Response<B>, Error = std::convert::Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Response = axum::response::Response;
+    type Error = std::convert::Infallible;
+    type Future = MaybeUpgrade<S::Future>;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request) -> Self::Future {
+        if !wants_upgrade(req.headers()) {
+            return MaybeUpgrade::Plain {
+                future: self.inner.call(req),
+            };
+        }
+        let downstream = hyper::upgrade::on(&mut req);
+        let future = self.inner.call(req);
+        MaybeUpgrade::Upgrade {
+            future: Box::pin(join_upgrades(downstream, future)),
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of [`JoinUpgrades`]: the inner one, or a boxed upgrade.
+    #[project = MaybeUpgradeProj]
+    enum MaybeUpgrade<F> {
+        Plain { #[pin] future: F },
+        Upgrade { future: std::pin::Pin<Box<dyn Future<Output = axum::response::Response> + Send>> },
+    }
+}
+
+impl<F, B> Future for MaybeUpgrade<F>
+where
+    F: Future<Output = Result<http::Response<B>, std::convert::Infallible>>,
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    type Output = Result<axum::response::Response, std::convert::Infallible>;
+
+    fn poll(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Self::Output> {
+        match self.project() {
+            MaybeUpgradeProj::Plain { future } => future
+                .poll(cx)
+                .map(|res| res.map(|res| res.map(axum::body::Body::new))),
+            MaybeUpgradeProj::Upgrade { future } => future.as_mut().poll(cx).map(Ok),
+        }
+    }
 }
 
 /// HTTP/1.1 upgrades (WebSocket): the upstream's `101` passes through, then the two
@@ -209,14 +279,18 @@ pub fn app(options: &Options, upstreams: &[Uri]) -> Result<Router, String> {
 /// that answers an upgrade request with a success other than `101`, or whose
 /// upgraded connection cannot be taken over, is `http_upgrade_failed` (502); its
 /// `3xx`-`5xx` refusals (`401`, `426`, ...) pass through, as nginx and Envoy do.
-async fn join_upgrades(mut req: Request, next: axum::middleware::Next) -> axum::response::Response {
+async fn join_upgrades<B>(
+    downstream: hyper::upgrade::OnUpgrade,
+    answer: impl Future<Output = Result<http::Response<B>, std::convert::Infallible>>,
+) -> axum::response::Response
+where
+    B: http_body::Body<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
     use axum::response::IntoResponse;
     use tower_bad_gateway::{ErrorKind, GatewayError};
-    if !wants_upgrade(req.headers()) {
-        return next.run(req).await;
-    }
-    let downstream = hyper::upgrade::on(&mut req);
-    let mut res = next.run(req).await;
+    let Ok(res) = answer.await;
+    let mut res = res.map(axum::body::Body::new);
     if res.status() != http::StatusCode::SWITCHING_PROTOCOLS {
         if res.status().is_success() {
             return GatewayError::new(ErrorKind::UpgradeFailed).into_response();
@@ -291,6 +365,7 @@ where
     Client::builder(TokioExecutor::new())
         .http2_only(options.http2)
         .pool_idle_timeout(Duration::from_secs(90))
+        .http1_read_buf_exact_size(4096)
         .build(connector)
 }
 
