@@ -9,7 +9,11 @@
 //! ```
 //!
 //! Stacks: `bare`, `bad_gateway`, `gateway`, `gateway_no_deadline` (the requests of
-//! `benches/overhead.rs`, empty body). Under `cargo bench` it runs each once.
+//! `benches/overhead.rs`, empty body); for endpoint sets (`benches/upstreams.rs`):
+//! `upstreams_3` and `upstreams_10000` (`Upstreams` over the bare service, a set of
+//! 3 or 10,000 endpoints), `gateway_default` and `gateway_set_of_3`
+//! (`GatewayLayer::new()` without and with a set of 3). Building a set is in both
+//! runs, so the subtraction removes it. Under `cargo bench` it runs each once.
 mod common;
 
 use bytes::Bytes;
@@ -22,7 +26,14 @@ use std::time::Duration;
 use tower::{Layer, Service};
 use tower_bad_gateway::retry::{ReplayBody, RetryPolicy};
 use tower_bad_gateway::timeout::UploadBody;
+use tower_bad_gateway::upstreams::{EndpointSet, Upstreams};
 use tower_bad_gateway::{BadGatewayLayer, GatewayLayer};
+
+/// `n` endpoints: `http://10.0.{i/256}.{i%256}:8080`, as in `benches/upstreams.rs`.
+fn set_of(n: usize) -> EndpointSet {
+    EndpointSet::from_urls((0..n).map(|i| format!("http://10.0.{}.{}:8080", i / 256, i % 256)))
+        .unwrap()
+}
 
 fn run<S, B>(mut svc: S, n: usize)
 where
@@ -46,7 +57,16 @@ fn main() {
         ),
         // `cargo bench` passes `--bench`: run every stack once, as a smoke test.
         _ => (
-            vec!["bare", "bad_gateway", "gateway", "gateway_no_deadline"],
+            vec![
+                "bare",
+                "bad_gateway",
+                "gateway",
+                "gateway_no_deadline",
+                "upstreams_3",
+                "upstreams_10000",
+                "gateway_default",
+                "gateway_set_of_3",
+            ],
             1,
         ),
     };
@@ -82,6 +102,16 @@ fn main() {
                     .layer(client()),
                 n,
             ),
+            "upstreams_3" => run(
+                Upstreams::new(tower::service_fn(upstream::<Full<Bytes>>), set_of(3)),
+                n,
+            ),
+            "upstreams_10000" => run(
+                Upstreams::new(tower::service_fn(upstream::<Full<Bytes>>), set_of(10_000)),
+                n,
+            ),
+            "gateway_default" => run(GatewayLayer::new().layer(client()), n),
+            "gateway_set_of_3" => run(GatewayLayer::new().upstreams(set_of(3)).layer(client()), n),
             other => panic!("unknown stack {other}"),
         }
     }
