@@ -266,8 +266,15 @@ impl EndpointState {
         claimed
     }
 
-    /// Records an attempt's outcome; `probe` says whether it was the probe.
-    pub(super) fn record(&self, outcome: Outcome, probe: bool, policy: &HealthPolicy, now: u64) {
+    /// Records an attempt's outcome; `probe` says whether it was the probe. The
+    /// clock is read only for a transition: a plain success reads nothing.
+    pub(super) fn record(
+        &self,
+        outcome: Outcome,
+        probe: bool,
+        policy: &HealthPolicy,
+        now: impl FnOnce() -> u64,
+    ) {
         match (outcome, probe) {
             (Outcome::Success, false) => {
                 // Written only when it changes: a healthy endpoint's line stays shared.
@@ -277,7 +284,7 @@ impl EndpointState {
             }
             (Outcome::Success, true) => {
                 self.failures.store(0, Ordering::Relaxed);
-                self.restored_at.store(now, Ordering::Relaxed);
+                self.restored_at.store(now(), Ordering::Relaxed);
                 self.state.store(HEALTHY, Ordering::Release);
                 #[cfg(feature = "tracing")]
                 tracing::info!(endpoint = %self.endpoint, "upstream endpoint restored: its probe succeeded");
@@ -286,10 +293,10 @@ impl EndpointState {
             (Outcome::Failure, false) => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
                 if failures >= policy.failures {
-                    self.eject(policy, now, false, failures);
+                    self.eject(policy, now(), false, failures);
                 }
             }
-            (Outcome::Failure, true) => self.eject(policy, now, true, 1),
+            (Outcome::Failure, true) => self.eject(policy, now(), true, 1),
             (Outcome::Neutral, false) => {}
             (Outcome::Neutral, true) => self.release_probe(),
         }
@@ -367,7 +374,7 @@ mod tests {
         let p = HealthPolicy::new().consecutive_failures(0);
         let s = state();
         for _ in 0..100 {
-            s.record(Outcome::Failure, false, &p, 0);
+            s.record(Outcome::Failure, false, &p, || 0);
         }
         assert_eq!(s.health(0), Health::Healthy);
         assert_eq!(s.avail(&p, &mut || 0), Avail::Healthy);
@@ -388,15 +395,15 @@ mod tests {
         let p = HealthPolicy::new().consecutive_failures(2);
         let s = state();
         let sec = 1_000_000_000;
-        s.record(Outcome::Failure, false, &p, 0);
+        s.record(Outcome::Failure, false, &p, || 0);
         assert_eq!(s.avail(&p, &mut || 0), Avail::Healthy);
-        s.record(Outcome::Failure, false, &p, 0);
+        s.record(Outcome::Failure, false, &p, || 0);
         assert_eq!(s.avail(&p, &mut || sec), Avail::No, "ejected for 10 s");
         assert_eq!(s.avail(&p, &mut || 10 * sec), Avail::ProbeDue);
         assert!(s.claim_probe());
         assert!(!s.claim_probe(), "a second probe");
         // The probe fails: ejected again, for twice as long.
-        s.record(Outcome::Failure, true, &p, 10 * sec);
+        s.record(Outcome::Failure, true, &p, || 10 * sec);
         assert_eq!(
             s.health(10 * sec),
             Health::Ejected {
@@ -404,9 +411,9 @@ mod tests {
             }
         );
         assert!(s.claim_probe(), "claimable: avail() is the time gate");
-        s.record(Outcome::Neutral, true, &p, 30 * sec);
+        s.record(Outcome::Neutral, true, &p, || 30 * sec);
         assert!(s.claim_probe(), "a cancelled probe frees the slot");
-        s.record(Outcome::Success, true, &p, 30 * sec);
+        s.record(Outcome::Success, true, &p, || 30 * sec);
         assert_eq!(s.health(30 * sec), Health::Healthy);
     }
 
@@ -420,11 +427,11 @@ mod tests {
             Avail::Healthy,
             "no failure: busy is fine"
         );
-        s.record(Outcome::Failure, false, &p, 0);
+        s.record(Outcome::Failure, false, &p, || 0);
         assert_eq!(s.avail(&p, &mut || 0), Avail::No);
         s.in_flight.store(1, Ordering::Relaxed);
         assert_eq!(s.avail(&p, &mut || 0), Avail::Healthy);
-        s.record(Outcome::Success, false, &p, 0);
+        s.record(Outcome::Success, false, &p, || 0);
         s.in_flight.store(10, Ordering::Relaxed);
         assert_eq!(
             s.avail(&p, &mut || 0),
@@ -441,12 +448,12 @@ mod tests {
             .max_ejection(Duration::from_secs(8));
         let s = state();
         let sec = 1_000_000_000u64;
-        s.record(Outcome::Failure, false, &p, 0);
+        s.record(Outcome::Failure, false, &p, || 0);
         assert!(s.claim_probe());
-        s.record(Outcome::Failure, true, &p, sec); // 2nd in a row: 2 s
+        s.record(Outcome::Failure, true, &p, || sec); // 2nd in a row: 2 s
         assert!(s.claim_probe());
-        s.record(Outcome::Success, true, &p, 3 * sec);
-        s.record(Outcome::Failure, false, &p, 4 * sec); // soon after: 3rd, 4 s
+        s.record(Outcome::Success, true, &p, || 3 * sec);
+        s.record(Outcome::Failure, false, &p, || 4 * sec); // soon after: 3rd, 4 s
         assert_eq!(
             s.health(4 * sec),
             Health::Ejected {
@@ -454,8 +461,8 @@ mod tests {
             }
         );
         assert!(s.claim_probe());
-        s.record(Outcome::Success, true, &p, 8 * sec);
-        s.record(Outcome::Failure, false, &p, 20 * sec); // 12 s healthy > 8 s: back to 1 s
+        s.record(Outcome::Success, true, &p, || 8 * sec);
+        s.record(Outcome::Failure, false, &p, || 20 * sec); // 12 s healthy > 8 s: back to 1 s
         assert_eq!(
             s.health(20 * sec),
             Health::Ejected {

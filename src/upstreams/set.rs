@@ -413,9 +413,9 @@ impl Pick {
     /// Records the attempt's outcome for the endpoint's health.
     pub(super) fn record(&mut self, outcome: Outcome) {
         self.recorded = true;
-        let now = self.shared.now();
+        let shared = &self.shared;
         self.state
-            .record(outcome, self.probe, &self.shared.policy, now);
+            .record(outcome, self.probe, &shared.policy, || shared.now());
     }
 }
 

@@ -87,7 +87,10 @@ async fn a_slow_downstream_reader_holds_back_a_large_upstream_body() {
         last = now;
     }
     let in_flight = written.load(Ordering::SeqCst);
-    eprintln!("download: {} KiB in flight with the client reading none", in_flight >> 10);
+    eprintln!(
+        "download: {} KiB in flight with the client reading none",
+        in_flight >> 10
+    );
     assert!(
         in_flight < BOUND,
         "{} MiB of the body left the upstream while the client read none",
@@ -157,7 +160,10 @@ async fn a_slow_upstream_reader_holds_back_a_large_request_body() {
         last = now;
     }
     let in_flight = sent.load(Ordering::SeqCst);
-    eprintln!("upload: {} KiB in flight with the upstream reading none", in_flight >> 10);
+    eprintln!(
+        "upload: {} KiB in flight with the upstream reading none",
+        in_flight >> 10
+    );
     assert!(
         in_flight < BOUND,
         "the client sent {} MiB while the upstream read none",
