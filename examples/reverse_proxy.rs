@@ -39,6 +39,15 @@ use tower::ServiceBuilder;
 use tower_bad_gateway::GatewayLayer;
 use tower_bad_gateway::upstreams::{Endpoint, EndpointSet, HealthPolicy};
 
+// glibc's allocator keeps freed memory in per-thread arenas and fragments under
+// bursts of thousands of connections: each burst's peak grew (80, 110, 124 MiB for
+// three bursts of 2,000 in-flight requests) although the heap itself was the same
+// at each peak and freed after each (valgrind massif). mimalloc reuses it: the
+// peaks stay within 5% (`python3 benches/memory.py`, BENCHMARKS.md). Without
+// transparent huge pages (`no_thp`): with them, its first burst took 60% more.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 // Its refusing and black-hole ports are for the demo: this proxy has one upstream.
 #[allow(dead_code)]
 #[path = "support/broken_upstream.rs"]
