@@ -395,6 +395,7 @@ async fn nothing_healthy_answers_a_grpc_caller_unavailable_without_a_call() {
 
 #[tokio::test]
 async fn replacing_the_set_keeps_health_and_loses_no_request_in_flight() {
+    let events = EventLog::install();
     let slow = Replica::start_slow("slow", Duration::from_millis(300)).await;
     let fast = Replica::start("fast").await;
     let set = EndpointSet::from_urls([slow.url()]).unwrap();
@@ -431,6 +432,16 @@ async fn replacing_the_set_keeps_health_and_loses_no_request_in_flight() {
     for i in 0..10 {
         assert_eq!(send(&svc, Method::GET, &i.to_string()).await.body, "fast");
     }
+    let replaced: Vec<String> = events
+        .messages()
+        .into_iter()
+        .filter(|m| m.contains("upstream endpoint set replaced"))
+        .collect();
+    assert_eq!(replaced.len(), 3, "one event per replacement: {replaced:?}");
+    assert!(
+        replaced[2].contains("added=1") && replaced[2].contains("removed=0"),
+        "{replaced:?}"
+    );
 }
 
 #[tokio::test]
