@@ -209,6 +209,9 @@ pub(crate) struct EndpointState {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Avail {
     Healthy,
+    /// Failing, not yet ejected, and busy with as many requests as it has
+    /// failures left: a last resort.
+    Suspect,
     /// Its ejection is over: a request may claim the probe.
     ProbeDue,
     No,
@@ -230,8 +233,10 @@ impl EndpointState {
 
     /// Whether a request may go here. A suspect endpoint (failing, not yet
     /// ejected) takes no more requests at once than the failures it has left
-    /// before ejection, so no more than `threshold` requests ever fail on it before
-    /// it is ejected. `now` is read only for an ejected endpoint.
+    /// before ejection, so that no more than the threshold fail on it before it is
+    /// ejected, unless no other endpoint may take the request: a suspect is not
+    /// ejected, and failing a request it might answer helps no one. `now` is read
+    /// only for an ejected endpoint.
     pub(super) fn avail(&self, policy: &HealthPolicy, now: &mut dyn FnMut() -> u64) -> Avail {
         match self.state.load(Ordering::Acquire) {
             HEALTHY => {
@@ -242,7 +247,7 @@ impl EndpointState {
                 {
                     Avail::Healthy
                 } else {
-                    Avail::No
+                    Avail::Suspect
                 }
             }
             EJECTED if now() >= self.until.load(Ordering::Acquire) => Avail::ProbeDue,
@@ -428,7 +433,7 @@ mod tests {
             "no failure: busy is fine"
         );
         s.record(Outcome::Failure, false, &p, || 0);
-        assert_eq!(s.avail(&p, &mut || 0), Avail::No);
+        assert_eq!(s.avail(&p, &mut || 0), Avail::Suspect);
         s.in_flight.store(1, Ordering::Relaxed);
         assert_eq!(s.avail(&p, &mut || 0), Avail::Healthy);
         s.record(Outcome::Success, false, &p, || 0);

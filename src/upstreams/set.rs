@@ -324,8 +324,10 @@ impl EndpointSet {
             }
         }
         // Most endpoints are out, tried, or busy failing: scan from a random start,
-        // first for one not tried, then for any.
+        // first for one not tried, then for any, then for a suspect as a last
+        // resort (one not ejected may still answer).
         let start = (random >> 7) as usize % n;
+        let mut suspect = None;
         for allow_tried in [false, true] {
             if allow_tried && tried.is_none() {
                 break;
@@ -338,9 +340,15 @@ impl EndpointSet {
                 match s.avail(policy, &mut now) {
                     Avail::Healthy => return Ok(self.take(s, false)),
                     Avail::ProbeDue if s.claim_probe() => return Ok(self.take(s, true)),
+                    Avail::Suspect => {
+                        suspect.get_or_insert(s);
+                    }
                     _ => {}
                 }
             }
+        }
+        if let Some(s) = suspect {
+            return Ok(self.take(s, false));
         }
         let now = now();
         let next_probe = list
@@ -443,5 +451,70 @@ impl fmt::Debug for Pick {
             .field("endpoint", &self.state.endpoint)
             .field("probe", &self.probe)
             .finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::upstreams::key_of;
+
+    fn set(urls: &[&str], failures: u32) -> EndpointSet {
+        EndpointSet::from_urls(urls)
+            .unwrap()
+            .health_policy(HealthPolicy::new().consecutive_failures(failures))
+    }
+
+    #[test]
+    fn a_busy_lone_endpoint_with_one_failure_still_takes_requests() {
+        let set = set(&["http://10.0.0.1:1"], 5);
+        let mut busy: Vec<Pick> = (0..10).map(|i| set.pick(None, i).unwrap()).collect();
+        busy.pop().unwrap().record(Outcome::Failure);
+        // Suspect (1 failure, 9 in flight): a last resort, but not refused.
+        let pick = set.pick(None, 99).expect("a suspect is not ejected");
+        assert_eq!(pick.endpoint().authority(), "10.0.0.1:1");
+    }
+
+    #[test]
+    fn a_suspect_is_passed_over_while_a_healthy_endpoint_remains() {
+        let set = set(&["http://10.0.0.1:1", "http://10.0.0.2:1"], 5);
+        // Ten requests on the first, steered there by having "tried" the second.
+        let mut not_second = Tried::default();
+        not_second.push(key_of("10.0.0.2:1"));
+        let mut on_first: Vec<Pick> = (0..10)
+            .map(|i| set.pick(Some(&not_second), i).unwrap())
+            .collect();
+        assert!(
+            on_first
+                .iter()
+                .all(|p| p.endpoint().authority() == "10.0.0.1:1")
+        );
+        on_first.pop().unwrap().record(Outcome::Failure);
+        for i in 0..50 {
+            let pick = set.pick(None, i * 7919).unwrap();
+            assert_eq!(pick.endpoint().authority(), "10.0.0.2:1");
+        }
+    }
+
+    #[test]
+    fn a_retry_goes_to_an_endpoint_not_tried_and_back_only_when_none_is_left() {
+        let set = set(
+            &[
+                "http://10.0.0.1:1",
+                "http://10.0.0.2:1",
+                "http://10.0.0.3:1",
+            ],
+            5,
+        );
+        let mut tried = Tried::default();
+        for i in 0..3 {
+            let pick = set.pick(Some(&tried), i * 31).unwrap();
+            assert!(!tried.contains(pick.key()), "attempt {i} went back");
+            tried.push(pick.key());
+        }
+        assert!(
+            set.pick(Some(&tried), 5).is_ok(),
+            "all tried: any healthy one"
+        );
     }
 }
