@@ -110,6 +110,7 @@ pub mod error;
 pub mod gateway;
 mod grpc;
 mod macros;
+mod otel;
 pub mod render;
 #[cfg(feature = "reqwest")]
 #[cfg_attr(docsrs, doc(cfg(feature = "reqwest")))]

@@ -49,12 +49,13 @@ pin_project! {
     }
 }
 
-/// What the future needs to answer, taken once when it completes.
-struct Exchange {
-    config: Arc<Config>,
-    info: RequestInfo,
-    next_hop: Option<NextHop>,
-    start: Instant,
+/// What the future needs to answer, taken once when it completes, and what the
+/// body needs to report a failure.
+pub(super) struct Exchange {
+    pub(super) config: Arc<Config>,
+    pub(super) info: RequestInfo,
+    pub(super) next_hop: Option<NextHop>,
+    pub(super) start: Instant,
 }
 
 impl<F> std::fmt::Debug for ResponseFuture<F> {
@@ -186,17 +187,7 @@ impl Exchange {
             Some(None) if self.info.grpc_trailers() => End::GrpcTrailers,
             _ => End::Error,
         };
-        res.map(|body| {
-            ResponseBody::upstream(
-                body,
-                self.config,
-                end,
-                limit,
-                status,
-                self.next_hop,
-                self.start,
-            )
-        })
+        res.map(|body| ResponseBody::upstream(body, self, end, limit, status))
     }
 
     /// A synthetic answer to an upstream answer that is not passed on. The
@@ -229,7 +220,7 @@ impl Exchange {
     fn answer<B>(&self, err: GatewayError) -> Response<ResponseBody<B>> {
         let mut res = self.config.renderer.render(&err, &self.info);
         res.extensions_mut().insert(Attempts(err.attempts()));
-        self.config.report(&err, res.status());
+        self.config.report(&err, res.status(), &self.info);
         res.map(ResponseBody::synthetic)
     }
 }

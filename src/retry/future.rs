@@ -44,6 +44,8 @@ pin_project! {
         idempotent: bool,
         deadline: Option<Deadline>,
         start: Instant,
+        // When the attempt under way began (for the retry event).
+        attempt_start: Instant,
     }
 }
 
@@ -132,6 +134,7 @@ impl<S, F, B> ResponseFuture<S, F, B> {
             idempotent: ex.idempotent,
             deadline: ex.deadline,
             start: ex.start,
+            attempt_start: ex.start,
         }
     }
 }
@@ -172,11 +175,12 @@ where
                                 }
                                 Decision::Retry(delay) => {
                                     #[cfg(feature = "tracing")]
-                                    tracing::info!(
-                                        status = res.status().as_u16(),
-                                        attempt = *this.attempts,
-                                        delay_ms = delay.as_millis() as u64,
-                                        "retrying upstream request",
+                                    log_retry(
+                                        Err(res.status()),
+                                        this.replay,
+                                        *this.attempts,
+                                        *this.attempt_start,
+                                        delay,
                                     );
                                     delay
                                 }
@@ -201,11 +205,12 @@ where
                                 }
                                 Decision::Retry(delay) => {
                                     #[cfg(feature = "tracing")]
-                                    tracing::info!(
-                                        kind = err.kind().as_str(),
-                                        attempt = *this.attempts,
-                                        delay_ms = delay.as_millis() as u64,
-                                        "retrying upstream request",
+                                    log_retry(
+                                        Ok(&err),
+                                        this.replay,
+                                        *this.attempts,
+                                        *this.attempt_start,
+                                        delay,
                                     );
                                     delay
                                 }
@@ -245,6 +250,7 @@ where
                         return Poll::Ready(Err(err.with_attempts(*this.attempts)));
                     };
                     *this.attempts += 1;
+                    *this.attempt_start = Instant::now();
                     let mut req = Request::from_parts(parts, this.body.next_attempt());
                     if let Some(deadline) = *this.deadline {
                         if req.extensions().get::<Deadline>().is_none() {
@@ -271,4 +277,30 @@ fn failure(
 ) -> GatewayError {
     let err = policy.classifier.classify_owned(error, phase);
     stamp(err, start, replay.next_hop().as_ref()).with_attempts(attempts)
+}
+
+/// The event for a retry: why (the failure's `error.type`, or the status
+/// answered), which attempt failed and how long it took, and the wait before the
+/// next one; field names as on the failure event.
+#[cfg(feature = "tracing")]
+fn log_retry(
+    why: Result<&GatewayError, http::StatusCode>,
+    replay: &Replay,
+    attempt: u32,
+    attempt_start: Instant,
+    delay: std::time::Duration,
+) {
+    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let hop = replay.next_hop().and_then(|h| h.authority());
+    tracing::info!(
+        "error.type" = why.ok().map(|e| e.kind().as_str()),
+        "http.response.status_code" = why.err().map(|s| s.as_u16()),
+        "http.request.method" = replay.parts().map(|p| crate::otel::method(&p.method)),
+        "server.address" = hop.as_ref().map(|a| a.host()),
+        "server.port" = hop.as_ref().and_then(|a| a.port_u16()),
+        attempt,
+        attempt_duration_ms = ms(attempt_start.elapsed()),
+        delay_ms = ms(delay),
+        "retrying upstream request",
+    );
 }

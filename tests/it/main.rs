@@ -13,6 +13,7 @@ mod grpc;
 mod http2;
 mod invariants;
 mod load_under_faults;
+mod observability;
 mod retry;
 mod reverse_proxy;
 mod timeouts;

@@ -1,0 +1,226 @@
+//! What an operator gets: the failure event names the request (method, path,
+//! request id), the hop, the answer (HTTP status or gRPC code) and the retries, in
+//! OpenTelemetry's field names; the retry event times each failed attempt; the
+//! `on_failure_with_request` hook sees the request.
+
+use crate::support;
+
+use bytes::Bytes;
+use http::{Request, Response};
+use http_body_util::Full;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use support::{After, EventLog, Upstream, collect, refused_port};
+use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_bad_gateway::render::Renderer;
+use tower_bad_gateway::{BadGatewayLayer, GatewayLayer, UpstreamBody};
+
+/// `req` through `layer` in front of a real hyper-util client.
+async fn through(
+    layer: BadGatewayLayer,
+    req: Request<Full<Bytes>>,
+) -> Response<tower_bad_gateway::bad_gateway::ResponseBody<hyper::body::Incoming>> {
+    let mut svc = ServiceBuilder::new()
+        .layer(layer)
+        .timeout(Duration::from_millis(300))
+        .service(support::hyper_client::<Full<Bytes>>());
+    svc.ready().await.unwrap().call(req).await.unwrap()
+}
+
+fn failures(events: &EventLog) -> Vec<String> {
+    events
+        .messages()
+        .into_iter()
+        .filter(|e| e.contains("upstream request failed"))
+        .collect()
+}
+
+/// A field's value in a captured event line (`name=value `).
+fn field<'a>(event: &'a str, name: &str) -> Option<&'a str> {
+    let start = event.find(&format!("{name}="))? + name.len() + 1;
+    event[start..].split(' ').next()
+}
+
+#[tokio::test]
+async fn the_failure_event_names_the_request_the_hop_and_the_answer_in_otel_fields() {
+    let events = EventLog::install();
+    let port = refused_port();
+    let req = Request::delete(format!("http://{}/items/7?token=secret", port.addr))
+        .header("x-request-id", "req-42")
+        .body(Full::default())
+        .unwrap();
+    let res = through(BadGatewayLayer::new(), req).await;
+    assert_eq!(res.status(), 502);
+
+    let failures = failures(&events);
+    assert_eq!(failures.len(), 1, "{failures:#?}");
+    let e = &failures[0];
+    assert_eq!(field(e, "error.type"), Some("connection_refused"), "{e}");
+    assert_eq!(field(e, "http.request.method"), Some("DELETE"), "{e}");
+    assert_eq!(field(e, "url.path"), Some("/items/7"), "{e}");
+    assert!(!e.contains("secret"), "the query is never logged: {e}");
+    assert_eq!(field(e, "request_id"), Some("req-42"), "{e}");
+    assert_eq!(field(e, "server.address"), Some("127.0.0.1"), "{e}");
+    let port_text = port.addr.port().to_string();
+    assert_eq!(field(e, "server.port"), Some(port_text.as_str()), "{e}");
+    assert_eq!(field(e, "http.response.status_code"), Some("502"), "{e}");
+    assert_eq!(field(e, "http.request.resend_count"), Some("0"), "{e}");
+    assert_eq!(field(e, "phase"), Some("connect"), "{e}");
+    assert!(field(e, "elapsed_ms").is_some(), "{e}");
+    assert!(field(e, "rpc.grpc.status_code").is_none(), "{e}");
+}
+
+/// The request id comes from the renderer's configured header, and a hostile one
+/// is logged bounded and printable (it is not echoed to the client).
+#[tokio::test]
+async fn the_logged_request_id_follows_the_configured_header_bounded_and_printable() {
+    let events = EventLog::install();
+    let port = refused_port();
+    let layer = || {
+        BadGatewayLayer::new().renderer(
+            Renderer::new().request_id_header(http::HeaderName::from_static("x-correlation-id")),
+        )
+    };
+    let req = Request::get(format!("http://{}/", port.addr))
+        .header("x-correlation-id", "corr-1")
+        .header("x-request-id", "not-this-one")
+        .body(Full::default())
+        .unwrap();
+    let _ = through(layer(), req).await;
+    let long = format!("a\tb{}", "x".repeat(300));
+    let req = Request::get(format!("http://{}/", port.addr))
+        .header("x-correlation-id", long.as_str())
+        .body(Full::default())
+        .unwrap();
+    let res = through(layer(), req).await;
+    assert!(
+        res.headers().get("x-correlation-id").is_none(),
+        "a malformed id is not echoed"
+    );
+
+    let failures = failures(&events);
+    assert_eq!(failures.len(), 2, "{failures:#?}");
+    assert_eq!(field(&failures[0], "request_id"), Some("corr-1"));
+    let logged = field(&failures[1], "request_id").unwrap();
+    assert_eq!(logged.len(), 128, "{logged}");
+    assert!(logged.starts_with("a?bxxx"), "{logged}");
+    assert!(logged.bytes().all(|b| b.is_ascii_graphic()), "{logged}");
+}
+
+/// A gRPC call's failure logs its gRPC code, not the 200 of a trailers-only answer;
+/// a failure mid-body logs the code its trailers carry.
+#[tokio::test]
+async fn a_grpc_failure_logs_the_grpc_code_not_the_http_200() {
+    let events = EventLog::install();
+    let port = refused_port();
+    let grpc = |url: String| {
+        Request::post(url)
+            .header("content-type", "application/grpc")
+            .header("te", "trailers")
+            .body(Full::default())
+            .unwrap()
+    };
+    let res = through(
+        BadGatewayLayer::new(),
+        grpc(format!("http://{}/pkg.Svc/Call", port.addr)),
+    )
+    .await;
+    assert_eq!(res.status(), 200);
+    assert_eq!(res.headers()["grpc-status"], "14");
+    let reply = "HTTP/1.1 200 OK\r\ncontent-type: application/grpc\r\ncontent-length: 100\r\n\r\n\0\0\0\0\x05hel";
+    let upstream = Upstream::raw(reply, After::Close).await;
+    let res = through(BadGatewayLayer::new(), grpc(upstream.url("/pkg.Svc/Call"))).await;
+    let _ = collect(res.into_body()).await;
+
+    let failures = failures(&events);
+    assert_eq!(failures.len(), 2, "{failures:#?}");
+    for e in &failures {
+        assert_eq!(field(e, "rpc.grpc.status_code"), Some("14"), "{e}");
+        assert!(field(e, "http.response.status_code").is_none(), "{e}");
+        assert_eq!(field(e, "url.path"), Some("/pkg.Svc/Call"), "{e}");
+        assert_eq!(field(e, "http.request.method"), Some("POST"), "{e}");
+    }
+    assert_eq!(
+        field(&failures[1], "error.type"),
+        Some("http_response_incomplete")
+    );
+}
+
+/// Each retry event says how long the failed attempt took; the failure event
+/// counts the resends and times the whole exchange.
+#[tokio::test]
+async fn retry_events_time_each_attempt_and_the_failure_counts_resends() {
+    let events = EventLog::install();
+    let port = support::blackhole_port().await;
+    // The client's 150 ms connect timeout ends each attempt.
+    let mut svc = ServiceBuilder::new()
+        .layer(GatewayLayer::new().max_attempts(2))
+        .service(support::hyper_client::<UpstreamBody<Full<Bytes>>>());
+    let req = Request::get(format!("http://{}/slow", port.addr))
+        .header("x-request-id", "r-9")
+        .body(Full::default())
+        .unwrap();
+    let res = svc.ready().await.unwrap().call(req).await.unwrap();
+    assert_eq!(res.status(), 504);
+
+    let messages = events.messages();
+    let retries: Vec<_> = messages.iter().filter(|e| e.contains("retrying")).collect();
+    assert_eq!(retries.len(), 1, "{messages:#?}");
+    let r = retries[0];
+    assert_eq!(field(r, "error.type"), Some("connection_timeout"), "{r}");
+    assert_eq!(field(r, "attempt"), Some("1"), "{r}");
+    assert_eq!(field(r, "http.request.method"), Some("GET"), "{r}");
+    let took: u64 = field(r, "attempt_duration_ms").unwrap().parse().unwrap();
+    assert!((140..2000).contains(&took), "{r}");
+
+    let failures = failures(&events);
+    assert_eq!(failures.len(), 1, "{failures:#?}");
+    let e = &failures[0];
+    assert_eq!(field(e, "http.request.resend_count"), Some("1"), "{e}");
+    assert_eq!(field(e, "request_id"), Some("r-9"), "{e}");
+    assert_eq!(field(e, "url.path"), Some("/slow"), "{e}");
+    let whole: u64 = field(e, "elapsed_ms").unwrap().parse().unwrap();
+    assert!(whole >= 2 * 140, "the whole exchange, both attempts: {e}");
+}
+
+/// The hook sees the request's method, path and id, for a failure before the
+/// head and one in the body.
+#[tokio::test]
+async fn on_failure_with_request_sees_method_path_and_request_id() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let layer = BadGatewayLayer::new().on_failure_with_request(move |err, req| {
+        log.lock().unwrap().push(format!(
+            "{} {} {} {}",
+            req.method(),
+            req.path().unwrap_or("-"),
+            req.request_id_for_log().unwrap_or_default(),
+            err.kind()
+        ));
+    });
+    let port = refused_port();
+    let req = Request::put(format!("http://{}/a/b?q=1", port.addr))
+        .header("x-request-id", "id-1")
+        .body(Full::default())
+        .unwrap();
+    let _ = through(layer.clone(), req).await;
+    let upstream = Upstream::raw(
+        "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nshort",
+        After::Close,
+    )
+    .await;
+    let req = Request::get(upstream.url("/c"))
+        .header("x-request-id", "id-2")
+        .body(Full::default())
+        .unwrap();
+    let res = through(layer, req).await;
+    let _ = collect(res.into_body()).await;
+
+    assert_eq!(
+        *seen.lock().unwrap(),
+        [
+            "PUT /a/b id-1 connection_refused",
+            "GET /c id-2 http_response_incomplete"
+        ]
+    );
+}
