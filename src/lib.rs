@@ -66,7 +66,7 @@
 //! | `hyper` | yes | precise classification of hyper and hyper-util errors |
 //! | `reqwest` | no | precise classification of reqwest 0.12 errors, and `ReqwestService` |
 //! | `reqwest013` | no | the same for reqwest 0.13 (`reqwest013::ReqwestService`, `is_dns`) |
-//! | `tonic` | no | tonic's `ConnectError` and `TimeoutExpired` |
+//! | `tonic` | no | tonic's `ConnectError` and `TimeoutExpired`; `GatewayError` into `tonic::Status`; [`tonic::IntoStatusLayer`] for a `Channel` |
 //! | `h2` | no | HTTP/2 reason codes (`REFUSED_STREAM`, `GOAWAY`) |
 //! | `axum` | no | `GatewayError` implements axum's `IntoResponse` |
 
@@ -122,6 +122,9 @@ pub mod reqwest013;
 mod reqwest_adapter;
 pub mod retry;
 pub mod timeout;
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+pub mod tonic;
 
 pub use self::bad_gateway::{BadGateway, BadGatewayLayer};
 pub use self::classify::{Classifier, ResponsePolicy};

@@ -128,7 +128,9 @@ impl Watch {
         let err = GatewayError::new(kind)
             .with_phase(Phase::ReadBody)
             .with_received_status(self.status);
-        self.ex.config.stamp(err, self.ex.start, self.ex.next_hop.as_ref())
+        self.ex
+            .config
+            .stamp(err, self.ex.start, self.ex.next_hop.as_ref())
     }
 }
 

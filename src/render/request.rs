@@ -229,7 +229,13 @@ fn printable(bytes: &[u8], max: usize) -> Cow<'_, str> {
     }
     Cow::Owned(
         cut.iter()
-            .map(|&b| if b.is_ascii_graphic() { char::from(b) } else { '?' })
+            .map(|&b| {
+                if b.is_ascii_graphic() {
+                    char::from(b)
+                } else {
+                    '?'
+                }
+            })
             .collect(),
     )
 }
