@@ -171,6 +171,15 @@ impl Exchange {
                 Err((kind, headers)) => return self.reject(kind, status, &headers),
             }
         };
+        // An upstream's own error, intercepted: its status, our page.
+        if policy.intercepts(status) && !self.info.is_grpc() {
+            let headers = res.into_parts().0.headers; // the body is dropped unread
+            let page = self
+                .config
+                .renderer
+                .intercepted(status, &self.info, &headers);
+            return page.map(ResponseBody::synthetic);
+        }
         // An upstream's own 5xx, passed on: our member tells clients and logs it
         // is not the gateway's (RFC 9209 §2.1.1 `received-status`).
         if status.is_server_error() {

@@ -11,6 +11,7 @@ mod axum_proxy;
 mod classify_real_clients;
 mod grpc;
 mod http2;
+mod intercept;
 mod invariants;
 mod load_under_faults;
 mod observability;
