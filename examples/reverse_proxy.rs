@@ -11,7 +11,9 @@
 //! Flags: `--listen ADDR` (default 127.0.0.1:3000), `--upstream URL`,
 //! `--timeout-ms N` (per attempt, and the connect timeout; default 10000),
 //! `--body-idle-ms N` (default 30000), `--attempts N` (default 3),
-//! `--deadline-ms N` (optional), `--http2` (HTTP/2 with prior knowledge upstream).
+//! `--deadline-ms N` (optional), `--http2` (HTTP/2 with prior knowledge upstream),
+//! `--metrics ADDR` (serve the gateway's metrics, Prometheus text, at
+//! `http://ADDR/metrics`).
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request};
@@ -44,6 +46,8 @@ pub struct Options {
     /// No middleware: axum's `HandleErrorLayer` answers every client error with a
     /// plain 502 (the baseline the end-to-end benchmark compares against).
     pub bare: bool,
+    /// Where to serve the metrics (`GET /metrics`, Prometheus text), if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Default for Options {
@@ -57,6 +61,7 @@ impl Default for Options {
             deadline: None,
             http2: false,
             bare: false,
+            metrics: None,
         }
     }
 }
@@ -90,6 +95,9 @@ impl Options {
                 "--deadline-ms" => options.deadline = Some(millis(value()?)?),
                 "--http2" => options.http2 = true,
                 "--bare" => options.bare = true,
+                "--metrics" => {
+                    options.metrics = Some(value()?.parse().map_err(|e| format!("--metrics: {e}"))?)
+                }
                 "-h" | "--help" => return Err(USAGE.into()),
                 other => return Err(format!("unknown flag {other}\n{USAGE}")),
             }
@@ -99,7 +107,7 @@ impl Options {
 }
 
 const USAGE: &str = "usage: reverse_proxy [--listen ADDR] [--upstream URL] [--timeout-ms N] \
-[--body-idle-ms N] [--attempts N] [--deadline-ms N] [--http2] [--bare]";
+[--body-idle-ms N] [--attempts N] [--deadline-ms N] [--http2] [--bare] [--metrics ADDR]";
 
 /// The proxy: every request goes to `upstream` through the whole `GatewayLayer`.
 pub fn app(options: &Options, upstream: Uri) -> Router {
@@ -265,6 +273,30 @@ fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     }
 }
 
+/// The Prometheus recorder the gateway's metrics go to (feature `metrics` of
+/// `tower-bad-gateway`; `metrics-exporter-prometheus` renders them).
+pub fn metrics_recorder() -> metrics_exporter_prometheus::PrometheusRecorder {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        // Buckets for `http.client.request.duration`, in seconds.
+        .set_buckets(&[
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ])
+        .expect("the buckets are not empty")
+        .build_recorder()
+}
+
+/// Serves `GET /metrics` (Prometheus text) from `handle` on `listener`.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+) -> std::io::Result<()> {
+    let app = Router::new().route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(handle.render())),
+    );
+    axum::serve(listener, app).await
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then drains.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -325,6 +357,27 @@ async fn main() {
             uri
         }
     };
+    if let Some(metrics) = options.metrics {
+        let recorder = metrics_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            eprintln!("a metrics recorder is already installed");
+            std::process::exit(1);
+        }
+        tower_bad_gateway::metrics::describe();
+        let listener = match tokio::net::TcpListener::bind(metrics).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                eprintln!("cannot listen on {metrics}: {err}");
+                std::process::exit(1);
+            }
+        };
+        println!(
+            "metrics at http://{}/metrics",
+            listener.local_addr().unwrap_or(metrics)
+        );
+        tokio::spawn(serve_metrics(listener, handle));
+    }
     let listener = match tokio::net::TcpListener::bind(options.listen).await {
         Ok(listener) => listener,
         Err(err) => {

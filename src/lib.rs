@@ -69,6 +69,7 @@
 //! | `tonic` | no | tonic's `ConnectError` and `TimeoutExpired`; `GatewayError` into `tonic::Status`; [`tonic::IntoStatusLayer`] for a `Channel` |
 //! | `h2` | no | HTTP/2 reason codes (`REFUSED_STREAM`, `GOAWAY`) |
 //! | `axum` | no | `GatewayError` implements axum's `IntoResponse` |
+//! | `metrics` | no | counters and histograms through the `metrics` facade (see [`metrics`]) |
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -110,6 +111,9 @@ pub mod error;
 pub mod gateway;
 mod grpc;
 mod macros;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
 mod otel;
 pub mod render;
 #[cfg(feature = "reqwest")]

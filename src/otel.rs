@@ -6,7 +6,7 @@ use http::Method;
 /// The method as OpenTelemetry's `http.request.method` names it: one of the
 /// standard methods, or `_OTHER`, so that a log field or a metric label is one of
 /// a bounded set whatever the client sends.
-#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+#[cfg_attr(not(any(feature = "tracing", feature = "metrics")), allow(dead_code))]
 pub(crate) fn method(method: &Method) -> &'static str {
     match *method {
         Method::GET => "GET",

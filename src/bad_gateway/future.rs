@@ -142,6 +142,7 @@ where
                 let err =
                     ex.config
                         .classify(error, Phase::AwaitHead, ex.start, ex.next_hop.as_ref());
+                ex.measure(None, Some(err.kind().as_str()));
                 ex.answer(err)
             }
         }))
@@ -161,6 +162,7 @@ impl Exchange {
         // treat it as a server error. The `http` crate accepts up to 999.
         if status.as_u16() > 599 {
             let headers = res.into_parts().0.headers;
+            self.measure(Some(status), Some(ErrorKind::ProtocolError.as_str()));
             return self.reject(ErrorKind::ProtocolError, status, &headers);
         }
         let mut res = if policy.accepts_all() {
@@ -168,9 +170,13 @@ impl Exchange {
         } else {
             match policy.judge(res) {
                 Ok(res) => res,
-                Err((kind, headers)) => return self.reject(kind, status, &headers),
+                Err((kind, headers)) => {
+                    self.measure(Some(status), Some(kind.as_str()));
+                    return self.reject(kind, status, &headers);
+                }
             }
         };
+        self.measure(Some(status), None);
         // An upstream's own error, intercepted: its status, our page.
         if policy.intercepts(status) && !self.info.is_grpc() {
             let headers = res.into_parts().0.headers; // the body is dropped unread
@@ -197,6 +203,20 @@ impl Exchange {
             _ => End::Error,
         };
         res.map(|body| ResponseBody::upstream(body, self, end, limit, status))
+    }
+
+    /// Records the exchange in `http.client.request.duration` (feature `metrics`):
+    /// the upstream's `status` when it answered, the `error` token on failure.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables, clippy::unused_self))]
+    fn measure(&self, status: Option<http::StatusCode>, error: Option<&'static str>) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::exchange(
+            self.info.method(),
+            self.next_hop.as_ref(),
+            status,
+            error,
+            self.start.elapsed(),
+        );
     }
 
     /// A synthetic answer to an upstream answer that is not passed on. The

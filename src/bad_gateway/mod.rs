@@ -84,6 +84,8 @@ impl Config {
         log_failure(err, status, info);
         #[cfg(not(feature = "tracing"))]
         let _ = status;
+        #[cfg(feature = "metrics")]
+        crate::metrics::failure(err.kind().as_str(), err.phase().as_str());
         if let Some(hook) = &self.on_failure {
             hook(err);
         }

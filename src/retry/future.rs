@@ -166,7 +166,11 @@ where
                                 .policy
                                 .after_response(res.status(), res.headers(), &attempt)
                             {
-                                Decision::Stop(_) => {
+                                Decision::Stop(_reason) => {
+                                    #[cfg(feature = "metrics")]
+                                    if _reason == Some(crate::RetryDenied::BudgetExhausted) {
+                                        crate::metrics::retry_budget_exhausted();
+                                    }
                                     // A first-try answer carries none: `Attempts::of` reads 1.
                                     if *this.attempts > 1 {
                                         res.extensions_mut().insert(Attempts(*this.attempts));
@@ -174,6 +178,8 @@ where
                                     return Poll::Ready(Ok(res));
                                 }
                                 Decision::Retry(delay) => {
+                                    #[cfg(feature = "metrics")]
+                                    crate::metrics::retry(Err(res.status()));
                                     #[cfg(feature = "tracing")]
                                     log_retry(
                                         Err(res.status()),
@@ -197,6 +203,10 @@ where
                             );
                             match this.policy.after_error(&err, &attempt) {
                                 Decision::Stop(reason) => {
+                                    #[cfg(feature = "metrics")]
+                                    if reason == Some(crate::RetryDenied::BudgetExhausted) {
+                                        crate::metrics::retry_budget_exhausted();
+                                    }
                                     let err = match reason {
                                         Some(reason) => err.with_retry_denied(reason),
                                         None => err,
@@ -204,6 +214,8 @@ where
                                     return Poll::Ready(Err(err));
                                 }
                                 Decision::Retry(delay) => {
+                                    #[cfg(feature = "metrics")]
+                                    crate::metrics::retry(Ok(err.kind().as_str()));
                                     #[cfg(feature = "tracing")]
                                     log_retry(
                                         Ok(&err),

@@ -224,3 +224,64 @@ async fn on_failure_with_request_sees_method_path_and_request_id() {
         ]
     );
 }
+
+/// The gateway's own counters: the deadline ending a wait, and the retry budget
+/// refusing a retry. A recorder of the test's own (thread-local: the test's
+/// runtime runs its clients on its thread).
+#[tokio::test]
+async fn deadline_and_retry_budget_counters_move() {
+    use tower_bad_gateway::retry::{RetryBudget, RetryPolicy};
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let _local = metrics::set_default_local_recorder(&recorder);
+
+    // The deadline (100 ms) passes before the client's connect timeout (150 ms).
+    let blackhole = support::blackhole_port().await;
+    let mut svc = ServiceBuilder::new()
+        .layer(GatewayLayer::new().deadline(Duration::from_millis(100)))
+        .service(support::hyper_client::<UpstreamBody<Full<Bytes>>>());
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(support::get(&format!("http://{}/", blackhole.addr)))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 504);
+
+    // A budget with nothing in it refuses the retry of a refused connection.
+    let port = refused_port();
+    let empty = RetryBudget::new(0.0, 0, Duration::from_secs(10));
+    let mut svc = ServiceBuilder::new()
+        .layer(GatewayLayer::new().retry_policy(RetryPolicy::new().budget(empty)))
+        .service(support::hyper_client::<UpstreamBody<Full<Bytes>>>());
+    let res = svc
+        .ready()
+        .await
+        .unwrap()
+        .call(support::get(&format!("http://{}/", port.addr)))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 502);
+
+    let text = handle.render();
+    let value = |series: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    };
+    assert_eq!(
+        value(r#"tower_bad_gateway_deadline_exceeded{phase="await_head"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value("tower_bad_gateway_retry_budget_exhausted "),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value("tower_bad_gateway_retries{"),
+        None,
+        "no retry: {text}"
+    );
+}
