@@ -9,11 +9,12 @@
 //! ```
 //!
 //! Stacks: `bare`, `bad_gateway`, `gateway`, `gateway_no_deadline` (the requests of
-//! `benches/overhead.rs`, empty body). Under `cargo bench` it runs each once.
+//! `benches/overhead.rs`, empty body), and `gateway_recorder` (`gateway` with a
+//! counting `metrics` recorder installed). Under `cargo bench` it runs each once.
 mod common;
 
 use bytes::Bytes;
-use common::{drain, now, request, upstream};
+use common::{CountingRecorder, drain, now, request, upstream};
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::Full;
@@ -46,7 +47,13 @@ fn main() {
         ),
         // `cargo bench` passes `--bench`: run every stack once, as a smoke test.
         _ => (
-            vec!["bare", "bad_gateway", "gateway", "gateway_no_deadline"],
+            vec![
+                "bare",
+                "bad_gateway",
+                "gateway",
+                "gateway_no_deadline",
+                "gateway_recorder",
+            ],
             1,
         ),
     };
@@ -73,6 +80,21 @@ fn main() {
                     .layer(client()),
                 n,
             ),
+            "gateway_recorder" => {
+                let recorder = CountingRecorder::default();
+                let _local = metrics::set_default_local_recorder(&recorder);
+                run(
+                    GatewayLayer::new()
+                        .max_attempts(3)
+                        .attempt_timeout(Duration::from_secs(10))
+                        .body_idle_timeout(Duration::from_secs(30))
+                        .deadline(Duration::from_secs(30))
+                        .retry_policy(RetryPolicy::new())
+                        .layer(client()),
+                    n,
+                );
+                assert!(n == 0 || recorder.samples() > 0, "the recorder saw nothing");
+            }
             "gateway_no_deadline" => run(
                 GatewayLayer::new()
                     .max_attempts(3)

@@ -35,7 +35,9 @@
 use crate::error::NextHop;
 use http::{Method, StatusCode};
 use metrics::{Key, Label, Level, Metadata, SharedString, Unit};
-use std::sync::OnceLock;
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{OnceLock, RwLock};
 use std::time::Duration;
 
 /// `http.client.request.duration`.
@@ -100,9 +102,60 @@ fn status_label(status: StatusCode) -> SharedString {
     SharedString::const_str(text)
 }
 
+/// What tells one exchange's labels from another's, compactly: the key of the
+/// cache of `http.client.request.duration` keys.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Labels {
+    method: &'static str,
+    next_hop: Option<NextHop>,
+    status: Option<StatusCode>,
+    error: Option<&'static str>,
+}
+
+/// At most this many label sets are kept built (the labels are bounded sets, so
+/// a gateway normally has far fewer); past it, keys are built per exchange.
+const MAX_CACHED_KEYS: usize = 1024;
+
+/// A multiply-rotate hasher (as rustc's `FxHasher`): the cache's keys are small
+/// and trusted (bounded label values), so no need for SipHash's cost.
+#[derive(Default)]
+struct Fx(u64);
+
+impl Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type KeyCache = RwLock<HashMap<Labels, &'static Key, BuildHasherDefault<Fx>>>;
+
 /// One exchange, as [`BadGateway`](crate::BadGateway) saw it: `status` when the
 /// upstream answered, `error` (a token) when the exchange failed or the answer
 /// was rejected.
+///
+/// The key of each label set is built (allocated and hashed) once and kept, so
+/// an exchange costs a cache lookup, not two allocations and a hash of the
+/// labels, with or without a recorder: at most [`MAX_CACHED_KEYS`] keys
+/// (a few hundred bytes each) live for the rest of the process.
 pub(crate) fn exchange(
     method: &Method,
     next_hop: Option<&NextHop>,
@@ -110,11 +163,40 @@ pub(crate) fn exchange(
     error: Option<&'static str>,
     duration: Duration,
 ) {
+    static KEYS: OnceLock<KeyCache> = OnceLock::new();
+    let labels = Labels {
+        method: crate::otel::method(method),
+        next_hop: next_hop.copied(),
+        status,
+        error,
+    };
+    let keys = KEYS.get_or_init(KeyCache::default);
+    let cached = keys.read().ok().and_then(|k| k.get(&labels).copied());
+    let record = |key: &Key| {
+        metrics::with_recorder(|r| {
+            r.register_histogram(key, &METADATA)
+                .record(duration.as_secs_f64());
+        });
+    };
+    if let Some(key) = cached {
+        return record(key);
+    }
+    let key = exchange_key(&labels);
+    match keys.write() {
+        Ok(mut k) if k.len() < MAX_CACHED_KEYS => {
+            let key: &'static Key = Box::leak(Box::new(key));
+            k.insert(labels, key);
+            record(key);
+        }
+        _ => record(&key),
+    }
+}
+
+/// The `http.client.request.duration` key for `labels`.
+fn exchange_key(l: &Labels) -> Key {
     let mut labels = Vec::with_capacity(4);
-    labels.push(Label::from_static_parts(
-        "http.request.method",
-        crate::otel::method(method),
-    ));
+    labels.push(Label::from_static_parts("http.request.method", l.method));
+    let (next_hop, status, error) = (l.next_hop.as_ref(), l.status, l.error);
     if let Some(host) = next_hop.and_then(NextHop::host) {
         labels.push(Label::new("server.address", host.to_owned()));
     }
@@ -132,11 +214,7 @@ pub(crate) fn exchange(
     if let Some(error) = error {
         labels.push(Label::new("error.type", error));
     }
-    let key = Key::from_parts(REQUEST_DURATION, labels);
-    metrics::with_recorder(|r| {
-        r.register_histogram(&key, &METADATA)
-            .record(duration.as_secs_f64());
-    });
+    Key::from_parts(REQUEST_DURATION, labels)
 }
 
 /// A failure reported once (the failure event).

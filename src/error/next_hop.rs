@@ -3,7 +3,7 @@ use tokio::time::Instant;
 
 /// The upstream's authority, copied inline so that capturing it per request costs
 /// no allocation and no atomic operation (only failures build an `Authority`).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct NextHop {
     buf: [u8; 64],
     len: u8,
