@@ -260,6 +260,57 @@ mod into_status {
         }
     }
 
+    /// An HTTP/2 server that answers every call's head at once (200, gRPC) and
+    /// then never sends a byte of its body.
+    async fn head_then_stall() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let Ok(mut conn) = h2::server::handshake(stream).await else {
+                        return;
+                    };
+                    let mut held = Vec::new();
+                    while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                        let head = http::Response::builder()
+                            .status(200)
+                            .header("content-type", "application/grpc")
+                            .body(())
+                            .unwrap();
+                        if let Ok(stream) = respond.send_response(head, false) {
+                            held.push(stream);
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// A failure after the head (the body stalls past the idle timeout) is the
+    /// same typed `Status`: its source is the `GatewayError`, phase `read_body`.
+    #[tokio::test]
+    async fn a_body_that_stalls_after_the_head_is_a_typed_status_too() {
+        let addr = head_then_stall().await;
+        let svc = ServiceBuilder::new()
+            .layer(IntoStatusLayer::new())
+            .layer(
+                TimeoutLayer::new()
+                    .attempt_timeout(Duration::from_secs(2))
+                    .body_idle_timeout(Duration::from_millis(150)),
+            )
+            .service(channel(addr));
+        let status = check_within(&mut HealthClient::new(svc), Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+        assert_eq!(status.message(), ErrorKind::ReadTimeout.description());
+        let err = gateway_error(&status);
+        assert_eq!(err.kind(), ErrorKind::ReadTimeout);
+        assert_eq!(err.phase(), tower_bad_gateway::Phase::ReadBody);
+    }
+
     #[tokio::test]
     async fn a_healthy_upstream_answers_through_into_status() {
         let (addr, _reporter) = health_server().await;
