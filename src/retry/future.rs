@@ -166,11 +166,8 @@ where
                                 .policy
                                 .after_response(res.status(), res.headers(), &attempt)
                             {
-                                Decision::Stop(_reason) => {
-                                    #[cfg(feature = "metrics")]
-                                    if _reason == Some(crate::RetryDenied::BudgetExhausted) {
-                                        crate::metrics::retry_budget_exhausted();
-                                    }
+                                Decision::Stop(reason) => {
+                                    note_denied(reason);
                                     // A first-try answer carries none: `Attempts::of` reads 1.
                                     if *this.attempts > 1 {
                                         res.extensions_mut().insert(Attempts(*this.attempts));
@@ -178,10 +175,7 @@ where
                                     return Poll::Ready(Ok(res));
                                 }
                                 Decision::Retry(delay) => {
-                                    #[cfg(feature = "metrics")]
-                                    crate::metrics::retry(Err(res.status()));
-                                    #[cfg(feature = "tracing")]
-                                    log_retry(
+                                    note_retry(
                                         Err(res.status()),
                                         this.replay,
                                         *this.attempts,
@@ -203,10 +197,7 @@ where
                             );
                             match this.policy.after_error(&err, &attempt) {
                                 Decision::Stop(reason) => {
-                                    #[cfg(feature = "metrics")]
-                                    if reason == Some(crate::RetryDenied::BudgetExhausted) {
-                                        crate::metrics::retry_budget_exhausted();
-                                    }
+                                    note_denied(reason);
                                     let err = match reason {
                                         Some(reason) => err.with_retry_denied(reason),
                                         None => err,
@@ -214,10 +205,7 @@ where
                                     return Poll::Ready(Err(err));
                                 }
                                 Decision::Retry(delay) => {
-                                    #[cfg(feature = "metrics")]
-                                    crate::metrics::retry(Ok(err.kind().as_str()));
-                                    #[cfg(feature = "tracing")]
-                                    log_retry(
+                                    note_retry(
                                         Ok(&err),
                                         this.replay,
                                         *this.attempts,
@@ -291,9 +279,36 @@ fn failure(
     stamp(err, start, replay.next_hop().as_ref()).with_attempts(attempts)
 }
 
-/// The event for a retry: why (the failure's `error.type`, or the status
-/// answered), which attempt failed and how long it took, and the wait before the
-/// next one; field names as on the failure event.
+/// A retry denied: counted when the budget refused it (feature `metrics`).
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+fn note_denied(reason: Option<crate::RetryDenied>) {
+    #[cfg(feature = "metrics")]
+    if reason == Some(crate::RetryDenied::BudgetExhausted) {
+        crate::metrics::retry_budget_exhausted();
+    }
+}
+
+/// A retry: counted (feature `metrics`) and logged (feature `tracing`): why (the
+/// failure's `error.type`, or the status answered), which attempt failed and how
+/// long it took, and the wait before the next one; field names as on the failure
+/// event.
+#[cfg_attr(
+    not(all(feature = "metrics", feature = "tracing")),
+    allow(unused_variables)
+)]
+fn note_retry(
+    why: Result<&GatewayError, http::StatusCode>,
+    replay: &Replay,
+    attempt: u32,
+    attempt_start: Instant,
+    delay: std::time::Duration,
+) {
+    #[cfg(feature = "metrics")]
+    crate::metrics::retry(why.map(|e| e.kind().as_str()));
+    #[cfg(feature = "tracing")]
+    log_retry(why, replay, attempt, attempt_start, delay);
+}
+
 #[cfg(feature = "tracing")]
 fn log_retry(
     why: Result<&GatewayError, http::StatusCode>,
