@@ -9,7 +9,8 @@
 //! ```
 //!
 //! Stacks: `bare`, `bad_gateway`, `gateway`, `gateway_no_deadline` (the requests of
-//! `benches/overhead.rs`, empty body); for endpoint sets (`benches/upstreams.rs`):
+//! `benches/overhead.rs`, empty body), `gateway_recorder` (`gateway` with a
+//! counting `metrics` recorder installed); for endpoint sets (`benches/upstreams.rs`):
 //! `upstreams_3` and `upstreams_10000` (`Upstreams` over the bare service, a set of
 //! 3 or 10,000 endpoints), `gateway_default` and `gateway_set_of_3`
 //! (`GatewayLayer::new()` without and with a set of 3). Building a set is in both
@@ -17,7 +18,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{drain, now, request, upstream};
+use common::{CountingRecorder, drain, now, request, upstream};
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::Full;
@@ -62,6 +63,7 @@ fn main() {
                 "bad_gateway",
                 "gateway",
                 "gateway_no_deadline",
+                "gateway_recorder",
                 "upstreams_3",
                 "upstreams_10000",
                 "gateway_default",
@@ -93,6 +95,21 @@ fn main() {
                     .layer(client()),
                 n,
             ),
+            "gateway_recorder" => {
+                let recorder = CountingRecorder::default();
+                let _local = metrics::set_default_local_recorder(&recorder);
+                run(
+                    GatewayLayer::new()
+                        .max_attempts(3)
+                        .attempt_timeout(Duration::from_secs(10))
+                        .body_idle_timeout(Duration::from_secs(30))
+                        .deadline(Duration::from_secs(30))
+                        .retry_policy(RetryPolicy::new())
+                        .layer(client()),
+                    n,
+                );
+                assert!(n == 0 || recorder.samples() > 0, "the recorder saw nothing");
+            }
             "gateway_no_deadline" => run(
                 GatewayLayer::new()
                     .max_attempts(3)

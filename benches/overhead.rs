@@ -13,7 +13,7 @@ mod common;
 
 use axum::error_handling::HandleErrorLayer;
 use bytes::Bytes;
-use common::{drain, now, request, upstream};
+use common::{CountingRecorder, drain, now, request, upstream};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderValue, Request, Response, StatusCode};
 use http_body::Body;
@@ -155,6 +155,33 @@ fn bench(c: &mut Criterion) {
                 black_box(once(&mut full, body));
             }) - base,
         ));
+
+        // The same with a `metrics` recorder installed (a counting one: an atomic
+        // add per sample), against the row above, where none is (the facade's
+        // no-op recorder).
+        {
+            let recorder = CountingRecorder::default();
+            let _local = metrics::set_default_local_recorder(&recorder);
+            let mut recorded = GatewayLayer::new()
+                .max_attempts(3)
+                .attempt_timeout(Duration::from_secs(10))
+                .body_idle_timeout(Duration::from_secs(30))
+                .deadline(Duration::from_secs(30))
+                .retry_policy(RetryPolicy::new())
+                .layer(tower::service_fn(
+                    upstream::<UploadBody<ReplayBody<Full<Bytes>>>>,
+                ));
+            group.bench_function(format!("gateway_layer_recorder/{name}"), |b| {
+                b.iter(|| once(&mut recorded, body))
+            });
+            report.push((
+                format!("gateway_layer_recorder/{name}"),
+                allocations(|| {
+                    black_box(once(&mut recorded, body));
+                }) - base,
+            ));
+            assert!(recorder.samples() > 0, "the recorder saw nothing");
+        }
 
         // The same without a deadline: what the hand-built stack below does (an
         // attempt timeout, retries, an answer for every failure), and more.

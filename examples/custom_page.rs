@@ -1,6 +1,8 @@
-//! Your own error answers: a branded HTML page for the site, and a JSON body in
-//! your API's own error format. Serves both on loopback, calls each once, prints
-//! what a browser and an API client get, and exits.
+//! Your own error answers: a branded HTML page for the site (for the gateway's
+//! failures, and in place of the upstream's own 500/502/503 pages, which may leak
+//! a stack trace), and a JSON body in your API's own error format. Serves them on
+//! loopback, calls each once, prints what a browser and an API client get, and
+//! exits.
 //!
 //! ```text
 //! cargo run --example custom_page
@@ -14,7 +16,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
 use tower::ServiceBuilder;
 use tower_bad_gateway::render::Renderer;
-use tower_bad_gateway::{BadGatewayLayer, ErrorKind, GatewayLayer};
+use tower_bad_gateway::{BadGatewayLayer, ErrorKind, GatewayLayer, ResponsePolicy};
 
 const PAGE: &str = r#"<!DOCTYPE html>
 <html lang="en">
@@ -36,17 +38,28 @@ async fn main() {
     down.bind("127.0.0.1:0".parse().unwrap()).unwrap();
     let upstream = down.local_addr().unwrap();
 
+    // An upstream that is up, but whose errors leak a stack trace.
+    let leaky = leaky_upstream().await;
+
     // The site: a branded page, and a busy upstream is a 503 with Retry-After.
-    let site = BadGatewayLayer::new().renderer(
-        Renderer::new()
-            .proxy_name("acme-edge")
-            .html_template(PAGE)
-            .status(
-                ErrorKind::ConnectionRefused,
-                StatusCode::SERVICE_UNAVAILABLE,
-            )
-            .retry_after(Duration::from_secs(30)),
-    );
+    let site_renderer = Renderer::new()
+        .proxy_name("acme-edge")
+        .html_template(PAGE)
+        .status(
+            ErrorKind::ConnectionRefused,
+            StatusCode::SERVICE_UNAVAILABLE,
+        )
+        .retry_after(Duration::from_secs(30));
+    let site = BadGatewayLayer::new().renderer(site_renderer.clone());
+    // The same page in place of the upstream's own 500, 502 and 503 pages
+    // (nginx's proxy_intercept_errors): their status stays, their body goes.
+    let intercepting = BadGatewayLayer::new()
+        .renderer(site_renderer)
+        .response_policy(ResponsePolicy::new().intercept_statuses([
+            StatusCode::INTERNAL_SERVER_ERROR,
+            StatusCode::BAD_GATEWAY,
+            StatusCode::SERVICE_UNAVAILABLE,
+        ]));
 
     // The API: its own error JSON, whatever the client asked for.
     let api = BadGatewayLayer::new().renderer(Renderer::custom(|err, info| {
@@ -70,6 +83,7 @@ async fn main() {
 
     let app = Router::new()
         .nest_service("/api", proxy(upstream, api))
+        .nest_service("/checkout", proxy(leaky, intercepting))
         .fallback_service(proxy(upstream, site));
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -87,6 +101,18 @@ async fn main() {
     print(res).await;
 
     let res = http
+        .get(format!("http://{addr}/checkout"))
+        .header("accept", "text/html")
+        .header("x-request-id", "7f3c")
+        .send()
+        .await
+        .unwrap();
+    println!(
+        "\nA browser asking for /checkout, whose upstream answers 500 with a stack trace, gets:\n"
+    );
+    print(res).await;
+
+    let res = http
         .get(format!("http://{addr}/api/orders"))
         .header("x-request-id", "7f3b")
         .send()
@@ -95,6 +121,20 @@ async fn main() {
     println!("\nAn API client asking for /api/orders gets:\n");
     print(res).await;
     drop(down);
+}
+
+/// An upstream whose every answer is a 500 with a stack trace in its body.
+async fn leaky_upstream() -> std::net::SocketAddr {
+    let app = Router::new().fallback(|| async {
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "Traceback (most recent call last):\n  File \"/srv/shop/checkout.py\", line 42\nKeyError: 'DB_PASSWORD'\n",
+        )
+    });
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
 }
 
 /// A proxy to `upstream` that answers failures with `layer`'s configuration.

@@ -2,9 +2,10 @@
 //!
 //! - a gRPC gateway (axum + `GatewayLayer` + a hyper-util HTTP/2 client) in front of
 //!   a tonic server, called by a tonic client;
-//! - a tonic client whose `Channel` is wrapped by `BadGatewayLayer`, `RetryLayer`
+//! - a tonic client whose `Channel` is wrapped by `IntoStatusLayer`, `RetryLayer`
 //!   and `TimeoutLayer`, so a refused connection is retried and transport failures
-//!   become `UNAVAILABLE` and `DEADLINE_EXCEEDED` with a clear message.
+//!   become `UNAVAILABLE` and `DEADLINE_EXCEEDED` with a clear message, every
+//!   time, with the `GatewayError` (attempts, phase, cause) as the status's source.
 //!
 //! ```text
 //! cargo run --example grpc
@@ -21,7 +22,8 @@ use tonic_health::pb::health_client::HealthClient;
 use tower::ServiceBuilder;
 use tower_bad_gateway::retry::{ReplayBody, RetryLayer, RetryPolicy};
 use tower_bad_gateway::timeout::TimeoutLayer;
-use tower_bad_gateway::{BadGatewayLayer, GatewayLayer};
+use tower_bad_gateway::tonic::IntoStatusLayer;
+use tower_bad_gateway::{GatewayError, GatewayLayer};
 
 #[tokio::main]
 async fn main() {
@@ -42,7 +44,7 @@ async fn main() {
     }
 
     println!(
-        "\nA tonic client whose Channel is wrapped by BadGatewayLayer + RetryLayer + TimeoutLayer (300 ms):"
+        "\nA tonic client whose Channel is wrapped by IntoStatusLayer + RetryLayer + TimeoutLayer (300 ms):"
     );
     for (what, upstream) in [
         ("healthy", healthy),
@@ -50,7 +52,9 @@ async fn main() {
         ("stalled", stalled),
     ] {
         let stack = ServiceBuilder::new()
-            .layer(BadGatewayLayer::new())
+            // Every failure becomes a tonic::Status: the code from the kind table,
+            // the GatewayError as its source (whichever timer fires first).
+            .layer(IntoStatusLayer::new())
             // A refused connection never reached the upstream: retried even for a
             // gRPC call (a POST). A timed-out attempt is not retried.
             .layer(RetryLayer::new(RetryPolicy::new()))
@@ -79,7 +83,13 @@ where
     req.set_timeout(Duration::from_secs(5));
     let outcome = match client.check(req).await {
         Ok(res) => format!("{:?}", res.into_inner().status()),
-        Err(status) => format!("{:?}: {}", status.code(), status.message()),
+        Err(status) => {
+            // Behind IntoStatusLayer, the status's source is the GatewayError.
+            let attempts = std::error::Error::source(&status)
+                .and_then(|e| e.downcast_ref::<GatewayError>())
+                .map_or_else(String::new, |e| format!(" ({} attempts)", e.attempts()));
+            format!("{:?}: {}{attempts}", status.code(), status.message())
+        }
     };
     println!(
         "  {what:<8} upstream -> {outcome:<70} {:>4} ms",

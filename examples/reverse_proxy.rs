@@ -14,7 +14,9 @@
 //! replicas of one upstream; all with the same path, if any),
 //! `--timeout-ms N` (per attempt, and the connect timeout; default 10000),
 //! `--body-idle-ms N` (default 30000), `--attempts N` (default 3),
-//! `--deadline-ms N` (optional), `--http2` (HTTP/2 with prior knowledge upstream).
+//! `--deadline-ms N` (optional), `--http2` (HTTP/2 with prior knowledge upstream),
+//! `--metrics ADDR` (serve the gateway's metrics, Prometheus text, at
+//! `http://ADDR/metrics`).
 //!
 //! Several upstreams are balanced (power of two choices), a retry goes to another
 //! replica, and passive health ejects a failing one (see `HealthPolicy`):
@@ -72,6 +74,8 @@ pub struct Options {
     /// No middleware: axum's `HandleErrorLayer` answers every client error with a
     /// plain 502 (the baseline the end-to-end benchmark compares against).
     pub bare: bool,
+    /// Where to serve the metrics (`GET /metrics`, Prometheus text), if anywhere.
+    pub metrics: Option<SocketAddr>,
 }
 
 impl Default for Options {
@@ -88,6 +92,7 @@ impl Default for Options {
             base_ejection: Duration::from_secs(10),
             max_ejection: Duration::from_secs(300),
             bare: false,
+            metrics: None,
         }
     }
 }
@@ -137,6 +142,9 @@ impl Options {
                 "--deadline-ms" => options.deadline = Some(millis(value()?)?),
                 "--http2" => options.http2 = true,
                 "--bare" => options.bare = true,
+                "--metrics" => {
+                    options.metrics = Some(value()?.parse().map_err(|e| format!("--metrics: {e}"))?)
+                }
                 "-h" | "--help" => return Err(USAGE.into()),
                 other => return Err(format!("unknown flag {other}\n{USAGE}")),
             }
@@ -147,7 +155,7 @@ impl Options {
 
 const USAGE: &str = "usage: reverse_proxy [--listen ADDR] [--upstream URL]... [--timeout-ms N] \
 [--body-idle-ms N] [--attempts N] [--deadline-ms N] [--http2] [--consecutive-failures N] \
-[--base-ejection-ms N] [--max-ejection-ms N] [--bare]";
+[--base-ejection-ms N] [--max-ejection-ms N] [--bare] [--metrics ADDR]";
 
 /// The replicas as an endpoint set, with the health policy the flags give.
 pub fn endpoint_set(options: &Options, upstreams: &[Uri]) -> Result<EndpointSet, String> {
@@ -495,6 +503,30 @@ fn append(headers: &mut HeaderMap, name: HeaderName, value: &str) {
     }
 }
 
+/// The Prometheus recorder the gateway's metrics go to (feature `metrics` of
+/// `tower-bad-gateway`; `metrics-exporter-prometheus` renders them).
+pub fn metrics_recorder() -> metrics_exporter_prometheus::PrometheusRecorder {
+    metrics_exporter_prometheus::PrometheusBuilder::new()
+        // Buckets for `http.client.request.duration`, in seconds.
+        .set_buckets(&[
+            0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
+        ])
+        .expect("the buckets are not empty")
+        .build_recorder()
+}
+
+/// Serves `GET /metrics` (Prometheus text) from `handle` on `listener`.
+pub async fn serve_metrics(
+    listener: tokio::net::TcpListener,
+    handle: metrics_exporter_prometheus::PrometheusHandle,
+) -> std::io::Result<()> {
+    let app = Router::new().route(
+        "/metrics",
+        axum::routing::get(move || std::future::ready(handle.render())),
+    );
+    axum::serve(listener, app).await
+}
+
 /// Serves `app` on `listener` until `shutdown` completes, then drains.
 pub async fn serve(
     listener: tokio::net::TcpListener,
@@ -562,6 +594,27 @@ async fn main() {
             std::process::exit(2);
         }
     };
+    if let Some(metrics) = options.metrics {
+        let recorder = metrics_recorder();
+        let handle = recorder.handle();
+        if metrics::set_global_recorder(recorder).is_err() {
+            eprintln!("a metrics recorder is already installed");
+            std::process::exit(1);
+        }
+        tower_bad_gateway::metrics::describe();
+        let listener = match tokio::net::TcpListener::bind(metrics).await {
+            Ok(listener) => listener,
+            Err(err) => {
+                eprintln!("cannot listen on {metrics}: {err}");
+                std::process::exit(1);
+            }
+        };
+        println!(
+            "metrics at http://{}/metrics",
+            listener.local_addr().unwrap_or(metrics)
+        );
+        tokio::spawn(serve_metrics(listener, handle));
+    }
     let listener = match tokio::net::TcpListener::bind(options.listen).await {
         Ok(listener) => listener,
         Err(err) => {

@@ -66,9 +66,10 @@
 //! | `hyper` | yes | precise classification of hyper and hyper-util errors |
 //! | `reqwest` | no | precise classification of reqwest 0.12 errors, and `ReqwestService` |
 //! | `reqwest013` | no | the same for reqwest 0.13 (`reqwest013::ReqwestService`, `is_dns`) |
-//! | `tonic` | no | tonic's `ConnectError` and `TimeoutExpired` |
+//! | `tonic` | no | tonic's `ConnectError` and `TimeoutExpired`; `GatewayError` into `tonic::Status`; [`tonic::IntoStatusLayer`] for a `Channel` |
 //! | `h2` | no | HTTP/2 reason codes (`REFUSED_STREAM`, `GOAWAY`) |
 //! | `axum` | no | `GatewayError` implements axum's `IntoResponse` |
+//! | `metrics` | no | counters and histograms through the `metrics` facade (see [`metrics`]) |
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -110,6 +111,10 @@ pub mod error;
 pub mod gateway;
 mod grpc;
 mod macros;
+#[cfg(feature = "metrics")]
+#[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
+pub mod metrics;
+mod otel;
 mod random;
 pub mod render;
 #[cfg(feature = "reqwest")]
@@ -122,6 +127,9 @@ pub mod reqwest013;
 mod reqwest_adapter;
 pub mod retry;
 pub mod timeout;
+#[cfg(feature = "tonic")]
+#[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
+pub mod tonic;
 pub mod upstreams;
 
 pub use self::bad_gateway::{BadGateway, BadGatewayLayer};

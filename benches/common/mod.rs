@@ -56,3 +56,77 @@ pub fn upstream<B: Body>(
         b"{\"ok\":true}",
     )))))
 }
+
+/// A cheap `metrics` recorder: every counter increment and histogram sample adds
+/// one to a shared atomic, whatever its key (what an exporter does at the least).
+#[allow(dead_code)] // not every bench uses it
+#[derive(Default)]
+pub struct CountingRecorder(std::sync::Arc<Samples>);
+
+#[allow(dead_code)]
+#[derive(Default)]
+pub struct Samples(std::sync::atomic::AtomicU64);
+
+#[allow(dead_code)]
+impl CountingRecorder {
+    pub fn samples(&self) -> u64 {
+        self.0.0.load(std::sync::atomic::Ordering::Relaxed)
+    }
+}
+
+impl metrics::CounterFn for Samples {
+    fn increment(&self, value: u64) {
+        self.0
+            .fetch_add(value, std::sync::atomic::Ordering::Relaxed);
+    }
+    fn absolute(&self, _: u64) {}
+}
+
+impl metrics::HistogramFn for Samples {
+    fn record(&self, _: f64) {
+        self.0.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    }
+}
+
+impl metrics::GaugeFn for Samples {
+    fn increment(&self, _: f64) {}
+    fn decrement(&self, _: f64) {}
+    fn set(&self, _: f64) {}
+}
+
+impl metrics::Recorder for CountingRecorder {
+    fn describe_counter(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_gauge(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn describe_histogram(
+        &self,
+        _: metrics::KeyName,
+        _: Option<metrics::Unit>,
+        _: metrics::SharedString,
+    ) {
+    }
+    fn register_counter(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+        metrics::Counter::from_arc(self.0.clone())
+    }
+    fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+        metrics::Gauge::from_arc(self.0.clone())
+    }
+    fn register_histogram(
+        &self,
+        _: &metrics::Key,
+        _: &metrics::Metadata<'_>,
+    ) -> metrics::Histogram {
+        metrics::Histogram::from_arc(self.0.clone())
+    }
+}

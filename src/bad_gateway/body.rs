@@ -1,4 +1,4 @@
-use super::{Config, NextHop};
+use super::future::Exchange;
 use crate::error::{BoxError, ErrorKind, GatewayError, Phase};
 use crate::grpc::{self, Framing};
 use bytes::{Buf, Bytes};
@@ -8,9 +8,7 @@ use http_body_util::Full;
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use tokio::time::Instant;
 
 pin_project! {
     /// Response body of [`BadGateway`](super::BadGateway): the upstream's body,
@@ -75,7 +73,8 @@ pub(crate) enum End {
 
 /// What the body needs to classify and report a failure.
 struct Watch {
-    config: Arc<Config>,
+    /// The configuration, the request, the next hop and the start.
+    ex: Exchange,
     end: End,
     /// The body size limit; `u64::MAX` for none. (Plain integers rather than
     /// `Option`s keep the body, moved with every response, 16 bytes smaller.)
@@ -84,30 +83,24 @@ struct Watch {
     expected: u64,
     received: u64,
     status: StatusCode,
-    next_hop: Option<NextHop>,
-    start: Instant,
 }
 
 impl<B: Body> ResponseBody<B> {
-    pub(crate) fn upstream(
+    pub(super) fn upstream(
         body: B,
-        config: Arc<Config>,
+        ex: Exchange,
         end: End,
         limit: Option<u64>,
         status: StatusCode,
-        next_hop: Option<NextHop>,
-        start: Instant,
     ) -> Self {
         let expected = body.size_hint().exact().unwrap_or(u64::MAX);
         let watch = Watch {
-            config,
+            ex,
             end,
             limit: limit.unwrap_or(u64::MAX),
             expected,
             received: 0,
             status,
-            next_hop,
-            start,
         };
         Self {
             inner: Inner::Upstream { body, watch },
@@ -125,8 +118,9 @@ impl<B> ResponseBody<B> {
 
 impl Watch {
     fn fail(&self, error: BoxError) -> GatewayError {
-        self.config
-            .classify(error, Phase::ReadBody, self.start, self.next_hop.as_ref())
+        let ex = &self.ex;
+        ex.config
+            .classify(error, Phase::ReadBody, ex.start, ex.next_hop.as_ref())
             .with_received_status(self.status)
     }
 
@@ -134,7 +128,9 @@ impl Watch {
         let err = GatewayError::new(kind)
             .with_phase(Phase::ReadBody)
             .with_received_status(self.status);
-        self.config.stamp(err, self.start, self.next_hop.as_ref())
+        self.ex
+            .config
+            .stamp(err, self.ex.start, self.ex.next_hop.as_ref())
     }
 }
 
@@ -203,11 +199,11 @@ where
         let InnerProj::Upstream { watch, .. } = inner.as_mut().project() else {
             return Poll::Ready(None);
         };
-        watch.config.report(&err, watch.status);
+        watch.ex.config.report(&err, watch.status, &watch.ex.info);
         let frame = match &watch.end {
-            End::GrpcTrailers => Frame::trailers(watch.config.renderer.grpc_trailers(&err)),
+            End::GrpcTrailers => Frame::trailers(watch.ex.config.renderer.grpc_trailers(&err)),
             End::GrpcWeb(framing) if framing.at_boundary() => {
-                let trailers = watch.config.renderer.grpc_trailers(&err);
+                let trailers = watch.ex.config.renderer.grpc_trailers(&err);
                 Frame::data(grpc::trailer_frame(&trailers, framing.is_text()))
             }
             End::GrpcWeb(_) | End::Error => {

@@ -49,12 +49,13 @@ pin_project! {
     }
 }
 
-/// What the future needs to answer, taken once when it completes.
-struct Exchange {
-    config: Arc<Config>,
-    info: RequestInfo,
-    next_hop: Option<NextHop>,
-    start: Instant,
+/// What the future needs to answer, taken once when it completes, and what the
+/// body needs to report a failure.
+pub(super) struct Exchange {
+    pub(super) config: Arc<Config>,
+    pub(super) info: RequestInfo,
+    pub(super) next_hop: Option<NextHop>,
+    pub(super) start: Instant,
 }
 
 impl<F> std::fmt::Debug for ResponseFuture<F> {
@@ -141,6 +142,7 @@ where
                 let err =
                     ex.config
                         .classify(error, Phase::AwaitHead, ex.start, ex.next_hop.as_ref());
+                ex.measure(None, Some(err.kind().as_str()));
                 ex.answer(err)
             }
         }))
@@ -160,6 +162,7 @@ impl Exchange {
         // treat it as a server error. The `http` crate accepts up to 999.
         if status.as_u16() > 599 {
             let headers = res.into_parts().0.headers;
+            self.measure(Some(status), Some(ErrorKind::ProtocolError.as_str()));
             return self.reject(ErrorKind::ProtocolError, status, &headers);
         }
         let mut res = if policy.accepts_all() {
@@ -167,9 +170,22 @@ impl Exchange {
         } else {
             match policy.judge(res) {
                 Ok(res) => res,
-                Err((kind, headers)) => return self.reject(kind, status, &headers),
+                Err((kind, headers)) => {
+                    self.measure(Some(status), Some(kind.as_str()));
+                    return self.reject(kind, status, &headers);
+                }
             }
         };
+        self.measure(Some(status), None);
+        // An upstream's own error, intercepted: its status, our page.
+        if policy.intercepts(status) && !self.info.is_grpc() {
+            let headers = res.into_parts().0.headers; // the body is dropped unread
+            let page = self
+                .config
+                .renderer
+                .intercepted(status, &self.info, &headers);
+            return page.map(ResponseBody::synthetic);
+        }
         // An upstream's own 5xx, passed on: our member tells clients and logs it
         // is not the gateway's (RFC 9209 §2.1.1 `received-status`).
         if status.is_server_error() {
@@ -186,17 +202,21 @@ impl Exchange {
             Some(None) if self.info.grpc_trailers() => End::GrpcTrailers,
             _ => End::Error,
         };
-        res.map(|body| {
-            ResponseBody::upstream(
-                body,
-                self.config,
-                end,
-                limit,
-                status,
-                self.next_hop,
-                self.start,
-            )
-        })
+        res.map(|body| ResponseBody::upstream(body, self, end, limit, status))
+    }
+
+    /// Records the exchange in `http.client.request.duration` (feature `metrics`):
+    /// the upstream's `status` when it answered, the `error` token on failure.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables, clippy::unused_self))]
+    fn measure(&self, status: Option<http::StatusCode>, error: Option<&'static str>) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::exchange(
+            self.info.method(),
+            self.next_hop.as_ref(),
+            status,
+            error,
+            self.start.elapsed(),
+        );
     }
 
     /// A synthetic answer to an upstream answer that is not passed on. The
@@ -229,7 +249,7 @@ impl Exchange {
     fn answer<B>(&self, err: GatewayError) -> Response<ResponseBody<B>> {
         let mut res = self.config.renderer.render(&err, &self.info);
         res.extensions_mut().insert(Attempts(err.attempts()));
-        self.config.report(&err, res.status());
+        self.config.report(&err, res.status(), &self.info);
         res.map(ResponseBody::synthetic)
     }
 }

@@ -1,7 +1,7 @@
 use super::{BadGateway, Config};
 use crate::classify::{Classifier, ResponsePolicy};
 use crate::error::GatewayError;
-use crate::render::Renderer;
+use crate::render::{Renderer, RequestInfo};
 use std::fmt;
 use std::sync::Arc;
 use tower_layer::Layer;
@@ -69,12 +69,50 @@ impl BadGatewayLayer {
     }
 
     /// Calls `f` once for every failure, after it is classified (besides the
-    /// `tracing` event). A second call replaces the first hook.
+    /// `tracing` event). A second call replaces the first hook. To see the
+    /// request too, use [`on_failure_with_request`](Self::on_failure_with_request).
     pub fn on_failure<F>(mut self, f: F) -> Self
     where
         F: Fn(&GatewayError) + Send + Sync + 'static,
     {
         self.config().on_failure = Some(Arc::new(f));
+        self
+    }
+
+    /// Calls `f` once for every failure with the error and what was captured of
+    /// the request: its [method](RequestInfo::method), [path](RequestInfo::path),
+    /// [request id](RequestInfo::request_id_for_log) and whether it is a
+    /// [gRPC call](RequestInfo::is_grpc). Nothing more is kept of a request (it
+    /// went to the upstream), and nothing is copied for requests that succeed
+    /// beyond what the answer needs anyway.
+    ///
+    /// Independent of [`on_failure`](Self::on_failure): with both set, both are
+    /// called. A second call replaces the first hook.
+    ///
+    /// ```
+    /// use tower_bad_gateway::BadGatewayLayer;
+    /// use tower::{Layer, ServiceExt};
+    /// use std::sync::{Arc, Mutex};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = seen.clone();
+    /// let layer = BadGatewayLayer::new().on_failure_with_request(move |err, req| {
+    ///     let id = req.request_id_for_log().unwrap_or_default().into_owned();
+    ///     log.lock().unwrap().push(format!("{} {} {id} -> {}", req.method(), req.path().unwrap_or("-"), err.kind()));
+    /// });
+    /// let refused = tower::service_fn(|_req: http::Request<()>| async {
+    ///     Err::<http::Response<http_body_util::Empty<bytes::Bytes>>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
+    /// });
+    /// let req = http::Request::delete("http://10.0.0.1/items/7?force=1").header("x-request-id", "r-42").body(()).unwrap();
+    /// let _ = layer.layer(refused).oneshot(req).await;
+    /// assert_eq!(seen.lock().unwrap()[0], "DELETE /items/7 r-42 -> connection_refused");
+    /// # }
+    /// ```
+    pub fn on_failure_with_request<F>(mut self, f: F) -> Self
+    where
+        F: Fn(&GatewayError, &RequestInfo) + Send + Sync + 'static,
+    {
+        self.config().on_failure_with_request = Some(Arc::new(f));
         self
     }
 

@@ -53,13 +53,14 @@ use crate::classify::{Classifier, ResponsePolicy};
 pub(crate) use crate::error::NextHop;
 use crate::error::stamp;
 use crate::error::{BoxError, GatewayError, Phase};
-use crate::render::Renderer;
+use crate::render::{Renderer, RequestInfo};
 use http::StatusCode;
 use std::fmt;
 use std::sync::Arc;
 use tokio::time::Instant;
 
 type FailureHook = dyn Fn(&GatewayError) + Send + Sync;
+type RequestFailureHook = dyn Fn(&GatewayError, &RequestInfo) + Send + Sync;
 
 /// Everything the middleware is configured with; shared by all the services a
 /// layer makes.
@@ -69,27 +70,27 @@ pub(crate) struct Config {
     pub(crate) policy: ResponsePolicy,
     pub(crate) renderer: Renderer,
     pub(crate) on_failure: Option<Arc<FailureHook>>,
+    pub(crate) on_failure_with_request: Option<Arc<RequestFailureHook>>,
 }
 
 impl Config {
-    /// Reports a failure once: a `tracing` event and the `on_failure` hook.
-    pub(crate) fn report(&self, err: &GatewayError, status: StatusCode) {
+    /// Reports a failure once: a `tracing` event and the `on_failure` hooks.
+    ///
+    /// `status` is the HTTP status the client got (for a failure mid-body, the
+    /// upstream's, already sent); for a gRPC call the gRPC code is what counts and
+    /// the event carries that instead.
+    pub(crate) fn report(&self, err: &GatewayError, status: StatusCode, info: &RequestInfo) {
         #[cfg(feature = "tracing")]
-        tracing::warn!(
-            kind = err.kind().as_str(),
-            phase = err.phase().as_str(),
-            status = status.as_u16(),
-            elapsed_ms = u64::try_from(err.elapsed().as_millis()).unwrap_or(u64::MAX),
-            next_hop = err.next_hop().map(|a| a.as_str()),
-            request_sent = err.request_sent().as_str(),
-            attempts = err.attempts(),
-            error = %err.source_chain(),
-            "upstream request failed",
-        );
+        log_failure(err, status, info);
         #[cfg(not(feature = "tracing"))]
         let _ = status;
+        #[cfg(feature = "metrics")]
+        crate::metrics::failure(err.kind().as_str(), err.phase().as_str());
         if let Some(hook) = &self.on_failure {
             hook(err);
+        }
+        if let Some(hook) = &self.on_failure_with_request {
+            hook(err, info);
         }
     }
 
@@ -125,6 +126,39 @@ impl fmt::Debug for Config {
             .field("policy", &self.policy)
             .field("renderer", &self.renderer)
             .field("on_failure", &self.on_failure.is_some())
+            .field(
+                "on_failure_with_request",
+                &self.on_failure_with_request.is_some(),
+            )
             .finish()
     }
+}
+
+/// The failure event: OpenTelemetry's names where they exist (`error.type`,
+/// `http.request.method`, `url.path`, `server.address`, `server.port`,
+/// `http.response.status_code`, `rpc.grpc.status_code`,
+/// `http.request.resend_count`), and the gateway's own (`phase`, `request_sent`,
+/// `request_id`, `elapsed_ms` for the whole exchange up to the failure, `error`
+/// for the source chain).
+#[cfg(feature = "tracing")]
+fn log_failure(err: &GatewayError, status: StatusCode, info: &RequestInfo) {
+    let grpc = info.is_grpc();
+    let hop = err.next_hop();
+    tracing::warn!(
+        "error.type" = err.kind().as_str(),
+        "http.request.method" = crate::otel::method(info.method()),
+        "url.path" = info.path_for_log().as_deref(),
+        "server.address" = hop.map(|a| a.host()),
+        "server.port" = hop.and_then(|a| a.port_u16()),
+        // A gRPC answer's HTTP status says nothing (a trailers-only answer is a 200).
+        "http.response.status_code" = (!grpc).then(|| status.as_u16()),
+        "rpc.grpc.status_code" = grpc.then(|| err.kind().grpc_code().as_u8()),
+        "http.request.resend_count" = err.attempts().saturating_sub(1),
+        phase = err.phase().as_str(),
+        request_sent = err.request_sent().as_str(),
+        request_id = info.request_id_for_log().as_deref(),
+        elapsed_ms = u64::try_from(err.elapsed().as_millis()).unwrap_or(u64::MAX),
+        error = %err.source_chain(),
+        "upstream request failed",
+    );
 }

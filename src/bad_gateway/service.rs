@@ -112,7 +112,8 @@ where
             req.method(),
             req.headers(),
             self.config.renderer.id_header(),
-        );
+        )
+        .with_uri(req.uri());
         if info.is_grpc() {
             info.set_grpc_trailers(crate::grpc::can_receive_trailers(
                 req.version(),

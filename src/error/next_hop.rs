@@ -3,7 +3,7 @@ use tokio::time::Instant;
 
 /// The upstream's authority, copied inline so that capturing it per request costs
 /// no allocation and no atomic operation (only failures build an `Authority`).
-#[derive(Clone, Copy)]
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) struct NextHop {
     buf: [u8; 64],
     len: u8,
@@ -23,6 +23,18 @@ impl NextHop {
         })
     }
 
+    /// The host alone (no user info, no port; an IPv6 address keeps its brackets).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn host(&self) -> Option<&str> {
+        let authority = std::str::from_utf8(&self.buf[..usize::from(self.len)]).ok()?;
+        let host = authority.rsplit_once('@').map_or(authority, |(_, h)| h);
+        let host = match host.find(']') {
+            Some(end) if host.starts_with('[') => &host[..=end],
+            _ => host.rsplit_once(':').map_or(host, |(h, _)| h),
+        };
+        Some(host).filter(|h| !h.is_empty())
+    }
+
     pub(crate) fn authority(&self) -> Option<http::uri::Authority> {
         http::uri::Authority::try_from(&self.buf[..usize::from(self.len)]).ok()
     }
@@ -37,5 +49,22 @@ pub(crate) fn stamp(err: GatewayError, start: Instant, next_hop: Option<&NextHop
     match next_hop.and_then(NextHop::authority) {
         Some(hop) => err.with_next_hop(hop),
         None => err,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::NextHop;
+
+    #[test]
+    fn host_drops_user_info_and_port() {
+        for (uri, host) in [
+            ("http://10.0.0.7:8080/", "10.0.0.7"),
+            ("http://user:pw@api.internal/", "api.internal"),
+            ("http://[::1]:9000/", "[::1]"),
+        ] {
+            let hop = NextHop::of(&uri.parse().unwrap()).unwrap();
+            assert_eq!(hop.host(), Some(host), "{uri}");
+        }
     }
 }

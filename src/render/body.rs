@@ -21,6 +21,42 @@ pub(crate) fn message_with_details(err: &GatewayError) -> String {
     out
 }
 
+/// What a body describes: a failure of the gateway, or an upstream's own error
+/// answer it intercepted (which has no error type and nothing to expose).
+pub(crate) struct Subject<'a> {
+    message: &'a str,
+    error: Option<&'static str>,
+    err: Option<&'a GatewayError>,
+}
+
+impl<'a> Subject<'a> {
+    pub(crate) fn failure(err: &'a GatewayError) -> Self {
+        Self {
+            message: err.kind().description(),
+            error: Some(err.kind().as_str()),
+            err: Some(err),
+        }
+    }
+
+    /// An upstream's own error answer, replaced by the gateway's page.
+    pub(crate) fn upstream(status: StatusCode) -> Self {
+        Self {
+            message: if status.is_server_error() {
+                "The upstream server failed to complete the request."
+            } else {
+                "The upstream server could not process the request."
+            },
+            error: None,
+            err: None,
+        }
+    }
+
+    /// The error with details to show, when details are exposed.
+    fn exposed(&self, r: &Renderer) -> Option<&'a GatewayError> {
+        self.err.filter(|_| r.expose_details)
+    }
+}
+
 /// The `text/plain` body.
 pub(crate) fn text(
     r: &Renderer,
@@ -28,19 +64,30 @@ pub(crate) fn text(
     info: &RequestInfo,
     status: StatusCode,
 ) -> Bytes {
+    text_of(r, &Subject::failure(err), info, status)
+}
+
+pub(crate) fn text_of(
+    r: &Renderer,
+    what: &Subject<'_>,
+    info: &RequestInfo,
+    status: StatusCode,
+) -> Bytes {
     let mut out = String::with_capacity(128);
     let _ = write!(
         out,
-        "{} {}\n\n{}\n\nerror: {}\n",
+        "{} {}\n\n{}\n\n",
         status.as_u16(),
         status.canonical_reason().unwrap_or("Error"),
-        err.kind().description(),
-        err.kind().as_str(),
+        what.message,
     );
+    if let Some(error) = what.error {
+        let _ = writeln!(out, "error: {error}");
+    }
     if let Some(id) = info.request_id_str() {
         let _ = writeln!(out, "request id: {id}");
     }
-    if r.expose_details {
+    if let Some(err) = what.exposed(r) {
         let _ = writeln!(out, "details: {}", message_with_details(err));
     }
     Bytes::from(out)
@@ -53,22 +100,33 @@ pub(crate) fn problem_json(
     info: &RequestInfo,
     status: StatusCode,
 ) -> Bytes {
+    problem_json_of(r, &Subject::failure(err), info, status)
+}
+
+pub(crate) fn problem_json_of(
+    r: &Renderer,
+    what: &Subject<'_>,
+    info: &RequestInfo,
+    status: StatusCode,
+) -> Bytes {
     let mut out = String::with_capacity(192);
     // "about:blank" with the status phrase as title, RFC 9457 §4.2.1; our
     // specifics go in extension members.
     let _ = write!(
         out,
-        r#"{{"type":"about:blank","title":"{}","status":{},"detail":"{}","error":"{}""#,
+        r#"{{"type":"about:blank","title":"{}","status":{},"detail":"{}""#,
         status.canonical_reason().unwrap_or("Error"),
         status.as_u16(),
-        err.kind().description(),
-        err.kind().as_str(),
+        what.message,
     );
+    if let Some(error) = what.error {
+        let _ = write!(out, r#","error":"{error}""#);
+    }
     if let Some(id) = info.request_id_str() {
         out.push_str(r#","request_id":"#);
         push_json_string(&mut out, id);
     }
-    if r.expose_details {
+    if let Some(err) = what.exposed(r) {
         if let Some(hop) = err.next_hop() {
             out.push_str(r#","next_hop":"#);
             push_json_string(&mut out, hop.as_str());
@@ -84,6 +142,15 @@ pub(crate) fn problem_json(
 pub(crate) fn html(
     r: &Renderer,
     err: &GatewayError,
+    info: &RequestInfo,
+    status: StatusCode,
+) -> Bytes {
+    html_of(r, &Subject::failure(err), info, status)
+}
+
+pub(crate) fn html_of(
+    r: &Renderer,
+    what: &Subject<'_>,
     info: &RequestInfo,
     status: StatusCode,
 ) -> Bytes {
@@ -105,11 +172,11 @@ pub(crate) fn html(
                 true
             }
             "message" => {
-                value.push_str(err.kind().description());
+                value.push_str(what.message);
                 true
             }
             "error" => {
-                value.push_str(err.kind().as_str());
+                value.push_str(what.error.unwrap_or_default());
                 true
             }
             "request_id" => {
@@ -119,7 +186,7 @@ pub(crate) fn html(
                 true
             }
             "details" => {
-                if r.expose_details {
+                if let Some(err) = what.exposed(r) {
                     out.push_str("<pre>");
                     push_html_escaped(&mut out, &message_with_details(err));
                     out.push_str("</pre>");

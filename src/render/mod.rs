@@ -39,6 +39,7 @@
 
 mod answer;
 mod body;
+mod intercept;
 mod negotiate;
 mod plain;
 mod proxy_status;

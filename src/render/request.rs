@@ -4,7 +4,9 @@
 use super::negotiate::{self, Format};
 use crate::grpc::is_grpc_content_type;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
-use http::{Method, Request};
+use http::uri::PathAndQuery;
+use http::{Method, Request, Uri};
+use std::borrow::Cow;
 
 /// The header a request id is echoed from: `x-request-id`.
 ///
@@ -13,15 +15,18 @@ use http::{Method, Request};
 /// ```
 pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 
-/// What a synthetic answer needs to know about the request it answers.
+/// What a synthetic answer, the failure log and the
+/// [`on_failure_with_request`](crate::BadGatewayLayer::on_failure_with_request)
+/// hook need to know about the request.
 ///
 /// Captured when the request goes in (it is moved into the upstream service), so
-/// it holds only cheap clones of three header values.
+/// it holds only cheap clones: of two header values (reference counts, no
+/// allocation), the method and the path.
 ///
 /// ```
 /// use tower_bad_gateway::render::{Format, RequestInfo};
 ///
-/// let req = http::Request::get("/")
+/// let req = http::Request::get("/items/7?page=2")
 ///     .header("accept", "text/html,*/*;q=0.8")
 ///     .header("x-request-id", "abc-1")
 ///     .body(())
@@ -29,6 +34,8 @@ pub const X_REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 /// let info = RequestInfo::from_request(&req);
 /// assert_eq!(info.format(), Format::Html);
 /// assert_eq!(info.request_id().unwrap(), "abc-1");
+/// assert_eq!(info.method(), "GET");
+/// assert_eq!(info.path(), Some("/items/7"));
 /// assert!(!info.is_grpc());
 /// ```
 #[derive(Debug, Clone, Default)]
@@ -36,9 +43,18 @@ pub struct RequestInfo {
     /// The `Accept` value, or, for a gRPC call (which is answered in gRPC whatever
     /// it accepts), its `Content-Type`: one field, so the capture stays small.
     format_hint: FormatHint,
+    /// The id as it came: echoed only if [`is_safe_to_echo`], logged sanitized.
     request_id: Option<HeaderValue>,
+    method: Method,
+    /// The path and query as they came (a reference count on the URI's bytes).
+    path: Option<PathAndQuery>,
     pub(crate) is_head: bool,
 }
+
+/// How much of a request id the failure log keeps.
+const LOG_ID_MAX: usize = 128;
+/// How much of a path the failure log keeps.
+const LOG_PATH_MAX: usize = 256;
 
 #[derive(Debug, Clone, Default)]
 enum FormatHint {
@@ -58,7 +74,13 @@ const SCAN_MAX: usize = 12;
 impl RequestInfo {
     /// Captures what rendering needs from a request.
     pub fn from_request<B>(request: &Request<B>) -> Self {
-        Self::from_parts(request.method(), request.headers(), &X_REQUEST_ID)
+        Self::from_parts(request.method(), request.headers(), &X_REQUEST_ID).with_uri(request.uri())
+    }
+
+    /// Keeps the path of `uri` (for logs and the failure hook).
+    pub(crate) fn with_uri(mut self, uri: &Uri) -> Self {
+        self.path = uri.path_and_query().cloned();
+        self
     }
 
     /// Captures what rendering needs from a request's method and headers, with the
@@ -72,6 +94,7 @@ impl RequestInfo {
         if headers.is_empty() {
             return Self {
                 is_head,
+                method: method.clone(),
                 ..Self::default()
             };
         }
@@ -100,7 +123,9 @@ impl RequestInfo {
         };
         Self {
             format_hint,
-            request_id: request_id.filter(|v| is_safe_to_echo(v)).cloned(),
+            request_id: request_id.cloned(),
+            method: method.clone(),
+            path: None,
             is_head,
         }
     }
@@ -110,14 +135,56 @@ impl RequestInfo {
         matches!(self.format_hint, FormatHint::Grpc(..))
     }
 
-    /// The request id to echo, if the request had a well-formed one.
+    /// The request id to echo, if the request had a well-formed one (up to 128
+    /// bytes of visible ASCII).
     pub fn request_id(&self) -> Option<&HeaderValue> {
-        self.request_id.as_ref()
+        self.request_id.as_ref().filter(|v| is_safe_to_echo(v))
     }
 
     /// The request id as text (it is visible ASCII, or it was not kept).
     pub(crate) fn request_id_str(&self) -> Option<&str> {
-        self.request_id.as_ref().and_then(|v| v.to_str().ok())
+        self.request_id().and_then(|v| v.to_str().ok())
+    }
+
+    /// The request id for a log line: the first 128 bytes, anything but visible
+    /// ASCII replaced with `?`. Unlike [`request_id`](Self::request_id) it keeps a
+    /// malformed id, so a log still names the request.
+    ///
+    /// ```
+    /// use tower_bad_gateway::render::RequestInfo;
+    ///
+    /// let req = http::Request::get("/").header("x-request-id", "id 1\t2").body(()).unwrap();
+    /// let info = RequestInfo::from_request(&req);
+    /// assert!(info.request_id().is_none()); // not echoed
+    /// assert_eq!(info.request_id_for_log().as_deref(), Some("id?1?2"));
+    /// ```
+    pub fn request_id_for_log(&self) -> Option<Cow<'_, str>> {
+        let id = self.request_id.as_ref()?.as_bytes();
+        (!id.is_empty()).then(|| printable(id, LOG_ID_MAX))
+    }
+
+    /// The request's method.
+    pub fn method(&self) -> &Method {
+        &self.method
+    }
+
+    /// The request's path, without the query, when it was captured (by
+    /// [`from_request`](Self::from_request), and by the middleware).
+    pub fn path(&self) -> Option<&str> {
+        self.path.as_ref().map(PathAndQuery::path)
+    }
+
+    /// The path for a log line: the first 256 bytes, anything but visible ASCII
+    /// replaced with `?`; never the query, which may hold secrets.
+    ///
+    /// ```
+    /// use tower_bad_gateway::render::RequestInfo;
+    ///
+    /// let req = http::Request::get("/search?token=secret").body(()).unwrap();
+    /// assert_eq!(RequestInfo::from_request(&req).path_for_log().as_deref(), Some("/search"));
+    /// ```
+    pub fn path_for_log(&self) -> Option<Cow<'_, str>> {
+        self.path().map(|p| printable(p.as_bytes(), LOG_PATH_MAX))
     }
 
     /// The gRPC content type to answer with, for a gRPC call.
@@ -148,6 +215,29 @@ impl RequestInfo {
             FormatHint::None => negotiate::negotiate(None),
         }
     }
+}
+
+/// Up to `max` bytes of `bytes`, each byte that is not visible ASCII replaced
+/// with `?`; borrowed when nothing had to change.
+fn printable(bytes: &[u8], max: usize) -> Cow<'_, str> {
+    let cut = &bytes[..bytes.len().min(max)];
+    if cut.iter().all(u8::is_ascii_graphic) {
+        // Visible ASCII is UTF-8.
+        if let Ok(s) = std::str::from_utf8(cut) {
+            return Cow::Borrowed(s);
+        }
+    }
+    Cow::Owned(
+        cut.iter()
+            .map(|&b| {
+                if b.is_ascii_graphic() {
+                    char::from(b)
+                } else {
+                    '?'
+                }
+            })
+            .collect(),
+    )
 }
 
 /// A request id is echoed only when it is short, visible ASCII.

@@ -46,6 +46,8 @@ pin_project! {
         deadline: Option<Deadline>,
         start: Instant,
         tried: Tried,
+        // When the attempt under way began (for the retry event).
+        attempt_start: Instant,
     }
 }
 
@@ -135,6 +137,7 @@ impl<S, F, B> ResponseFuture<S, F, B> {
             deadline: ex.deadline,
             start: ex.start,
             tried: Tried::default(),
+            attempt_start: ex.start,
         }
     }
 }
@@ -166,7 +169,8 @@ where
                                 .policy
                                 .after_response(res.status(), res.headers(), &attempt)
                             {
-                                Decision::Stop(_) => {
+                                Decision::Stop(reason) => {
+                                    note_denied(reason);
                                     // A first-try answer carries none: `Attempts::of` reads 1.
                                     if *this.attempts > 1 {
                                         res.extensions_mut().insert(Attempts(*this.attempts));
@@ -177,12 +181,12 @@ where
                                     if let Some(AnsweredBy(key)) = res.extensions().get() {
                                         this.tried.push(*key);
                                     }
-                                    #[cfg(feature = "tracing")]
-                                    tracing::info!(
-                                        status = res.status().as_u16(),
-                                        attempt = *this.attempts,
-                                        delay_ms = delay.as_millis() as u64,
-                                        "retrying upstream request",
+                                    note_retry(
+                                        Err(res.status()),
+                                        this.replay,
+                                        *this.attempts,
+                                        *this.attempt_start,
+                                        delay,
                                     );
                                     delay
                                 }
@@ -199,6 +203,7 @@ where
                             );
                             match this.policy.after_error(&err, &attempt) {
                                 Decision::Stop(reason) => {
+                                    note_denied(reason);
                                     let err = match reason {
                                         Some(reason) => err.with_retry_denied(reason),
                                         None => err,
@@ -210,12 +215,12 @@ where
                                     if let Some(hop) = err.next_hop() {
                                         this.tried.push(key_of(hop.as_str()));
                                     }
-                                    #[cfg(feature = "tracing")]
-                                    tracing::info!(
-                                        kind = err.kind().as_str(),
-                                        attempt = *this.attempts,
-                                        delay_ms = delay.as_millis() as u64,
-                                        "retrying upstream request",
+                                    note_retry(
+                                        Ok(&err),
+                                        this.replay,
+                                        *this.attempts,
+                                        *this.attempt_start,
+                                        delay,
                                     );
                                     delay
                                 }
@@ -255,6 +260,7 @@ where
                         return Poll::Ready(Err(err.with_attempts(*this.attempts)));
                     };
                     *this.attempts += 1;
+                    *this.attempt_start = Instant::now();
                     let mut req = Request::from_parts(parts, this.body.next_attempt());
                     if let Some(deadline) = *this.deadline {
                         if req.extensions().get::<Deadline>().is_none() {
@@ -284,4 +290,57 @@ fn failure(
 ) -> GatewayError {
     let err = policy.classifier.classify_owned(error, phase);
     stamp(err, start, replay.next_hop().as_ref()).with_attempts(attempts)
+}
+
+/// A retry denied: counted when the budget refused it (feature `metrics`).
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+fn note_denied(reason: Option<crate::RetryDenied>) {
+    #[cfg(feature = "metrics")]
+    if reason == Some(crate::RetryDenied::BudgetExhausted) {
+        crate::metrics::retry_budget_exhausted();
+    }
+}
+
+/// A retry: counted (feature `metrics`) and logged (feature `tracing`): why (the
+/// failure's `error.type`, or the status answered), which attempt failed and how
+/// long it took, and the wait before the next one; field names as on the failure
+/// event.
+#[cfg_attr(
+    not(all(feature = "metrics", feature = "tracing")),
+    allow(unused_variables)
+)]
+fn note_retry(
+    why: Result<&GatewayError, http::StatusCode>,
+    replay: &Replay,
+    attempt: u32,
+    attempt_start: Instant,
+    delay: std::time::Duration,
+) {
+    #[cfg(feature = "metrics")]
+    crate::metrics::retry(why.map(|e| e.kind().as_str()));
+    #[cfg(feature = "tracing")]
+    log_retry(why, replay, attempt, attempt_start, delay);
+}
+
+#[cfg(feature = "tracing")]
+fn log_retry(
+    why: Result<&GatewayError, http::StatusCode>,
+    replay: &Replay,
+    attempt: u32,
+    attempt_start: Instant,
+    delay: std::time::Duration,
+) {
+    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
+    let hop = replay.next_hop().and_then(|h| h.authority());
+    tracing::info!(
+        "error.type" = why.ok().map(|e| e.kind().as_str()),
+        "http.response.status_code" = why.err().map(|s| s.as_u16()),
+        "http.request.method" = replay.parts().map(|p| crate::otel::method(&p.method)),
+        "server.address" = hop.as_ref().map(|a| a.host()),
+        "server.port" = hop.as_ref().and_then(|a| a.port_u16()),
+        attempt,
+        attempt_duration_ms = ms(attempt_start.elapsed()),
+        delay_ms = ms(delay),
+        "retrying upstream request",
+    );
 }

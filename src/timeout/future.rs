@@ -100,7 +100,11 @@ where
             if sleep.poll(cx).is_ready() {
                 let err: BoxError = match *this.head {
                     HeadLimit::Attempt(after) => HeadTimeout { after }.into(),
-                    HeadLimit::Deadline | HeadLimit::Unlimited => DeadlineExceeded.into(),
+                    HeadLimit::Deadline | HeadLimit::Unlimited => {
+                        #[cfg(feature = "metrics")]
+                        crate::metrics::deadline_exceeded("await_head");
+                        DeadlineExceeded.into()
+                    }
                 };
                 return Poll::Ready(Err(err));
             }

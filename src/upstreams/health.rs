@@ -261,6 +261,10 @@ impl EndpointState {
             .state
             .compare_exchange(EJECTED, PROBING, Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
+        #[cfg(feature = "metrics")]
+        if claimed {
+            crate::metrics::endpoint_state_change("probing", self.endpoint.authority().as_str());
+        }
         #[cfg(feature = "tracing")]
         if claimed {
             tracing::info!(
@@ -291,6 +295,11 @@ impl EndpointState {
                 self.failures.store(0, Ordering::Relaxed);
                 self.restored_at.store(now(), Ordering::Relaxed);
                 self.state.store(HEALTHY, Ordering::Release);
+                #[cfg(feature = "metrics")]
+                crate::metrics::endpoint_state_change(
+                    "restored",
+                    self.endpoint.authority().as_str(),
+                );
                 #[cfg(feature = "tracing")]
                 tracing::info!(endpoint = %self.endpoint, "upstream endpoint restored: its probe succeeded");
             }
@@ -335,6 +344,8 @@ impl EndpointState {
         self.failures.store(0, Ordering::Relaxed);
         self.until
             .store(now.saturating_add(nanos(time)), Ordering::Release);
+        #[cfg(feature = "metrics")]
+        crate::metrics::endpoint_state_change("ejected", self.endpoint.authority().as_str());
         #[cfg(feature = "tracing")]
         tracing::warn!(
             endpoint = %self.endpoint,

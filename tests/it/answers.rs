@@ -502,17 +502,17 @@ async fn each_failure_emits_exactly_one_tracing_event() {
     let events = events.messages();
     assert_eq!(events.len(), 2, "{events:#?}");
     assert!(
-        events[0].contains("kind=connection_refused")
+        events[0].contains("error.type=connection_refused")
             && events[0].contains("phase=connect")
-            && events[0].contains("status=502"),
+            && events[0].contains("http.response.status_code=502"),
         "{}",
         events[0]
     );
     assert!(events[0].contains("elapsed_ms="), "{}", events[0]);
     assert!(
-        events[1].contains("kind=http_response_incomplete")
+        events[1].contains("error.type=http_response_incomplete")
             && events[1].contains("phase=read_body")
-            && events[1].contains("status=200"),
+            && events[1].contains("http.response.status_code=200"),
         "{}",
         events[1]
     );

@@ -179,6 +179,150 @@ mod client_side {
     }
 }
 
+/// The client-side recipe: `IntoStatusLayer` on top of Retry and Timeout around
+/// a `Channel` makes every failure a `Status` with the table's code and the
+/// `GatewayError` as its source, every time. (Without it, a stalled call was
+/// `CANCELLED` or `UNKNOWN` depending on which timer fired first, and the
+/// `GatewayError` was lost.)
+mod into_status {
+    use super::*;
+    use tower_bad_gateway::GatewayError;
+    use tower_bad_gateway::retry::{ReplayBody, RetryLayer, RetryPolicy};
+    use tower_bad_gateway::tonic::IntoStatusLayer;
+
+    const RUNS: usize = 20;
+
+    fn client(
+        addr: std::net::SocketAddr,
+        attempt_timeout: Duration,
+    ) -> HealthClient<
+        impl tonic::client::GrpcService<
+            tonic::body::Body,
+            Error = tonic::Status,
+            ResponseBody = impl http_body::Body<Data = bytes::Bytes, Error = tonic::Status>
+                           + Send
+                           + 'static,
+        >,
+    > {
+        let svc = ServiceBuilder::new()
+            .layer(IntoStatusLayer::new())
+            .layer(RetryLayer::new(
+                RetryPolicy::new().backoff(Duration::ZERO, Duration::from_millis(5)),
+            ))
+            .layer(TimeoutLayer::new().attempt_timeout(attempt_timeout))
+            .map_request(|req: http::Request<ReplayBody<tonic::body::Body>>| {
+                req.map(tonic::body::Body::new)
+            })
+            .service(channel(addr));
+        HealthClient::new(svc)
+    }
+
+    fn gateway_error(status: &tonic::Status) -> &GatewayError {
+        std::error::Error::source(status)
+            .and_then(|e| e.downcast_ref::<GatewayError>())
+            .unwrap_or_else(|| panic!("the source is not a GatewayError: {status:?}"))
+    }
+
+    #[tokio::test]
+    async fn a_dead_upstream_is_unavailable_with_the_gateway_error_as_source_every_time() {
+        let port = refused_port();
+        for run in 0..RUNS {
+            let status = check(&mut client(port.addr, Duration::from_millis(200)))
+                .await
+                .unwrap_err();
+            assert_eq!(status.code(), Code::Unavailable, "run {run}: {status:?}");
+            assert_eq!(status.message(), ErrorKind::ConnectionRefused.description());
+            let err = gateway_error(&status);
+            assert_eq!(err.kind(), ErrorKind::ConnectionRefused, "run {run}");
+            assert_eq!(err.attempts(), 3, "run {run}: retried what never left");
+        }
+    }
+
+    /// The caller's `grpc-timeout` equals the attempt timeout, so tonic's own timer
+    /// and the layer's race: whichever fires, the answer is the same.
+    #[tokio::test]
+    async fn a_stalling_upstream_is_deadline_exceeded_whichever_timer_fires_first() {
+        let addr = stalled_h2_server().await;
+        let timeout = Duration::from_millis(150);
+        for run in 0..RUNS {
+            let status = check_within(&mut client(addr, timeout), timeout)
+                .await
+                .unwrap_err();
+            assert_eq!(
+                status.code(),
+                Code::DeadlineExceeded,
+                "run {run}: {status:?}"
+            );
+            let err = gateway_error(&status);
+            assert!(err.is_timeout(), "run {run}: {err:?}");
+            assert_eq!(err.phase(), tower_bad_gateway::Phase::AwaitHead);
+            assert_eq!(err.attempts(), 1, "run {run}: a timeout is not retried");
+        }
+    }
+
+    /// An HTTP/2 server that answers every call's head at once (200, gRPC) and
+    /// then never sends a byte of its body.
+    async fn head_then_stall() -> std::net::SocketAddr {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let Ok(mut conn) = h2::server::handshake(stream).await else {
+                        return;
+                    };
+                    let mut held = Vec::new();
+                    while let Some(Ok((_req, mut respond))) = conn.accept().await {
+                        let head = http::Response::builder()
+                            .status(200)
+                            .header("content-type", "application/grpc")
+                            .body(())
+                            .unwrap();
+                        if let Ok(stream) = respond.send_response(head, false) {
+                            held.push(stream);
+                        }
+                    }
+                });
+            }
+        });
+        addr
+    }
+
+    /// A failure after the head (the body stalls past the idle timeout) is the
+    /// same typed `Status`: its source is the `GatewayError`, phase `read_body`.
+    #[tokio::test]
+    async fn a_body_that_stalls_after_the_head_is_a_typed_status_too() {
+        let addr = head_then_stall().await;
+        let svc = ServiceBuilder::new()
+            .layer(IntoStatusLayer::new())
+            .layer(
+                TimeoutLayer::new()
+                    .attempt_timeout(Duration::from_secs(2))
+                    .body_idle_timeout(Duration::from_millis(150)),
+            )
+            .service(channel(addr));
+        let status = check_within(&mut HealthClient::new(svc), Duration::from_secs(5))
+            .await
+            .unwrap_err();
+        assert_eq!(status.code(), Code::DeadlineExceeded, "{status:?}");
+        assert_eq!(status.message(), ErrorKind::ReadTimeout.description());
+        let err = gateway_error(&status);
+        assert_eq!(err.kind(), ErrorKind::ReadTimeout);
+        assert_eq!(err.phase(), tower_bad_gateway::Phase::ReadBody);
+    }
+
+    #[tokio::test]
+    async fn a_healthy_upstream_answers_through_into_status() {
+        let (addr, _reporter) = health_server().await;
+        assert_eq!(
+            check(&mut client(addr, Duration::from_secs(2)))
+                .await
+                .unwrap(),
+            ServingStatus::Serving
+        );
+    }
+}
+
 mod gateway {
     use super::*;
 

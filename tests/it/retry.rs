@@ -385,7 +385,7 @@ async fn every_retry_emits_a_tracing_event_with_kind_attempt_and_delay() {
         .collect();
     assert_eq!(retries.len(), 2, "{retries:#?}");
     for (i, event) in retries.iter().enumerate() {
-        assert!(event.contains("kind=connection_refused"), "{event}");
+        assert!(event.contains("error.type=connection_refused"), "{event}");
         assert!(event.contains(&format!("attempt={}", i + 1)), "{event}");
         assert!(event.contains("delay_ms="), "{event}");
     }

@@ -660,3 +660,99 @@ async fn an_upgrade_the_upstream_ignores_is_http_upgrade_failed_and_its_refusal_
     let (head, _) = ask_upgrade(gateway, "/auth").await;
     assert!(head.starts_with("http/1.1 401 "), "{head}");
 }
+
+/// `--metrics`: the example's Prometheus endpoint, scraped with a real client,
+/// shows a refused connection (a failure, two retries, the exchange's duration
+/// with its `error.type`) and a success (its status code), each with its labels.
+/// The recorder is this test's own (a thread-local default: the test's runtime,
+/// its servers and clients run on its thread), so other tests cannot move it.
+#[tokio::test]
+async fn metrics_show_a_refused_connection_its_retries_and_a_success_with_their_labels() {
+    let recorder = reverse_proxy::metrics_recorder();
+    let handle = recorder.handle();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    tower_bad_gateway::metrics::describe();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let metrics_addr = listener.local_addr().unwrap();
+    tokio::spawn(reverse_proxy::serve_metrics(listener, handle));
+
+    let refused = support::refused_port();
+    let gateway = proxy(refused.addr, options(1000 * MS, 1000 * MS, 3, None)).await;
+    let res = client()
+        .get(format!("http://{gateway}/orders?id=secret-query"))
+        .header("x-request-id", "secret-id")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    let upstream = Upstream::ok("fine").await;
+    let gateway = proxy(upstream.addr, options(1000 * MS, 1000 * MS, 3, None)).await;
+    let res = client()
+        .post(format!("http://{gateway}/"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    let unavailable = Upstream::raw(
+        "HTTP/1.1 503 Service Unavailable\r\ncontent-length: 0\r\n\r\n",
+        After::Close,
+    )
+    .await;
+    let gateway = proxy(unavailable.addr, options(1000 * MS, 1000 * MS, 3, None)).await;
+    let res = client()
+        .request(
+            http::Method::from_bytes(b"PURGE").unwrap(),
+            format!("http://{gateway}/"),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    let text = client()
+        .get(format!("http://{metrics_addr}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let value = |series: &str| -> Option<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
+    };
+    assert_eq!(
+        value(r#"tower_bad_gateway_retries{error_type="connection_refused"}"#),
+        Some(2.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(r#"tower_bad_gateway_failures{error_type="connection_refused",phase="connect"}"#),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            r#"http_client_request_duration_count{http_request_method="GET",server_address="127.0.0.1",error_type="connection_refused"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            r#"http_client_request_duration_count{http_request_method="POST",server_address="127.0.0.1",http_response_status_code="200"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    assert_eq!(
+        value(
+            r#"http_client_request_duration_count{http_request_method="_OTHER",server_address="127.0.0.1",http_response_status_code="503",error_type="503"}"#
+        ),
+        Some(1.0),
+        "an error status is the error.type; an unknown method is _OTHER: {text}"
+    );
+    for secret in ["secret-query", "secret-id", "/orders", "PURGE"] {
+        assert!(!text.contains(secret), "a label carries {secret}: {text}");
+    }
+}

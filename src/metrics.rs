@@ -1,0 +1,269 @@
+//! Metrics through the [`metrics`](https://docs.rs/metrics) facade (feature
+//! `metrics`): whatever exporter the application installs (Prometheus, StatsD,
+//! OpenTelemetry, ...) receives them; without one they cost a few label values
+//! per exchange and go nowhere.
+//!
+//! Names follow OpenTelemetry's HTTP client semantic conventions where they exist;
+//! a Prometheus exporter writes the dots as underscores.
+//!
+//! | metric | type | labels | what |
+//! |---|---|---|---|
+//! | `http.client.request.duration` | histogram, seconds | `http.request.method`, `server.address`, `http.response.status_code` (when the upstream answered), `error.type` (on failure) | each exchange [`BadGateway`](crate::BadGateway) sees, all attempts, until the response head or the failure |
+//! | `tower_bad_gateway.failures` | counter | `error.type`, `phase` | each failure reported (the failure event), before the head or mid-body |
+//! | `tower_bad_gateway.retries` | counter | `error.type` | each retry a [`RetryLayer`](crate::retry::RetryLayer) makes: one resend in OpenTelemetry's `http.request.resend_count` sense (an exchange of *n* attempts adds *n* − 1) |
+//! | `tower_bad_gateway.retry_budget_exhausted` | counter | — | each retry the [budget](crate::retry::RetryBudget) refused |
+//! | `tower_bad_gateway.deadline_exceeded` | counter | `phase` | each time the exchange's [`Deadline`](crate::timeout::Deadline) ended an attempt's wait for its head or its body |
+//!
+//! Label values come from bounded sets only: `http.request.method` is one of
+//! the nine standard methods or `_OTHER`; `error.type` is an RFC 9209 token
+//! ([`ErrorKind::as_str`](crate::ErrorKind::as_str)), or the upstream's status
+//! code (400 to 599) when it answered with an error status;
+//! `http.response.status_code` is a status code; `server.address` is the
+//! upstream's host, as the request's URI names it after your routing (keep that
+//! URI from the client's `Host` if your gateway forwards to arbitrary hosts).
+//! Never a path, a request id or a message.
+//!
+//! Call [`describe`] once after installing a recorder to give each metric its
+//! unit and description.
+//!
+//! ```
+//! // With no recorder installed this does nothing; after one is, it describes
+//! // the metrics above to it.
+//! tower_bad_gateway::metrics::describe();
+//! ```
+
+use crate::error::NextHop;
+use http::{Method, StatusCode};
+use metrics::{Key, Label, Level, Metadata, SharedString, Unit};
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{OnceLock, RwLock};
+use std::time::Duration;
+
+/// `http.client.request.duration`.
+pub const REQUEST_DURATION: &str = "http.client.request.duration";
+/// `tower_bad_gateway.failures`.
+pub const FAILURES: &str = "tower_bad_gateway.failures";
+/// `tower_bad_gateway.retries`.
+pub const RETRIES: &str = "tower_bad_gateway.retries";
+/// `tower_bad_gateway.retry_budget_exhausted`.
+pub const RETRY_BUDGET_EXHAUSTED: &str = "tower_bad_gateway.retry_budget_exhausted";
+/// `tower_bad_gateway.deadline_exceeded`.
+pub const DEADLINE_EXCEEDED: &str = "tower_bad_gateway.deadline_exceeded";
+/// `tower_bad_gateway.endpoint.state_changes` (recorded by the endpoint set).
+pub const ENDPOINT_STATE_CHANGES: &str = "tower_bad_gateway.endpoint.state_changes";
+
+static METADATA: Metadata<'static> =
+    Metadata::new("tower_bad_gateway", Level::INFO, Some(module_path!()));
+
+/// Gives each metric its unit and description, in the recorder installed now.
+pub fn describe() {
+    metrics::with_recorder(|r| {
+        r.describe_histogram(
+            REQUEST_DURATION.into(),
+            Some(Unit::Seconds),
+            "Duration of each exchange with the upstream, all attempts, until the response head or the failure.".into(),
+        );
+        r.describe_counter(
+            FAILURES.into(),
+            None,
+            "Upstream failures the gateway answered or ended a body for.".into(),
+        );
+        r.describe_counter(RETRIES.into(), None, "Requests sent again.".into());
+        r.describe_counter(
+            RETRY_BUDGET_EXHAUSTED.into(),
+            None,
+            "Retries the retry budget refused.".into(),
+        );
+        r.describe_counter(
+            DEADLINE_EXCEEDED.into(),
+            None,
+            "Waits the exchange's deadline ended.".into(),
+        );
+        r.describe_counter(
+            ENDPOINT_STATE_CHANGES.into(),
+            None,
+            "Endpoint health changes (ejected, probing, restored).".into(),
+        );
+    });
+}
+
+fn counter(key: &Key) {
+    metrics::with_recorder(|r| r.register_counter(key, &METADATA).increment(1));
+}
+
+/// A status code as a `'static` label value (no allocation per use).
+fn status_label(status: StatusCode) -> SharedString {
+    static CODES: OnceLock<Box<[String]>> = OnceLock::new();
+    let codes = CODES.get_or_init(|| (100..1000).map(|c: u16| c.to_string()).collect());
+    let text: &'static str = codes
+        .get(usize::from(status.as_u16()).wrapping_sub(100))
+        .map_or("_OTHER", String::as_str);
+    SharedString::const_str(text)
+}
+
+/// What tells one exchange's labels from another's, compactly: the key of the
+/// cache of `http.client.request.duration` keys.
+#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+struct Labels {
+    method: &'static str,
+    next_hop: Option<NextHop>,
+    status: Option<StatusCode>,
+    error: Option<&'static str>,
+}
+
+/// At most this many label sets are kept built (the labels are bounded sets, so
+/// a gateway normally has far fewer); past it, keys are built per exchange.
+const MAX_CACHED_KEYS: usize = 1024;
+
+/// A multiply-rotate hasher (as rustc's `FxHasher`): the cache's keys are small
+/// and trusted (bounded label values), so no need for SipHash's cost.
+#[derive(Default)]
+struct Fx(u64);
+
+impl Hasher for Fx {
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.write_u64(u64::from_le_bytes(word));
+        }
+    }
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0.rotate_left(5) ^ n).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+    fn write_u8(&mut self, n: u8) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_u16(&mut self, n: u16) {
+        self.write_u64(u64::from(n));
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.write_u64(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+type KeyCache = RwLock<HashMap<Labels, &'static Key, BuildHasherDefault<Fx>>>;
+
+/// One exchange, as [`BadGateway`](crate::BadGateway) saw it: `status` when the
+/// upstream answered, `error` (a token) when the exchange failed or the answer
+/// was rejected.
+///
+/// The key of each label set is built (allocated and hashed) once and kept, so
+/// an exchange costs a cache lookup, not two allocations and a hash of the
+/// labels, with or without a recorder: at most [`MAX_CACHED_KEYS`] keys
+/// (a few hundred bytes each) live for the rest of the process.
+pub(crate) fn exchange(
+    method: &Method,
+    next_hop: Option<&NextHop>,
+    status: Option<StatusCode>,
+    error: Option<&'static str>,
+    duration: Duration,
+) {
+    static KEYS: OnceLock<KeyCache> = OnceLock::new();
+    let labels = Labels {
+        method: crate::otel::method(method),
+        next_hop: next_hop.copied(),
+        status,
+        error,
+    };
+    let keys = KEYS.get_or_init(KeyCache::default);
+    let cached = keys.read().ok().and_then(|k| k.get(&labels).copied());
+    let record = |key: &Key| {
+        metrics::with_recorder(|r| {
+            r.register_histogram(key, &METADATA)
+                .record(duration.as_secs_f64());
+        });
+    };
+    if let Some(key) = cached {
+        return record(key);
+    }
+    let key = exchange_key(&labels);
+    match keys.write() {
+        Ok(mut k) if k.len() < MAX_CACHED_KEYS => {
+            let key: &'static Key = Box::leak(Box::new(key));
+            k.insert(labels, key);
+            record(key);
+        }
+        _ => record(&key),
+    }
+}
+
+/// The `http.client.request.duration` key for `labels`.
+fn exchange_key(l: &Labels) -> Key {
+    let mut labels = Vec::with_capacity(4);
+    labels.push(Label::from_static_parts("http.request.method", l.method));
+    let (next_hop, status, error) = (l.next_hop.as_ref(), l.status, l.error);
+    if let Some(host) = next_hop.and_then(NextHop::host) {
+        labels.push(Label::new("server.address", host.to_owned()));
+    }
+    if let Some(status) = status {
+        labels.push(Label::new(
+            "http.response.status_code",
+            status_label(status),
+        ));
+    }
+    let error: Option<SharedString> = match (error, status) {
+        (Some(token), _) => Some(SharedString::const_str(token)),
+        (None, Some(s)) if s.is_client_error() || s.is_server_error() => Some(status_label(s)),
+        _ => None,
+    };
+    if let Some(error) = error {
+        labels.push(Label::new("error.type", error));
+    }
+    Key::from_parts(REQUEST_DURATION, labels)
+}
+
+/// A failure reported once (the failure event).
+pub(crate) fn failure(error_type: &'static str, phase: &'static str) {
+    counter(&Key::from_parts(
+        FAILURES,
+        vec![
+            Label::from_static_parts("error.type", error_type),
+            Label::from_static_parts("phase", phase),
+        ],
+    ));
+}
+
+/// A retry, for `error_type` (a token) or for an upstream `status`.
+pub(crate) fn retry(why: Result<&'static str, StatusCode>) {
+    let value = match why {
+        Ok(token) => SharedString::const_str(token),
+        Err(status) => status_label(status),
+    };
+    counter(&Key::from_parts(
+        RETRIES,
+        vec![Label::new("error.type", value)],
+    ));
+}
+
+/// A retry the budget refused.
+pub(crate) fn retry_budget_exhausted() {
+    counter(&Key::from_static_name(RETRY_BUDGET_EXHAUSTED));
+}
+
+/// The deadline ended a wait, in `phase` (`await_head` or `read_body`).
+pub(crate) fn deadline_exceeded(phase: &'static str) {
+    counter(&Key::from_parts(
+        DEADLINE_EXCEEDED,
+        vec![Label::from_static_parts("phase", phase)],
+    ));
+}
+
+/// For the endpoint set (`upstreams/`): an endpoint at `address` (its
+/// `host:port`, from the configured set, so a bounded label) changed to `state`
+/// (`"ejected"`, `"probing"` or `"restored"`). Counted in
+/// `tower_bad_gateway.endpoint.state_changes` with labels `state` and
+/// `server.address`.
+pub(crate) fn endpoint_state_change(state: &'static str, address: &str) {
+    counter(&Key::from_parts(
+        ENDPOINT_STATE_CHANGES,
+        vec![
+            Label::from_static_parts("state", state),
+            Label::new("server.address", address.to_owned()),
+        ],
+    ));
+}
