@@ -39,16 +39,23 @@
 //! - [`error`]: what went wrong. [`GatewayError`], and [`ErrorKind`]: the RFC 9209
 //!   taxonomy, one table holding every kind's token, statuses, gRPC code, phase
 //!   and retry default. It uses nothing else of the crate.
+//! - `metrics` (feature): the counters and histograms, through the `metrics` facade,
+//!   named as OpenTelemetry names them.
 //! - [`timeout`]: the typed timeout errors, the request's [`Deadline`](timeout::Deadline)
 //!   (when the exchange began and must end), and the timeout layers.
 //! - [`classify`]: the [`Classifier`] (error chain → `GatewayError`) and the
 //!   [`ResponsePolicy`] (which upstream answers count as failures).
 //! - [`render`]: the [`Renderer`](render::Renderer) (`GatewayError` → response).
+//! - [`upstreams`]: an [`EndpointSet`](upstreams::EndpointSet) of replicas and
+//!   [`UpstreamsLayer`](upstreams::UpstreamsLayer): an endpoint per attempt,
+//!   passive health, ejection and probing (the circuit breaker).
 //! - [`retry`]: [`RetryLayer`](retry::RetryLayer), safe and budgeted retries with
 //!   replayable bodies.
 //! - [`bad_gateway`]: the middleware that answers, [`BadGatewayLayer`] and [`BadGateway`].
 //! - [`gateway`]: [`GatewayLayer`], the whole stack in the right order.
 //! - `reqwest` / `reqwest013` (features): a `reqwest::Client` as a tower service.
+//! - `tonic` (feature): `GatewayError` → `tonic::Status`, and the layer that makes
+//!   every failure around a tonic `Channel` one.
 //!
 //! Everything gRPC (which requests are gRPC calls, `grpc-timeout`, `grpc-status`,
 //! `grpc-message`) lives in one private module; [`GrpcCode`] is its public face.
