@@ -174,6 +174,8 @@ pub enum Health {
 const HEALTHY: u8 = 0;
 const EJECTED: u8 = 1;
 const PROBING: u8 = 2;
+/// Being ejected: its `until` is not written yet, so nothing may probe it.
+const EJECTING: u8 = 3;
 
 /// What happened to an attempt, for its endpoint's health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -327,10 +329,12 @@ impl EndpointState {
 
     fn eject(&self, policy: &HealthPolicy, now: u64, probe: bool, failures: u32) {
         let from = if probe { PROBING } else { HEALTHY };
-        // Only one of the failures racing past the threshold ejects.
+        // Only one of the failures racing past the threshold ejects. Until its
+        // `until` is written, the endpoint is `EJECTING`, which no pick takes: an
+        // `EJECTED` with last ejection's `until` would let a probe through at once.
         if self
             .state
-            .compare_exchange(from, EJECTED, Ordering::AcqRel, Ordering::Acquire)
+            .compare_exchange(from, EJECTING, Ordering::AcqRel, Ordering::Acquire)
             .is_err()
         {
             return;
@@ -344,6 +348,7 @@ impl EndpointState {
         self.failures.store(0, Ordering::Relaxed);
         self.until
             .store(now.saturating_add(nanos(time)), Ordering::Release);
+        self.state.store(EJECTED, Ordering::Release);
         #[cfg(feature = "metrics")]
         crate::metrics::endpoint_state_change("ejected", self.endpoint.authority().as_str());
         #[cfg(feature = "tracing")]
@@ -363,7 +368,7 @@ impl EndpointState {
     pub(super) fn health(&self, now: u64) -> Health {
         match self.state.load(Ordering::Acquire) {
             HEALTHY => Health::Healthy,
-            EJECTED => Health::Ejected {
+            EJECTED | EJECTING => Health::Ejected {
                 probe_in: Duration::from_nanos(
                     self.until.load(Ordering::Acquire).saturating_sub(now),
                 ),

@@ -496,6 +496,55 @@ mod tests {
         }
     }
 
+    /// Threads racing picks and outcomes on one endpoint that keeps being ejected
+    /// (for no time: its probe is always due) never have two probes out at once.
+    #[test]
+    fn racing_threads_never_have_two_probes_out() {
+        use std::sync::atomic::AtomicUsize;
+        let set = EndpointSet::from_urls(["http://10.0.0.1:1"])
+            .unwrap()
+            .health_policy(
+                HealthPolicy::new()
+                    .consecutive_failures(1)
+                    .base_ejection(Duration::ZERO)
+                    .max_ejection(Duration::ZERO),
+            );
+        let probes_out = Arc::new(AtomicUsize::new(0));
+        let most = Arc::new(AtomicUsize::new(0));
+        let threads: Vec<_> = (0..4)
+            .map(|t| {
+                let (set, probes_out, most) = (set.clone(), probes_out.clone(), most.clone());
+                std::thread::spawn(move || {
+                    for i in 0..20_000u64 {
+                        let Ok(mut pick) = set.pick(None, i.wrapping_mul(t + 1)) else {
+                            continue;
+                        };
+                        if pick.probe {
+                            let now = probes_out.fetch_add(1, Ordering::SeqCst) + 1;
+                            most.fetch_max(now, Ordering::SeqCst);
+                        }
+                        let outcome = match i % 3 {
+                            0 => Outcome::Success,
+                            1 => Outcome::Failure,
+                            _ => Outcome::Neutral,
+                        };
+                        let was_probe = pick.probe;
+                        if was_probe {
+                            // Leave the count before the outcome frees the slot.
+                            probes_out.fetch_sub(1, Ordering::SeqCst);
+                        }
+                        pick.record(outcome);
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+        assert_eq!(most.load(Ordering::SeqCst), 1, "probes out at once");
+        assert_eq!(set.in_flight(), 0);
+    }
+
     #[test]
     fn a_retry_goes_to_an_endpoint_not_tried_and_back_only_when_none_is_left() {
         let set = set(
