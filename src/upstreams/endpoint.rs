@@ -204,6 +204,24 @@ mod tests {
         }
     }
 
+    proptest::proptest! {
+        /// Any text: an endpoint or a clear error, never a panic, and the error
+        /// never carries CR, LF or NUL (it may end up in a log line).
+        #[test]
+        fn any_text_is_an_endpoint_or_a_clean_error(text in ".{0,80}") {
+            match text.parse::<Endpoint>() {
+                Ok(ep) => {
+                    let uri = ep.rewrite("/x?y".parse().unwrap());
+                    proptest::prop_assert_eq!(uri.authority(), Some(ep.authority()));
+                }
+                Err(err) => {
+                    let message = err.to_string();
+                    proptest::prop_assert!(!message.contains(['\r', '\n', '\0']), "{:?}", message);
+                }
+            }
+        }
+    }
+
     #[test]
     fn a_request_keeps_its_path_and_query_and_takes_the_endpoints_scheme_and_authority() {
         let ep: Endpoint = "https://b.internal:8443/".parse().unwrap();
