@@ -304,14 +304,14 @@ async fn a_failed_probe_ejects_the_endpoint_again_for_twice_as_long() {
         .health_policy(
             HealthPolicy::new()
                 .consecutive_failures(1)
-                .base_ejection(Duration::from_millis(300)),
+                .base_ejection(Duration::from_millis(800)),
         );
     let svc = GatewayLayer::new()
         .upstreams(set.clone())
         .max_attempts(1)
         .layer(client());
     assert_eq!(send(&svc, Method::GET, "1").await.status, 502);
-    tokio::time::sleep(Duration::from_millis(350)).await;
+    tokio::time::sleep(Duration::from_millis(850)).await;
     assert_eq!(
         send(&svc, Method::GET, "probe").await.status,
         502,
@@ -319,7 +319,7 @@ async fn a_failed_probe_ejects_the_endpoint_again_for_twice_as_long() {
     );
     match health_of(&set, &replica.url()) {
         Health::Ejected { probe_in } => {
-            assert!(probe_in > Duration::from_millis(400), "{probe_in:?}")
+            assert!(probe_in > Duration::from_millis(800), "{probe_in:?}")
         }
         other => panic!("{other:?}"),
     }
