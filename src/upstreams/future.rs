@@ -106,7 +106,7 @@ where
             } => match ready!(future.poll(cx)) {
                 Ok(mut res) => {
                     let status = res.status();
-                    let counts = pick.policy().counts_status(status);
+                    let counts = pick.policy().counts_answer(status, res.headers());
                     pick.record(if counts {
                         Outcome::Failure
                     } else {

@@ -1,8 +1,8 @@
 //! Passive health: what counts against an endpoint, and its state machine.
 
 use super::Endpoint;
-use crate::error::{ErrorKind, GatewayError, KindSet};
-use http::StatusCode;
+use crate::error::{CodeSet, ErrorKind, GatewayError, GrpcCode, KindSet};
+use http::{HeaderMap, StatusCode};
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -25,8 +25,8 @@ use std::time::Duration;
 /// | [`max_ejection`](Self::max_ejection) | 300 s | Envoy's `max_ejection_time`: a replica that stays dead is probed every five minutes at most |
 ///
 /// What counts: only failures of the endpoint itself, the kinds below, by default.
-/// An upstream's own answers (a 500, a 503) do not, unless
-/// [`count_status`](Self::count_status) says so; nor do local limits, a
+/// An upstream's own answers (a 500, a 503, a gRPC `UNAVAILABLE`) do not, unless
+/// [`count_status`](Self::count_status) or [`count_grpc`](Self::count_grpc) says so; nor do local limits, a
 /// misconfiguration, or failures of the response body (the attempt is over by then).
 ///
 /// [`DnsError`](ErrorKind::DnsError), [`DnsTimeout`](ErrorKind::DnsTimeout),
@@ -61,6 +61,7 @@ pub struct HealthPolicy {
     pub(super) max_ejection: Duration,
     kinds: KindSet,
     statuses: Vec<StatusCode>,
+    grpc_codes: CodeSet,
 }
 
 impl Default for HealthPolicy {
@@ -86,6 +87,7 @@ impl Default for HealthPolicy {
             max_ejection: Duration::from_secs(300),
             kinds,
             statuses: Vec::new(),
+            grpc_codes: CodeSet::default(),
         }
     }
 }
@@ -135,14 +137,32 @@ impl HealthPolicy {
         self
     }
 
+    /// Counts a gRPC answer with this status (a trailers-only answer's
+    /// `grpc-status`) as a failure of the endpoint: `UNAVAILABLE` from a replica
+    /// that is shutting down or overloaded, say. A status in the trailers comes
+    /// after the attempt is over, and does not count.
+    ///
+    /// ```
+    /// use tower_bad_gateway::upstreams::HealthPolicy;
+    /// use tower_bad_gateway::GrpcCode;
+    /// let policy = HealthPolicy::new().count_grpc(GrpcCode::Unavailable);
+    /// # let _ = policy;
+    /// ```
+    pub fn count_grpc(mut self, code: GrpcCode) -> Self {
+        self.grpc_codes = self.grpc_codes.with(code);
+        self
+    }
+
     /// Whether a failed attempt counts against its endpoint.
     pub(super) fn counts_error(&self, err: &GatewayError) -> bool {
         self.kinds.contains(err.kind())
     }
 
     /// Whether an answer counts against its endpoint.
-    pub(super) fn counts_status(&self, status: StatusCode) -> bool {
-        !self.statuses.is_empty() && self.statuses.contains(&status)
+    pub(super) fn counts_answer(&self, status: StatusCode, headers: &HeaderMap) -> bool {
+        (!self.statuses.is_empty() && self.statuses.contains(&status))
+            || (!self.grpc_codes.is_empty()
+                && crate::grpc::status(headers).is_some_and(|code| self.grpc_codes.contains(code)))
     }
 
     /// The length of the `n`th ejection in a row (from 1).

@@ -752,3 +752,50 @@ async fn load_three_replicas_one_killed_and_restarted_mid_run() {
          first refusal, {probes} probes, {ejections} ejections"
     );
 }
+
+#[tokio::test]
+async fn a_replica_answering_grpc_unavailable_is_ejected_when_asked() {
+    use tower_bad_gateway::GrpcCode;
+    // A replica that answers every call trailers-only `UNAVAILABLE`, and a good one.
+    let shedding = Recorder::start(vec![Script::Respond(
+        200,
+        vec![("content-type", "application/grpc"), ("grpc-status", "14")],
+        "",
+    )])
+    .await;
+    let good = Replica::start("good").await;
+    let shedding_url = format!("http://{}", shedding.addr);
+    for (policy, ejected) in [
+        (HealthPolicy::new().consecutive_failures(2), false),
+        (
+            HealthPolicy::new()
+                .consecutive_failures(2)
+                .count_grpc(GrpcCode::Unavailable),
+            true,
+        ),
+    ] {
+        let set = EndpointSet::from_urls([shedding_url.as_str(), good.url().as_str()])
+            .unwrap()
+            .health_policy(policy);
+        let svc = GatewayLayer::new()
+            .upstreams(set.clone())
+            .max_attempts(1)
+            .layer(client());
+        let before = shedding.received().len();
+        for i in 0..30 {
+            let answer = send(&svc, Method::POST, &format!("call-{i}")).await;
+            assert_eq!(answer.status, 200);
+        }
+        let reached = shedding.received().len() - before;
+        if ejected {
+            assert_eq!(reached, 2, "it took the threshold, then was ejected");
+            assert!(matches!(
+                health_of(&set, &shedding_url),
+                Health::Ejected { .. }
+            ));
+        } else {
+            assert!(reached > 2, "not counted: it keeps its share ({reached})");
+            assert_eq!(health_of(&set, &shedding_url), Health::Healthy);
+        }
+    }
+}
