@@ -37,7 +37,7 @@ use http::{Method, StatusCode};
 use metrics::{Key, Label, Level, Metadata, SharedString, Unit};
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
-use std::sync::{OnceLock, RwLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 /// `http.client.request.duration`.
@@ -146,7 +146,11 @@ impl Hasher for Fx {
     }
 }
 
-type KeyCache = RwLock<HashMap<Labels, &'static Key, BuildHasherDefault<Fx>>>;
+type KeyMap = HashMap<Labels, &'static Key, BuildHasherDefault<Fx>>;
+/// Read on every exchange without a lock (an `arc-swap` snapshot: no shared
+/// counter to contend on across cores); written, copy on write, only for a
+/// label set not seen before.
+type KeyCache = arc_swap::ArcSwap<KeyMap>;
 
 /// One exchange, as [`BadGateway`](crate::BadGateway) saw it: `status` when the
 /// upstream answered, `error` (a token) when the exchange failed or the answer
@@ -171,7 +175,7 @@ pub(crate) fn exchange(
         error,
     };
     let keys = KEYS.get_or_init(KeyCache::default);
-    let cached = keys.read().ok().and_then(|k| k.get(&labels).copied());
+    let cached = keys.load().get(&labels).copied();
     let record = |key: &Key| {
         metrics::with_recorder(|r| {
             r.register_histogram(key, &METADATA)
@@ -182,14 +186,20 @@ pub(crate) fn exchange(
         return record(key);
     }
     let key = exchange_key(&labels);
-    match keys.write() {
-        Ok(mut k) if k.len() < MAX_CACHED_KEYS => {
-            let key: &'static Key = Box::leak(Box::new(key));
-            k.insert(labels, key);
-            record(key);
-        }
-        _ => record(&key),
+    if keys.load().len() >= MAX_CACHED_KEYS {
+        return record(&key);
     }
+    let key: &'static Key = Box::leak(Box::new(key));
+    // Two threads may race to add the same labels: the first key stays, and the
+    // other is leaked once (bounded by the racing threads, not by traffic).
+    keys.rcu(|map| {
+        let mut map = KeyMap::clone(map);
+        if map.len() < MAX_CACHED_KEYS {
+            map.entry(labels).or_insert(key);
+        }
+        map
+    });
+    record(key);
 }
 
 /// The `http.client.request.duration` key for `labels`.
