@@ -17,6 +17,11 @@
 //! Unlike `tower::retry`, there is no policy to write, bodies need not be `Clone`,
 //! idempotency and `Retry-After` are understood, and the budget is exact.
 //!
+//! Each attempt that is retried leaves the endpoint it went to (its
+//! [`next_hop`](crate::GatewayError::next_hop), or the endpoint that answered) in
+//! the next attempt's extensions, so an [`Upstreams`](crate::upstreams::Upstreams)
+//! layer below sends the retry to another replica when one is healthy.
+//!
 //! # The request body the client receives
 //!
 //! The client below a `RetryLayer` receives each attempt's body as a
