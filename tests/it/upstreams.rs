@@ -42,7 +42,7 @@ impl<S> Counting<S> {
     }
 }
 
-impl<S: Service<Request<Body>>> Service<Request<Body>> for Counting<S> {
+impl<S: Service<Request<B>>, B> Service<Request<B>> for Counting<S> {
     type Response = S::Response;
     type Error = S::Error;
     type Future = S::Future;
@@ -52,7 +52,7 @@ impl<S: Service<Request<Body>>> Service<Request<Body>> for Counting<S> {
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Body>) -> S::Future {
+    fn call(&mut self, req: Request<B>) -> S::Future {
         let authority = req
             .uri()
             .authority()
@@ -798,4 +798,45 @@ async fn a_replica_answering_grpc_unavailable_is_ejected_when_asked() {
             assert_eq!(health_of(&set, &shedding_url), Health::Healthy);
         }
     }
+}
+
+/// The layers composed by hand, as the module docs say: `RetryLayer` above
+/// `UpstreamsLayer` above the client. A refused attempt goes to the other replica.
+#[tokio::test]
+async fn composed_by_hand_a_retry_goes_to_the_other_replica() {
+    use tower::ServiceBuilder;
+    use tower_bad_gateway::BadGatewayLayer;
+    use tower_bad_gateway::retry::{ReplayBody, RetryLayer};
+    use tower_bad_gateway::upstreams::UpstreamsLayer;
+    let good = Replica::start("good").await;
+    let dead = Replica::start("dead").await;
+    dead.kill();
+    let set = EndpointSet::from_urls([dead.url(), good.url()]).unwrap();
+    let client = Counting {
+        inner: hyper_client::<ReplayBody<TestBody>>(),
+        readies: Arc::default(),
+        calls: Arc::default(),
+    };
+    let svc = ServiceBuilder::new()
+        .layer(BadGatewayLayer::new())
+        .layer(RetryLayer::new(no_backoff()))
+        .layer(UpstreamsLayer::new(set))
+        .service(client.clone());
+    for i in 0..10 {
+        let answer = send(&svc, Method::POST, &i.to_string()).await;
+        assert_eq!(
+            (answer.status, &answer.body[..]),
+            (StatusCode::OK, &b"good"[..])
+        );
+    }
+    assert!(
+        client.calls_to(dead.addr) <= 5,
+        "the dead one is ejected after 5"
+    );
+    let mut seen = good.seen();
+    seen.sort_by_key(|id| id.parse::<u32>().unwrap());
+    assert_eq!(
+        seen,
+        (0..10).map(|i: u32| i.to_string()).collect::<Vec<_>>()
+    );
 }
