@@ -4,7 +4,8 @@
 #   the same proxy with no middleware (--bare: axum's HandleErrorLayer answers 502),
 #   nginx as a reverse proxy with one worker,
 # in front of nginx serving a fixed small body; interleaved rounds of wrk against
-# each, then the same with the upstream port closed (every answer a 502).
+# each, then the same with the upstream port closed (every answer a 502), then
+# three replicas of which one is dead (its port closed).
 #
 #   bash benches/e2e.sh                  # DURATION=10s ROUNDS=3 CONNECTIONS=64
 #   DURATION=5s ROUNDS=2 bash benches/e2e.sh
@@ -17,6 +18,7 @@ DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-3}
 CONNECTIONS=${CONNECTIONS:-64}
 UPSTREAM=18080 NGINX=18081 NGINX_DEAD=18082 FULL=18083 BARE=18084 FULL_DEAD=18085 BARE_DEAD=18086 DEAD=18089
+UPSTREAM2=18090 UPSTREAM3=18091 FULL_SET=18087 NGINX_SET=18088
 
 need() {
   command -v "$1" >/dev/null 2>&1 && return
@@ -55,10 +57,12 @@ EOF
   nginx -p "$work" -c "$work/$1.conf"
 }
 
-nginx_conf upstream "server { listen 127.0.0.1:$UPSTREAM; location / { return 200 'hello, world\n'; } }"
+nginx_conf upstream "server { listen 127.0.0.1:$UPSTREAM; listen 127.0.0.1:$UPSTREAM2; location / { return 200 'hello, world\n'; } }"
 nginx_conf proxy "
   upstream live { server 127.0.0.1:$UPSTREAM; keepalive 64; }
   upstream dead { server 127.0.0.1:$DEAD; }
+  upstream trio { server 127.0.0.1:$UPSTREAM; server 127.0.0.1:$UPSTREAM2; server 127.0.0.1:$UPSTREAM3; keepalive 64; }
+  server { listen 127.0.0.1:$NGINX_SET; location / { proxy_pass http://trio; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }
   server { listen 127.0.0.1:$NGINX; location / { proxy_pass http://live; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }
   server { listen 127.0.0.1:$NGINX_DEAD; location / { proxy_pass http://dead; } }"
 
@@ -69,7 +73,9 @@ start --listen 127.0.0.1:$FULL --upstream http://127.0.0.1:$UPSTREAM
 start --listen 127.0.0.1:$BARE --upstream http://127.0.0.1:$UPSTREAM --bare
 start --listen 127.0.0.1:$FULL_DEAD --upstream http://127.0.0.1:$DEAD
 start --listen 127.0.0.1:$BARE_DEAD --upstream http://127.0.0.1:$DEAD --bare
-for port in $UPSTREAM $NGINX $FULL $BARE $FULL_DEAD $BARE_DEAD; do
+start --listen 127.0.0.1:$FULL_SET --upstream http://127.0.0.1:$UPSTREAM \
+  --upstream http://127.0.0.1:$UPSTREAM2 --upstream http://127.0.0.1:$UPSTREAM3
+for port in $UPSTREAM $NGINX $FULL $BARE $FULL_DEAD $BARE_DEAD $FULL_SET $NGINX_SET; do
   for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
 done
 
@@ -109,3 +115,16 @@ echo "  full stack / bare: $(ratio "$full" "$bare")   full stack / nginx: $(rati
 scenario "failure path (upstream port closed: every answer a 502)" full_stack_502=$FULL_DEAD bare_502=$BARE_DEAD nginx_502=$NGINX_DEAD
 full=$(median ${rps[full_stack_502]}) bare=$(median ${rps[bare_502]}) ngx=$(median ${rps[nginx_502]})
 echo "  full stack / bare: $(ratio "$full" "$bare")   full stack / nginx: $(ratio "$full" "$ngx")"
+
+# Three replicas, the third's port closed: every answer should be a 200.
+echo
+echo "one of three replicas dead ($DURATION, $CONNECTIONS connections, one run each)"
+printf "  %-22s %12s %10s %14s\n" gateway "requests/s" "p99 ms" "non-2xx"
+for pair in full_stack_set=$FULL_SET nginx_set=$NGINX_SET; do
+  name=${pair%%=*} port=${pair##*=}
+  out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$port/")
+  r=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
+  p=$(awk '/^ +99%/ { v = $2; if (v ~ /us$/) { sub(/us/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms/, "", v) } else if (v ~ /s$/) { sub(/s/, "", v); v *= 1000 } print v }' <<<"$out")
+  e=$(awk '/Non-2xx/ { print $NF }' <<<"$out")
+  printf "  %-22s %12s %10s %14s\n" "$name" "$r" "$p" "${e:-0}"
+done
