@@ -338,6 +338,37 @@ mod gateway {
         );
     }
 
+    /// Through `reverse_proxy --http2` with two `--upstream`s, one of them refusing:
+    /// every call (a POST) that met the refusal never left, so it goes to the live
+    /// replica, and the tonic client sees only `SERVING`.
+    #[tokio::test]
+    async fn behind_two_replicas_with_one_dead_every_call_is_served() {
+        use crate::reverse_proxy::reverse_proxy::{self as proxy, Options};
+        let (live, _reporter) = health_server().await;
+        let dead = refused_port();
+        let options = Options {
+            http2: true,
+            ..Options::default()
+        };
+        let upstreams = [
+            format!("http://{}", dead.addr).parse().unwrap(),
+            format!("http://{live}").parse().unwrap(),
+        ];
+        let app = proxy::app(&options, &upstreams).unwrap();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gateway = listener.local_addr().unwrap();
+        tokio::spawn(proxy::serve(listener, app, std::future::pending()));
+        let mut client = HealthClient::new(channel(gateway));
+        for i in 0..20 {
+            let status = check(&mut client).await;
+            assert_eq!(
+                status.map_err(|s| s.code()),
+                Ok(ServingStatus::Serving),
+                "call {i}"
+            );
+        }
+    }
+
     #[tokio::test]
     async fn a_refused_upstream_is_unavailable() {
         let port = refused_port();
