@@ -840,3 +840,32 @@ async fn composed_by_hand_a_retry_goes_to_the_other_replica() {
         (0..10).map(|i: u32| i.to_string()).collect::<Vec<_>>()
     );
 }
+
+/// A retry on an upstream's status (an opted-in `503`) goes to the other replica
+/// too: the answer names the endpoint it came from.
+#[tokio::test]
+async fn a_retry_on_a_503_goes_to_the_other_replica() {
+    let busy = Recorder::start(vec![Script::Respond(503, vec![], "busy")]).await;
+    let good = Replica::start("good").await;
+    let set = EndpointSet::from_urls([format!("http://{}", busy.addr), good.url()]).unwrap();
+    let svc = GatewayLayer::new()
+        .upstreams(set)
+        .retry_policy(no_backoff().retry_on_status(StatusCode::SERVICE_UNAVAILABLE))
+        .layer(client());
+    for i in 0..20 {
+        let answer = send(&svc, Method::GET, &format!("get-{i}")).await;
+        assert_eq!(
+            (answer.status, &answer.body[..]),
+            (StatusCode::OK, &b"good"[..])
+        );
+    }
+    let mut ids: Vec<String> = busy
+        .headers()
+        .iter()
+        .filter_map(|h| h.get("x-id")?.to_str().ok().map(str::to_owned))
+        .collect();
+    let hits = ids.len();
+    ids.dedup();
+    assert!(hits > 0, "no request went to the busy replica (odds 2^-20)");
+    assert_eq!(ids.len(), hits, "a retry went back to the busy replica");
+}
