@@ -18,7 +18,7 @@
 mod common;
 
 use bytes::Bytes;
-use common::{CountingRecorder, drain, now, request, upstream};
+use common::{CountingRecorder, drain, now, request, set_of, upstream};
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::Full;
@@ -27,14 +27,8 @@ use std::time::Duration;
 use tower::{Layer, Service};
 use tower_bad_gateway::retry::{ReplayBody, RetryPolicy};
 use tower_bad_gateway::timeout::UploadBody;
-use tower_bad_gateway::upstreams::{EndpointSet, Upstreams};
+use tower_bad_gateway::upstreams::Upstreams;
 use tower_bad_gateway::{BadGatewayLayer, GatewayLayer};
-
-/// `n` endpoints: `http://10.0.{i/256}.{i%256}:8080`, as in `benches/upstreams.rs`.
-fn set_of(n: usize) -> EndpointSet {
-    EndpointSet::from_urls((0..n).map(|i| format!("http://10.0.{}.{}:8080", i / 256, i % 256)))
-        .unwrap()
-}
 
 fn run<S, B>(mut svc: S, n: usize)
 where

@@ -13,63 +13,20 @@ mod common;
 
 use axum::error_handling::HandleErrorLayer;
 use bytes::Bytes;
-use common::{CountingRecorder, drain, now, request, upstream};
+use common::{CountingRecorder, allocations, once, request, upstream};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{HeaderValue, Request, Response, StatusCode};
-use http_body::Body;
 use http_body_util::Full;
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
-use tower::{BoxError, Layer, Service, ServiceBuilder};
+use tower::{BoxError, Layer, ServiceBuilder};
 use tower_bad_gateway::render::{Renderer, RequestInfo};
 use tower_bad_gateway::retry::{ReplayBody, RetryPolicy};
 use tower_bad_gateway::timeout::UploadBody;
 use tower_bad_gateway::{BadGatewayLayer, GatewayLayer};
 
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
-
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// One request through `svc`, body drained: what a server does per request.
-fn once<S, B>(svc: &mut S, body: &Bytes) -> usize
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
-    S::Error: std::fmt::Debug,
-    B: Body,
-{
-    now(std::future::poll_fn(|cx| svc.poll_ready(cx))).unwrap();
-    let res = now(svc.call(request(body))).unwrap();
-    drain(res.into_body())
-}
-
-/// Allocations per request, beyond building the request itself.
-fn allocations<F: FnMut()>(mut f: F) -> f64 {
-    const N: u64 = 10_000;
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    for _ in 0..N {
-        f();
-    }
-    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / N as f64
-}
+static GLOBAL: common::CountingAlloc = common::CountingAlloc;
 
 /// The retry policy a user writes for `tower::retry` today: clone the request
 /// (its body must be in memory), retry errors up to 3 attempts.

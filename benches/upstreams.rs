@@ -30,70 +30,22 @@
 mod common;
 
 use bytes::Bytes;
-use common::{drain, now, request, upstream};
+use common::{allocations, once, request, set_of, upstream};
 use criterion::{Criterion, criterion_group, criterion_main};
 use http::{Request, Response};
 use http_body::Body;
 use http_body_util::Full;
-use std::alloc::{GlobalAlloc, Layout, System};
 use std::hint::black_box;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 use tower::{Layer, Service};
 use tower_bad_gateway::GatewayLayer;
 use tower_bad_gateway::retry::ReplayBody;
 use tower_bad_gateway::timeout::UploadBody;
-use tower_bad_gateway::upstreams::{EndpointSet, Upstreams};
-
-struct Counting;
-
-static ALLOCATIONS: AtomicU64 = AtomicU64::new(0);
-
-unsafe impl GlobalAlloc for Counting {
-    unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.alloc(layout) }
-    }
-    unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
-        unsafe { System.dealloc(ptr, layout) }
-    }
-    unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
-        ALLOCATIONS.fetch_add(1, Ordering::Relaxed);
-        unsafe { System.realloc(ptr, layout, new_size) }
-    }
-}
+use tower_bad_gateway::upstreams::Upstreams;
 
 #[global_allocator]
-static GLOBAL: Counting = Counting;
-
-/// `n` endpoints: `http://10.0.{i/256}.{i%256}:8080`.
-fn set_of(n: usize) -> EndpointSet {
-    EndpointSet::from_urls((0..n).map(|i| format!("http://10.0.{}.{}:8080", i / 256, i % 256)))
-        .unwrap()
-}
-
-/// One request through `svc`, body drained: what a server does per request.
-fn once<S, B>(svc: &mut S, body: &Bytes) -> usize
-where
-    S: Service<Request<Full<Bytes>>, Response = Response<B>>,
-    S::Error: std::fmt::Debug,
-    B: Body,
-{
-    now(std::future::poll_fn(|cx| svc.poll_ready(cx))).unwrap();
-    let res = now(svc.call(request(body))).unwrap();
-    drain(res.into_body())
-}
-
-/// Allocations per request, beyond building the request itself. Only with no
-/// other thread running: the counter is process-wide.
-fn allocations<F: FnMut()>(mut f: F) -> f64 {
-    const N: u64 = 10_000;
-    let before = ALLOCATIONS.load(Ordering::Relaxed);
-    for _ in 0..N {
-        f();
-    }
-    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / N as f64
-}
+static GLOBAL: common::CountingAlloc = common::CountingAlloc;
 
 const SIZES: [usize; 3] = [3, 100, 10_000];
 

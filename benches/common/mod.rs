@@ -1,5 +1,6 @@
 //! What the benches share: a request as hyper hands it over, an upstream that
-//! answers at once, and polling without a runtime's scheduler.
+//! answers at once, polling without a runtime's scheduler, a global allocator
+//! that counts, and endpoint sets of any size.
 
 use bytes::Bytes;
 use http::{HeaderValue, Request, Response};
@@ -129,4 +130,61 @@ impl metrics::Recorder for CountingRecorder {
     ) -> metrics::Histogram {
         metrics::Histogram::from_arc(self.0.clone())
     }
+}
+
+/// A global allocator that counts allocations (and reallocations), for
+/// [`allocations`]. A bench installs it with
+/// `#[global_allocator] static GLOBAL: common::CountingAlloc = common::CountingAlloc;`.
+#[allow(dead_code)] // not every bench counts allocations
+pub struct CountingAlloc;
+
+static ALLOCATIONS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+
+unsafe impl std::alloc::GlobalAlloc for CountingAlloc {
+    unsafe fn alloc(&self, layout: std::alloc::Layout) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.alloc(layout) }
+    }
+    unsafe fn dealloc(&self, ptr: *mut u8, layout: std::alloc::Layout) {
+        unsafe { std::alloc::System.dealloc(ptr, layout) }
+    }
+    unsafe fn realloc(&self, ptr: *mut u8, layout: std::alloc::Layout, new_size: usize) -> *mut u8 {
+        ALLOCATIONS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        unsafe { std::alloc::System.realloc(ptr, layout, new_size) }
+    }
+}
+
+/// Allocations per call of `f`, counted by [`CountingAlloc`] (so only with no
+/// other thread running: the counter is process-wide).
+#[allow(dead_code)]
+pub fn allocations<F: FnMut()>(mut f: F) -> f64 {
+    use std::sync::atomic::Ordering;
+    const N: u64 = 10_000;
+    let before = ALLOCATIONS.load(Ordering::Relaxed);
+    for _ in 0..N {
+        f();
+    }
+    (ALLOCATIONS.load(Ordering::Relaxed) - before) as f64 / N as f64
+}
+
+/// One request through `svc`, body drained: what a server does per request.
+#[allow(dead_code)]
+pub fn once<S, B>(svc: &mut S, body: &Bytes) -> usize
+where
+    S: tower::Service<Request<Full<Bytes>>, Response = Response<B>>,
+    S::Error: std::fmt::Debug,
+    B: Body,
+{
+    now(std::future::poll_fn(|cx| svc.poll_ready(cx))).unwrap();
+    let res = now(svc.call(request(body))).unwrap();
+    drain(res.into_body())
+}
+
+/// `n` endpoints: `http://10.0.{i/256}.{i%256}:8080`.
+#[allow(dead_code)]
+pub fn set_of(n: usize) -> tower_bad_gateway::upstreams::EndpointSet {
+    tower_bad_gateway::upstreams::EndpointSet::from_urls(
+        (0..n).map(|i| format!("http://10.0.{}.{}:8080", i / 256, i % 256)),
+    )
+    .unwrap()
 }
