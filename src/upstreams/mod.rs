@@ -75,13 +75,16 @@ mod endpoint;
 mod future;
 mod health;
 mod layer;
+mod pick;
+mod policy;
 mod service;
 mod set;
 
 pub use self::endpoint::{Endpoint, EndpointError};
 pub use self::future::ResponseFuture;
-pub use self::health::{Health, HealthPolicy};
+pub use self::health::Health;
 pub use self::layer::UpstreamsLayer;
+pub use self::policy::HealthPolicy;
 pub use self::service::Upstreams;
 pub use self::set::EndpointSet;
 

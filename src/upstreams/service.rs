@@ -1,4 +1,4 @@
-use super::set::{Pick, Unavailable};
+use super::pick::{Pick, Unavailable};
 use super::{EndpointSet, ResponseFuture, Tried, UpstreamsLayer};
 use crate::classify::Classifier;
 use crate::error::BoxError;

@@ -1,0 +1,189 @@
+//! What counts against an endpoint, and how long it stays out: [`HealthPolicy`].
+
+use crate::error::{CodeSet, ErrorKind, GatewayError, GrpcCode, KindSet};
+use http::{HeaderMap, StatusCode};
+use std::time::Duration;
+
+/// When an endpoint is taken out of an [`EndpointSet`](super::EndpointSet) and
+/// when it is tried again.
+///
+/// `consecutive_failures` failures of the endpoint itself in a row eject it. The
+/// first ejection lasts `base_ejection`, each further one in a row twice as long as
+/// the last, up to `max_ejection`. When an ejection ends, exactly one request is
+/// let through as a probe: its success restores the endpoint, its failure ejects it
+/// again. An endpoint that has stayed healthy for `max_ejection` since it was
+/// restored starts again from `base_ejection`.
+///
+/// The defaults, and why:
+///
+/// | setting | default | reason |
+/// |---|---|---|
+/// | [`consecutive_failures`](Self::consecutive_failures) | 5 | Envoy's outlier detection (`consecutive_5xx`, `consecutive_gateway_failure`): one or two failures are routine on a busy network; five in a row are not |
+/// | [`base_ejection`](Self::base_ejection) | 10 s | nginx's `fail_timeout`: short enough that a restarted replica gets traffic back quickly, since a failed probe costs one request |
+/// | [`max_ejection`](Self::max_ejection) | 300 s | Envoy's `max_ejection_time`: a replica that stays dead is probed every five minutes at most |
+///
+/// What counts: only failures of the endpoint itself, the kinds below, by default.
+/// An upstream's own answers (a 500, a 503, a gRPC `UNAVAILABLE`) do not, unless
+/// [`count_status`](Self::count_status) or [`count_grpc`](Self::count_grpc) says so; nor do local limits, a
+/// misconfiguration, or failures of the response body (the attempt is over by then).
+///
+/// [`DnsError`](ErrorKind::DnsError), [`DnsTimeout`](ErrorKind::DnsTimeout),
+/// [`ConnectionRefused`](ErrorKind::ConnectionRefused),
+/// [`ConnectionTimeout`](ErrorKind::ConnectionTimeout),
+/// [`DestinationUnreachable`](ErrorKind::DestinationUnreachable),
+/// [`TlsProtocolError`](ErrorKind::TlsProtocolError),
+/// [`TlsCertificateError`](ErrorKind::TlsCertificateError),
+/// [`ConnectionTerminated`](ErrorKind::ConnectionTerminated),
+/// [`ResponseIncomplete`](ErrorKind::ResponseIncomplete),
+/// [`ResponseHeaderTimeout`](ErrorKind::ResponseHeaderTimeout),
+/// [`ProtocolError`](ErrorKind::ProtocolError).
+///
+/// ```
+/// use tower_bad_gateway::upstreams::HealthPolicy;
+/// use tower_bad_gateway::ErrorKind;
+/// use http::StatusCode;
+/// use std::time::Duration;
+///
+/// let policy = HealthPolicy::new()
+///     .consecutive_failures(3)
+///     .base_ejection(Duration::from_secs(5))
+///     .max_ejection(Duration::from_secs(60))
+///     .count_status(StatusCode::SERVICE_UNAVAILABLE)   // an overloaded replica says so
+///     .ignore(ErrorKind::ResponseHeaderTimeout);        // slow is not dead, here
+/// # let _ = policy;
+/// ```
+#[derive(Debug, Clone)]
+pub struct HealthPolicy {
+    pub(super) failures: u32,
+    pub(super) base_ejection: Duration,
+    pub(super) max_ejection: Duration,
+    kinds: KindSet,
+    statuses: Vec<StatusCode>,
+    grpc_codes: CodeSet,
+}
+
+impl Default for HealthPolicy {
+    fn default() -> Self {
+        let kinds = [
+            ErrorKind::DnsError,
+            ErrorKind::DnsTimeout,
+            ErrorKind::ConnectionRefused,
+            ErrorKind::ConnectionTimeout,
+            ErrorKind::DestinationUnreachable,
+            ErrorKind::TlsProtocolError,
+            ErrorKind::TlsCertificateError,
+            ErrorKind::ConnectionTerminated,
+            ErrorKind::ResponseIncomplete,
+            ErrorKind::ResponseHeaderTimeout,
+            ErrorKind::ProtocolError,
+        ]
+        .into_iter()
+        .fold(KindSet::default(), KindSet::with);
+        Self {
+            failures: 5,
+            base_ejection: Duration::from_secs(10),
+            max_ejection: Duration::from_secs(300),
+            kinds,
+            statuses: Vec::new(),
+            grpc_codes: CodeSet::default(),
+        }
+    }
+}
+
+impl HealthPolicy {
+    /// The defaults (see above).
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Failures in a row that eject an endpoint; `0` turns ejection off (the set
+    /// still balances, and retries still go elsewhere).
+    pub fn consecutive_failures(mut self, failures: u32) -> Self {
+        self.failures = failures;
+        self
+    }
+
+    /// How long the first ejection lasts.
+    pub fn base_ejection(mut self, time: Duration) -> Self {
+        self.base_ejection = time;
+        self
+    }
+
+    /// The longest an ejection lasts, however often the endpoint failed its probe.
+    pub fn max_ejection(mut self, time: Duration) -> Self {
+        self.max_ejection = time;
+        self
+    }
+
+    /// Counts failures of this kind against the endpoint.
+    pub fn count(mut self, kind: ErrorKind) -> Self {
+        self.kinds = self.kinds.with(kind);
+        self
+    }
+
+    /// Does not count failures of this kind against the endpoint.
+    pub fn ignore(mut self, kind: ErrorKind) -> Self {
+        self.kinds = self.kinds.without(kind);
+        self
+    }
+
+    /// Counts an answer with this status as a failure of the endpoint.
+    pub fn count_status(mut self, status: StatusCode) -> Self {
+        if !self.statuses.contains(&status) {
+            self.statuses.push(status);
+        }
+        self
+    }
+
+    /// Counts a gRPC answer with this status (a trailers-only answer's
+    /// `grpc-status`) as a failure of the endpoint: `UNAVAILABLE` from a replica
+    /// that is shutting down or overloaded, say. A status in the trailers comes
+    /// after the attempt is over, and does not count.
+    ///
+    /// ```
+    /// use tower_bad_gateway::upstreams::HealthPolicy;
+    /// use tower_bad_gateway::GrpcCode;
+    /// let policy = HealthPolicy::new().count_grpc(GrpcCode::Unavailable);
+    /// # let _ = policy;
+    /// ```
+    pub fn count_grpc(mut self, code: GrpcCode) -> Self {
+        self.grpc_codes = self.grpc_codes.with(code);
+        self
+    }
+
+    /// Whether a failed attempt counts against its endpoint.
+    pub(super) fn counts_error(&self, err: &GatewayError) -> bool {
+        self.kinds.contains(err.kind())
+    }
+
+    /// Whether an answer counts against its endpoint.
+    pub(super) fn counts_answer(&self, status: StatusCode, headers: &HeaderMap) -> bool {
+        (!self.statuses.is_empty() && self.statuses.contains(&status))
+            || (!self.grpc_codes.is_empty()
+                && crate::grpc::status(headers).is_some_and(|code| self.grpc_codes.contains(code)))
+    }
+
+    /// The length of the `n`th ejection in a row (from 1).
+    pub(super) fn ejection(&self, n: u32) -> Duration {
+        let factor = 1u32.checked_shl(n.saturating_sub(1)).unwrap_or(u32::MAX);
+        self.base_ejection
+            .saturating_mul(factor)
+            .min(self.max_ejection)
+            .max(self.base_ejection.min(self.max_ejection))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ejections_double_up_to_the_cap() {
+        let p = HealthPolicy::new()
+            .base_ejection(Duration::from_secs(10))
+            .max_ejection(Duration::from_secs(35));
+        let secs: Vec<u64> = (1..=5).map(|n| p.ejection(n).as_secs()).collect();
+        assert_eq!(secs, [10, 20, 35, 35, 35]);
+        assert_eq!(p.ejection(u32::MAX), Duration::from_secs(35));
+    }
+}
