@@ -265,10 +265,7 @@ async fn deadline_and_retry_budget_counters_move() {
     assert_eq!(res.status(), 502);
 
     let text = handle.render();
-    let value = |series: &str| -> Option<f64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-    };
+    let value = |series: &str| support::prometheus_value(&text, series);
     assert_eq!(
         value(r#"tower_bad_gateway_deadline_exceeded{phase="await_head"}"#),
         Some(1.0),
@@ -310,8 +307,8 @@ async fn endpoint_ejections_probes_and_restorations_are_counted() {
         .upstreams(set)
         .max_attempts(1)
         .layer(support::hyper_client::<UpstreamBody<Full<Bytes>>>());
-    let status = |svc: &_| {
-        let svc: tower_bad_gateway::Gateway<_> = Clone::clone(svc);
+    let status = || {
+        let svc = svc.clone();
         async move {
             svc.oneshot(support::get("/"))
                 .await
@@ -320,25 +317,20 @@ async fn endpoint_ejections_probes_and_restorations_are_counted() {
                 .as_u16()
         }
     };
-    assert_eq!(status(&svc).await, 502, "refused: ejected");
+    assert_eq!(status().await, 502, "refused: ejected");
     tokio::time::sleep(Duration::from_millis(120)).await;
-    assert_eq!(
-        status(&svc).await,
-        502,
-        "the probe is refused: ejected again"
-    );
+    assert_eq!(status().await, 502, "the probe is refused: ejected again");
     replica.restart().await;
     tokio::time::sleep(Duration::from_millis(250)).await;
-    assert_eq!(status(&svc).await, 200, "the probe succeeds: restored");
+    assert_eq!(status().await, 200, "the probe succeeds: restored");
 
     let text = handle.render();
     let address = replica.addr.to_string();
-    let value = |state: &str| -> Option<f64> {
+    let value = |state: &str| {
         let series = format!(
             r#"tower_bad_gateway_endpoint_state_changes{{state="{state}",server_address="{address}"}}"#
         );
-        text.lines()
-            .find_map(|l| l.strip_prefix(series.as_str())?.trim().parse().ok())
+        support::prometheus_value(&text, &series)
     };
     assert_eq!(value("ejected"), Some(2.0), "{text}");
     assert_eq!(value("probing"), Some(2.0), "{text}");

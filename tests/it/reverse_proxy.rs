@@ -717,10 +717,7 @@ async fn metrics_show_a_refused_connection_its_retries_and_a_success_with_their_
         .text()
         .await
         .unwrap();
-    let value = |series: &str| -> Option<f64> {
-        text.lines()
-            .find_map(|l| l.strip_prefix(series)?.trim().parse().ok())
-    };
+    let value = |series: &str| support::prometheus_value(&text, series);
     assert_eq!(
         value(r#"tower_bad_gateway_retries{error_type="connection_refused"}"#),
         Some(2.0),
