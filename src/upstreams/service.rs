@@ -51,7 +51,7 @@ pub(crate) struct Config {
 impl<S> Upstreams<S> {
     /// Sends every attempt to an endpoint of `set`.
     pub fn new(inner: S, set: EndpointSet) -> Self {
-        UpstreamsLayer::new(set).layer_service(inner)
+        tower_layer::Layer::layer(&UpstreamsLayer::new(set), inner)
     }
 
     pub(super) fn from_shared(inner: S, config: Arc<Config>) -> Self {
@@ -68,12 +68,6 @@ impl<S> Upstreams<S> {
     }
 
     crate::macros::define_inner_service_accessors!();
-}
-
-impl UpstreamsLayer {
-    fn layer_service<S>(&self, inner: S) -> Upstreams<S> {
-        tower_layer::Layer::layer(self, inner)
-    }
 }
 
 /// A clone has made no pick yet.
@@ -119,14 +113,12 @@ where
         let Some(set) = &self.config.set else {
             return ResponseFuture::passthrough(self.inner.call(req));
         };
-        let tried = req.extensions().get::<Tried>().filter(|t| !t.is_empty());
+        // The retry layer adds it only after an attempt, so it is never empty.
+        let tried = req.extensions().get::<Tried>();
         let pick = match self.reserved.take() {
             // A retry: go elsewhere if anywhere else may take it.
             Some(Ok(pick)) if tried.is_some_and(|t| t.contains(pick.key())) => {
-                match set.pick(tried, crate::random::next_u64()) {
-                    Ok(other) => Ok(other),
-                    Err(_) => Ok(pick),
-                }
+                Ok(set.pick(tried, crate::random::next_u64()).unwrap_or(pick))
             }
             Some(reserved) => reserved,
             // `call` without `poll_ready` breaks the `Service` contract; pick anyway.
