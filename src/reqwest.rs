@@ -21,7 +21,7 @@
 //!     .service(ReqwestService::new(reqwest::Client::new()));
 //! # let _ = api;
 //! ```
-use crate::BoxError;
+use crate::error::BoxError;
 use bytes::Bytes;
 use pin_project_lite::pin_project;
 use std::future::Future;

@@ -12,7 +12,7 @@
 //!     .service(ReqwestService::new(reqwest013::Client::new()));
 //! # let _ = api;
 //! ```
-use crate::BoxError;
+use crate::error::BoxError;
 use bytes::Bytes;
 use pin_project_lite::pin_project;
 use std::future::Future;

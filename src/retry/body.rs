@@ -1,6 +1,6 @@
 //! A request body that can be sent again: buffered as the first attempt streams it.
 
-use crate::BoxError;
+use crate::error::BoxError;
 use bytes::Bytes;
 use http::HeaderMap;
 use http_body::{Body, Frame, SizeHint};

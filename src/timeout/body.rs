@@ -1,5 +1,5 @@
 use super::error::{BodyTimeout, BodyTimeoutKind, DeadlineExceeded};
-use crate::BoxError;
+use crate::error::BoxError;
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::fmt;

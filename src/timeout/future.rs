@@ -1,6 +1,6 @@
 use super::TimeoutBody;
 use super::error::{DeadlineExceeded, HeadTimeout};
-use crate::BoxError;
+use crate::error::BoxError;
 use http::Response;
 use pin_project_lite::pin_project;
 use std::future::Future;
