@@ -16,7 +16,7 @@ use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
 use tower::ServiceBuilder;
 use tower_bad_gateway::render::Renderer;
-use tower_bad_gateway::{BadGatewayLayer, ErrorKind, GatewayLayer, ResponsePolicy};
+use tower_bad_gateway::{BadGatewayLayer, ErrorKind, ErrorStatus, GatewayLayer, ResponsePolicy};
 
 const PAGE: &str = r#"<!DOCTYPE html>
 <html lang="en">
@@ -47,7 +47,7 @@ async fn main() {
         .html_template(PAGE)
         .status(
             ErrorKind::ConnectionRefused,
-            StatusCode::SERVICE_UNAVAILABLE,
+            ErrorStatus::SERVICE_UNAVAILABLE,
         )
         .retry_after(Duration::from_secs(30));
     let site = BadGatewayLayer::new().renderer(site_renderer.clone());

@@ -142,7 +142,8 @@ pub mod upstreams;
 pub use self::bad_gateway::{BadGateway, BadGatewayLayer};
 pub use self::classify::{Classifier, ResponsePolicy};
 pub use self::error::{
-    Attempts, BoxError, ErrorKind, GatewayError, GrpcCode, Phase, RequestSent, RetryDenied,
+    Attempts, BoxError, ErrorKind, ErrorStatus, GatewayError, GrpcCode, InvalidErrorStatus, Phase,
+    RequestSent, RetryDenied,
 };
 pub use self::gateway::{Gateway, GatewayLayer};
 

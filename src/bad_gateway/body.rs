@@ -1,4 +1,4 @@
-use super::future::Exchange;
+use super::Answering;
 use crate::error::{BoxError, ErrorKind, GatewayError, Phase};
 use crate::grpc::{self, Framing};
 use bytes::{Buf, Bytes};
@@ -48,7 +48,7 @@ pin_project! {
         Upstream {
             #[pin]
             body: B,
-            watch: Watch,
+            tally: Tally,
         },
         Synthetic {
             #[pin]
@@ -71,10 +71,10 @@ pub(crate) enum End {
     GrpcWeb(Box<Framing>),
 }
 
-/// What the body needs to classify and report a failure.
-struct Watch {
-    /// The configuration, the request, the next hop and the start.
-    ex: Exchange,
+/// What the body counts, and needs to classify and report a failure.
+struct Tally {
+    /// The settings, the request, the next hop and the start.
+    answering: Answering,
     end: End,
     /// The body size limit; `u64::MAX` for none. (Plain integers rather than
     /// `Option`s keep the body, moved with every response, 16 bytes smaller.)
@@ -88,14 +88,14 @@ struct Watch {
 impl<B: Body> ResponseBody<B> {
     pub(super) fn upstream(
         body: B,
-        ex: Exchange,
+        answering: Answering,
         end: End,
         limit: Option<u64>,
         status: StatusCode,
     ) -> Self {
         let expected = body.size_hint().exact().unwrap_or(u64::MAX);
-        let watch = Watch {
-            ex,
+        let tally = Tally {
+            answering,
             end,
             limit: limit.unwrap_or(u64::MAX),
             expected,
@@ -103,7 +103,7 @@ impl<B: Body> ResponseBody<B> {
             status,
         };
         Self {
-            inner: Inner::Upstream { body, watch },
+            inner: Inner::Upstream { body, tally },
         }
     }
 }
@@ -116,32 +116,32 @@ impl<B> ResponseBody<B> {
     }
 }
 
-impl Watch {
+impl Tally {
+    /// The head went out with the upstream's status: that is what the client got.
     fn fail(&self, error: BoxError) -> GatewayError {
-        let ex = &self.ex;
-        ex.config
-            .classify(error, Phase::ReadBody, ex.start, ex.next_hop.as_ref())
+        self.answering
+            .classify(error, Phase::ReadBody)
             .with_received_status(self.status)
+            .answered_with(self.status)
     }
 
     fn fail_with(&self, kind: ErrorKind) -> GatewayError {
         let err = GatewayError::new(kind)
             .with_phase(Phase::ReadBody)
-            .with_received_status(self.status);
-        self.ex
-            .config
-            .stamp(err, self.ex.start, self.ex.next_hop.as_ref())
+            .with_received_status(self.status)
+            .answered_with(self.status);
+        self.answering.stamp(err)
     }
 }
 
 impl<B: fmt::Debug> fmt::Debug for ResponseBody<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.inner {
-            Inner::Upstream { body, watch } => f
+            Inner::Upstream { body, tally } => f
                 .debug_struct("ResponseBody::Upstream")
                 .field("body", body)
-                .field("received", &watch.received)
-                .field("limit", &(watch.limit != u64::MAX).then_some(watch.limit))
+                .field("received", &tally.received)
+                .field("limit", &(tally.limit != u64::MAX).then_some(tally.limit))
                 .finish_non_exhaustive(),
             Inner::Synthetic { body } => f
                 .debug_struct("ResponseBody::Synthetic")
@@ -170,40 +170,41 @@ where
                 return body.poll_frame(cx).map_err(|never| match never {});
             }
             InnerProj::Done => return Poll::Ready(None),
-            InnerProj::Upstream { body, watch } => match ready!(body.poll_frame(cx)) {
+            InnerProj::Upstream { body, tally } => match ready!(body.poll_frame(cx)) {
                 Some(Ok(frame)) => {
                     let Some(data) = frame.data_ref() else {
                         return Poll::Ready(Some(Ok(frame)));
                     };
-                    watch.received = watch.received.saturating_add(data.remaining() as u64);
-                    if watch.received > watch.limit {
-                        watch.fail_with(ErrorKind::BodyTooLarge)
+                    tally.received = tally.received.saturating_add(data.remaining() as u64);
+                    if tally.received > tally.limit {
+                        tally.fail_with(ErrorKind::BodyTooLarge)
                     } else {
-                        if let End::GrpcWeb(framing) = &mut watch.end {
+                        if let End::GrpcWeb(framing) = &mut tally.end {
                             framing.feed(data.chunk());
                         }
                         return Poll::Ready(Some(Ok(frame)));
                     }
                 }
-                Some(Err(error)) => watch.fail(error.into()),
+                Some(Err(error)) => tally.fail(error.into()),
                 // `expected` is `u64::MAX` when unknown, which nothing falls short of
                 // (no body is that long).
-                None if watch.expected != u64::MAX && watch.received < watch.expected => {
-                    watch.fail_with(ErrorKind::ResponseIncomplete)
+                None if tally.expected != u64::MAX && tally.received < tally.expected => {
+                    tally.fail_with(ErrorKind::ResponseIncomplete)
                 }
                 None => return Poll::Ready(None),
             },
         };
         // A failure: report it once, drop the upstream body, and end the stream with
         // the error, or, for gRPC, with its status where the caller can read it.
-        let InnerProj::Upstream { watch, .. } = inner.as_mut().project() else {
+        let InnerProj::Upstream { tally, .. } = inner.as_mut().project() else {
             return Poll::Ready(None);
         };
-        watch.ex.config.report(&err, watch.status, &watch.ex.info);
-        let frame = match &watch.end {
-            End::GrpcTrailers => Frame::trailers(watch.ex.config.renderer.grpc_trailers(&err)),
+        let settings = &tally.answering.settings;
+        settings.report(&err, &tally.answering.info);
+        let frame = match &tally.end {
+            End::GrpcTrailers => Frame::trailers(settings.renderer.grpc_trailers(&err)),
             End::GrpcWeb(framing) if framing.at_boundary() => {
-                let trailers = watch.ex.config.renderer.grpc_trailers(&err);
+                let trailers = settings.renderer.grpc_trailers(&err);
                 Frame::data(grpc::trailer_frame(&trailers, framing.is_text()))
             }
             End::GrpcWeb(_) | End::Error => {

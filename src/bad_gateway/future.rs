@@ -1,5 +1,5 @@
 use super::body::End;
-use super::{Config, NextHop, ResponseBody};
+use super::{Answering, ResponseBody};
 use crate::error::{Attempts, BoxError, ErrorKind, GatewayError, Phase};
 use crate::grpc::{self, Framing};
 use crate::render::{PROXY_STATUS, RequestInfo};
@@ -9,9 +9,7 @@ use pin_project_lite::pin_project;
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
-use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use tokio::time::Instant;
 
 pin_project! {
     /// Response future of [`BadGateway`](super::BadGateway).
@@ -32,7 +30,7 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         state: State<F>,
-        exchange: Option<Exchange>,
+        answering: Option<Answering>,
     }
 }
 
@@ -49,65 +47,26 @@ pin_project! {
     }
 }
 
-/// What the future needs to answer, taken once when it completes, and what the
-/// body needs to report a failure.
-pub(super) struct Exchange {
-    pub(super) config: Arc<Config>,
-    pub(super) info: RequestInfo,
-    pub(super) next_hop: Option<NextHop>,
-    pub(super) start: Instant,
-}
-
 impl<F> std::fmt::Debug for ResponseFuture<F> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("BadGateway::ResponseFuture")
-            .field("done", &self.exchange.is_none())
+            .field("done", &self.answering.is_none())
             .finish_non_exhaustive()
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(
-        future: F,
-        config: Arc<Config>,
-        info: RequestInfo,
-        next_hop: Option<NextHop>,
-        start: Instant,
-    ) -> Self {
-        Self::with_state(State::Call { future }, config, info, next_hop, start)
-    }
-
-    pub(crate) fn failed(
-        error: BoxError,
-        config: Arc<Config>,
-        info: RequestInfo,
-        next_hop: Option<NextHop>,
-        start: Instant,
-    ) -> Self {
-        Self::with_state(
-            State::Failed { error: Some(error) },
-            config,
-            info,
-            next_hop,
-            start,
-        )
-    }
-
-    fn with_state(
-        state: State<F>,
-        config: Arc<Config>,
-        info: RequestInfo,
-        next_hop: Option<NextHop>,
-        start: Instant,
-    ) -> Self {
+    pub(crate) fn new(future: F, answering: Answering) -> Self {
         Self {
-            state,
-            exchange: Some(Exchange {
-                config,
-                info,
-                next_hop,
-                start,
-            }),
+            state: State::Call { future },
+            answering: Some(answering),
+        }
+    }
+
+    pub(crate) fn failed(error: BoxError, answering: Answering) -> Self {
+        Self {
+            state: State::Failed { error: Some(error) },
+            answering: Some(answering),
         }
     }
 }
@@ -129,7 +88,7 @@ where
                 .take()
                 .unwrap_or_else(|| "response future polled after completion".into())),
         };
-        let Some(ex) = this.exchange.take() else {
+        let Some(ex) = this.answering.take() else {
             // Polled again after it completed: answer rather than panic.
             let err = GatewayError::new(ErrorKind::Unclassified);
             let res =
@@ -139,9 +98,7 @@ where
         Poll::Ready(Ok(match result {
             Ok(res) => ex.pass(res),
             Err(error) => {
-                let err =
-                    ex.config
-                        .classify(error, Phase::AwaitHead, ex.start, ex.next_hop.as_ref());
+                let err = ex.classify(error, Phase::AwaitHead);
                 ex.measure(None, Some(err.kind().as_str()));
                 ex.answer(err)
             }
@@ -149,14 +106,14 @@ where
     }
 }
 
-impl Exchange {
+impl Answering {
     /// An upstream answer: judged by the policy, then passed on with its body watched.
     fn pass<B>(self, res: Response<B>) -> Response<ResponseBody<B>>
     where
         B: Body<Data = bytes::Bytes>,
         B::Error: Into<BoxError>,
     {
-        let policy = &self.config.policy;
+        let policy = &self.settings.policy;
         let status = res.status();
         // RFC 9110 §15: a status outside 100..=599 is invalid, and a client must
         // treat it as a server error. The `http` crate accepts up to 999.
@@ -181,7 +138,7 @@ impl Exchange {
         if policy.intercepts(status) && !self.info.is_grpc() {
             let headers = res.into_parts().0.headers; // the body is dropped unread
             let page = self
-                .config
+                .settings
                 .renderer
                 .intercepted(status, &self.info, &headers);
             return page.map(ResponseBody::synthetic);
@@ -189,7 +146,7 @@ impl Exchange {
         // An upstream's own 5xx, passed on: our member tells clients and logs it
         // is not the gateway's (RFC 9209 §2.1.1 `received-status`).
         if status.is_server_error() {
-            self.config
+            self.settings
                 .renderer
                 .mark_passed_through(res.headers_mut(), status);
         }
@@ -228,8 +185,7 @@ impl Exchange {
         received: http::StatusCode,
         upstream: &http::HeaderMap,
     ) -> Response<ResponseBody<B>> {
-        let err = GatewayError::new(kind).with_received_status(received);
-        let err = self.config.stamp(err, self.start, self.next_hop.as_ref());
+        let err = self.stamp(GatewayError::new(kind).with_received_status(received));
         let mut res = self.answer(err);
         let theirs = upstream.get_all(PROXY_STATUS);
         if theirs.iter().next().is_some() {
@@ -245,11 +201,14 @@ impl Exchange {
         res
     }
 
-    /// A synthetic answer for a failure before any of the upstream's answer went out.
+    /// A synthetic answer for a failure before any of the upstream's answer went
+    /// out, reported with the status it was answered with.
     fn answer<B>(&self, err: GatewayError) -> Response<ResponseBody<B>> {
-        let mut res = self.config.renderer.render(&err, &self.info);
+        let mut res = self.settings.renderer.render(&err, &self.info);
         res.extensions_mut().insert(Attempts(err.attempts()));
-        self.config.report(&err, res.status(), &self.info);
+        if let Some(answered) = res.extensions().get::<GatewayError>() {
+            self.settings.report(answered, &self.info);
+        }
         res.map(ResponseBody::synthetic)
     }
 }

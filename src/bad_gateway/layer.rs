@@ -1,4 +1,4 @@
-use super::{BadGateway, Config};
+use super::{BadGateway, Settings};
 use crate::classify::{Classifier, ResponsePolicy};
 use crate::error::GatewayError;
 use crate::render::{Renderer, RequestInfo};
@@ -15,16 +15,15 @@ use tower_layer::Layer;
 /// when the first is made, not per request.
 ///
 /// ```
-/// use tower_bad_gateway::{BadGatewayLayer, ErrorKind, ResponsePolicy};
+/// use tower_bad_gateway::{BadGatewayLayer, ErrorKind, ErrorStatus, ResponsePolicy};
 /// use tower_bad_gateway::render::Renderer;
-/// use http::StatusCode;
 /// use std::time::Duration;
 ///
 /// let layer = BadGatewayLayer::new()
 ///     .renderer(
 ///         Renderer::new()
 ///             .proxy_name("edge-1")
-///             .status(ErrorKind::ConnectionRefused, StatusCode::SERVICE_UNAVAILABLE)
+///             .status(ErrorKind::ConnectionRefused, ErrorStatus::SERVICE_UNAVAILABLE)
 ///             .retry_after(Duration::from_secs(5)),
 ///     )
 ///     .response_policy(ResponsePolicy::new().max_body_size(1 << 20))
@@ -33,7 +32,7 @@ use tower_layer::Layer;
 /// ```
 #[derive(Clone, Default)]
 pub struct BadGatewayLayer {
-    config: Arc<Config>,
+    settings: Arc<Settings>,
 }
 
 impl BadGatewayLayer {
@@ -43,20 +42,26 @@ impl BadGatewayLayer {
         Self::default()
     }
 
-    fn config(&mut self) -> &mut Config {
-        Arc::make_mut(&mut self.config)
+    fn settings(&mut self) -> &mut Settings {
+        Arc::make_mut(&mut self.settings)
     }
 
     /// Classifies failures with `classifier` (see [`Classifier`] to extend the
     /// default one).
+    ///
+    /// It classifies for the whole stack below, not only here: each request carries
+    /// it down, so a [`RetryLayer`](crate::retry::RetryLayer) or an
+    /// [`UpstreamsLayer`](crate::upstreams::UpstreamsLayer) further in decides
+    /// with its rules first (then with its own classifier's, then the defaults),
+    /// and no default further in can shadow it.
     pub fn classifier(mut self, classifier: Classifier) -> Self {
-        self.config().classifier = classifier;
+        self.settings().classifier = Arc::new(classifier);
         self
     }
 
     /// Declares which upstream answers are failures (default: none).
     pub fn response_policy(mut self, policy: ResponsePolicy) -> Self {
-        self.config().policy = policy;
+        self.settings().policy = policy;
         self
     }
 
@@ -64,7 +69,7 @@ impl BadGatewayLayer {
     /// page, `Retry-After`, the request id header, or a renderer of your own (see
     /// [`Renderer`]).
     pub fn renderer(mut self, renderer: Renderer) -> Self {
-        self.config().renderer = renderer;
+        self.settings().renderer = renderer;
         self
     }
 
@@ -75,7 +80,7 @@ impl BadGatewayLayer {
     where
         F: Fn(&GatewayError) + Send + Sync + 'static,
     {
-        self.config().on_failure = Some(Arc::new(f));
+        self.settings().on_failure = Some(Arc::new(f));
         self
     }
 
@@ -112,21 +117,26 @@ impl BadGatewayLayer {
     where
         F: Fn(&GatewayError, &RequestInfo) + Send + Sync + 'static,
     {
-        self.config().on_failure_with_request = Some(Arc::new(f));
+        self.settings().on_failure_with_request = Some(Arc::new(f));
         self
     }
 
-    /// The classifier set with [`classifier`](Self::classifier), unless it is the
-    /// default one.
-    pub(crate) fn classifier_if_set(&self) -> Option<&Classifier> {
-        Some(&self.config.classifier).filter(|c| !c.is_default())
+    /// The classifier set with [`classifier`](Self::classifier).
+    pub(crate) fn classifier_ref(&self) -> &Classifier {
+        &self.settings.classifier
+    }
+
+    /// The same layer, classifying with `classifier` shared as it is.
+    pub(crate) fn with_shared_classifier(mut self, classifier: Arc<Classifier>) -> Self {
+        self.settings().classifier = classifier;
+        self
     }
 }
 
 impl fmt::Debug for BadGatewayLayer {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BadGatewayLayer")
-            .field("config", &self.config)
+            .field("settings", &self.settings)
             .finish()
     }
 }
@@ -137,7 +147,7 @@ impl<S> Layer<S> for BadGatewayLayer {
     fn layer(&self, inner: S) -> Self::Service {
         // Every kind's plain answer is rendered once, by the first service made
         // (the renderer keeps them; its clones share them).
-        self.config.renderer.prepare();
-        BadGateway::from_config(inner, self.config.clone())
+        self.settings.renderer.prepare();
+        BadGateway::from_settings(inner, self.settings.clone())
     }
 }

@@ -54,7 +54,6 @@ pub(crate) use crate::error::NextHop;
 use crate::error::stamp;
 use crate::error::{BoxError, GatewayError, Phase};
 use crate::render::{Renderer, RequestInfo};
-use http::StatusCode;
 use std::fmt;
 use std::sync::Arc;
 use tokio::time::Instant;
@@ -65,25 +64,54 @@ type RequestFailureHook = dyn Fn(&GatewayError, &RequestInfo) + Send + Sync;
 /// Everything the middleware is configured with; shared by all the services a
 /// layer makes.
 #[derive(Clone, Default)]
-pub(crate) struct Config {
-    pub(crate) classifier: Classifier,
+pub(crate) struct Settings {
+    /// Shared with the requests that carry it down the stack (see
+    /// [`Carried`](crate::classify::Carried)).
+    pub(crate) classifier: Arc<Classifier>,
     pub(crate) policy: ResponsePolicy,
     pub(crate) renderer: Renderer,
     pub(crate) on_failure: Option<Arc<FailureHook>>,
     pub(crate) on_failure_with_request: Option<Arc<RequestFailureHook>>,
 }
 
-impl Config {
+/// What the response future needs to answer, taken once when it completes, and
+/// what the body needs to report a failure.
+pub(crate) struct Answering {
+    pub(crate) settings: Arc<Settings>,
+    pub(crate) info: RequestInfo,
+    pub(crate) next_hop: Option<NextHop>,
+    pub(crate) start: Instant,
+    /// The classifier this request is classified with, when it is not the
+    /// default: the settings' own, or one carried from further out, or both.
+    pub(crate) classifier: Option<Arc<Classifier>>,
+}
+
+impl Answering {
+    /// Makes the `GatewayError` for an error seen in `phase`, with the source, the
+    /// time since the start and the next hop.
+    pub(crate) fn classify(&self, error: BoxError, phase: Phase) -> GatewayError {
+        let classifier = self
+            .classifier
+            .as_deref()
+            .unwrap_or(&self.settings.classifier);
+        self.stamp(classifier.classify_owned(error, phase))
+    }
+
+    /// Fills in the elapsed time and the next hop.
+    pub(crate) fn stamp(&self, err: GatewayError) -> GatewayError {
+        stamp(err, self.start, self.next_hop.as_ref())
+    }
+}
+
+impl Settings {
     /// Reports a failure once: a `tracing` event and the `on_failure` hooks.
     ///
-    /// `status` is the HTTP status the client got (for a failure mid-body, the
-    /// upstream's, already sent); for a gRPC call the gRPC code is what counts and
-    /// the event carries that instead.
-    pub(crate) fn report(&self, err: &GatewayError, status: StatusCode, info: &RequestInfo) {
+    /// The error's [`status`](GatewayError::status) is the one the client got (for a
+    /// failure mid-body, the upstream's, already sent); for a gRPC call the gRPC
+    /// code is what counts and the event carries that instead.
+    pub(crate) fn report(&self, err: &GatewayError, info: &RequestInfo) {
         #[cfg(feature = "tracing")]
-        log_failure(err, status, info);
-        #[cfg(not(feature = "tracing"))]
-        let _ = status;
+        log_failure(err, info);
         #[cfg(feature = "metrics")]
         crate::metrics::failure(err.kind().as_str(), err.phase().as_str());
         if let Some(hook) = &self.on_failure {
@@ -93,35 +121,11 @@ impl Config {
             hook(err, info);
         }
     }
-
-    /// Makes the `GatewayError` for an error seen in `phase`, with the source, the
-    /// time since `start`, the next hop and the status it is answered with.
-    pub(crate) fn classify(
-        &self,
-        error: BoxError,
-        phase: Phase,
-        start: Instant,
-        next_hop: Option<&NextHop>,
-    ) -> GatewayError {
-        let err = self.classifier.classify_owned(error, phase);
-        self.stamp(err, start, next_hop)
-    }
-
-    /// Fills in the elapsed time, the next hop and the status answered.
-    pub(crate) fn stamp(
-        &self,
-        err: GatewayError,
-        start: Instant,
-        next_hop: Option<&NextHop>,
-    ) -> GatewayError {
-        let status = self.renderer.status_for(err.kind());
-        stamp(err, start, next_hop).with_status(status)
-    }
 }
 
-impl fmt::Debug for Config {
+impl fmt::Debug for Settings {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Config")
+        f.debug_struct("Settings")
             .field("classifier", &self.classifier)
             .field("policy", &self.policy)
             .field("renderer", &self.renderer)
@@ -141,7 +145,7 @@ impl fmt::Debug for Config {
 /// `request_id`, `elapsed_ms` for the whole exchange up to the failure, `error`
 /// for the source chain).
 #[cfg(feature = "tracing")]
-fn log_failure(err: &GatewayError, status: StatusCode, info: &RequestInfo) {
+fn log_failure(err: &GatewayError, info: &RequestInfo) {
     let grpc = info.is_grpc();
     let hop = err.next_hop();
     tracing::warn!(
@@ -151,7 +155,7 @@ fn log_failure(err: &GatewayError, status: StatusCode, info: &RequestInfo) {
         "server.address" = hop.map(|a| a.host()),
         "server.port" = hop.and_then(|a| a.port_u16()),
         // A gRPC answer's HTTP status says nothing (a trailers-only answer is a 200).
-        "http.response.status_code" = (!grpc).then(|| status.as_u16()),
+        "http.response.status_code" = (!grpc).then(|| err.status().as_u16()),
         "rpc.grpc.status_code" = grpc.then(|| err.kind().grpc_code().as_u8()),
         "http.request.resend_count" = err.attempts().saturating_sub(1),
         phase = err.phase().as_str(),

@@ -1,4 +1,5 @@
-use super::{BadGatewayLayer, Config, NextHop, ResponseBody, ResponseFuture};
+use super::{Answering, BadGatewayLayer, NextHop, ResponseBody, ResponseFuture, Settings};
+use crate::classify::Carried;
 use crate::error::BoxError;
 use crate::render::RequestInfo;
 use crate::timeout::Deadline;
@@ -31,7 +32,7 @@ use tower_service::Service;
 /// ```
 pub struct BadGateway<S> {
     inner: S,
-    config: Arc<Config>,
+    settings: Arc<Settings>,
     /// An error the inner service's `poll_ready` returned: the next call is answered
     /// with it instead of calling the inner service.
     ready_error: Option<BoxError>,
@@ -40,14 +41,14 @@ pub struct BadGateway<S> {
 impl<S> BadGateway<S> {
     /// Wraps `inner` with the default configuration.
     pub fn new(inner: S) -> Self {
-        static DEFAULT: OnceLock<Arc<Config>> = OnceLock::new();
-        Self::from_config(inner, DEFAULT.get_or_init(Arc::default).clone())
+        static DEFAULT: OnceLock<Arc<Settings>> = OnceLock::new();
+        Self::from_settings(inner, DEFAULT.get_or_init(Arc::default).clone())
     }
 
-    pub(crate) fn from_config(inner: S, config: Arc<Config>) -> Self {
+    pub(crate) fn from_settings(inner: S, settings: Arc<Settings>) -> Self {
         Self {
             inner,
-            config,
+            settings,
             ready_error: None,
         }
     }
@@ -65,7 +66,7 @@ impl<S: Clone> Clone for BadGateway<S> {
         // A clone has not been polled ready: it owes nobody a stored error.
         Self {
             inner: self.inner.clone(),
-            config: self.config.clone(),
+            settings: self.settings.clone(),
             ready_error: None,
         }
     }
@@ -75,7 +76,7 @@ impl<S: fmt::Debug> fmt::Debug for BadGateway<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("BadGateway")
             .field("inner", &self.inner)
-            .field("config", &self.config)
+            .field("settings", &self.settings)
             .field("ready_error", &self.ready_error)
             .finish()
     }
@@ -107,13 +108,11 @@ where
         }
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
-        let mut info = RequestInfo::from_parts(
-            req.method(),
-            req.headers(),
-            self.config.renderer.id_header(),
-        )
-        .with_uri(req.uri());
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        let settings = &self.settings;
+        let mut info =
+            RequestInfo::from_parts(req.method(), req.headers(), settings.renderer.id_header())
+                .with_uri(req.uri());
         if info.is_grpc() {
             info.set_grpc_trailers(crate::grpc::can_receive_trailers(
                 req.version(),
@@ -122,13 +121,18 @@ where
         }
         let next_hop = NextHop::of(req.uri());
         let start = Deadline::start_of(req.extensions().get());
-        let config = self.config.clone();
+        // The layers below classify with this layer's classifier too.
+        let classifier = Carried::resolve(&settings.classifier, req.extensions_mut());
+        let answering = Answering {
+            settings: settings.clone(),
+            info,
+            next_hop,
+            start,
+            classifier,
+        };
         match self.ready_error.take() {
-            Some(err) => ResponseFuture::failed(err, config, info, next_hop, start),
-            None => {
-                let future = self.inner.call(req);
-                ResponseFuture::new(future, config, info, next_hop, start)
-            }
+            Some(err) => ResponseFuture::failed(err, answering),
+            None => ResponseFuture::new(self.inner.call(req), answering),
         }
     }
 }

@@ -3,16 +3,18 @@
 //! The [`Classifier`] walks an error's causes, outermost first, and downcasts each
 //! to the types it knows, most specific first:
 //!
-//! 1. a [`GatewayError`] already made by an inner layer, kept as it is;
-//! 2. this crate's own [timeout errors](crate::timeout::error), then `tower` timeouts (`Elapsed`) and load shedding (`Overloaded`), `tokio` timeouts;
-//! 3. with the `tonic` feature, tonic's `ConnectError` and `TimeoutExpired`;
-//! 4. with the `reqwest` feature, reqwest's own predicates (`is_connect`, `is_timeout`,
+//! 1. the rules you added ([`Classifier::rule`], [`Classifier::custom`]), over the
+//!    whole chain, an inner layer's [`GatewayError`] included;
+//! 2. a [`GatewayError`] already made by an inner layer, kept as it is;
+//! 3. this crate's own [timeout errors](crate::timeout::error), then `tower` timeouts (`Elapsed`) and load shedding (`Overloaded`), `tokio` timeouts;
+//! 4. with the `tonic` feature, tonic's `ConnectError` and `TimeoutExpired`;
+//! 5. with the `reqwest` feature, reqwest's own predicates (`is_connect`, `is_timeout`,
 //!    `is_body`, `is_decode`, `is_builder`, `is_upgrade`);
-//! 5. with the `hyper` feature, hyper-util's `is_connect` and its connector's
+//! 6. with the `hyper` feature, hyper-util's `is_connect` and its connector's
 //!    `dns error`, then hyper's predicates (`is_parse_too_large`, `is_parse`,
 //!    `is_incomplete_message`, `is_canceled`, `is_timeout`, ...);
-//! 6. with the `h2` feature, HTTP/2 reason codes (`REFUSED_STREAM`, `GOAWAY`, ...);
-//! 7. last, [`std::io::ErrorKind`] (refused, reset, timed out, unreachable, ...).
+//! 7. with the `h2` feature, HTTP/2 reason codes (`REFUSED_STREAM`, `GOAWAY`, ...);
+//! 8. last, [`std::io::ErrorKind`] (refused, reset, timed out, unreachable, ...).
 //!
 //! What it learns on the way (the failure was in connecting, the request was never
 //! dispatched) decides the [`Phase`] and [`RequestSent`] of the result.
@@ -135,38 +137,64 @@ impl Classifier {
         self.rules.is_empty() && !self.replace
     }
 
+    /// This classifier's rules, then `inner`'s: what a request classified by
+    /// `self` further out and by `inner` here is classified with.
+    pub(crate) fn then(&self, inner: &Classifier) -> Classifier {
+        if self.replace || inner.is_default() {
+            return self.clone();
+        }
+        Classifier {
+            rules: self.rules.iter().chain(&inner.rules).cloned().collect(),
+            replace: inner.replace,
+        }
+    }
+
+    /// The kind the user's rules give `err`, if one of them decides.
+    fn by_rules(&self, err: &(dyn Error + 'static), phase: Phase) -> Option<ErrorKind> {
+        self.rules.iter().find_map(|rule| rule(err, phase))
+    }
+
     /// Classifies `err`, which happened in `phase` ([`Phase::AwaitHead`] for errors of
     /// the call itself, [`Phase::ReadBody`] for errors of a response body frame).
     ///
-    /// The result has no source, elapsed time or next hop: the caller adds them.
+    /// One order, whatever the error: the [rules](Self::rule) (or the
+    /// [custom](Self::custom) function) first, over the whole chain of causes, a
+    /// [`GatewayError`] made by an inner layer included; then such a `GatewayError`,
+    /// kept as it is; then the default rules. A rule that decides on an error an
+    /// inner layer already classified changes only its kind: what the inner layer
+    /// learned (the phase, whether the request was sent, the next hop, the attempts)
+    /// stays.
+    ///
+    /// The result has no elapsed time or next hop unless an inner layer's error had
+    /// them: the caller adds them.
     pub fn classify(&self, err: &(dyn Error + 'static), phase: Phase) -> GatewayError {
-        for rule in &self.rules {
-            if let Some(kind) = rule(err, phase) {
-                return settle(kind, phase, Hints::default());
-            }
+        let inner = || chain(err).find_map(|e| e.downcast_ref::<GatewayError>());
+        if let Some(kind) = self.by_rules(err, phase) {
+            return match inner() {
+                Some(done) => reclassified(done.clone(), kind, phase),
+                None => settle(kind, phase, Hints::default()),
+            };
         }
-        if self.replace {
-            return settle(ErrorKind::Unclassified, phase, Hints::default());
-        }
-        // An error classified by an inner layer stays as it is.
-        if let Some(done) = chain(err).find_map(|e| e.downcast_ref::<GatewayError>()) {
+        if let Some(done) = inner() {
             return done.clone();
         }
         let (kind, hints) = default::classify(err, phase);
         settle(kind, phase, hints)
     }
-}
 
-impl Classifier {
-    /// Classifies an owned error and keeps it as the result's source. An error that
-    /// is already a [`GatewayError`] (made by an inner layer) is returned as it is.
+    /// Classifies an owned error, in the [same order](Self::classify), and keeps it
+    /// as the result's source. An error that is already a [`GatewayError`] (made by
+    /// an inner layer) is returned as it is, unless a rule decides otherwise.
     ///
     /// With the `hyper` feature, an error of hyper-util's legacy `Client` that
     /// happened on an established connection names that connection's peer address
     /// as the [`next_hop`](GatewayError::next_hop).
     pub fn classify_owned(&self, error: BoxError, phase: Phase) -> GatewayError {
         match error.downcast::<GatewayError>() {
-            Ok(inner) => *inner,
+            Ok(inner) => match self.by_rules(&*inner, phase) {
+                Some(kind) if kind != inner.kind() => reclassified(*inner, kind, phase),
+                _ => *inner,
+            },
             Err(error) => {
                 let err = self.classify(&*error, phase);
                 #[cfg(feature = "hyper")]
@@ -181,6 +209,78 @@ impl Classifier {
                 }
             }
         }
+    }
+}
+
+/// The classifier a request carries down the stack, in its extensions: the first
+/// layer that has a classifier of its own puts it there, so that every layer
+/// below classifies with it too, and no default further in can shadow it.
+#[derive(Clone)]
+pub(crate) struct Carried(Arc<Classifier>);
+
+impl Carried {
+    /// The classifier a layer whose own is `own` classifies this request with:
+    /// what the request carries from further out, then `own`. The request then
+    /// carries that on, for the layers below. `None`: `own` alone (nothing is
+    /// carried and `own` is the default, the common case, which costs one lookup).
+    pub(crate) fn resolve(
+        own: &Arc<Classifier>,
+        extensions: &mut http::Extensions,
+    ) -> Option<Arc<Classifier>> {
+        match extensions.get::<Carried>() {
+            None if own.is_default() => None,
+            None => {
+                extensions.insert(Carried(own.clone()));
+                Some(own.clone())
+            }
+            Some(Carried(outer)) if own.is_default() || Arc::ptr_eq(outer, own) => {
+                Some(outer.clone())
+            }
+            Some(Carried(outer)) => {
+                let both = Arc::new(outer.then(own));
+                extensions.insert(Carried(both.clone()));
+                Some(both)
+            }
+        }
+    }
+
+    /// Takes what the request carries out of `extensions`, resolved with `own`
+    /// as [`resolve`](Self::resolve) does, for a layer that puts it back on every
+    /// request it sends on (the retry layer: so a replayed request's extensions
+    /// need no copy for it).
+    pub(crate) fn take(
+        own: &Arc<Classifier>,
+        extensions: &mut http::Extensions,
+    ) -> Option<Arc<Classifier>> {
+        let resolved = Self::resolve(own, extensions);
+        if resolved.is_some() {
+            extensions.remove::<Carried>();
+        }
+        resolved
+    }
+
+    /// Puts `classifier` on a request sent on.
+    pub(crate) fn put(classifier: Option<&Arc<Classifier>>, extensions: &mut http::Extensions) {
+        if let Some(classifier) = classifier {
+            extensions.insert(Carried(classifier.clone()));
+        }
+    }
+}
+
+impl fmt::Debug for Carried {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_tuple("Carried").field(&self.0).finish()
+    }
+}
+
+/// An inner layer's error, given `kind` by a rule: the facts it learned stay.
+fn reclassified(err: GatewayError, kind: ErrorKind, seen_in: Phase) -> GatewayError {
+    if seen_in == Phase::ReadBody {
+        err.with_kind(body_kind(kind))
+            .with_phase(Phase::ReadBody)
+            .with_request_sent(RequestSent::Yes)
+    } else {
+        err.with_kind(kind)
     }
 }
 

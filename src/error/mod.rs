@@ -23,6 +23,7 @@ mod kind;
 mod next_hop;
 mod phase;
 mod sets;
+mod status;
 
 pub use self::attempts::{Attempts, RetryDenied};
 pub use self::grpc_code::GrpcCode;
@@ -30,6 +31,7 @@ pub use self::kind::{ErrorKind, RetryDefault};
 pub(crate) use self::next_hop::{NextHop, stamp};
 pub use self::phase::{Phase, RequestSent};
 pub(crate) use self::sets::{CodeSet, KindSet};
+pub use self::status::{ErrorStatus, InvalidErrorStatus};
 
 use http::StatusCode;
 use http::uri::Authority;
@@ -146,10 +148,32 @@ impl GatewayError {
         self
     }
 
-    /// Sets the status this failure is answered with (a
-    /// [`Renderer`](crate::render::Renderer) does, with its per-kind overrides).
-    pub fn with_status(mut self, status: StatusCode) -> Self {
+    /// Sets the status this failure is answered with. A
+    /// [`Renderer`](crate::render::Renderer) answers with it, over its per-kind
+    /// statuses, and sets it to what it answered (a
+    /// [custom](crate::render::Renderer::custom) renderer's status included), so
+    /// that [`status`](Self::status) always says what the client got.
+    pub fn with_status(mut self, status: ErrorStatus) -> Self {
+        self.status = Some(status.get());
+        self
+    }
+
+    /// Records the status the client got: a renderer's answer, or, for a failure
+    /// after the head went out, the head's.
+    pub(crate) fn answered_with(mut self, status: StatusCode) -> Self {
         self.status = Some(status);
+        self
+    }
+
+    /// The status set with [`with_status`](Self::with_status) or answered, if any.
+    pub(crate) fn status_if_set(&self) -> Option<StatusCode> {
+        self.status
+    }
+
+    /// Gives the error another kind (a user's rule decided on an inner layer's
+    /// error); what else it holds stays.
+    pub(crate) fn with_kind(mut self, kind: ErrorKind) -> Self {
+        self.kind = kind;
         self
     }
 
@@ -211,8 +235,12 @@ impl GatewayError {
         self.received_status
     }
 
-    /// The HTTP status this failure is answered with: the one the answering
-    /// [`Renderer`](crate::render::Renderer) chose, its per-kind overrides included,
+    /// The HTTP status this failure is answered with: once answered, the status the
+    /// client got (the answering [`Renderer`](crate::render::Renderer)'s, its
+    /// per-kind statuses and a custom renderer's own included; for a failure after
+    /// the head went out, that head's status; for a gRPC call answered
+    /// trailers-only, the status its kind maps to, the gRPC code being in
+    /// `grpc-status`); before, the one set with [`with_status`](Self::with_status),
     /// or else the kind's [default](ErrorKind::default_status).
     ///
     /// ```
@@ -226,7 +254,7 @@ impl GatewayError {
     /// let refused = tower::service_fn(|_req: http::Request<()>| async {
     ///     Err::<http::Response<http_body_util::Empty<bytes::Bytes>>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused))
     /// });
-    /// let renderer = Renderer::new().status(ErrorKind::ConnectionRefused, StatusCode::SERVICE_UNAVAILABLE);
+    /// let renderer = Renderer::new().status(ErrorKind::ConnectionRefused, tower_bad_gateway::ErrorStatus::SERVICE_UNAVAILABLE);
     /// let res = BadGatewayLayer::new().renderer(renderer).layer(refused).oneshot(http::Request::new(())).await.unwrap();
     /// assert_eq!(res.extensions().get::<GatewayError>().unwrap().status(), StatusCode::SERVICE_UNAVAILABLE);
     /// # }

@@ -5,6 +5,7 @@ use crate::error::ErrorKind;
 use crate::retry::{RetryLayer, RetryPolicy};
 use crate::timeout::{SetDeadlineLayer, TimeoutLayer, WriteTimeoutLayer};
 use crate::upstreams::{EndpointSet, UpstreamsLayer};
+use std::sync::Arc;
 use std::time::Duration;
 use tower_layer::Layer;
 
@@ -131,23 +132,27 @@ impl GatewayLayer {
         self
     }
 
-    /// Classifies failures with `classifier`, both to answer and to retry.
+    /// Classifies failures with `classifier`: to answer, to retry and to judge
+    /// endpoints. Its rules come first; then those of a classifier given with
+    /// [`bad_gateway`](Self::bad_gateway), then with
+    /// [`retry_policy`](Self::retry_policy), then the defaults.
     pub fn classifier(mut self, classifier: Classifier) -> Self {
         self.classifier = Some(classifier);
         self
     }
 
-    /// The one classifier of the stack (see the [module docs](super)).
-    fn resolved_classifier(&self) -> Classifier {
-        self.classifier
-            .as_ref()
-            .or(self.bad_gateway.classifier_if_set())
-            .unwrap_or(&self.retry.classifier)
-            .clone()
+    /// The one classifier of the stack (see the [module docs](super)): every rule
+    /// given to any part, outermost first, shared by all the layers.
+    fn resolved_classifier(&self) -> Arc<Classifier> {
+        let outer = self.classifier.clone().unwrap_or_default();
+        let all = outer
+            .then(self.bad_gateway.classifier_ref())
+            .then(&self.retry.classifier);
+        Arc::new(all)
     }
 
-    fn resolved_policy(&self, classifier: Classifier) -> RetryPolicy {
-        let mut policy = self.retry.clone().classifier(classifier);
+    fn resolved_policy(&self, classifier: Arc<Classifier>) -> RetryPolicy {
+        let mut policy = self.retry.clone().shared_classifier(classifier);
         if let Some(attempts) = self.max_attempts {
             policy = policy.max_attempts(attempts);
         }
@@ -167,7 +172,10 @@ impl<S> Layer<S> for GatewayLayer {
         let policy = self.resolved_policy(classifier.clone());
         // One classifier answers, retries and judges endpoints. (The renderer's answers, rendered
         // once, are shared by the copy.)
-        let bad_gateway = self.bad_gateway.clone().classifier(classifier.clone());
+        let bad_gateway = self
+            .bad_gateway
+            .clone()
+            .with_shared_classifier(classifier.clone());
         let write_timeout = match self.write_timeout {
             Some(timeout) => WriteTimeoutLayer::new(timeout),
             None => WriteTimeoutLayer::disabled(),

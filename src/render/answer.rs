@@ -17,11 +17,19 @@ impl Renderer {
         info: &RequestInfo,
         plain: Option<&plain::Plain>,
     ) -> Response<Full<Bytes>> {
-        let status = self.status_for(err.kind());
-        let err = err.clone().with_status(status);
-        let mut res = match &self.custom {
-            Some(custom) => custom(&err, info).map(Full::new),
-            None => self.builtin(&err, info, status, plain),
+        // A status the error was given wins over the per-kind one.
+        let status = err
+            .status_if_set()
+            .unwrap_or_else(|| self.status_for(err.kind()));
+        let err = err.clone().answered_with(status);
+        let (mut res, err) = match &self.custom {
+            Some(custom) => {
+                let res = custom(&err, info).map(Full::new);
+                // The error says what the client got, whatever the renderer chose.
+                let answered = res.status();
+                (res, err.answered_with(answered))
+            }
+            None => (self.builtin(&err, info, status, plain), err),
         };
         res.extensions_mut().insert(err);
         res
@@ -37,7 +45,11 @@ impl Renderer {
         let format = info.format();
         // What may come from the parts rendered once: nothing that shows details,
         // an upstream's status, or a request id.
-        let same_head = plain.filter(|_| !self.expose_details && err.received_status().is_none());
+        let same_head = plain.filter(|_| {
+            !self.expose_details
+                && err.received_status().is_none()
+                && status == self.status_for(err.kind())
+        });
         let same_body = same_head.filter(|_| info.request_id().is_none());
         let (content_type, body) = match format {
             Format::Grpc => (

@@ -49,7 +49,7 @@ pub use self::negotiate::Format;
 pub use self::proxy_status::PROXY_STATUS;
 pub use self::request::{RequestInfo, X_REQUEST_ID};
 
-use crate::error::{ErrorKind, GatewayError};
+use crate::error::{ErrorKind, ErrorStatus, GatewayError};
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use http::{Response, StatusCode};
@@ -191,31 +191,25 @@ impl Renderer {
 
     /// Answers `kind` with `status` instead of its default.
     ///
-    /// Only 4xx and 5xx statuses are taken: a failure must never look like a
-    /// success to a client or a cache, so any other status leaves the kind's
-    /// default in place.
+    /// An [`ErrorStatus`] is a 4xx or 5xx status: a failure must never look like a
+    /// success to a client or a cache, and any other status is refused when the
+    /// `ErrorStatus` is made, not dropped here.
     ///
     /// ```
     /// use tower_bad_gateway::render::Renderer;
-    /// use tower_bad_gateway::ErrorKind;
+    /// use tower_bad_gateway::{ErrorKind, ErrorStatus};
     /// use http::StatusCode;
     ///
-    /// let r = Renderer::new().status(ErrorKind::ConnectionRefused, StatusCode::SERVICE_UNAVAILABLE);
+    /// let r = Renderer::new().status(ErrorKind::ConnectionRefused, ErrorStatus::SERVICE_UNAVAILABLE);
     /// assert_eq!(r.status_for(ErrorKind::ConnectionRefused), StatusCode::SERVICE_UNAVAILABLE);
-    /// let r = r.status(ErrorKind::ConnectionRefused, StatusCode::OK);
-    /// assert_eq!(r.status_for(ErrorKind::ConnectionRefused), StatusCode::SERVICE_UNAVAILABLE);
+    /// let shed = ErrorStatus::try_from(529).unwrap();
+    /// let r = r.status(ErrorKind::ConnectionLimitReached, shed);
+    /// assert_eq!(r.status_for(ErrorKind::ConnectionLimitReached).as_u16(), 529);
+    /// // A success is no answer to a failure: refused where it is made.
+    /// assert!(ErrorStatus::try_from(StatusCode::OK).is_err());
     /// ```
-    pub fn status(self, kind: ErrorKind, status: StatusCode) -> Self {
-        if !(status.is_client_error() || status.is_server_error()) {
-            #[cfg(feature = "tracing")]
-            tracing::warn!(
-                kind = kind.as_str(),
-                status = status.as_u16(),
-                "ignoring a non-error status for a failure"
-            );
-            return self;
-        }
-        self.set(|r| r.statuses[kind.index()] = Some(status))
+    pub fn status(self, kind: ErrorKind, status: ErrorStatus) -> Self {
+        self.set(|r| r.statuses[kind.index()] = Some(status.get()))
     }
 
     /// The name this gateway gives itself in `Proxy-Status` (default

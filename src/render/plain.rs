@@ -27,7 +27,7 @@ pub(super) fn render_all(renderer: &Renderer) -> Box<[Plain]> {
         .iter()
         .map(|&kind| {
             let status = renderer.status_for(kind);
-            let err = GatewayError::new(kind).with_status(status);
+            let err = GatewayError::new(kind).answered_with(status);
             Plain {
                 proxy_status: renderer.proxy_status(&err),
                 grpc_message: renderer.grpc_message(&err),

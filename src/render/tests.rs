@@ -23,7 +23,7 @@ async fn the_parts_rendered_once_are_what_rendering_afresh_gives() {
     let renderer = Renderer::new()
         .status(
             ErrorKind::ConnectionRefused,
-            StatusCode::SERVICE_UNAVAILABLE,
+            crate::ErrorStatus::SERVICE_UNAVAILABLE,
         )
         .proxy_name("edge")
         .html_template("<p>{status} {error}</p>");
@@ -68,7 +68,8 @@ async fn a_request_id_or_a_received_status_is_never_served_from_the_cache() {
 
 #[test]
 fn the_answered_status_rides_in_the_error() {
-    let renderer = Renderer::new().status(ErrorKind::DnsError, StatusCode::SERVICE_UNAVAILABLE);
+    let renderer =
+        Renderer::new().status(ErrorKind::DnsError, crate::ErrorStatus::SERVICE_UNAVAILABLE);
     let res = renderer.render(
         &GatewayError::new(ErrorKind::DnsError),
         &RequestInfo::default(),
@@ -90,7 +91,7 @@ async fn a_renderer_changed_after_use_answers_afresh() {
         .clone()
         .status(
             ErrorKind::ConnectionRefused,
-            StatusCode::SERVICE_UNAVAILABLE,
+            crate::ErrorStatus::SERVICE_UNAVAILABLE,
         )
         .proxy_name("edge");
     let (status, body, proxy_status) = text_of(&changed, &err).await;

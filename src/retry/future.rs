@@ -1,6 +1,8 @@
 use super::ReplayBody;
 use super::decide::{Attempt, Decision};
 use super::policy::RetryPolicy;
+use super::report;
+use crate::classify::{Carried, Classifier};
 use crate::error::{Attempts, BoxError, GatewayError, NextHop, Phase, stamp};
 use crate::timeout::Deadline;
 use crate::upstreams::{AnsweredBy, Tried, key_of};
@@ -12,6 +14,7 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
+use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 use tower_service::Service;
 
@@ -37,26 +40,17 @@ pin_project! {
     pub struct ResponseFuture<S, F, B> {
         #[pin]
         state: State<F>,
-        service: S,
-        replay: Replay,
-        body: ReplayBody<B>,
-        policy: Arc<RetryPolicy>,
-        attempts: u32,
-        idempotent: bool,
-        deadline: Option<Deadline>,
-        start: Instant,
-        tried: Tried,
-        // When the attempt under way began (for the retry event).
-        attempt_start: Instant,
+        retrying: Retrying<S, B>,
     }
 }
 
 impl<S, F, B> fmt::Debug for ResponseFuture<S, F, B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let r = &self.retrying;
         f.debug_struct("Retry::ResponseFuture")
-            .field("attempts", &self.attempts)
-            .field("idempotent", &self.idempotent)
-            .field("deadline", &self.deadline)
+            .field("attempts", &r.attempts)
+            .field("idempotent", &r.idempotent)
+            .field("deadline", &r.deadline)
             .finish_non_exhaustive()
     }
 }
@@ -69,14 +63,14 @@ pub(super) enum Replay {
 }
 
 impl Replay {
-    fn parts(&self) -> Option<&Parts> {
+    pub(super) fn parts(&self) -> Option<&Parts> {
         match self {
             Replay::Parts(parts) => Some(parts),
             Replay::Taken(_) => None,
         }
     }
 
-    fn next_hop(&self) -> Option<NextHop> {
+    pub(super) fn next_hop(&self) -> Option<NextHop> {
         match self {
             Replay::Parts(parts) => NextHop::of(&parts.uri),
             Replay::Taken(hop) => *hop,
@@ -114,7 +108,8 @@ pin_project! {
     }
 }
 
-pub(super) struct Exchange<S, B> {
+/// Everything of a retried exchange but the attempt under way.
+pub(super) struct Retrying<S, B> {
     pub(super) service: S,
     pub(super) replay: Replay,
     pub(super) body: ReplayBody<B>,
@@ -122,22 +117,28 @@ pub(super) struct Exchange<S, B> {
     pub(super) idempotent: bool,
     pub(super) deadline: Option<Deadline>,
     pub(super) start: Instant,
+    /// The classifier carried from further out, with the policy's: `None` for the
+    /// policy's alone.
+    pub(super) classifier: Option<Arc<Classifier>>,
+    /// Attempts made so far.
+    pub(super) attempts: u32,
+    /// The endpoints tried, for the next attempt's pick.
+    pub(super) tried: Tried,
+    /// When the attempt under way began (for the retry event).
+    pub(super) attempt_start: Instant,
+}
+
+/// What comes after an attempt: the answer, or another attempt after a wait.
+enum Step<T> {
+    Done(Result<T, GatewayError>),
+    RetryAfter(Duration),
 }
 
 impl<S, F, B> ResponseFuture<S, F, B> {
-    pub(super) fn new(future: F, ex: Exchange<S, B>) -> Self {
+    pub(super) fn new(future: F, retrying: Retrying<S, B>) -> Self {
         Self {
             state: State::Calling { future },
-            service: ex.service,
-            replay: ex.replay,
-            body: ex.body,
-            policy: ex.policy,
-            attempts: 1,
-            idempotent: ex.idempotent,
-            deadline: ex.deadline,
-            start: ex.start,
-            tried: Tried::default(),
-            attempt_start: ex.start,
+            retrying,
         }
     }
 }
@@ -155,84 +156,12 @@ where
             match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
                     let result = ready!(future.poll(cx));
-                    let (replay, body) = (&*this.replay, &*this.body);
-                    let replayable = || replay.parts().is_some() && body.is_replayable();
-                    let attempt = Attempt {
-                        attempts: *this.attempts,
-                        idempotent: *this.idempotent,
-                        replayable: &replayable,
-                        deadline: this.deadline.map(Deadline::at),
-                    };
-                    let delay = match result {
-                        Ok(mut res) => {
-                            match this
-                                .policy
-                                .after_response(res.status(), res.headers(), &attempt)
-                            {
-                                Decision::Stop(reason) => {
-                                    note_denied(reason);
-                                    // A first-try answer carries none: `Attempts::of` reads 1.
-                                    if *this.attempts > 1 {
-                                        res.extensions_mut().insert(Attempts(*this.attempts));
-                                    }
-                                    return Poll::Ready(Ok(res));
-                                }
-                                Decision::Retry(delay) => {
-                                    if let Some(AnsweredBy(key)) = res.extensions().get() {
-                                        this.tried.push(*key);
-                                    }
-                                    note_retry(
-                                        Err(res.status()),
-                                        this.replay,
-                                        *this.attempts,
-                                        *this.attempt_start,
-                                        delay,
-                                    );
-                                    delay
-                                }
-                            }
-                        }
-                        Err(error) => {
-                            let err = failure(
-                                this.policy,
-                                error.into(),
-                                Phase::AwaitHead,
-                                *this.start,
-                                this.replay,
-                                *this.attempts,
-                            );
-                            match this.policy.after_error(&err, &attempt) {
-                                Decision::Stop(reason) => {
-                                    note_denied(reason);
-                                    let err = match reason {
-                                        Some(reason) => err.with_retry_denied(reason),
-                                        None => err,
-                                    };
-                                    return Poll::Ready(Err(err));
-                                }
-                                Decision::Retry(delay) => {
-                                    // The next attempt goes elsewhere if it can.
-                                    if let Some(hop) = err.next_hop() {
-                                        this.tried.push(key_of(hop.as_str()));
-                                    }
-                                    note_retry(
-                                        Ok(&err),
-                                        this.replay,
-                                        *this.attempts,
-                                        *this.attempt_start,
-                                        delay,
-                                    );
-                                    delay
-                                }
-                            }
-                        }
-                    };
-                    if delay.is_zero() {
-                        this.state.set(State::Ready);
-                    } else {
-                        this.state.set(State::Waiting {
+                    match this.retrying.after_attempt(result.map_err(Into::into)) {
+                        Step::Done(result) => return Poll::Ready(result),
+                        Step::RetryAfter(delay) if delay.is_zero() => this.state.set(State::Ready),
+                        Step::RetryAfter(delay) => this.state.set(State::Waiting {
                             sleep: tokio::time::sleep(delay),
-                        });
+                        }),
                     }
                 }
                 StateProj::Waiting { sleep } => {
@@ -240,37 +169,10 @@ where
                     this.state.set(State::Ready);
                 }
                 StateProj::Ready => {
-                    if let Err(error) = ready!(this.service.poll_ready(cx)) {
-                        let err = failure(
-                            this.policy,
-                            error.into(),
-                            Phase::Connect,
-                            *this.start,
-                            this.replay,
-                            *this.attempts,
-                        );
-                        return Poll::Ready(Err(err));
-                    }
-                    // The last attempt the policy allows takes the parts; earlier ones clone.
-                    let last = *this.attempts + 1 >= this.policy.max_attempts;
-                    let Some(parts) = this.replay.next(last) else {
-                        // Unreachable: `replayable` above requires the parts.
-                        let err = GatewayError::new(crate::ErrorKind::Unclassified);
-                        let err = stamp(err, *this.start, this.replay.next_hop().as_ref());
-                        return Poll::Ready(Err(err.with_attempts(*this.attempts)));
+                    let future = match ready!(this.retrying.next_attempt(cx)) {
+                        Ok(future) => future,
+                        Err(err) => return Poll::Ready(Err(err)),
                     };
-                    *this.attempts += 1;
-                    *this.attempt_start = Instant::now();
-                    let mut req = Request::from_parts(parts, this.body.next_attempt());
-                    if let Some(deadline) = *this.deadline {
-                        if req.extensions().get::<Deadline>().is_none() {
-                            req.extensions_mut().insert(deadline);
-                        }
-                    }
-                    if !this.tried.is_empty() {
-                        req.extensions_mut().insert(*this.tried);
-                    }
-                    let future = this.service.call(req);
                     this.state.set(State::Calling { future });
                 }
             }
@@ -278,69 +180,119 @@ where
     }
 }
 
-/// The error an exchange gives up with: classified, timed, with its next hop and
-/// the attempts made.
-fn failure(
-    policy: &RetryPolicy,
-    error: BoxError,
-    phase: Phase,
-    start: Instant,
-    replay: &Replay,
-    attempts: u32,
-) -> GatewayError {
-    let err = policy.classifier.classify_owned(error, phase);
-    stamp(err, start, replay.next_hop().as_ref()).with_attempts(attempts)
-}
-
-/// A retry denied: counted when the budget refused it (feature `metrics`).
-#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-fn note_denied(reason: Option<crate::RetryDenied>) {
-    #[cfg(feature = "metrics")]
-    if reason == Some(crate::RetryDenied::BudgetExhausted) {
-        crate::metrics::retry_budget_exhausted();
+impl<S, B> Retrying<S, B> {
+    /// Decides what comes after an attempt: its answer or failure is final, or
+    /// another attempt goes out after a wait.
+    fn after_attempt<ResB>(
+        &mut self,
+        result: Result<Response<ResB>, BoxError>,
+    ) -> Step<Response<ResB>> {
+        let (replay, body) = (&self.replay, &self.body);
+        let replayable = || replay.parts().is_some() && body.is_replayable();
+        let attempt = Attempt {
+            attempts: self.attempts,
+            idempotent: self.idempotent,
+            replayable: &replayable,
+            deadline: self.deadline.map(Deadline::at),
+        };
+        match result {
+            Ok(mut res) => match self
+                .policy
+                .after_response(res.status(), res.headers(), &attempt)
+            {
+                Decision::Stop(reason) => {
+                    report::denied(reason);
+                    // A first-try answer carries none: `Attempts::of` reads 1.
+                    if self.attempts > 1 {
+                        res.extensions_mut().insert(Attempts(self.attempts));
+                    }
+                    Step::Done(Ok(res))
+                }
+                Decision::Retry(delay) => {
+                    if let Some(AnsweredBy(key)) = res.extensions().get() {
+                        self.tried.push(*key);
+                    }
+                    report::retrying(
+                        Err(res.status()),
+                        &self.replay,
+                        self.attempts,
+                        self.attempt_start,
+                        delay,
+                    );
+                    Step::RetryAfter(delay)
+                }
+            },
+            Err(error) => {
+                let err = self.failure(error, Phase::AwaitHead);
+                match self.policy.after_error(&err, &attempt) {
+                    Decision::Stop(reason) => {
+                        report::denied(reason);
+                        Step::Done(Err(match reason {
+                            Some(reason) => err.with_retry_denied(reason),
+                            None => err,
+                        }))
+                    }
+                    Decision::Retry(delay) => {
+                        // The next attempt goes elsewhere if it can.
+                        if let Some(hop) = err.next_hop() {
+                            self.tried.push(key_of(hop.as_str()));
+                        }
+                        report::retrying(
+                            Ok(&err),
+                            &self.replay,
+                            self.attempts,
+                            self.attempt_start,
+                            delay,
+                        );
+                        Step::RetryAfter(delay)
+                    }
+                }
+            }
+        }
     }
-}
 
-/// A retry: counted (feature `metrics`) and logged (feature `tracing`): why (the
-/// failure's `error.type`, or the status answered), which attempt failed and how
-/// long it took, and the wait before the next one; field names as on the failure
-/// event.
-#[cfg_attr(
-    not(all(feature = "metrics", feature = "tracing")),
-    allow(unused_variables)
-)]
-fn note_retry(
-    why: Result<&GatewayError, http::StatusCode>,
-    replay: &Replay,
-    attempt: u32,
-    attempt_start: Instant,
-    delay: std::time::Duration,
-) {
-    #[cfg(feature = "metrics")]
-    crate::metrics::retry(why.map(|e| e.kind().as_str()));
-    #[cfg(feature = "tracing")]
-    log_retry(why, replay, attempt, attempt_start, delay);
-}
+    /// Sends the next attempt, once the service is ready: a copy of the request
+    /// head (the last attempt the policy allows takes the kept one), the body
+    /// replayed, and what the layers below need to know of the attempts so far.
+    fn next_attempt(&mut self, cx: &mut Context<'_>) -> Poll<Result<S::Future, GatewayError>>
+    where
+        S: Service<Request<ReplayBody<B>>>,
+        S::Error: Into<BoxError>,
+    {
+        if let Err(error) = ready!(self.service.poll_ready(cx)) {
+            return Poll::Ready(Err(self.failure(error.into(), Phase::Connect)));
+        }
+        let last = self.attempts + 1 >= self.policy.max_attempts;
+        let Some(parts) = self.replay.next(last) else {
+            // Unreachable: a retry is decided only while the parts are kept.
+            let err = GatewayError::new(crate::ErrorKind::Unclassified);
+            let err = stamp(err, self.start, self.replay.next_hop().as_ref());
+            return Poll::Ready(Err(err.with_attempts(self.attempts)));
+        };
+        self.attempts += 1;
+        self.attempt_start = Instant::now();
+        let mut req = Request::from_parts(parts, self.body.next_attempt());
+        let extensions = req.extensions_mut();
+        if let Some(deadline) = self.deadline {
+            if extensions.get::<Deadline>().is_none() {
+                extensions.insert(deadline);
+            }
+        }
+        if !self.tried.is_empty() {
+            extensions.insert(self.tried);
+        }
+        Carried::put(self.classifier.as_ref(), extensions);
+        Poll::Ready(Ok(self.service.call(req)))
+    }
 
-#[cfg(feature = "tracing")]
-fn log_retry(
-    why: Result<&GatewayError, http::StatusCode>,
-    replay: &Replay,
-    attempt: u32,
-    attempt_start: Instant,
-    delay: std::time::Duration,
-) {
-    let ms = |d: std::time::Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    let hop = replay.next_hop().and_then(|h| h.authority());
-    tracing::info!(
-        "error.type" = why.ok().map(|e| e.kind().as_str()),
-        "http.response.status_code" = why.err().map(|s| s.as_u16()),
-        "http.request.method" = replay.parts().map(|p| crate::otel::method(&p.method)),
-        "server.address" = hop.as_ref().map(|a| a.host()),
-        "server.port" = hop.as_ref().and_then(|a| a.port_u16()),
-        attempt,
-        attempt_duration_ms = ms(attempt_start.elapsed()),
-        delay_ms = ms(delay),
-        "retrying upstream request",
-    );
+    /// The error the exchange gives up with: classified, timed, with its next hop
+    /// and the attempts made.
+    fn failure(&self, error: BoxError, phase: Phase) -> GatewayError {
+        let classifier = self
+            .classifier
+            .as_deref()
+            .unwrap_or(&self.policy.classifier);
+        let err = classifier.classify_owned(error, phase);
+        stamp(err, self.start, self.replay.next_hop().as_ref()).with_attempts(self.attempts)
+    }
 }

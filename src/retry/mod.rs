@@ -74,6 +74,7 @@ mod decide;
 mod future;
 mod layer;
 mod policy;
+mod report;
 mod service;
 
 pub use self::backoff::{Backoff, parse_retry_after};

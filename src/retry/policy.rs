@@ -96,7 +96,7 @@ pub struct RetryPolicy {
     pub(super) max_retry_after: Duration,
     pub(super) budget: Option<RetryBudget>,
     pub(crate) max_replay_body: u64,
-    pub(crate) classifier: Classifier,
+    pub(crate) classifier: Arc<Classifier>,
 }
 
 impl Default for RetryPolicy {
@@ -123,7 +123,7 @@ impl RetryPolicy {
             max_retry_after: Duration::from_secs(3),
             budget: Some(RetryBudget::default()),
             max_replay_body: 64 * 1024,
-            classifier: Classifier::new(),
+            classifier: Arc::default(),
         }
     }
 
@@ -254,9 +254,18 @@ impl RetryPolicy {
         self
     }
 
-    /// Classifies failures with `classifier` (use the same as your
-    /// [`BadGatewayLayer`](crate::BadGatewayLayer)'s).
+    /// Classifies failures with `classifier`, here and in the layers below (an
+    /// [`UpstreamsLayer`](crate::upstreams::UpstreamsLayer) judging endpoints). A
+    /// classifier set further out, on a [`BadGatewayLayer`](crate::BadGatewayLayer),
+    /// reaches this layer with each request and its rules come first; there is no
+    /// need to give both the same one.
     pub fn classifier(mut self, classifier: Classifier) -> Self {
+        self.classifier = Arc::new(classifier);
+        self
+    }
+
+    /// The same policy, classifying with `classifier` shared as it is.
+    pub(crate) fn shared_classifier(mut self, classifier: Arc<Classifier>) -> Self {
         self.classifier = classifier;
         self
     }

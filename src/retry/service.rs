@@ -1,7 +1,9 @@
-use super::future::{Exchange, Replay};
+use super::future::{Replay, Retrying};
 use super::{ReplayBody, ResponseFuture, RetryLayer, RetryPolicy};
+use crate::classify::Carried;
 use crate::error::{BoxError, GatewayError, NextHop, Phase};
 use crate::timeout::Deadline;
+use crate::upstreams::Tried;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
@@ -95,7 +97,10 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let (parts, body) = req.into_parts();
+        let (mut parts, body) = req.into_parts();
+        // Taken out so that the parts kept for retries need no copy of the map for
+        // it; every attempt gets it back.
+        let classifier = Carried::take(&self.policy.classifier, &mut parts.extensions);
         let deadline = parts.extensions.get::<Deadline>().copied();
         let start = Deadline::start_of(deadline.as_ref());
         let policy = self.policy.clone();
@@ -109,14 +114,15 @@ where
         } else {
             Replay::Taken(NextHop::of(&parts.uri))
         };
-        let first = Request::from_parts(parts, body.next_attempt());
+        let mut first = Request::from_parts(parts, body.next_attempt());
+        Carried::put(classifier.as_ref(), first.extensions_mut());
         // The ready service makes the first call; a clone, polled ready when its
         // turn comes, makes any retry.
         let service = self.inner.clone();
         let future = self.inner.call(first);
         ResponseFuture::new(
             future,
-            Exchange {
+            Retrying {
                 service,
                 replay,
                 body,
@@ -124,6 +130,10 @@ where
                 idempotent,
                 deadline,
                 start,
+                classifier,
+                attempts: 1,
+                tried: Tried::default(),
+                attempt_start: start,
             },
         )
     }

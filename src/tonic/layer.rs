@@ -28,8 +28,9 @@ impl IntoStatusLayer {
         Self::default()
     }
 
-    /// Classifies failures with `classifier` (a [`GatewayError`](crate::GatewayError)
-    /// from a [`RetryLayer`](crate::retry::RetryLayer) below is kept as it is).
+    /// Classifies failures with `classifier`, here and in the layers below: each
+    /// request carries it down, so a [`RetryLayer`](crate::retry::RetryLayer)
+    /// below decides with its rules first too.
     pub fn classifier(mut self, classifier: Classifier) -> Self {
         self.classifier = Arc::new(classifier);
         self

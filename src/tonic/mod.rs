@@ -103,14 +103,17 @@ pub(crate) struct Context {
 
 impl Context {
     /// The `Status` for `error`, seen in `phase`: a `Status` as it is, a
-    /// `GatewayError` converted as it is, anything else classified first.
+    /// `GatewayError` converted as it is unless a rule of this layer's classifier
+    /// decides otherwise, anything else classified first.
     fn status(&self, error: BoxError, phase: Phase) -> ::tonic::Status {
         let error = match error.downcast::<::tonic::Status>() {
             Ok(status) => return *status,
             Err(error) => error,
         };
         let err = match error.downcast::<GatewayError>() {
-            Ok(done) => *done,
+            // Classified below with this layer's rules, carried down: only a rule
+            // can change it (the same order as everywhere).
+            Ok(done) => self.classifier.classify_owned(done, phase),
             Err(error) => {
                 let err = self.classifier.classify_owned(error, phase);
                 stamp(err, self.start, self.next_hop.as_ref())

@@ -1,5 +1,5 @@
 use super::{Context, IntoStatusBody, IntoStatusLayer, ResponseFuture};
-use crate::classify::Classifier;
+use crate::classify::{Carried, Classifier};
 use crate::error::{BoxError, NextHop, Phase};
 use crate::timeout::Deadline;
 use http::{Request, Response};
@@ -71,9 +71,12 @@ where
         })
     }
 
-    fn call(&mut self, req: Request<ReqBody>) -> Self::Future {
+    fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
+        // The layers below (a retry layer, an endpoint set) classify with it too.
+        let classifier = Carried::resolve(&self.classifier, req.extensions_mut())
+            .unwrap_or_else(|| self.classifier.clone());
         let cx = Context {
-            classifier: self.classifier.clone(),
+            classifier,
             start: Deadline::start_of(req.extensions().get()),
             next_hop: NextHop::of(req.uri()),
         };

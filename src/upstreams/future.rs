@@ -1,7 +1,7 @@
-use super::health::Outcome;
+use super::health::Verdict;
 use super::pick::{Pick, Unavailable};
-use super::service::Config;
 use super::{AnsweredBy, NoHealthyEndpoint};
+use crate::classify::Classifier;
 use crate::error::{BoxError, ErrorKind, GatewayError, Phase};
 use crate::grpc;
 use http::Response;
@@ -45,7 +45,7 @@ pin_project! {
             #[pin]
             future: F,
             pick: Pick,
-            config: Arc<Config>,
+            classifier: Arc<Classifier>,
         },
         Unavailable {
             unavailable: Unavailable,
@@ -60,12 +60,12 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(super) fn picked(future: F, pick: Pick, config: Arc<Config>) -> Self {
+    pub(super) fn picked(future: F, pick: Pick, classifier: Arc<Classifier>) -> Self {
         Self {
             kind: Kind::Picked {
                 future,
                 pick,
-                config,
+                classifier,
             },
         }
     }
@@ -102,15 +102,15 @@ where
             KindProj::Picked {
                 future,
                 pick,
-                config,
+                classifier,
             } => match ready!(future.poll(cx)) {
                 Ok(mut res) => {
                     let status = res.status();
                     let counts = pick.policy().counts_answer(status, res.headers());
                     pick.record(if counts {
-                        Outcome::Failure
+                        Verdict::Failure
                     } else {
-                        Outcome::Success
+                        Verdict::Success
                     });
                     if !(status.is_success() || status.is_redirection())
                         || res.headers().contains_key(grpc::GRPC_STATUS)
@@ -120,15 +120,14 @@ where
                     Poll::Ready(Ok(res))
                 }
                 Err(error) => {
-                    let err = config
-                        .classifier
+                    let err = classifier
                         .classify_owned(error.into(), Phase::AwaitHead)
                         .with_next_hop(pick.endpoint().authority().clone());
                     let counts = pick.policy().counts_error(&err);
                     pick.record(if counts {
-                        Outcome::Failure
+                        Verdict::Failure
                     } else {
-                        Outcome::Neutral
+                        Verdict::Neutral
                     });
                     Poll::Ready(Err(Box::new(err)))
                 }

@@ -29,7 +29,7 @@ const EJECTING: u8 = 3;
 
 /// What happened to an attempt, for its endpoint's health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Outcome {
+pub(super) enum Verdict {
     /// The endpoint answered (with a status that does not count).
     Success,
     /// A failure of the endpoint itself.
@@ -131,19 +131,19 @@ impl EndpointState {
     /// clock is read only for a transition: a plain success reads nothing.
     pub(super) fn record(
         &self,
-        outcome: Outcome,
+        outcome: Verdict,
         probe: bool,
         policy: &HealthPolicy,
         now: impl FnOnce() -> u64,
     ) {
         match (outcome, probe) {
-            (Outcome::Success, false) => {
+            (Verdict::Success, false) => {
                 // Written only when it changes: a healthy endpoint's line stays shared.
                 if self.failures.load(Ordering::Relaxed) != 0 {
                     self.failures.store(0, Ordering::Relaxed);
                 }
             }
-            (Outcome::Success, true) => {
+            (Verdict::Success, true) => {
                 self.failures.store(0, Ordering::Relaxed);
                 self.restored_at.store(now(), Ordering::Relaxed);
                 self.state.store(HEALTHY, Ordering::Release);
@@ -155,16 +155,16 @@ impl EndpointState {
                 #[cfg(feature = "tracing")]
                 tracing::info!(endpoint = %self.endpoint, "upstream endpoint restored: its probe succeeded");
             }
-            (Outcome::Failure, false) if policy.failures == 0 => {}
-            (Outcome::Failure, false) => {
+            (Verdict::Failure, false) if policy.failures == 0 => {}
+            (Verdict::Failure, false) => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
                 if failures >= policy.failures {
                     self.eject(policy, now(), false, failures);
                 }
             }
-            (Outcome::Failure, true) => self.eject(policy, now(), true, 1),
-            (Outcome::Neutral, false) => {}
-            (Outcome::Neutral, true) => self.release_probe(),
+            (Verdict::Failure, true) => self.eject(policy, now(), true, 1),
+            (Verdict::Neutral, false) => {}
+            (Verdict::Neutral, true) => self.release_probe(),
         }
     }
 
@@ -245,7 +245,7 @@ mod tests {
         let p = HealthPolicy::new().consecutive_failures(0);
         let s = state();
         for _ in 0..100 {
-            s.record(Outcome::Failure, false, &p, || 0);
+            s.record(Verdict::Failure, false, &p, || 0);
         }
         assert_eq!(s.health(0), Health::Healthy);
         assert_eq!(s.avail(&p, &mut || 0), Avail::Healthy);
@@ -256,15 +256,15 @@ mod tests {
         let p = HealthPolicy::new().consecutive_failures(2);
         let s = state();
         let sec = 1_000_000_000;
-        s.record(Outcome::Failure, false, &p, || 0);
+        s.record(Verdict::Failure, false, &p, || 0);
         assert_eq!(s.avail(&p, &mut || 0), Avail::Healthy);
-        s.record(Outcome::Failure, false, &p, || 0);
+        s.record(Verdict::Failure, false, &p, || 0);
         assert_eq!(s.avail(&p, &mut || sec), Avail::No, "ejected for 10 s");
         assert_eq!(s.avail(&p, &mut || 10 * sec), Avail::ProbeDue);
         assert!(s.claim_probe());
         assert!(!s.claim_probe(), "a second probe");
         // The probe fails: ejected again, for twice as long.
-        s.record(Outcome::Failure, true, &p, || 10 * sec);
+        s.record(Verdict::Failure, true, &p, || 10 * sec);
         assert_eq!(
             s.health(10 * sec),
             Health::Ejected {
@@ -272,9 +272,9 @@ mod tests {
             }
         );
         assert!(s.claim_probe(), "claimable: avail() is the time gate");
-        s.record(Outcome::Neutral, true, &p, || 30 * sec);
+        s.record(Verdict::Neutral, true, &p, || 30 * sec);
         assert!(s.claim_probe(), "a cancelled probe frees the slot");
-        s.record(Outcome::Success, true, &p, || 30 * sec);
+        s.record(Verdict::Success, true, &p, || 30 * sec);
         assert_eq!(s.health(30 * sec), Health::Healthy);
     }
 
@@ -288,11 +288,11 @@ mod tests {
             Avail::Healthy,
             "no failure: busy is fine"
         );
-        s.record(Outcome::Failure, false, &p, || 0);
+        s.record(Verdict::Failure, false, &p, || 0);
         assert_eq!(s.avail(&p, &mut || 0), Avail::Suspect);
         s.in_flight.store(1, Ordering::Relaxed);
         assert_eq!(s.avail(&p, &mut || 0), Avail::Healthy);
-        s.record(Outcome::Success, false, &p, || 0);
+        s.record(Verdict::Success, false, &p, || 0);
         s.in_flight.store(10, Ordering::Relaxed);
         assert_eq!(
             s.avail(&p, &mut || 0),
@@ -309,12 +309,12 @@ mod tests {
             .max_ejection(Duration::from_secs(8));
         let s = state();
         let sec = 1_000_000_000u64;
-        s.record(Outcome::Failure, false, &p, || 0);
+        s.record(Verdict::Failure, false, &p, || 0);
         assert!(s.claim_probe());
-        s.record(Outcome::Failure, true, &p, || sec); // 2nd in a row: 2 s
+        s.record(Verdict::Failure, true, &p, || sec); // 2nd in a row: 2 s
         assert!(s.claim_probe());
-        s.record(Outcome::Success, true, &p, || 3 * sec);
-        s.record(Outcome::Failure, false, &p, || 4 * sec); // soon after: 3rd, 4 s
+        s.record(Verdict::Success, true, &p, || 3 * sec);
+        s.record(Verdict::Failure, false, &p, || 4 * sec); // soon after: 3rd, 4 s
         assert_eq!(
             s.health(4 * sec),
             Health::Ejected {
@@ -322,8 +322,8 @@ mod tests {
             }
         );
         assert!(s.claim_probe());
-        s.record(Outcome::Success, true, &p, || 8 * sec);
-        s.record(Outcome::Failure, false, &p, || 20 * sec); // 12 s healthy > 8 s: back to 1 s
+        s.record(Verdict::Success, true, &p, || 8 * sec);
+        s.record(Verdict::Failure, false, &p, || 20 * sec); // 12 s healthy > 8 s: back to 1 s
         assert_eq!(
             s.health(20 * sec),
             Health::Ejected {

@@ -1,4 +1,4 @@
-use super::service::Config;
+use super::service::Steering;
 use super::{EndpointSet, Upstreams};
 use crate::classify::Classifier;
 use std::sync::Arc;
@@ -15,26 +15,29 @@ use tower_layer::Layer;
 /// ```
 #[derive(Debug, Clone)]
 pub struct UpstreamsLayer {
-    config: Arc<Config>,
+    steering: Arc<Steering>,
 }
 
 impl UpstreamsLayer {
     /// Sends every attempt to an endpoint of `set`.
     pub fn new(set: EndpointSet) -> Self {
-        Self::from_parts(Some(set), Classifier::default())
+        Self::from_parts(Some(set), Arc::default())
     }
 
     /// Classifies the attempts' failures with `classifier` to judge the endpoints'
-    /// health (the default classifier otherwise).
+    /// health (the default classifier otherwise). A classifier set further out (on
+    /// a [`BadGatewayLayer`](crate::BadGatewayLayer) or a
+    /// [`RetryPolicy`](crate::retry::RetryPolicy)) reaches this layer with each
+    /// request, and its rules come first: there is no need to set it here too.
     pub fn classifier(self, classifier: Classifier) -> Self {
-        Self::from_parts(self.config.set.clone(), classifier)
+        Self::from_parts(self.steering.set.clone(), Arc::new(classifier))
     }
 
     /// A layer that passes requests through untouched (a
     /// [`GatewayLayer`](crate::GatewayLayer) without an endpoint set).
-    pub(crate) fn from_parts(set: Option<EndpointSet>, classifier: Classifier) -> Self {
+    pub(crate) fn from_parts(set: Option<EndpointSet>, classifier: Arc<Classifier>) -> Self {
         Self {
-            config: Arc::new(Config { set, classifier }),
+            steering: Arc::new(Steering { set, classifier }),
         }
     }
 }
@@ -43,6 +46,6 @@ impl<S> Layer<S> for UpstreamsLayer {
     type Service = Upstreams<S>;
 
     fn layer(&self, inner: S) -> Self::Service {
-        Upstreams::from_shared(inner, self.config.clone())
+        Upstreams::from_shared(inner, self.steering.clone())
     }
 }

@@ -2,7 +2,7 @@
 //! [`Pick`] that holds it (in flight, the probe slot) until the attempt ends.
 
 use super::HealthPolicy;
-use super::health::{Avail, EndpointState, Health, Outcome};
+use super::health::{Avail, EndpointState, Health, Verdict};
 use super::set::Shared;
 use super::{Endpoint, EndpointSet, Tried};
 use std::fmt;
@@ -157,7 +157,7 @@ impl Pick {
     }
 
     /// Records the attempt's outcome for the endpoint's health.
-    pub(super) fn record(&mut self, outcome: Outcome) {
+    pub(super) fn record(&mut self, outcome: Verdict) {
         self.recorded = true;
         let shared = &self.shared;
         self.state
@@ -198,7 +198,7 @@ mod tests {
     fn a_busy_lone_endpoint_with_one_failure_still_takes_requests() {
         let set = set(&["http://10.0.0.1:1"], 5);
         let mut busy: Vec<Pick> = (0..10).map(|i| set.pick(None, i).unwrap()).collect();
-        busy.pop().unwrap().record(Outcome::Failure);
+        busy.pop().unwrap().record(Verdict::Failure);
         // Suspect (1 failure, 9 in flight): a last resort, but not refused.
         let pick = set.pick(None, 99).expect("a suspect is not ejected");
         assert_eq!(pick.endpoint().authority(), "10.0.0.1:1");
@@ -218,7 +218,7 @@ mod tests {
                 .iter()
                 .all(|p| p.endpoint().authority() == "10.0.0.1:1")
         );
-        on_first.pop().unwrap().record(Outcome::Failure);
+        on_first.pop().unwrap().record(Verdict::Failure);
         for i in 0..50 {
             let pick = set.pick(None, i * 7919).unwrap();
             assert_eq!(pick.endpoint().authority(), "10.0.0.2:1");
@@ -253,9 +253,9 @@ mod tests {
                             most.fetch_max(now, Ordering::SeqCst);
                         }
                         let outcome = match i % 3 {
-                            0 => Outcome::Success,
-                            1 => Outcome::Failure,
-                            _ => Outcome::Neutral,
+                            0 => Verdict::Success,
+                            1 => Verdict::Failure,
+                            _ => Verdict::Neutral,
                         };
                         let was_probe = pick.probe;
                         if was_probe {

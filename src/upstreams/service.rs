@@ -1,6 +1,6 @@
 use super::pick::{Pick, Unavailable};
 use super::{EndpointSet, ResponseFuture, Tried, UpstreamsLayer};
-use crate::classify::Classifier;
+use crate::classify::{Carried, Classifier};
 use crate::error::BoxError;
 use http::{Request, Response};
 use std::fmt;
@@ -37,15 +37,16 @@ use tower_service::Service;
 /// ```
 pub struct Upstreams<S> {
     inner: S,
-    config: Arc<Config>,
+    steering: Arc<Steering>,
     /// The pick `poll_ready` made, for the next `call`.
     reserved: Option<Result<Pick, Unavailable>>,
 }
 
+/// What all the services a layer makes share.
 #[derive(Debug)]
-pub(crate) struct Config {
+pub(crate) struct Steering {
     pub(super) set: Option<EndpointSet>,
-    pub(super) classifier: Classifier,
+    pub(super) classifier: Arc<Classifier>,
 }
 
 impl<S> Upstreams<S> {
@@ -54,10 +55,10 @@ impl<S> Upstreams<S> {
         tower_layer::Layer::layer(&UpstreamsLayer::new(set), inner)
     }
 
-    pub(super) fn from_shared(inner: S, config: Arc<Config>) -> Self {
+    pub(super) fn from_shared(inner: S, steering: Arc<Steering>) -> Self {
         Self {
             inner,
-            config,
+            steering,
             reserved: None,
         }
     }
@@ -73,7 +74,7 @@ impl<S> Upstreams<S> {
 /// A clone has made no pick yet.
 impl<S: Clone> Clone for Upstreams<S> {
     fn clone(&self) -> Self {
-        Self::from_shared(self.inner.clone(), self.config.clone())
+        Self::from_shared(self.inner.clone(), self.steering.clone())
     }
 }
 
@@ -81,7 +82,7 @@ impl<S: fmt::Debug> fmt::Debug for Upstreams<S> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Upstreams")
             .field("inner", &self.inner)
-            .field("set", &self.config.set)
+            .field("set", &self.steering.set)
             .field("reserved", &self.reserved.as_ref().map(|r| r.as_ref().ok()))
             .finish()
     }
@@ -97,7 +98,7 @@ where
     type Future = ResponseFuture<S::Future>;
 
     fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
-        if let Some(set) = &self.config.set {
+        if let Some(set) = &self.steering.set {
             let reserved = self
                 .reserved
                 .get_or_insert_with(|| set.pick(None, crate::random::next_u64()));
@@ -110,7 +111,7 @@ where
     }
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
-        let Some(set) = &self.config.set else {
+        let Some(set) = &self.steering.set else {
             return ResponseFuture::passthrough(self.inner.call(req));
         };
         // The retry layer adds it only after an attempt, so it is never empty.
@@ -128,7 +129,10 @@ where
             Ok(pick) => {
                 let uri = std::mem::take(req.uri_mut());
                 *req.uri_mut() = pick.endpoint().rewrite(uri);
-                ResponseFuture::picked(self.inner.call(req), pick, self.config.clone())
+                // Judged by the classifier the request carries, with this layer's.
+                let classifier = Carried::resolve(&self.steering.classifier, req.extensions_mut())
+                    .unwrap_or_else(|| self.steering.classifier.clone());
+                ResponseFuture::picked(self.inner.call(req), pick, classifier)
             }
             Err(unavailable) => ResponseFuture::unavailable(unavailable),
         }

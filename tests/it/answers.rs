@@ -172,7 +172,7 @@ async fn status_overrides_and_retry_after_on_503() {
         Renderer::new()
             .status(
                 ErrorKind::ConnectionRefused,
-                StatusCode::SERVICE_UNAVAILABLE,
+                tower_bad_gateway::ErrorStatus::SERVICE_UNAVAILABLE,
             )
             .retry_after(Duration::from_secs(7)),
     );

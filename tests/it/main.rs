@@ -17,6 +17,7 @@ mod intercept;
 mod invariants;
 mod load_under_faults;
 mod observability;
+mod one_classifier;
 mod retry;
 mod reverse_proxy;
 mod timeouts;

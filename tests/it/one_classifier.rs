@@ -1,0 +1,267 @@
+//! One classifier for the whole stack, and statuses that say what was answered:
+//! a classifier set on the outermost layer decides for every layer below it
+//! (retries, endpoint health), and the status in a `GatewayError` is always the
+//! status the client got. Real hyper-util clients against real loopback ports.
+
+use crate::support::{Upload, hyper_client, refused_port};
+
+use bytes::Bytes;
+use http::{Request, Response, StatusCode};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_bad_gateway::classify::{Classifier, chain};
+use tower_bad_gateway::render::Renderer;
+use tower_bad_gateway::retry::{ReplayBody, RetryLayer, RetryPolicy};
+use tower_bad_gateway::upstreams::{EndpointSet, Health, HealthPolicy, UpstreamsLayer};
+use tower_bad_gateway::{BadGatewayLayer, BoxError, ErrorKind, GatewayError};
+
+/// A user's rule: a refused connection means the service is switched off here,
+/// which is not retried and says nothing of the endpoint's health.
+fn refused_means_switched_off() -> Classifier {
+    Classifier::new().rule(|err, _phase| {
+        chain(err)
+            .any(|e| {
+                e.downcast_ref::<std::io::Error>()
+                    .is_some_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused)
+            })
+            .then_some(ErrorKind::DestinationUnavailable)
+    })
+}
+
+/// A real hyper-util client that counts its calls.
+#[derive(Clone)]
+struct Counting<S> {
+    inner: S,
+    calls: Arc<AtomicUsize>,
+}
+
+impl<S, B> Service<Request<B>> for Counting<S>
+where
+    S: Service<Request<B>>,
+{
+    type Response = S::Response;
+    type Error = S::Error;
+    type Future = S::Future;
+
+    fn poll_ready(
+        &mut self,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Result<(), S::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, req: Request<B>) -> S::Future {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        self.inner.call(req)
+    }
+}
+
+fn no_backoff() -> RetryPolicy {
+    RetryPolicy::new().backoff(Duration::ZERO, Duration::ZERO)
+}
+
+/// Before: the retry layer classified with its own default classifier, retried the
+/// refusal three times, and the outer layer kept that inner `connection_refused`.
+#[tokio::test]
+async fn a_classifier_on_the_outer_layer_decides_what_the_retry_layer_below_does() {
+    let port = refused_port();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let client = Counting {
+        inner: hyper_client::<ReplayBody<Upload>>(),
+        calls: calls.clone(),
+    };
+    let svc = ServiceBuilder::new()
+        .layer(BadGatewayLayer::new().classifier(refused_means_switched_off()))
+        .layer(RetryLayer::new(no_backoff()))
+        .service(client);
+    let req = Request::get(format!("http://{}/", port.addr))
+        .body(Upload::empty())
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        res.headers()["proxy-status"],
+        "tower-bad-gateway; error=destination_unavailable"
+    );
+    let err = res.extensions().get::<GatewayError>().unwrap();
+    assert_eq!(err.kind(), ErrorKind::DestinationUnavailable);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        1,
+        "the user's kind is not retried"
+    );
+}
+
+/// Before: the endpoint set judged with its default classifier, counted the
+/// refusal, and ejected the endpoint the user's rule says is not at fault.
+#[tokio::test]
+async fn a_classifier_on_the_outer_layer_decides_what_counts_against_an_endpoint() {
+    let port = refused_port();
+    let set = EndpointSet::from_urls([format!("http://{}", port.addr)])
+        .unwrap()
+        .health_policy(HealthPolicy::new().consecutive_failures(1));
+    let svc = ServiceBuilder::new()
+        .layer(BadGatewayLayer::new().classifier(refused_means_switched_off()))
+        .layer(RetryLayer::new(no_backoff().max_attempts(1)))
+        .layer(UpstreamsLayer::new(set.clone()))
+        .service(hyper_client::<ReplayBody<Upload>>());
+    let res = svc
+        .oneshot(Request::get("/").body(Upload::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let health: Vec<Health> = set.health().into_iter().map(|(_, h)| h).collect();
+    assert!(
+        matches!(health[..], [Health::Healthy]),
+        "not the endpoint's fault: {health:?}"
+    );
+
+    // The control: without the rule, the same refusal ejects it.
+    let set = EndpointSet::from_urls([format!("http://{}", port.addr)])
+        .unwrap()
+        .health_policy(HealthPolicy::new().consecutive_failures(1));
+    let svc = ServiceBuilder::new()
+        .layer(BadGatewayLayer::new())
+        .layer(RetryLayer::new(no_backoff().max_attempts(1)))
+        .layer(UpstreamsLayer::new(set.clone()))
+        .service(hyper_client::<ReplayBody<Upload>>());
+    let res = svc
+        .oneshot(Request::get("/").body(Upload::empty()).unwrap())
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
+    assert!(matches!(set.health()[0].1, Health::Ejected { .. }));
+}
+
+/// Rules given to two layers both apply, the outer layer's first.
+#[tokio::test]
+async fn rules_on_two_layers_both_apply_the_outer_first() {
+    let port = refused_port();
+    // The inner rule alone would say `ConnectionLimitReached` (retried); the outer
+    // one decides first.
+    let inner_rule = Classifier::new().rule(|_, _| Some(ErrorKind::ConnectionLimitReached));
+    let calls = Arc::new(AtomicUsize::new(0));
+    let client = Counting {
+        inner: hyper_client::<ReplayBody<Upload>>(),
+        calls: calls.clone(),
+    };
+    let svc = ServiceBuilder::new()
+        .layer(BadGatewayLayer::new().classifier(refused_means_switched_off()))
+        .layer(RetryLayer::new(no_backoff().classifier(inner_rule.clone())))
+        .service(client);
+    let res = svc
+        .oneshot(
+            Request::get(format!("http://{}/", port.addr))
+                .body(Upload::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let err = res.extensions().get::<GatewayError>().unwrap();
+    assert_eq!(err.kind(), ErrorKind::DestinationUnavailable);
+    assert_eq!(calls.load(Ordering::SeqCst), 1);
+
+    // The inner rule still decides what the outer one passes on.
+    let calls = Arc::new(AtomicUsize::new(0));
+    let client = Counting {
+        inner: hyper_client::<ReplayBody<Upload>>(),
+        calls: calls.clone(),
+    };
+    let unrelated = Classifier::new().rule(|_, _| None);
+    let svc = ServiceBuilder::new()
+        .layer(BadGatewayLayer::new().classifier(unrelated))
+        .layer(RetryLayer::new(no_backoff().classifier(inner_rule)))
+        .service(client);
+    let res = svc
+        .oneshot(
+            Request::get(format!("http://{}/", port.addr))
+                .body(Upload::empty())
+                .unwrap(),
+        )
+        .await
+        .unwrap();
+    let err = res.extensions().get::<GatewayError>().unwrap();
+    assert_eq!(err.kind(), ErrorKind::ConnectionLimitReached);
+    assert_eq!(
+        calls.load(Ordering::SeqCst),
+        3,
+        "retried as the inner rule says"
+    );
+}
+
+type Refused = Response<http_body_util::Empty<Bytes>>;
+
+fn refusing()
+-> impl Service<Request<()>, Response = Refused, Error = BoxError, Future: Send> + Clone {
+    tower::service_fn(|_req: Request<()>| async {
+        Err::<Refused, BoxError>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused).into())
+    })
+}
+
+/// Before: the hook saw 502 while the custom renderer answered 503.
+#[tokio::test]
+async fn the_hook_sees_the_status_a_custom_renderer_answered() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let renderer = Renderer::custom(|_err, _info| {
+        Response::builder()
+            .status(StatusCode::SERVICE_UNAVAILABLE)
+            .body(Bytes::from_static(b"later"))
+            .unwrap()
+    });
+    let svc = ServiceBuilder::new()
+        .layer(
+            BadGatewayLayer::new()
+                .renderer(renderer)
+                .on_failure(move |err| log.lock().unwrap().push(err.status())),
+        )
+        .service(refusing());
+    let res = svc.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        res.extensions().get::<GatewayError>().unwrap().status(),
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    assert_eq!(*seen.lock().unwrap(), [StatusCode::SERVICE_UNAVAILABLE]);
+}
+
+/// Before: `with_status` was overwritten by every render.
+#[tokio::test]
+async fn a_status_given_to_the_error_is_the_status_answered() {
+    let given = tower::service_fn(|_req: Request<()>| async {
+        let err = GatewayError::new(ErrorKind::ConnectionRefused)
+            .with_status(tower_bad_gateway::ErrorStatus::TOO_MANY_REQUESTS);
+        Err::<Refused, BoxError>(err.into())
+    });
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let svc = BadGatewayLayer::new().on_failure(move |err| log.lock().unwrap().push(err.status()));
+    let res = tower::Layer::layer(&svc, given)
+        .oneshot(Request::new(()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(*seen.lock().unwrap(), [StatusCode::TOO_MANY_REQUESTS]);
+}
+
+/// A per-kind status is what the hook and the extension say too.
+#[tokio::test]
+async fn a_per_kind_status_is_what_the_error_says() {
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let log = seen.clone();
+    let svc = ServiceBuilder::new()
+        .layer(
+            BadGatewayLayer::new()
+                .renderer(Renderer::new().status(
+                    ErrorKind::ConnectionRefused,
+                    tower_bad_gateway::ErrorStatus::GATEWAY_TIMEOUT,
+                ))
+                .on_failure(move |err| log.lock().unwrap().push(err.status())),
+        )
+        .service(refusing());
+    let res = svc.oneshot(Request::new(())).await.unwrap();
+    assert_eq!(res.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(*seen.lock().unwrap(), [StatusCode::GATEWAY_TIMEOUT]);
+}
