@@ -81,7 +81,7 @@ async fn main() {
             BadGatewayLayer::new()
                 .response_policy(
                     ResponsePolicy::new()
-                        .reject_status(StatusCode::INTERNAL_SERVER_ERROR)
+                        .reject_on(StatusCode::INTERNAL_SERVER_ERROR)
                         .max_body_size(1 << 20),
                 )
                 .on_failure(move |err| hook.lock().unwrap().push(err.clone())),

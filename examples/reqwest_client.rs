@@ -33,7 +33,7 @@ async fn main() {
         .layer(RetryLayer::new(
             RetryPolicy::new()
                 .retry_on(ErrorKind::ResponseHeaderTimeout)
-                .retry_on_status(StatusCode::SERVICE_UNAVAILABLE),
+                .retry_on(StatusCode::SERVICE_UNAVAILABLE),
         ))
         .layer(TimeoutLayer::new().attempt_timeout(Duration::from_millis(300)))
         .service(ReqwestService::new(reqwest::Client::new()));

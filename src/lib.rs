@@ -122,6 +122,7 @@ mod macros;
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
 mod otel;
+pub mod outcome;
 mod random;
 pub mod render;
 #[cfg(feature = "reqwest")]
@@ -146,6 +147,7 @@ pub use self::error::{
     RequestSent, RetryDenied,
 };
 pub use self::gateway::{Gateway, GatewayLayer};
+pub use self::outcome::{Outcome, Outcomes};
 
 /// The request body the client under a [`GatewayLayer`] receives: the caller's body
 /// `B`, replayable for retries ([`ReplayBody`](retry::ReplayBody)) and watched for

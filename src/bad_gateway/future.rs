@@ -135,7 +135,7 @@ impl Answering {
         };
         self.measure(Some(status), None);
         // An upstream's own error, intercepted: its status, our page.
-        if policy.intercepts(status) && !self.info.is_grpc() {
+        if policy.intercepts(status, res.headers()) && !self.info.is_grpc() {
             let headers = res.into_parts().0.headers; // the body is dropped unread
             let page = self
                 .settings

@@ -1,18 +1,16 @@
 use crate::error::ErrorKind;
-use http::response::Parts;
+use crate::outcome::{IntoStatus, Outcome, Outcomes};
 use http::{HeaderMap, StatusCode};
 use http_body::Body;
 use std::fmt;
-use std::sync::Arc;
-
-type Predicate = dyn Fn(&Parts) -> bool + Send + Sync;
 
 /// Which upstream answers count as failures.
 ///
 /// By default none: every upstream status passes through untouched, because a
 /// gateway does not invent errors. A policy can reject answers by status
-/// ([`ErrorKind::InvalidResponse`]), by body size ([`ErrorKind::BodyTooLarge`]), or by
-/// a predicate over the response head ([`ErrorKind::InvalidResponse`]).
+/// or by a predicate over its status and headers ([`ErrorKind::InvalidResponse`]:
+/// [`reject_on`](Self::reject_on), with the [`Outcomes`] the retry and health
+/// policies take), or by body size ([`ErrorKind::BodyTooLarge`]).
 ///
 /// A rejected answer is replaced by a synthetic one (`502` by default) when the
 /// rejection is known from the head; a body that grows past the limit while
@@ -22,23 +20,25 @@ type Predicate = dyn Fn(&Parts) -> bool + Send + Sync;
 /// not a failure: it keeps the upstream's status and gets the gateway's page.
 ///
 /// ```
-/// use tower_bad_gateway::{BadGatewayLayer, ResponsePolicy};
+/// use tower_bad_gateway::{BadGatewayLayer, Outcome, Outcomes, ResponsePolicy};
 /// use http::StatusCode;
 ///
 /// let policy = ResponsePolicy::new()
 ///     // An upstream that answers 500 leaks a stack trace: don't pass it on.
-///     .reject_status(StatusCode::INTERNAL_SERVER_ERROR)
+///     .reject_on(StatusCode::INTERNAL_SERVER_ERROR)
 ///     .max_body_size(8 * 1024 * 1024)
-///     .reject_if(|head| head.headers.contains_key("x-debug-trace"));
+///     .reject_on(Outcomes::new().when(|outcome| match outcome {
+///         Outcome::Response { headers, .. } => headers.contains_key("x-debug-trace"),
+///         _ => false,
+///     }));
 /// let layer = BadGatewayLayer::new().response_policy(policy);
 /// # let _ = layer;
 /// ```
 #[derive(Clone, Default)]
 pub struct ResponsePolicy {
-    statuses: Vec<StatusCode>,
+    rejected: Outcomes,
     max_body_size: Option<u64>,
-    predicates: Vec<Arc<Predicate>>,
-    intercepted: Vec<StatusCode>,
+    intercepted: Outcomes,
 }
 
 impl ResponsePolicy {
@@ -47,17 +47,18 @@ impl ResponsePolicy {
         Self::default()
     }
 
-    /// Rejects answers with this status.
-    pub fn reject_status(mut self, status: StatusCode) -> Self {
-        if !self.statuses.contains(&status) {
-            self.statuses.push(status);
-        }
+    /// Rejects these answers: by status, by a trailers-only gRPC code, or by a
+    /// predicate over the status and headers (see [`Outcomes`]; failures in the
+    /// set play no part: an answer is judged). Sets accumulate.
+    pub fn reject_on(mut self, answers: impl Into<Outcomes>) -> Self {
+        self.rejected = self.rejected.union(answers);
         self
     }
 
-    /// Rejects answers with any of these statuses.
-    pub fn reject_statuses(self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
-        statuses.into_iter().fold(self, Self::reject_status)
+    /// Rejects answers with any of these statuses: short for
+    /// [`reject_on`](Self::reject_on)`(Outcomes::new().statuses(statuses))`.
+    pub fn reject_statuses<S: IntoStatus>(self, statuses: impl IntoIterator<Item = S>) -> Self {
+        self.reject_on(Outcomes::new().statuses(statuses))
     }
 
     /// Rejects bodies larger than `bytes`: before the head when the size is known
@@ -67,18 +68,8 @@ impl ResponsePolicy {
         self
     }
 
-    /// Rejects answers whose head makes `f` return `true`. Predicates accumulate:
-    /// an answer is rejected when any of them says so.
-    pub fn reject_if<F>(mut self, f: F) -> Self
-    where
-        F: Fn(&Parts) -> bool + Send + Sync + 'static,
-    {
-        self.predicates.push(Arc::new(f));
-        self
-    }
-
-    /// Replaces the body of the upstream's own answers with these statuses by the
-    /// gateway's page, as nginx's `proxy_intercept_errors` with `error_page` does:
+    /// Replaces the body of the upstream's own answers in `answers` (by status,
+    /// or by a predicate; see [`Outcomes`]) by the gateway's page, as nginx's `proxy_intercept_errors` with `error_page` does:
     /// the upstream's status stays, the page is negotiated as for a failure (the
     /// [`Renderer`](crate::render::Renderer)'s HTML template, problem+json, or
     /// text; a [custom renderer](crate::render::Renderer::custom) is not called,
@@ -88,9 +79,10 @@ impl ResponsePolicy {
     /// `Retry-After` are kept; its other headers and its body are not. gRPC calls
     /// are never intercepted.
     ///
-    /// Only 4xx and 5xx statuses are taken (a success is never replaced); a
-    /// status that is also [rejected](Self::reject_status) is rejected, whatever
-    /// the order of the calls. Calls accumulate.
+    /// Only 4xx and 5xx answers are ever intercepted (a success is never
+    /// replaced): another status in the set is dropped from it here, with a
+    /// warning. An answer that is also [rejected](Self::reject_on) is rejected,
+    /// whatever the order of the calls. Sets accumulate.
     ///
     /// The upstream's body is dropped unread, so it never reaches the client: a
     /// hyper-util client then closes that HTTP/1.1 connection instead of putting
@@ -113,7 +105,7 @@ impl ResponsePolicy {
     /// });
     /// let layer = BadGatewayLayer::new()
     ///     .renderer(Renderer::new().html_template("<h1>{status}: {message}</h1>"))
-    ///     .response_policy(ResponsePolicy::new().intercept_statuses([StatusCode::INTERNAL_SERVER_ERROR]));
+    ///     .response_policy(ResponsePolicy::new().intercept_on(StatusCode::INTERNAL_SERVER_ERROR));
     /// let req = http::Request::get("/").header("accept", "text/html").body(()).unwrap();
     /// let res = layer.layer(upstream).oneshot(req).await.unwrap();
     /// assert_eq!(res.status(), 500);
@@ -122,26 +114,36 @@ impl ResponsePolicy {
     /// assert_eq!(body, "<h1>500: The upstream server failed to complete the request.</h1>");
     /// # }
     /// ```
-    pub fn intercept_statuses(mut self, statuses: impl IntoIterator<Item = StatusCode>) -> Self {
-        for status in statuses {
-            if !(status.is_client_error() || status.is_server_error()) {
-                #[cfg(feature = "tracing")]
-                tracing::warn!(
-                    status = status.as_u16(),
-                    "ignoring a non-error status to intercept"
-                );
-                continue;
-            }
-            if !self.intercepted.contains(&status) {
-                self.intercepted.push(status);
-            }
+    pub fn intercept_on(mut self, answers: impl Into<Outcomes>) -> Self {
+        let is_error = |s: u16| (400..600).contains(&s);
+        let answers = answers.into();
+        #[cfg(feature = "tracing")]
+        for status in answers.status_list().filter(|s| !is_error(*s)) {
+            tracing::warn!(status, "not intercepting a status that is not an error");
         }
+        self.intercepted = self.intercepted.union(answers.retain_statuses(is_error));
         self
     }
 
-    /// Whether the upstream's own answers with `status` get the gateway's page.
-    pub(crate) fn intercepts(&self, status: StatusCode) -> bool {
-        !self.intercepted.is_empty() && self.intercepted.contains(&status)
+    /// Intercepts the upstream's own answers with these statuses: short for
+    /// [`intercept_on`](Self::intercept_on)`(Outcomes::new().statuses(statuses))`.
+    ///
+    /// ```
+    /// use tower_bad_gateway::ResponsePolicy;
+    /// let policy = ResponsePolicy::new().intercept_statuses([500, 502, 503]);
+    /// # let _ = policy;
+    /// ```
+    pub fn intercept_statuses<S: IntoStatus>(self, statuses: impl IntoIterator<Item = S>) -> Self {
+        self.intercept_on(Outcomes::new().statuses(statuses))
+    }
+
+    /// Whether the upstream's own answer gets the gateway's page.
+    pub(crate) fn intercepts(&self, status: StatusCode, headers: &HeaderMap) -> bool {
+        !self.intercepted.is_empty()
+            && (status.is_client_error() || status.is_server_error())
+            && self
+                .intercepted
+                .contains(&Outcome::Response { status, headers })
     }
 
     /// The body size limit, if any.
@@ -151,7 +153,7 @@ impl ResponsePolicy {
 
     /// Whether this policy accepts everything without looking.
     pub(crate) fn accepts_all(&self) -> bool {
-        self.statuses.is_empty() && self.max_body_size.is_none() && self.predicates.is_empty()
+        self.rejected.is_empty() && self.max_body_size.is_none()
     }
 
     /// Judges an answer from its head. `Err` carries the kind it is rejected as,
@@ -161,7 +163,11 @@ impl ResponsePolicy {
         res: http::Response<B>,
     ) -> Result<http::Response<B>, (ErrorKind, HeaderMap)> {
         let reject = |kind, res: http::Response<B>| Err((kind, res.into_parts().0.headers));
-        if self.statuses.contains(&res.status()) {
+        let answer = Outcome::Response {
+            status: res.status(),
+            headers: res.headers(),
+        };
+        if self.rejected.contains(&answer) {
             return reject(ErrorKind::InvalidResponse, res);
         }
         if let Some(limit) = self.max_body_size {
@@ -169,23 +175,15 @@ impl ResponsePolicy {
                 return reject(ErrorKind::BodyTooLarge, res);
             }
         }
-        if self.predicates.is_empty() {
-            return Ok(res);
-        }
-        let (parts, body) = res.into_parts();
-        if self.predicates.iter().any(|p| p(&parts)) {
-            return Err((ErrorKind::InvalidResponse, parts.headers));
-        }
-        Ok(http::Response::from_parts(parts, body))
+        Ok(res)
     }
 }
 
 impl fmt::Debug for ResponsePolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("ResponsePolicy")
-            .field("statuses", &self.statuses)
+            .field("rejected", &self.rejected)
             .field("max_body_size", &self.max_body_size)
-            .field("predicates", &self.predicates.len())
             .field("intercepted", &self.intercepted)
             .finish()
     }

@@ -157,8 +157,7 @@ impl GatewayLayer {
             policy = policy.max_attempts(attempts);
         }
         match self.retry_timeouts {
-            Some(true) => policy.retry_on(ErrorKind::ResponseHeaderTimeout),
-            Some(false) => policy.no_retry_on(ErrorKind::ResponseHeaderTimeout),
+            Some(on) => policy.force_kind(ErrorKind::ResponseHeaderTimeout, on),
             None => policy,
         }
     }

@@ -44,7 +44,7 @@ impl Backoff {
     }
 
     /// No waiting between attempts.
-    pub fn none() -> Self {
+    pub fn no_backoff() -> Self {
         Self {
             base: Duration::ZERO,
             cap: Duration::ZERO,

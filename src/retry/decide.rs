@@ -1,9 +1,8 @@
 //! The decision after each attempt: try again (after how long), or stop (and why).
 
-use super::policy::Outcome;
 use super::{RetryPolicy, parse_retry_after};
 use crate::error::{GatewayError, RequestSent, RetryDefault, RetryDenied};
-use crate::grpc;
+use crate::outcome::Outcome;
 use http::{HeaderMap, StatusCode};
 use std::time::{Duration, SystemTime};
 use tokio::time::Instant;
@@ -17,9 +16,8 @@ impl RetryPolicy {
 
     /// Decides what to do after a failed attempt.
     pub(super) fn after_error(&self, err: &GatewayError, ctx: &Attempt<'_>) -> Decision {
-        let wanted = self.kinds.contains(err.kind())
-            && err.kind().retry_default() != RetryDefault::Never
-            || self.conditions.iter().any(|f| f(&Outcome::Error(err)));
+        let wanted = err.kind().retry_default() != RetryDefault::Never
+            && self.outcomes.counts(&Outcome::Error(err));
         if !wanted {
             return Decision::Stop(Some(RetryDenied::NotRetryable));
         }
@@ -36,14 +34,8 @@ impl RetryPolicy {
         headers: &HeaderMap,
         ctx: &Attempt<'_>,
     ) -> Decision {
-        let by_status = self.statuses.contains(&status);
-        let wanted = by_status
-            || (!self.grpc_codes.is_empty()
-                && grpc::status(headers).is_some_and(|code| self.grpc_codes.contains(code)))
-            || self
-                .conditions
-                .iter()
-                .any(|f| f(&Outcome::Response { status, headers }));
+        let wanted = !self.outcomes.counts_no_answer()
+            && self.outcomes.counts(&Outcome::Response { status, headers });
         // The upstream received the request: only idempotent ones go again.
         if !wanted || !ctx.idempotent {
             return Decision::Stop(None);
@@ -196,8 +188,8 @@ mod tests {
             Decision::Stop(None)
         );
         let policy = policy
-            .retry_on_status(StatusCode::SERVICE_UNAVAILABLE)
-            .retry_on_grpc(crate::GrpcCode::Unavailable);
+            .retry_on(StatusCode::SERVICE_UNAVAILABLE)
+            .retry_on(crate::GrpcCode::Unavailable);
         headers.insert("retry-after", "2".parse().unwrap());
         assert_eq!(
             policy.after_response(StatusCode::SERVICE_UNAVAILABLE, &headers, &ctx(1, true)),

@@ -82,5 +82,5 @@ pub use self::body::{ReplayBody, ReplayError};
 pub use self::budget::RetryBudget;
 pub use self::future::ResponseFuture;
 pub use self::layer::RetryLayer;
-pub use self::policy::{IDEMPOTENCY_KEY, Outcome, RetryPolicy};
+pub use self::policy::{IDEMPOTENCY_KEY, RetryPolicy};
 pub use self::service::Retry;

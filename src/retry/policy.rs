@@ -1,9 +1,9 @@
 use super::{Backoff, RetryBudget};
 use crate::classify::Classifier;
-use crate::error::{CodeSet, KindSet};
-use crate::error::{ErrorKind, GatewayError, GrpcCode, RetryDefault};
+use crate::error::KindSet;
+use crate::outcome::{OnOff, Outcomes};
 use http::request::Parts;
-use http::{HeaderMap, HeaderName, Method, StatusCode};
+use http::{HeaderName, Method};
 use std::fmt;
 use std::sync::Arc;
 use std::time::Duration;
@@ -17,44 +17,16 @@ use std::time::Duration;
 /// ```
 pub const IDEMPOTENCY_KEY: HeaderName = HeaderName::from_static("idempotency-key");
 
-/// What an attempt ended with, as a custom retry condition sees it.
-///
-/// ```
-/// use tower_bad_gateway::retry::{Outcome, RetryPolicy};
-/// use tower_bad_gateway::ErrorKind;
-///
-/// // Also retry a refused stream's cousin: an upstream that says it is draining.
-/// let policy = RetryPolicy::new().retry_if(|outcome| match outcome {
-///     Outcome::Response { headers, .. } => headers.get("x-draining").is_some(),
-///     Outcome::Error(err) => err.kind() == ErrorKind::ConnectionTerminated,
-///     _ => false,
-/// });
-/// # let _ = policy;
-/// ```
-#[derive(Debug, Clone, Copy)]
-#[non_exhaustive]
-pub enum Outcome<'a> {
-    /// The upstream answered.
-    Response {
-        /// Its status.
-        status: StatusCode,
-        /// Its headers (a gRPC trailers-only answer has `grpc-status` here).
-        headers: &'a HeaderMap,
-    },
-    /// The call failed.
-    Error(&'a GatewayError),
-}
-
-pub(super) type Condition = dyn Fn(&Outcome<'_>) -> bool + Send + Sync;
 type Idempotent = dyn Fn(&Parts) -> bool + Send + Sync;
 
 /// When and how [`Retry`](super::Retry) tries again.
 ///
 /// A request is retried only when **all** of these hold:
 ///
-/// 1. a condition matches: the failure's [`ErrorKind`] is enabled (see
-///    [`retry_on`](Self::retry_on) for the defaults), or the upstream answered with an
-///    opted-in status or gRPC code, or a [custom condition](Self::retry_if) says so;
+/// 1. the outcome is in the sets given to [`retry_on`](Self::retry_on) (the
+///    defaults: the failures listed there) and in none given to
+///    [`no_retry_on`](Self::no_retry_on): a failure's [`ErrorKind`](crate::ErrorKind), an upstream
+///    answer's status or gRPC code, or a predicate (see [`Outcomes`]);
 /// 2. it is safe: the request provably did not reach the upstream
 ///    ([`RequestSent::No`](crate::RequestSent::No): refused or timed-out connections, refused HTTP/2
 ///    streams), or it is idempotent: its method is (`GET`, `HEAD`, `OPTIONS`,
@@ -75,9 +47,9 @@ type Idempotent = dyn Fn(&Parts) -> bool + Send + Sync;
 ///
 /// let policy = RetryPolicy::new()
 ///     .max_attempts(4)
-///     .retry_on(ErrorKind::ResponseHeaderTimeout)        // opt-in: idempotent requests only
-///     .retry_on_status(StatusCode::SERVICE_UNAVAILABLE)  // honours Retry-After
-///     .retry_on_grpc(GrpcCode::Unavailable)
+///     .retry_on(ErrorKind::ResponseHeaderTimeout)  // opt-in: idempotent requests only
+///     .retry_on(StatusCode::SERVICE_UNAVAILABLE)   // honours Retry-After
+///     .retry_on(GrpcCode::Unavailable)
 ///     .idempotency_key(true)
 ///     .backoff(Duration::from_millis(50), Duration::from_secs(1))
 ///     .budget(RetryBudget::new(0.1, 5, Duration::from_secs(10)));
@@ -86,10 +58,7 @@ type Idempotent = dyn Fn(&Parts) -> bool + Send + Sync;
 #[derive(Clone)]
 pub struct RetryPolicy {
     pub(crate) max_attempts: u32,
-    pub(super) kinds: KindSet,
-    pub(super) statuses: Vec<StatusCode>,
-    pub(super) grpc_codes: CodeSet,
-    pub(super) conditions: Vec<Arc<Condition>>,
+    pub(super) outcomes: OnOff,
     idempotency_key: bool,
     idempotent_if: Vec<Arc<Idempotent>>,
     pub(super) backoff: Backoff,
@@ -113,10 +82,7 @@ impl RetryPolicy {
     pub fn new() -> Self {
         Self {
             max_attempts: 3,
-            kinds: KindSet::defaults(),
-            statuses: Vec::new(),
-            grpc_codes: CodeSet::default(),
-            conditions: Vec::new(),
+            outcomes: OnOff::with_defaults(Outcomes::of_kinds(KindSet::defaults())),
             idempotency_key: false,
             idempotent_if: Vec::new(),
             backoff: Backoff::default(),
@@ -133,65 +99,54 @@ impl RetryPolicy {
         self
     }
 
-    /// Retries failures of this kind (still subject to the safety rules).
+    /// Retries these outcomes (still subject to the safety rules): failures of a
+    /// kind, answers with a status or a gRPC code, or what a predicate says (see
+    /// [`Outcomes`]). Sets accumulate.
     ///
-    /// The defaults are the taxonomy's [`retry_default`](ErrorKind::retry_default).
-    /// On: `DnsTimeout`, `ConnectionRefused`, `ConnectionTimeout`,
-    /// `DestinationUnreachable`, `RefusedStream` and `ConnectionLimitReached` (none
-    /// of which reached the upstream, so any method), and `ConnectionTerminated`,
-    /// `ResponseIncomplete` and `WriteTimeout` (idempotent requests only, unless
-    /// the request was provably never dispatched). Off, opt in: the others, e.g.
-    /// `ResponseHeaderTimeout`. `ReadTimeout` and `ProxyConfigurationError` are never
-    /// retried: this call is ignored for them.
-    pub fn retry_on(mut self, kind: ErrorKind) -> Self {
-        if kind.retry_default() != RetryDefault::Never {
-            self.kinds = self.kinds.with(kind);
-        }
-        self
-    }
-
-    /// Stops retrying failures of this kind.
-    pub fn no_retry_on(mut self, kind: ErrorKind) -> Self {
-        self.kinds = self.kinds.without(kind);
-        self
-    }
-
-    /// Retries upstream answers with this status (for idempotent requests: the
-    /// upstream received it). `Retry-After` is honoured up to
-    /// [`max_retry_after`](Self::max_retry_after).
-    pub fn retry_on_status(mut self, status: StatusCode) -> Self {
-        if !self.statuses.contains(&status) {
-            self.statuses.push(status);
-        }
-        self
-    }
-
-    /// Retries gRPC answers whose `grpc-status` (in a trailers-only answer) is
-    /// `code`, e.g. [`GrpcCode::Unavailable`]. gRPC calls are `POST`s: declare the
-    /// methods that are safe with [`idempotent_if`](Self::idempotent_if).
-    pub fn retry_on_grpc(mut self, code: GrpcCode) -> Self {
-        self.grpc_codes = self.grpc_codes.with(code);
-        self
-    }
-
-    /// Adds a custom retry condition (the safety rules, attempts, deadline and
-    /// budget still apply). Conditions accumulate: each call adds one, and a
-    /// retry is wanted when any of them, or any other condition, says so.
+    /// The failures retried by default are the taxonomy's
+    /// [`retry_default`](crate::ErrorKind::retry_default). On: `DnsTimeout`,
+    /// `ConnectionRefused`, `ConnectionTimeout`, `DestinationUnreachable`,
+    /// `RefusedStream` and `ConnectionLimitReached` (none of which reached the
+    /// upstream, so any method), and `ConnectionTerminated`, `ResponseIncomplete`
+    /// and `WriteTimeout` (idempotent requests only, unless the request was provably
+    /// never dispatched). Off, opt in: the others, e.g. `ResponseHeaderTimeout`.
+    /// `ReadTimeout` and `ProxyConfigurationError` are never retried, whatever the
+    /// sets say. No answer is retried by default.
+    ///
+    /// An answer is retried only for idempotent requests (the upstream received
+    /// it); its `Retry-After` is honoured up to [`max_retry_after`](Self::max_retry_after).
+    /// gRPC calls are `POST`s: declare the methods that are safe with
+    /// [`idempotent_if`](Self::idempotent_if).
     ///
     /// ```
-    /// use tower_bad_gateway::retry::{Outcome, RetryPolicy};
+    /// use tower_bad_gateway::retry::RetryPolicy;
+    /// use tower_bad_gateway::{ErrorKind, GrpcCode, Outcome, Outcomes};
     ///
-    /// let policy = RetryPolicy::new().retry_if(|outcome| match outcome {
-    ///     Outcome::Response { headers, .. } => headers.contains_key("x-retry-me"),
-    ///     _ => false,
-    /// });
+    /// let policy = RetryPolicy::new()
+    ///     .retry_on([502, 503])
+    ///     .retry_on(GrpcCode::Unavailable)
+    ///     .retry_on(Outcomes::new().when(|outcome| match outcome {
+    ///         Outcome::Response { headers, .. } => headers.contains_key("x-retry-me"),
+    ///         _ => false,
+    ///     }));
     /// # let _ = policy;
     /// ```
-    pub fn retry_if<F>(mut self, f: F) -> Self
-    where
-        F: Fn(&Outcome<'_>) -> bool + Send + Sync + 'static,
-    {
-        self.conditions.push(Arc::new(f));
+    pub fn retry_on(mut self, outcomes: impl Into<Outcomes>) -> Self {
+        self.outcomes = self.outcomes.on(outcomes);
+        self
+    }
+
+    /// Never retries these outcomes, whatever else says so and whatever the order
+    /// of the calls.
+    ///
+    /// ```
+    /// use tower_bad_gateway::retry::RetryPolicy;
+    /// use tower_bad_gateway::ErrorKind;
+    /// let policy = RetryPolicy::new().no_retry_on(ErrorKind::ConnectionTerminated);
+    /// # let _ = policy;
+    /// ```
+    pub fn no_retry_on(mut self, outcomes: impl Into<Outcomes>) -> Self {
+        self.outcomes = self.outcomes.off(outcomes);
         self
     }
 
@@ -208,7 +163,7 @@ impl RetryPolicy {
     /// use tower_bad_gateway::retry::RetryPolicy;
     ///
     /// let policy = RetryPolicy::new()
-    ///     .retry_on_grpc(tower_bad_gateway::GrpcCode::Unavailable)
+    ///     .retry_on(tower_bad_gateway::GrpcCode::Unavailable)
     ///     .idempotent_if(|req| req.uri.path().starts_with("/catalog.Catalog/Get"));
     /// # let _ = policy;
     /// ```
@@ -223,6 +178,13 @@ impl RetryPolicy {
     /// Full-jitter exponential backoff from `base`, capped at `cap`.
     pub fn backoff(mut self, base: Duration, cap: Duration) -> Self {
         self.backoff = Backoff::new(base, cap);
+        self
+    }
+
+    /// Retries at once, without waiting ([`Backoff::no_backoff`]). For tests, and
+    /// for upstreams that are never overloaded by a retry.
+    pub fn no_backoff(mut self) -> Self {
+        self.backoff = Backoff::no_backoff();
         self
     }
 
@@ -264,6 +226,12 @@ impl RetryPolicy {
         self
     }
 
+    /// The same policy, retrying failures of `kind` or not, over what it said.
+    pub(crate) fn force_kind(mut self, kind: crate::ErrorKind, on: bool) -> Self {
+        self.outcomes = self.outcomes.force_kind(kind, on);
+        self
+    }
+
     /// The same policy, classifying with `classifier` shared as it is.
     pub(crate) fn shared_classifier(mut self, classifier: Arc<Classifier>) -> Self {
         self.classifier = classifier;
@@ -293,10 +261,7 @@ impl fmt::Debug for RetryPolicy {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RetryPolicy")
             .field("max_attempts", &self.max_attempts)
-            .field("kinds", &self.kinds)
-            .field("statuses", &self.statuses)
-            .field("grpc_codes", &self.grpc_codes)
-            .field("conditions", &self.conditions.len())
+            .field("outcomes", &self.outcomes)
             .field("idempotency_key", &self.idempotency_key)
             .field("idempotent_if", &self.idempotent_if.len())
             .field("backoff", &self.backoff)

@@ -1,6 +1,7 @@
 //! What counts against an endpoint, and how long it stays out: [`HealthPolicy`].
 
-use crate::error::{CodeSet, ErrorKind, GatewayError, GrpcCode, KindSet};
+use crate::error::{ErrorKind, GatewayError};
+use crate::outcome::{OnOff, Outcome, Outcomes};
 use http::{HeaderMap, StatusCode};
 use std::time::Duration;
 
@@ -24,8 +25,10 @@ use std::time::Duration;
 ///
 /// What counts: only failures of the endpoint itself, the kinds below, by default.
 /// An upstream's own answers (a 500, a 503, a gRPC `UNAVAILABLE`) do not, unless
-/// [`count_status`](Self::count_status) or [`count_grpc`](Self::count_grpc) says so; nor do local limits, a
-/// misconfiguration, or failures of the response body (the attempt is over by then).
+/// [`count_on`](Self::count_on) says so; nor do local limits, a misconfiguration,
+/// or failures of the response body (the attempt is over by then).
+/// [`no_count_on`](Self::no_count_on) takes outcomes out, whatever the order of the
+/// calls. Both take [`Outcomes`], as the retry and response policies do.
 ///
 /// [`DnsError`](ErrorKind::DnsError), [`DnsTimeout`](ErrorKind::DnsTimeout),
 /// [`ConnectionRefused`](ErrorKind::ConnectionRefused),
@@ -48,8 +51,8 @@ use std::time::Duration;
 ///     .consecutive_failures(3)
 ///     .base_ejection(Duration::from_secs(5))
 ///     .max_ejection(Duration::from_secs(60))
-///     .count_status(StatusCode::SERVICE_UNAVAILABLE)   // an overloaded replica says so
-///     .ignore(ErrorKind::ResponseHeaderTimeout);        // slow is not dead, here
+///     .count_on(StatusCode::SERVICE_UNAVAILABLE)       // an overloaded replica says so
+///     .no_count_on(ErrorKind::ResponseHeaderTimeout);  // slow is not dead, here
 /// # let _ = policy;
 /// ```
 #[derive(Debug, Clone)]
@@ -57,9 +60,7 @@ pub struct HealthPolicy {
     pub(super) failures: u32,
     pub(super) base_ejection: Duration,
     pub(super) max_ejection: Duration,
-    kinds: KindSet,
-    statuses: Vec<StatusCode>,
-    grpc_codes: CodeSet,
+    outcomes: OnOff,
 }
 
 impl Default for HealthPolicy {
@@ -76,16 +77,12 @@ impl Default for HealthPolicy {
             ErrorKind::ResponseIncomplete,
             ErrorKind::ResponseHeaderTimeout,
             ErrorKind::ProtocolError,
-        ]
-        .into_iter()
-        .fold(KindSet::default(), KindSet::with);
+        ];
         Self {
             failures: 5,
             base_ejection: Duration::from_secs(10),
             max_ejection: Duration::from_secs(300),
-            kinds,
-            statuses: Vec::new(),
-            grpc_codes: CodeSet::default(),
+            outcomes: OnOff::with_defaults(Outcomes::new().kinds(kinds)),
         }
     }
 }
@@ -115,52 +112,39 @@ impl HealthPolicy {
         self
     }
 
-    /// Counts failures of this kind against the endpoint.
-    pub fn count(mut self, kind: ErrorKind) -> Self {
-        self.kinds = self.kinds.with(kind);
-        self
-    }
-
-    /// Does not count failures of this kind against the endpoint.
-    pub fn ignore(mut self, kind: ErrorKind) -> Self {
-        self.kinds = self.kinds.without(kind);
-        self
-    }
-
-    /// Counts an answer with this status as a failure of the endpoint.
-    pub fn count_status(mut self, status: StatusCode) -> Self {
-        if !self.statuses.contains(&status) {
-            self.statuses.push(status);
-        }
-        self
-    }
-
-    /// Counts a gRPC answer with this status (a trailers-only answer's
-    /// `grpc-status`) as a failure of the endpoint: `UNAVAILABLE` from a replica
-    /// that is shutting down or overloaded, say. A status in the trailers comes
-    /// after the attempt is over, and does not count.
+    /// Counts these outcomes against the endpoint: failures of a kind, answers
+    /// with a status, or gRPC answers with a code (a trailers-only answer's
+    /// `grpc-status`: `UNAVAILABLE` from a replica that is shutting down or
+    /// overloaded, say; a status in the trailers comes after the attempt is over,
+    /// and does not count), or what a predicate says. Sets accumulate.
     ///
     /// ```
     /// use tower_bad_gateway::upstreams::HealthPolicy;
-    /// use tower_bad_gateway::GrpcCode;
-    /// let policy = HealthPolicy::new().count_grpc(GrpcCode::Unavailable);
+    /// use tower_bad_gateway::{GrpcCode, Outcomes};
+    /// let policy = HealthPolicy::new().count_on(Outcomes::new().status(503).grpc(GrpcCode::Unavailable));
     /// # let _ = policy;
     /// ```
-    pub fn count_grpc(mut self, code: GrpcCode) -> Self {
-        self.grpc_codes = self.grpc_codes.with(code);
+    pub fn count_on(mut self, outcomes: impl Into<Outcomes>) -> Self {
+        self.outcomes = self.outcomes.on(outcomes);
+        self
+    }
+
+    /// Never counts these outcomes against the endpoint, whatever else says so
+    /// and whatever the order of the calls.
+    pub fn no_count_on(mut self, outcomes: impl Into<Outcomes>) -> Self {
+        self.outcomes = self.outcomes.off(outcomes);
         self
     }
 
     /// Whether a failed attempt counts against its endpoint.
     pub(super) fn counts_error(&self, err: &GatewayError) -> bool {
-        self.kinds.contains(err.kind())
+        self.outcomes.counts(&Outcome::Error(err))
     }
 
     /// Whether an answer counts against its endpoint.
     pub(super) fn counts_answer(&self, status: StatusCode, headers: &HeaderMap) -> bool {
-        (!self.statuses.is_empty() && self.statuses.contains(&status))
-            || (!self.grpc_codes.is_empty()
-                && crate::grpc::status(headers).is_some_and(|code| self.grpc_codes.contains(code)))
+        !self.outcomes.counts_no_answer()
+            && self.outcomes.counts(&Outcome::Response { status, headers })
     }
 
     /// The length of the `n`th ejection in a row (from 1).

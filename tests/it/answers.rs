@@ -203,7 +203,7 @@ async fn the_response_policy_rejects_a_status_and_keeps_the_received_status() {
         After::Hang,
     )
     .await;
-    let policy = ResponsePolicy::new().reject_status(StatusCode::INTERNAL_SERVER_ERROR);
+    let policy = ResponsePolicy::new().reject_on(StatusCode::INTERNAL_SERVER_ERROR);
     let res = through(
         BadGatewayLayer::new().response_policy(policy),
         support::get(&upstream.url("/")),
@@ -285,7 +285,7 @@ async fn the_upstreams_proxy_status_members_are_kept_and_ours_appended() {
         ]
     );
 
-    let policy = ResponsePolicy::new().reject_status(StatusCode::BAD_GATEWAY);
+    let policy = ResponsePolicy::new().reject_on(StatusCode::BAD_GATEWAY);
     let res = through(
         BadGatewayLayer::new().response_policy(policy),
         support::get(&upstream.url("/")),
@@ -357,7 +357,9 @@ async fn a_predicate_can_reject_by_header() {
         After::Hang,
     )
     .await;
-    let policy = ResponsePolicy::new().reject_if(|head| head.headers.contains_key("x-debug-trace"));
+    let policy = ResponsePolicy::new().reject_on(tower_bad_gateway::Outcomes::new().when(|o| {
+        matches!(o, tower_bad_gateway::Outcome::Response { headers, .. } if headers.contains_key("x-debug-trace"))
+    }));
     let res = through(
         BadGatewayLayer::new().response_policy(policy),
         support::get(&upstream.url("/")),

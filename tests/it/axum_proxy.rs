@@ -134,12 +134,9 @@ async fn router_layer_applies_the_response_policy_to_every_route() {
                 )
             }),
         )
-        .layer(
-            BadGatewayLayer::new().response_policy(
-                tower_bad_gateway::ResponsePolicy::new()
-                    .reject_status(StatusCode::INTERNAL_SERVER_ERROR),
-            ),
-        );
+        .layer(BadGatewayLayer::new().response_policy(
+            tower_bad_gateway::ResponsePolicy::new().reject_on(StatusCode::INTERNAL_SERVER_ERROR),
+        ));
     let gateway = serve(app).await;
     assert_eq!(
         fetch(gateway, "/hello").await.text().await.unwrap(),
@@ -301,12 +298,9 @@ async fn route_layer_applies_to_matched_routes() {
             "/leaky",
             get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "db.internal:5432") }),
         )
-        .route_layer(
-            BadGatewayLayer::new().response_policy(
-                tower_bad_gateway::ResponsePolicy::new()
-                    .reject_status(StatusCode::INTERNAL_SERVER_ERROR),
-            ),
-        );
+        .route_layer(BadGatewayLayer::new().response_policy(
+            tower_bad_gateway::ResponsePolicy::new().reject_on(StatusCode::INTERNAL_SERVER_ERROR),
+        ));
     let gateway = serve(app).await;
     assert_eq!(
         fetch(gateway, "/leaky").await.status(),

@@ -145,9 +145,7 @@ async fn a_client_leaving_during_a_retry_backoff_stops_the_retry() {
         })
         .service(
             GatewayLayer::new()
-                .retry_policy(
-                    RetryPolicy::new().retry_on_status(http::StatusCode::SERVICE_UNAVAILABLE),
-                )
+                .retry_policy(RetryPolicy::new().retry_on(http::StatusCode::SERVICE_UNAVAILABLE))
                 .layer(client),
         );
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();

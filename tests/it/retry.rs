@@ -272,7 +272,7 @@ async fn a_503_with_retry_after_1_waits_about_a_second_then_succeeds() {
         Script::Respond(200, vec![], "ok"),
     ])
     .await;
-    let policy = fast().retry_on_status(StatusCode::SERVICE_UNAVAILABLE);
+    let policy = fast().retry_on(StatusCode::SERVICE_UNAVAILABLE);
     let answer = send(
         policy,
         client(),
@@ -296,7 +296,7 @@ async fn a_503_with_retry_after_3600_comes_straight_back() {
         "busy",
     )])
     .await;
-    let policy = fast().retry_on_status(StatusCode::SERVICE_UNAVAILABLE);
+    let policy = fast().retry_on(StatusCode::SERVICE_UNAVAILABLE);
     let answer = send(
         policy,
         client(),

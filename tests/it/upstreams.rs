@@ -770,7 +770,7 @@ async fn a_replica_answering_grpc_unavailable_is_ejected_when_asked() {
         (
             HealthPolicy::new()
                 .consecutive_failures(2)
-                .count_grpc(GrpcCode::Unavailable),
+                .count_on(GrpcCode::Unavailable),
             true,
         ),
     ] {
@@ -850,7 +850,7 @@ async fn a_retry_on_a_503_goes_to_the_other_replica() {
     let set = EndpointSet::from_urls([format!("http://{}", busy.addr), good.url()]).unwrap();
     let svc = GatewayLayer::new()
         .upstreams(set)
-        .retry_policy(no_backoff().retry_on_status(StatusCode::SERVICE_UNAVAILABLE))
+        .retry_policy(no_backoff().retry_on(StatusCode::SERVICE_UNAVAILABLE))
         .layer(client());
     for i in 0..20 {
         let answer = send(&svc, Method::GET, &format!("get-{i}")).await;
