@@ -262,7 +262,7 @@ impl fmt::Debug for Outcomes {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Outcomes")
             .field("kinds", &self.kinds)
-            .field("statuses", &self.statuses.iter().collect::<Vec<_>>())
+            .field("statuses", &self.status_list().collect::<Vec<_>>())
             .field("grpc", &self.grpc)
             .field("predicates", &self.predicates.len())
             .finish()

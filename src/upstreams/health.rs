@@ -1,7 +1,7 @@
 //! Passive health: an endpoint's state machine (healthy, ejected, probing), by
 //! the [`HealthPolicy`] of `policy.rs`.
 
-use super::{Endpoint, HealthPolicy};
+use super::{Endpoint, HealthPolicy, report};
 use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -113,16 +113,8 @@ impl EndpointState {
             .state
             .compare_exchange(EJECTED, PROBING, Ordering::AcqRel, Ordering::Acquire)
             .is_ok();
-        #[cfg(feature = "metrics")]
         if claimed {
-            crate::metrics::endpoint_state_change("probing", self.endpoint.authority().as_str());
-        }
-        #[cfg(feature = "tracing")]
-        if claimed {
-            tracing::info!(
-                endpoint = %self.endpoint,
-                "upstream endpoint probing: one request goes to it",
-            );
+            report::probing(&self.endpoint);
         }
         claimed
     }
@@ -147,13 +139,7 @@ impl EndpointState {
                 self.failures.store(0, Ordering::Relaxed);
                 self.restored_at.store(now(), Ordering::Relaxed);
                 self.state.store(HEALTHY, Ordering::Release);
-                #[cfg(feature = "metrics")]
-                crate::metrics::endpoint_state_change(
-                    "restored",
-                    self.endpoint.authority().as_str(),
-                );
-                #[cfg(feature = "tracing")]
-                tracing::info!(endpoint = %self.endpoint, "upstream endpoint restored: its probe succeeded");
+                report::restored(&self.endpoint);
             }
             (Verdict::Failure, false) if policy.failures == 0 => {}
             (Verdict::Failure, false) => {
@@ -199,19 +185,7 @@ impl EndpointState {
         self.until
             .store(now.saturating_add(nanos(time)), Ordering::Release);
         self.state.store(EJECTED, Ordering::Release);
-        #[cfg(feature = "metrics")]
-        crate::metrics::endpoint_state_change("ejected", self.endpoint.authority().as_str());
-        #[cfg(feature = "tracing")]
-        tracing::warn!(
-            endpoint = %self.endpoint,
-            failures,
-            ejections = n,
-            ejected_ms = u64::try_from(time.as_millis()).unwrap_or(u64::MAX),
-            probe_failed = probe,
-            "upstream endpoint ejected",
-        );
-        #[cfg(not(feature = "tracing"))]
-        let _ = failures;
+        report::ejected(&self.endpoint, failures, n, time, probe);
     }
 
     /// The endpoint's state at `now`.

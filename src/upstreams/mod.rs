@@ -77,6 +77,7 @@ mod health;
 mod layer;
 mod pick;
 mod policy;
+mod report;
 mod service;
 mod set;
 

@@ -1,10 +1,10 @@
 //! The set itself: its members (replaced at runtime, or from a `Discover`
 //! stream), their shared health, and what it reports. Picking is in `pick.rs`.
 
-use super::HealthPolicy;
 use super::endpoint::Problem;
 use super::health::{EndpointState, Health, nanos};
 use super::{Endpoint, EndpointError};
+use super::{HealthPolicy, report};
 use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::fmt;
@@ -119,20 +119,13 @@ impl EndpointSet {
             Err(e) if allow_empty && e.is_empty() => Members { list: Vec::new() },
             other => other?,
         };
-        #[cfg(feature = "tracing")]
-        {
-            let stayed = members
-                .list
-                .iter()
-                .filter(|s| kept.contains_key(&s.endpoint))
-                .count();
-            tracing::info!(
-                endpoints = members.list.len(),
-                added = members.list.len() - stayed,
-                removed = current.list.len() - stayed,
-                "upstream endpoint set replaced",
-            );
-        }
+        let stayed = members
+            .list
+            .iter()
+            .filter(|s| kept.contains_key(&s.endpoint))
+            .count();
+        let endpoints = members.list.len();
+        report::set_replaced(endpoints, endpoints - stayed, current.list.len() - stayed);
         self.shared.members.store(Arc::new(members));
         Ok(())
     }
