@@ -14,6 +14,7 @@
 //! use tower_bad_gateway::retry::{RetryLayer, RetryPolicy};
 //! use tower_bad_gateway::timeout::TimeoutLayer;
 //! use std::time::Duration;
+//! # use reqwest012 as reqwest; // the tests' name for reqwest 0.12
 //!
 //! let api = ServiceBuilder::new()
 //!     .layer(RetryLayer::new(RetryPolicy::new()))
@@ -29,4 +30,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tower_service::Service;
 
-crate::reqwest_adapter::reqwest_adapter!(reqwest);
+crate::reqwest_adapter::reqwest_adapter!(
+    reqwest,
+    reqwest012,
+    "# use reqwest012 as reqwest; // the tests' name for reqwest 0.12"
+);
