@@ -1,5 +1,8 @@
-//! A `reqwest::Client` as a `tower::Service<http::Request<B>>`, so the whole
-//! stack ([`GatewayLayer`](crate::GatewayLayer), or any of its layers) can wrap it.
+//! A `reqwest::Client` of reqwest 0.12 (the `reqwest` feature) as a
+//! `tower::Service<http::Request<B>>`, so the whole stack
+//! ([`GatewayLayer`](crate::GatewayLayer), or any of its layers) can wrap it.
+//! For reqwest 0.13, what `cargo add reqwest` gives today, the `reqwest013`
+//! feature has the same adapter in `tower_bad_gateway::reqwest013`.
 //!
 //! ```text
 //! your code ─▶ [Retry ─▶ Timeout] ─▶ ReqwestService ─▶ reqwest::Client ─▶ upstream
