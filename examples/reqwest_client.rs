@@ -1,5 +1,6 @@
-//! The client side: a service that calls a flaky API with reqwest, behind this
-//! crate's retry and timeout layers, and prints the typed errors it got.
+//! The client side: a service that calls a flaky API with reqwest 0.13 (feature
+//! `reqwest013`), behind this crate's retry and timeout layers, and prints the
+//! typed errors it got.
 //!
 //! ```text
 //! cargo run --example reqwest_client
@@ -15,7 +16,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpSocket, TcpStream};
 use tower::{ServiceBuilder, ServiceExt};
-use tower_bad_gateway::reqwest::ReqwestService;
+use tower_bad_gateway::reqwest013::ReqwestService;
 use tower_bad_gateway::retry::{RetryLayer, RetryPolicy};
 use tower_bad_gateway::timeout::TimeoutLayer;
 use tower_bad_gateway::{Attempts, ErrorKind};

@@ -1,5 +1,8 @@
-//! A `reqwest::Client` as a `tower::Service<http::Request<B>>`, so the whole
-//! stack ([`GatewayLayer`](crate::GatewayLayer), or any of its layers) can wrap it.
+//! A `reqwest::Client` of reqwest 0.12 (the `reqwest` feature) as a
+//! `tower::Service<http::Request<B>>`, so the whole stack
+//! ([`GatewayLayer`](crate::GatewayLayer), or any of its layers) can wrap it.
+//! For reqwest 0.13, what `cargo add reqwest` gives today, the `reqwest013`
+//! feature has the same adapter in `tower_bad_gateway::reqwest013`.
 //!
 //! ```text
 //! your code ─▶ [Retry ─▶ Timeout] ─▶ ReqwestService ─▶ reqwest::Client ─▶ upstream
@@ -14,6 +17,7 @@
 //! use tower_bad_gateway::retry::{RetryLayer, RetryPolicy};
 //! use tower_bad_gateway::timeout::TimeoutLayer;
 //! use std::time::Duration;
+//! # use reqwest012 as reqwest; // the tests' name for reqwest 0.12
 //!
 //! let api = ServiceBuilder::new()
 //!     .layer(RetryLayer::new(RetryPolicy::new()))
@@ -29,4 +33,8 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tower_service::Service;
 
-crate::reqwest_adapter::reqwest_adapter!(reqwest);
+crate::reqwest_adapter::reqwest_adapter!(
+    reqwest,
+    reqwest012,
+    "# use reqwest012 as reqwest; // the tests' name for reqwest 0.12"
+);

@@ -9,7 +9,7 @@
 //!
 //! let api = ServiceBuilder::new()
 //!     .layer(RetryLayer::new(RetryPolicy::new()))
-//!     .service(ReqwestService::new(reqwest013::Client::new()));
+//!     .service(ReqwestService::new(reqwest::Client::new()));
 //! # let _ = api;
 //! ```
 use crate::error::BoxError;
@@ -20,4 +20,4 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use tower_service::Service;
 
-crate::reqwest_adapter::reqwest_adapter!(reqwest013);
+crate::reqwest_adapter::reqwest_adapter!(reqwest013, reqwest, "#");

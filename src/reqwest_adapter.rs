@@ -1,8 +1,10 @@
 //! The reqwest adapters, generated for each supported reqwest version.
 
-/// Defines `ReqwestService` and its future for the reqwest crate named `$krate`.
+/// Defines `ReqwestService` and its future in the module `$module`, for the reqwest
+/// crate named `$krate`; `$alias` is a hidden doctest line that names the
+/// dev-dependency of that version `reqwest`, as a user's `Cargo.toml` does.
 macro_rules! reqwest_adapter {
-    ($krate:ident) => {
+    ($module:ident, $krate:ident, $alias:literal) => {
         /// A `reqwest::Client` as a `Service<http::Request<B>>`, answering
         /// `http::Response<reqwest::Body>`. Cheap to clone (reqwest's client is an `Arc`).
         #[derive(Debug, Clone, Default)]
@@ -60,13 +62,14 @@ macro_rules! reqwest_adapter {
         /// cannot be turned into an `http::Request`.
         ///
         /// ```
-        #[doc = concat!("use tower_bad_gateway::", stringify!($krate), "::{ReqwestService, execute};")]
+        #[doc = concat!("use tower_bad_gateway::", stringify!($module), "::{ReqwestService, execute};")]
         /// use tower_bad_gateway::retry::{RetryLayer, RetryPolicy};
         /// use tower_bad_gateway::GatewayError;
         /// use tower::ServiceBuilder;
         ///
+        #[doc = $alias]
         /// # #[tokio::main(flavor = "current_thread")] async fn main() {
-        #[doc = concat!("let client = ", stringify!($krate), "::Client::new();")]
+        /// let client = reqwest::Client::new();
         /// let mut api = ServiceBuilder::new()
         ///     .layer(RetryLayer::new(RetryPolicy::new().max_attempts(1)))
         ///     .service(ReqwestService::new(client.clone()));

@@ -245,13 +245,9 @@ macro_rules! reqwest_step {
 }
 
 #[cfg(feature = "reqwest")]
-reqwest_step!(reqwest_step, ::reqwest::Error, |_| false);
+reqwest_step!(reqwest_step, ::reqwest012::Error, |_| false);
 #[cfg(feature = "reqwest013")]
-reqwest_step!(
-    reqwest013_step,
-    ::reqwest013::Error,
-    ::reqwest013::Error::is_dns
-);
+reqwest_step!(reqwest013_step, ::reqwest::Error, ::reqwest::Error::is_dns);
 
 #[cfg(feature = "hyper")]
 fn hyper_step(e: &(dyn Error + 'static), phase: Phase, hints: &mut Hints) -> Option<ErrorKind> {

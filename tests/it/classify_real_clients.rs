@@ -111,7 +111,7 @@ async fn call(client: Client, url: &str) -> Outcome {
             split(res).await
         }
         Client::Reqwest013 => {
-            let client = reqwest013::Client::builder()
+            let client = reqwest::Client::builder()
                 .connect_timeout(Duration::from_millis(150))
                 .read_timeout(Duration::from_millis(300))
                 .build()
@@ -173,7 +173,7 @@ where
 
 /// reqwest, through this crate's `ReqwestService` adapter, with its own timeouts.
 fn reqwest_service() -> ReqwestService {
-    let client = reqwest::Client::builder()
+    let client = reqwest012::Client::builder()
         .connect_timeout(Duration::from_millis(150))
         .read_timeout(Duration::from_millis(300))
         .build()
