@@ -162,17 +162,15 @@ impl Answering {
         res.map(|body| ResponseBody::upstream(body, self, end, limit, status))
     }
 
-    /// Records the exchange in `http.client.request.duration` (feature `metrics`):
-    /// the upstream's `status` when it answered, the `error` token on failure.
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables, clippy::unused_self))]
+    /// Records the exchange: the upstream's `status` when it answered, the
+    /// `error` token on failure.
     fn measure(&self, status: Option<http::StatusCode>, error: Option<&'static str>) {
-        #[cfg(feature = "metrics")]
-        crate::metrics::exchange(
+        super::report::exchange(
             self.info.method(),
             self.next_hop.as_ref(),
             status,
             error,
-            self.start.elapsed(),
+            self.start,
         );
     }
 

@@ -42,6 +42,7 @@
 mod body;
 mod future;
 mod layer;
+mod report;
 mod service;
 
 pub use self::body::ResponseBody;
@@ -110,10 +111,7 @@ impl Settings {
     /// failure mid-body, the upstream's, already sent); for a gRPC call the gRPC
     /// code is what counts and the event carries that instead.
     pub(crate) fn report(&self, err: &GatewayError, info: &RequestInfo) {
-        #[cfg(feature = "tracing")]
-        log_failure(err, info);
-        #[cfg(feature = "metrics")]
-        crate::metrics::failure(err.kind().as_str(), err.phase().as_str());
+        report::failure(err, info);
         if let Some(hook) = &self.on_failure {
             hook(err);
         }
@@ -136,33 +134,4 @@ impl fmt::Debug for Settings {
             )
             .finish()
     }
-}
-
-/// The failure event: OpenTelemetry's names where they exist (`error.type`,
-/// `http.request.method`, `url.path`, `server.address`, `server.port`,
-/// `http.response.status_code`, `rpc.grpc.status_code`,
-/// `http.request.resend_count`), and the gateway's own (`phase`, `request_sent`,
-/// `request_id`, `elapsed_ms` for the whole exchange up to the failure, `error`
-/// for the source chain).
-#[cfg(feature = "tracing")]
-fn log_failure(err: &GatewayError, info: &RequestInfo) {
-    let grpc = info.is_grpc();
-    let hop = err.next_hop();
-    tracing::warn!(
-        "error.type" = err.kind().as_str(),
-        "http.request.method" = crate::otel::method(info.method()),
-        "url.path" = info.path_for_log().as_deref(),
-        "server.address" = hop.map(|a| a.host()),
-        "server.port" = hop.and_then(|a| a.port_u16()),
-        // A gRPC answer's HTTP status says nothing (a trailers-only answer is a 200).
-        "http.response.status_code" = (!grpc).then(|| err.status().as_u16()),
-        "rpc.grpc.status_code" = grpc.then(|| err.kind().grpc_code().as_u8()),
-        "http.request.resend_count" = err.attempts().saturating_sub(1),
-        phase = err.phase().as_str(),
-        request_sent = err.request_sent().as_str(),
-        request_id = info.request_id_for_log().as_deref(),
-        elapsed_ms = u64::try_from(err.elapsed().as_millis()).unwrap_or(u64::MAX),
-        error = %err.source_chain(),
-        "upstream request failed",
-    );
 }

@@ -1,6 +1,6 @@
 //! Building the answer: status, representation, headers, and the gRPC status.
 
-use super::{Format, PROXY_STATUS, Renderer, RequestInfo, body, plain};
+use super::{Format, PROXY_STATUS, Renderer, RequestInfo, body, prerendered};
 use crate::error::GatewayError;
 use crate::grpc;
 use bytes::Bytes;
@@ -15,7 +15,7 @@ impl Renderer {
         &self,
         err: &GatewayError,
         info: &RequestInfo,
-        plain: Option<&plain::Plain>,
+        plain: Option<&prerendered::Prerendered>,
     ) -> Response<Full<Bytes>> {
         // A status the error was given wins over the per-kind one.
         let status = err
@@ -40,7 +40,7 @@ impl Renderer {
         err: &GatewayError,
         info: &RequestInfo,
         status: StatusCode,
-        plain: Option<&plain::Plain>,
+        plain: Option<&prerendered::Prerendered>,
     ) -> Response<Full<Bytes>> {
         let format = info.format();
         // What may come from the parts rendered once: nothing that shows details,
@@ -115,7 +115,7 @@ impl Renderer {
         &self,
         headers: &mut HeaderMap,
         err: &GatewayError,
-        plain: Option<&plain::Plain>,
+        plain: Option<&prerendered::Prerendered>,
     ) {
         let code = err.kind().grpc_code();
         headers.insert(grpc::GRPC_STATUS, HeaderValue::from_static(code.as_str()));

@@ -41,7 +41,7 @@ mod answer;
 mod body;
 mod intercept;
 mod negotiate;
-mod plain;
+mod prerendered;
 mod proxy_status;
 mod request;
 
@@ -119,7 +119,7 @@ pub struct Renderer {
     request_id_header: HeaderName,
     mark_upstream_errors: bool,
     /// Rendered once on first use; shared by clones, started anew by every setter.
-    plain: Arc<OnceLock<Box<[plain::Plain]>>>,
+    prerendered: Arc<OnceLock<Box<[prerendered::Prerendered]>>>,
 }
 
 impl Default for Renderer {
@@ -160,7 +160,7 @@ impl Renderer {
             retry_after: None,
             request_id_header: X_REQUEST_ID,
             mark_upstream_errors: true,
-            plain: Arc::default(),
+            prerendered: Arc::default(),
         }
     }
 
@@ -173,20 +173,20 @@ impl Renderer {
     /// Changes a setting; the plain parts of the old settings are not carried over.
     fn set(mut self, f: impl FnOnce(&mut Self)) -> Self {
         f(&mut self);
-        self.plain = Arc::default();
+        self.prerendered = Arc::default();
         self
     }
 
     /// The plain parts for `kind`, rendered for all kinds on first use.
-    fn plain_for(&self, kind: ErrorKind) -> Option<&plain::Plain> {
-        self.plain
-            .get_or_init(|| plain::render_all(self))
+    fn prerendered_for(&self, kind: ErrorKind) -> Option<&prerendered::Prerendered> {
+        self.prerendered
+            .get_or_init(|| prerendered::render_all(self))
             .get(kind.index())
     }
 
     /// Renders the plain parts now rather than on the first failure.
     pub(crate) fn prepare(&self) {
-        let _ = self.plain_for(ErrorKind::Unclassified);
+        let _ = self.prerendered_for(ErrorKind::Unclassified);
     }
 
     /// Answers `kind` with `status` instead of its default.
@@ -343,13 +343,13 @@ impl Renderer {
     /// `grpc-message`.
     pub fn grpc_trailers(&self, err: &GatewayError) -> HeaderMap {
         let mut trailers = HeaderMap::with_capacity(2);
-        self.insert_grpc_status(&mut trailers, err, self.plain_for(err.kind()));
+        self.insert_grpc_status(&mut trailers, err, self.prerendered_for(err.kind()));
         trailers
     }
 
     /// Renders the answer to the request `info` describes.
     pub fn render(&self, err: &GatewayError, info: &RequestInfo) -> Response<Full<Bytes>> {
-        self.render_with(err, info, self.plain_for(err.kind()))
+        self.render_with(err, info, self.prerendered_for(err.kind()))
     }
 }
 

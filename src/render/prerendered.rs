@@ -8,7 +8,7 @@ use http::HeaderValue;
 
 /// What every failure of one kind answers when it shows no details, no upstream
 /// status and no request id: cloned per answer without allocating.
-pub(super) struct Plain {
+pub(super) struct Prerendered {
     pub(super) proxy_status: HeaderValue,
     pub(super) grpc_message: Option<HeaderValue>,
     pub(super) text: Bytes,
@@ -18,7 +18,7 @@ pub(super) struct Plain {
 
 /// Every kind's plain parts, indexed by [`ErrorKind::index`]; none for a custom
 /// renderer, which renders everything itself.
-pub(super) fn render_all(renderer: &Renderer) -> Box<[Plain]> {
+pub(super) fn render_all(renderer: &Renderer) -> Box<[Prerendered]> {
     if renderer.custom.is_some() {
         return Box::default();
     }
@@ -28,7 +28,7 @@ pub(super) fn render_all(renderer: &Renderer) -> Box<[Plain]> {
         .map(|&kind| {
             let status = renderer.status_for(kind);
             let err = GatewayError::new(kind).answered_with(status);
-            Plain {
+            Prerendered {
                 proxy_status: renderer.proxy_status(&err),
                 grpc_message: renderer.grpc_message(&err),
                 text: body::text(renderer, &err, &info, status),

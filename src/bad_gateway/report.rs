@@ -1,0 +1,65 @@
+//! The core middleware's reporting seam: its failure event, its metrics, and
+//! nothing else; the middleware's logic carries no `cfg`.
+
+use super::NextHop;
+use crate::error::GatewayError;
+use crate::render::RequestInfo;
+use http::{Method, StatusCode};
+use tokio::time::Instant;
+
+/// A failure, reported once: the `tracing` event (feature `tracing`) and the
+/// failure counter (feature `metrics`).
+#[cfg_attr(
+    not(any(feature = "metrics", feature = "tracing")),
+    allow(unused_variables)
+)]
+pub(super) fn failure(err: &GatewayError, info: &RequestInfo) {
+    #[cfg(feature = "tracing")]
+    log_failure(err, info);
+    #[cfg(feature = "metrics")]
+    crate::metrics::failure(err.kind().as_str(), err.phase().as_str());
+}
+
+/// An exchange, in `http.client.request.duration` (feature `metrics`): the
+/// upstream's `status` when it answered, the `error` token on failure. The clock
+/// is read only when it is recorded.
+#[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+pub(super) fn exchange(
+    method: &Method,
+    next_hop: Option<&NextHop>,
+    status: Option<StatusCode>,
+    error: Option<&'static str>,
+    start: Instant,
+) {
+    #[cfg(feature = "metrics")]
+    crate::metrics::exchange(method, next_hop, status, error, start.elapsed());
+}
+
+/// The failure event: OpenTelemetry's names where they exist (`error.type`,
+/// `http.request.method`, `url.path`, `server.address`, `server.port`,
+/// `http.response.status_code`, `rpc.grpc.status_code`,
+/// `http.request.resend_count`), and the gateway's own (`phase`, `request_sent`,
+/// `request_id`, `elapsed_ms` for the whole exchange up to the failure, `error`
+/// for the source chain).
+#[cfg(feature = "tracing")]
+fn log_failure(err: &GatewayError, info: &RequestInfo) {
+    let grpc = info.is_grpc();
+    let hop = err.next_hop();
+    tracing::warn!(
+        "error.type" = err.kind().as_str(),
+        "http.request.method" = crate::otel::method(info.method()),
+        "url.path" = info.path_for_log().as_deref(),
+        "server.address" = hop.map(|a| a.host()),
+        "server.port" = hop.and_then(|a| a.port_u16()),
+        // A gRPC answer's HTTP status says nothing (a trailers-only answer is a 200).
+        "http.response.status_code" = (!grpc).then(|| err.status().as_u16()),
+        "rpc.grpc.status_code" = grpc.then(|| err.kind().grpc_code().as_u8()),
+        "http.request.resend_count" = err.attempts().saturating_sub(1),
+        phase = err.phase().as_str(),
+        request_sent = err.request_sent().as_str(),
+        request_id = info.request_id_for_log().as_deref(),
+        elapsed_ms = u64::try_from(err.elapsed().as_millis()).unwrap_or(u64::MAX),
+        error = %err.source_chain(),
+        "upstream request failed",
+    );
+}
