@@ -42,6 +42,13 @@
 //! # let _ = (retry, health, answers);
 //! ```
 
+mod on_off;
+mod status;
+
+pub(crate) use self::on_off::OnOff;
+pub use self::status::IntoStatus;
+
+use self::status::StatusSet;
 use crate::error::{CodeSet, ErrorKind, ErrorStatus, GatewayError, GrpcCode, KindSet};
 use http::{HeaderMap, StatusCode};
 use std::fmt;
@@ -266,129 +273,6 @@ impl fmt::Debug for Outcomes {
             .field("grpc", &self.grpc)
             .field("predicates", &self.predicates.len())
             .finish()
-    }
-}
-
-/// What a set takes as a status: a [`StatusCode`], an [`ErrorStatus`], or a number.
-pub trait IntoStatus: sealed::Sealed {
-    /// The status as a number.
-    fn into_status(self) -> u16;
-}
-
-impl IntoStatus for StatusCode {
-    fn into_status(self) -> u16 {
-        self.as_u16()
-    }
-}
-
-impl IntoStatus for ErrorStatus {
-    fn into_status(self) -> u16 {
-        self.get().as_u16()
-    }
-}
-
-impl IntoStatus for u16 {
-    fn into_status(self) -> u16 {
-        self
-    }
-}
-
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for http::StatusCode {}
-    impl Sealed for crate::error::ErrorStatus {}
-    impl Sealed for u16 {}
-}
-
-/// One bit per status number below 1024 (every status the `http` crate can hold).
-#[derive(Clone, Copy, PartialEq, Eq, Default)]
-struct StatusSet([u64; 16]);
-
-impl StatusSet {
-    fn insert(&mut self, status: u16) {
-        if !(100..=999).contains(&status) {
-            return; // no answer can carry it
-        }
-        if let Some(word) = self.0.get_mut(usize::from(status / 64)) {
-            *word |= 1 << (status % 64);
-        }
-    }
-
-    fn contains(&self, status: u16) -> bool {
-        self.0
-            .get(usize::from(status / 64))
-            .is_some_and(|word| word & 1 << (status % 64) != 0)
-    }
-
-    fn union(&mut self, other: &StatusSet) {
-        for (a, b) in self.0.iter_mut().zip(other.0) {
-            *a |= b;
-        }
-    }
-
-    fn is_empty(&self) -> bool {
-        self.0.iter().all(|w| *w == 0)
-    }
-
-    fn iter(&self) -> impl Iterator<Item = u16> + '_ {
-        (0..1024u16).filter(|s| self.contains(*s))
-    }
-
-    fn retain(&mut self, keep: impl Fn(u16) -> bool) {
-        for status in 0..1024u16 {
-            if self.contains(status) && !keep(status) {
-                self.0[usize::from(status / 64)] &= !(1 << (status % 64));
-            }
-        }
-    }
-}
-
-/// An outcome counts when it is in `on` and not in `off`: `no_` wins whatever the
-/// order of the calls.
-#[derive(Clone, Default, Debug)]
-pub(crate) struct OnOff {
-    pub(crate) on: Outcomes,
-    pub(crate) off: Outcomes,
-}
-
-impl OnOff {
-    pub(crate) fn with_defaults(on: Outcomes) -> Self {
-        Self {
-            on,
-            off: Outcomes::new(),
-        }
-    }
-
-    pub(crate) fn on(mut self, outcomes: impl Into<Outcomes>) -> Self {
-        self.on = self.on.union(outcomes);
-        self
-    }
-
-    pub(crate) fn off(mut self, outcomes: impl Into<Outcomes>) -> Self {
-        self.off = self.off.union(outcomes);
-        self
-    }
-
-    /// Turns failures of `kind` on or off over whatever was said before: for a
-    /// setting documented to win over the policy's either way.
-    pub(crate) fn force_kind(mut self, kind: ErrorKind, on: bool) -> Self {
-        let (add, remove) = if on {
-            (&mut self.on, &mut self.off)
-        } else {
-            (&mut self.off, &mut self.on)
-        };
-        add.kinds = add.kinds.with(kind);
-        remove.kinds = remove.kinds.without(kind);
-        self
-    }
-
-    pub(crate) fn counts(&self, outcome: &Outcome<'_>) -> bool {
-        self.on.contains(outcome) && !self.off.contains(outcome)
-    }
-
-    /// Whether no answer can count (a fast path for every answer).
-    pub(crate) fn counts_no_answer(&self) -> bool {
-        self.on.holds_no_answer()
     }
 }
 
