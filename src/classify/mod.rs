@@ -35,6 +35,51 @@
 //! assert_eq!(err.kind(), ErrorKind::ResponseIncomplete);
 //! ```
 //!
+//! # One classifier for the whole stack
+//!
+//! A classifier set on any layer ([`BadGatewayLayer`](crate::BadGatewayLayer),
+//! [`RetryPolicy`](crate::retry::RetryPolicy),
+//! [`UpstreamsLayer`](crate::upstreams::UpstreamsLayer), the tonic
+//! `IntoStatusLayer`, [`GatewayLayer`](crate::GatewayLayer)) applies to every
+//! failure that layer and the layers below it see: each request carries it down in
+//! its extensions, and each layer classifies with the rules it carries first, then
+//! with its own, then with the defaults. So the retry layer retries by the kinds your
+//! rule gives, the endpoint set judges health by them, and the answer shows them; no
+//! default further in can shadow your rule. Set it once, on the outermost layer.
+//! When no layer has rules of its own, nothing is carried: the default stack pays one
+//! extension lookup per layer.
+//!
+//! ```
+//! use tower_bad_gateway::classify::{Classifier, chain};
+//! use tower_bad_gateway::retry::{ReplayBody, RetryLayer, RetryPolicy};
+//! use tower_bad_gateway::{BadGatewayLayer, ErrorKind, GatewayError};
+//! use tower::{ServiceBuilder, ServiceExt};
+//! use std::sync::atomic::{AtomicUsize, Ordering};
+//! use std::sync::Arc;
+//! # #[tokio::main(flavor = "current_thread")] async fn main() {
+//! let calls = Arc::new(AtomicUsize::new(0));
+//! let counted = calls.clone();
+//! let refused = tower::service_fn(move |_req: http::Request<ReplayBody<http_body_util::Empty<bytes::Bytes>>>| {
+//!     counted.fetch_add(1, Ordering::SeqCst);
+//!     async { Err::<http::Response<http_body_util::Empty<bytes::Bytes>>, _>(std::io::Error::from(std::io::ErrorKind::ConnectionRefused)) }
+//! });
+//! // Here, a refused connection means the service is switched off: not retried.
+//! let switched_off = Classifier::new().rule(|err, _| {
+//!     chain(err)
+//!         .any(|e| e.downcast_ref::<std::io::Error>().is_some_and(|e| e.kind() == std::io::ErrorKind::ConnectionRefused))
+//!         .then_some(ErrorKind::DestinationUnavailable)
+//! });
+//! let svc = ServiceBuilder::new()
+//!     .layer(BadGatewayLayer::new().classifier(switched_off))
+//!     .layer(RetryLayer::new(RetryPolicy::new().no_backoff())) // no classifier of its own
+//!     .service(refused);
+//! let res = svc.oneshot(http::Request::new(http_body_util::Empty::new())).await.unwrap();
+//! assert_eq!(res.status(), 503);
+//! assert_eq!(res.extensions().get::<GatewayError>().unwrap().kind(), ErrorKind::DestinationUnavailable);
+//! assert_eq!(calls.load(Ordering::SeqCst), 1, "the retry layer used the rule too");
+//! # }
+//! ```
+//!
 //! # A known limit of HTTP/1 with hyper
 //!
 //! hyper reports an upstream that closes before sending any byte and one that closes
@@ -43,8 +88,11 @@
 //! as Envoy does ("upstream connect error or disconnect/reset before headers"); a
 //! cut-short *body* is [`ResponseIncomplete`](crate::ErrorKind::ResponseIncomplete).
 
+mod carried;
 mod default;
 mod policy;
+
+pub(crate) use self::carried::Carried;
 
 pub use self::policy::ResponsePolicy;
 
@@ -209,67 +257,6 @@ impl Classifier {
                 }
             }
         }
-    }
-}
-
-/// The classifier a request carries down the stack, in its extensions: the first
-/// layer that has a classifier of its own puts it there, so that every layer
-/// below classifies with it too, and no default further in can shadow it.
-#[derive(Clone)]
-pub(crate) struct Carried(Arc<Classifier>);
-
-impl Carried {
-    /// The classifier a layer whose own is `own` classifies this request with:
-    /// what the request carries from further out, then `own`. The request then
-    /// carries that on, for the layers below. `None`: `own` alone (nothing is
-    /// carried and `own` is the default, the common case, which costs one lookup).
-    pub(crate) fn resolve(
-        own: &Arc<Classifier>,
-        extensions: &mut http::Extensions,
-    ) -> Option<Arc<Classifier>> {
-        match extensions.get::<Carried>() {
-            None if own.is_default() => None,
-            None => {
-                extensions.insert(Carried(own.clone()));
-                Some(own.clone())
-            }
-            Some(Carried(outer)) if own.is_default() || Arc::ptr_eq(outer, own) => {
-                Some(outer.clone())
-            }
-            Some(Carried(outer)) => {
-                let both = Arc::new(outer.then(own));
-                extensions.insert(Carried(both.clone()));
-                Some(both)
-            }
-        }
-    }
-
-    /// Takes what the request carries out of `extensions`, resolved with `own`
-    /// as [`resolve`](Self::resolve) does, for a layer that puts it back on every
-    /// request it sends on (the retry layer: so a replayed request's extensions
-    /// need no copy for it).
-    pub(crate) fn take(
-        own: &Arc<Classifier>,
-        extensions: &mut http::Extensions,
-    ) -> Option<Arc<Classifier>> {
-        let resolved = Self::resolve(own, extensions);
-        if resolved.is_some() {
-            extensions.remove::<Carried>();
-        }
-        resolved
-    }
-
-    /// Puts `classifier` on a request sent on.
-    pub(crate) fn put(classifier: Option<&Arc<Classifier>>, extensions: &mut http::Extensions) {
-        if let Some(classifier) = classifier {
-            extensions.insert(Carried(classifier.clone()));
-        }
-    }
-}
-
-impl fmt::Debug for Carried {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_tuple("Carried").field(&self.0).finish()
     }
 }
 
