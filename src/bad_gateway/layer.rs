@@ -128,7 +128,9 @@ impl BadGatewayLayer {
 
     /// The same layer, classifying with `classifier` shared as it is.
     pub(crate) fn with_shared_classifier(mut self, classifier: Arc<Classifier>) -> Self {
-        self.settings().classifier = classifier;
+        let settings = self.settings();
+        settings.classifier = classifier;
+        settings.stack_shares_classifier = true;
         self
     }
 }

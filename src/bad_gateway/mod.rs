@@ -69,6 +69,9 @@ pub(crate) struct Settings {
     /// Shared with the requests that carry it down the stack (see
     /// [`Carried`](crate::classify::Carried)).
     pub(crate) classifier: Arc<Classifier>,
+    /// Every layer below holds the same classifier (a `GatewayLayer`'s stack):
+    /// requests need not carry it.
+    pub(crate) stack_shares_classifier: bool,
     pub(crate) policy: ResponsePolicy,
     pub(crate) renderer: Renderer,
     pub(crate) on_failure: Option<Arc<FailureHook>>,

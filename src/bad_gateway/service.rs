@@ -122,7 +122,11 @@ where
         let next_hop = NextHop::of(req.uri());
         let start = Deadline::start_of(req.extensions().get());
         // The layers below classify with this layer's classifier too.
-        let classifier = Carried::resolve(&settings.classifier, req.extensions_mut());
+        let classifier = Carried::resolve(
+            &settings.classifier,
+            req.extensions_mut(),
+            settings.stack_shares_classifier,
+        );
         let answering = Answering {
             settings: settings.clone(),
             info,

@@ -12,49 +12,84 @@ pub(crate) struct Carried(Arc<Classifier>);
 
 impl Carried {
     /// The classifier a layer whose own is `own` classifies this request with:
-    /// what the request carries from further out, then `own`. The request then
-    /// carries that on, for the layers below. `None`: `own` alone (nothing is
-    /// carried and `own` is the default, the common case, which costs one lookup).
-    pub(crate) fn resolve(
+    /// what the request carries from further out, then `own`. `None`: `own` alone
+    /// (nothing is carried and `own` is the default, the common case, which costs
+    /// one lookup), and whether the request carries it already.
+    fn resolved(
         own: &Arc<Classifier>,
-        extensions: &mut http::Extensions,
-    ) -> Option<Arc<Classifier>> {
+        extensions: &http::Extensions,
+    ) -> (Option<Arc<Classifier>>, bool) {
         match extensions.get::<Carried>() {
-            None if own.is_default() => None,
-            None => {
-                extensions.insert(Carried(own.clone()));
-                Some(own.clone())
-            }
+            None if own.is_default() => (None, false),
+            None => (Some(own.clone()), false),
             Some(Carried(outer)) if own.is_default() || Arc::ptr_eq(outer, own) => {
-                Some(outer.clone())
+                (Some(outer.clone()), true)
             }
-            Some(Carried(outer)) => {
-                let both = Arc::new(outer.then(own));
-                extensions.insert(Carried(both.clone()));
-                Some(both)
-            }
+            Some(Carried(outer)) => (Some(Arc::new(outer.then(own))), false),
         }
     }
 
-    /// Takes what the request carries out of `extensions`, resolved with `own`
-    /// as [`resolve`](Self::resolve) does, for a layer that puts it back on every
-    /// request it sends on (the retry layer: so a replayed request's extensions
-    /// need no copy for it).
+    /// [`read`](Self::read), and the request carries the result on for the layers
+    /// below, unless `below_hold_own` says they hold `own` already (a
+    /// [`GatewayLayer`](crate::GatewayLayer) gives every layer of its stack the same
+    /// classifier) and the result is `own`.
+    pub(crate) fn resolve(
+        own: &Arc<Classifier>,
+        extensions: &mut http::Extensions,
+        below_hold_own: bool,
+    ) -> Option<Arc<Classifier>> {
+        let (resolved, carried) = Self::resolved(own, extensions);
+        if let Some(classifier) = &resolved {
+            if !carried && Self::must_carry(classifier, own, below_hold_own) {
+                extensions.insert(Carried(classifier.clone()));
+            }
+        }
+        resolved
+    }
+
+    /// Whether the layers below must be told `classifier`.
+    pub(crate) fn must_carry(
+        classifier: &Arc<Classifier>,
+        own: &Arc<Classifier>,
+        below_hold_own: bool,
+    ) -> bool {
+        !below_hold_own || !Arc::ptr_eq(classifier, own)
+    }
+
+    /// The classifier this request is classified with by a layer whose own is
+    /// `own`, for a layer with nothing of this crate's below it to tell.
+    pub(crate) fn read(own: &Arc<Classifier>, extensions: &http::Extensions) -> Arc<Classifier> {
+        Self::resolved(own, extensions)
+            .0
+            .unwrap_or_else(|| own.clone())
+    }
+
+    /// Takes what the request carries out of `extensions`, resolved with `own`,
+    /// for a layer that puts it back on every request it sends on (the retry
+    /// layer: so a replayed request's extensions need no copy for it).
     pub(crate) fn take(
         own: &Arc<Classifier>,
         extensions: &mut http::Extensions,
     ) -> Option<Arc<Classifier>> {
-        let resolved = Self::resolve(own, extensions);
-        if resolved.is_some() {
+        let (resolved, carried) = Self::resolved(own, extensions);
+        if carried {
             extensions.remove::<Carried>();
         }
         resolved
     }
 
-    /// Puts `classifier` on a request sent on.
-    pub(crate) fn put(classifier: Option<&Arc<Classifier>>, extensions: &mut http::Extensions) {
+    /// Puts `classifier` on a request sent on, unless the layers below hold it
+    /// already (see [`resolve`](Self::resolve)).
+    pub(crate) fn put(
+        classifier: Option<&Arc<Classifier>>,
+        own: &Arc<Classifier>,
+        below_hold_own: bool,
+        extensions: &mut http::Extensions,
+    ) {
         if let Some(classifier) = classifier {
-            extensions.insert(Carried(classifier.clone()));
+            if Self::must_carry(classifier, own, below_hold_own) {
+                extensions.insert(Carried(classifier.clone()));
+            }
         }
     }
 }

@@ -281,7 +281,14 @@ impl<S, B> Retrying<S, B> {
         if !self.tried.is_empty() {
             extensions.insert(self.tried);
         }
-        Carried::put(self.classifier.as_ref(), extensions);
+        let policy = &self.policy;
+        let below_hold_own = policy.stack_shares_classifier;
+        Carried::put(
+            self.classifier.as_ref(),
+            &policy.classifier,
+            below_hold_own,
+            extensions,
+        );
         Poll::Ready(Ok(self.service.call(req)))
     }
 

@@ -66,6 +66,9 @@ pub struct RetryPolicy {
     pub(super) budget: Option<RetryBudget>,
     pub(crate) max_replay_body: u64,
     pub(crate) classifier: Arc<Classifier>,
+    /// Every layer below holds the same classifier (a `GatewayLayer`'s stack):
+    /// requests need not carry it.
+    pub(crate) stack_shares_classifier: bool,
 }
 
 impl Default for RetryPolicy {
@@ -90,6 +93,7 @@ impl RetryPolicy {
             budget: Some(RetryBudget::default()),
             max_replay_body: 64 * 1024,
             classifier: Arc::default(),
+            stack_shares_classifier: false,
         }
     }
 
@@ -235,6 +239,7 @@ impl RetryPolicy {
     /// The same policy, classifying with `classifier` shared as it is.
     pub(crate) fn shared_classifier(mut self, classifier: Arc<Classifier>) -> Self {
         self.classifier = classifier;
+        self.stack_shares_classifier = true;
         self
     }
 

@@ -115,7 +115,13 @@ where
             Replay::Taken(NextHop::of(&parts.uri))
         };
         let mut first = Request::from_parts(parts, body.next_attempt());
-        Carried::put(classifier.as_ref(), first.extensions_mut());
+        let below_hold_own = policy.stack_shares_classifier;
+        Carried::put(
+            classifier.as_ref(),
+            &policy.classifier,
+            below_hold_own,
+            first.extensions_mut(),
+        );
         // The ready service makes the first call; a clone, polled ready when its
         // turn comes, makes any retry.
         let service = self.inner.clone();

@@ -73,7 +73,7 @@ where
 
     fn call(&mut self, mut req: Request<ReqBody>) -> Self::Future {
         // The layers below (a retry layer, an endpoint set) classify with it too.
-        let classifier = Carried::resolve(&self.classifier, req.extensions_mut())
+        let classifier = Carried::resolve(&self.classifier, req.extensions_mut(), false)
             .unwrap_or_else(|| self.classifier.clone());
         let cx = Context {
             classifier,

@@ -130,8 +130,7 @@ where
                 let uri = std::mem::take(req.uri_mut());
                 *req.uri_mut() = pick.endpoint().rewrite(uri);
                 // Judged by the classifier the request carries, with this layer's.
-                let classifier = Carried::resolve(&self.steering.classifier, req.extensions_mut())
-                    .unwrap_or_else(|| self.steering.classifier.clone());
+                let classifier = Carried::read(&self.steering.classifier, req.extensions());
                 ResponseFuture::picked(self.inner.call(req), pick, classifier)
             }
             Err(unavailable) => ResponseFuture::unavailable(unavailable),
