@@ -26,8 +26,8 @@ use std::hint::black_box;
 use std::time::Duration;
 use tower::{Layer, Service};
 use tower_bad_gateway::retry::{ReplayBody, RetryPolicy};
-use tower_bad_gateway::timeout::UploadBody;
 use tower_bad_gateway::upstreams::Upstreams;
+use tower_bad_gateway::write_timeout::UploadBody;
 use tower_bad_gateway::{BadGatewayLayer, GatewayLayer};
 
 fn run<S, B>(mut svc: S, n: usize)

@@ -1,7 +1,7 @@
 use super::{BadGatewayLayer, Config, NextHop, ResponseBody, ResponseFuture};
+use crate::deadline::Deadline;
 use crate::error::BoxError;
 use crate::render::RequestInfo;
-use crate::timeout::Deadline;
 use http::{Request, Response};
 use http_body::Body;
 use std::convert::Infallible;

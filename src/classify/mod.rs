@@ -4,7 +4,7 @@
 //! to the types it knows, most specific first:
 //!
 //! 1. a [`GatewayError`] already made by an inner layer, kept as it is;
-//! 2. this crate's own [timeout errors](crate::timeout::error), then `tower` timeouts (`Elapsed`) and load shedding (`Overloaded`), `tokio` timeouts;
+//! 2. this crate's own [timeout errors](crate::error::HeadTimeout), then `tower` timeouts (`Elapsed`) and load shedding (`Overloaded`), `tokio` timeouts;
 //! 3. with the `tonic` feature, tonic's `ConnectError` and `TimeoutExpired`;
 //! 4. with the `reqwest` feature, reqwest's own predicates (`is_connect`, `is_timeout`,
 //!    `is_body`, `is_decode`, `is_builder`, `is_upgrade`);

@@ -1,5 +1,7 @@
 //! What went wrong: [`GatewayError`], its [`ErrorKind`], the [`Phase`] it happened in
-//! and whether the request was sent ([`RequestSent`]).
+//! and whether the request was sent ([`RequestSent`]); and the typed errors the
+//! timeout layers raise ([`HeadTimeout`], [`BodyTimeout`], [`DeadlineExceeded`],
+//! [`WriteTimeoutError`]), which the classifier recognises.
 //!
 //! A `GatewayError` is what [`BadGateway`](crate::BadGateway) makes of every failure of
 //! the upstream call. It is cheap to clone (the original error sits behind an `Arc`),
@@ -23,6 +25,7 @@ mod kind;
 mod next_hop;
 mod phase;
 mod sets;
+mod timeout;
 
 pub use self::attempts::{Attempts, RetryDenied};
 pub use self::grpc_code::GrpcCode;
@@ -30,6 +33,9 @@ pub use self::kind::{ErrorKind, RetryDefault};
 pub(crate) use self::next_hop::{NextHop, stamp};
 pub use self::phase::{Phase, RequestSent};
 pub(crate) use self::sets::{CodeSet, KindSet};
+pub use self::timeout::{
+    BodyTimeout, BodyTimeoutKind, DeadlineExceeded, HeadTimeout, WriteTimeoutError,
+};
 
 use http::StatusCode;
 use http::uri::Authority;

@@ -1,10 +1,12 @@
 use super::Gateway;
 use crate::bad_gateway::BadGatewayLayer;
 use crate::classify::Classifier;
+use crate::deadline::SetDeadlineLayer;
 use crate::error::ErrorKind;
 use crate::retry::{RetryLayer, RetryPolicy};
-use crate::timeout::{SetDeadlineLayer, TimeoutLayer, WriteTimeoutLayer};
+use crate::timeout::TimeoutLayer;
 use crate::upstreams::{EndpointSet, UpstreamsLayer};
+use crate::write_timeout::WriteTimeoutLayer;
 use std::time::Duration;
 use tower_layer::Layer;
 

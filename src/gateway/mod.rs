@@ -81,9 +81,11 @@ mod tests;
 pub use self::layer::GatewayLayer;
 
 use crate::bad_gateway::BadGateway;
+use crate::deadline::SetDeadline;
 use crate::retry::Retry;
-use crate::timeout::{SetDeadline, Timeout, WriteTimeout};
+use crate::timeout::Timeout;
 use crate::upstreams::Upstreams;
+use crate::write_timeout::WriteTimeout;
 
 /// The service [`GatewayLayer`] builds around a client `S`.
 ///

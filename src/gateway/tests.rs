@@ -11,7 +11,7 @@ use crate::classify::Classifier;
 use crate::error::{Attempts, BoxError, ErrorKind, GatewayError};
 use crate::render::Renderer;
 use crate::retry::{ReplayBody, RetryPolicy};
-use crate::timeout::UploadBody;
+use crate::write_timeout::UploadBody;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty, Full};

@@ -1,8 +1,8 @@
 use super::ReplayBody;
 use super::decide::{Attempt, Decision};
 use super::policy::RetryPolicy;
+use crate::deadline::Deadline;
 use crate::error::{Attempts, BoxError, GatewayError, NextHop, Phase, stamp};
-use crate::timeout::Deadline;
 use crate::upstreams::{AnsweredBy, Tried, key_of};
 use http::request::Parts;
 use http::{Request, Response};

@@ -1,7 +1,7 @@
 use super::future::{Exchange, Replay};
 use super::{ReplayBody, ResponseFuture, RetryLayer, RetryPolicy};
+use crate::deadline::Deadline;
 use crate::error::{BoxError, GatewayError, NextHop, Phase};
-use crate::timeout::Deadline;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;

@@ -1,5 +1,6 @@
 use super::future::HeadLimit;
-use super::{Deadline, ResponseFuture, TimeoutBody, TimeoutLayer};
+use super::{ResponseFuture, TimeoutBody, TimeoutLayer};
+use crate::deadline::Deadline;
 use crate::error::BoxError;
 use crate::grpc;
 use http::{Request, Response};
