@@ -23,9 +23,11 @@
 //!   stalled first attempt would use up all the time and leave none to retry.
 //! - **The endpoint set sits below Retry** so that every attempt picks its own
 //!   endpoint (a retry goes elsewhere) and each attempt's outcome counts for the
-//!   endpoint it went to; above the timeouts, so that a timed-out attempt counts
-//!   against its endpoint. Without an [`upstreams`](GatewayLayer::upstreams) set it
-//!   passes requests through.
+//!   endpoint it went to; above the timeouts, so that it sees each timeout as its
+//!   attempt's error and counts it against the endpoint, with nothing added to the
+//!   request (below them, a timed-out attempt counts too; see
+//!   [`upstreams`](crate::upstreams)). Without an
+//!   [`upstreams`](GatewayLayer::upstreams) set it passes requests through.
 //! - **The timeouts sit right on the client** so that they measure what an attempt
 //!   really takes, connecting included, and wrap the bodies directly.
 //!

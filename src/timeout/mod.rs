@@ -22,6 +22,16 @@
 //! The same holds in both styles, hand-composed or [`GatewayLayer`](crate::GatewayLayer):
 //! retrying what timed out multiplies the load on an upstream that is already slow.
 //!
+//! # With an endpoint set
+//!
+//! Below an [`UpstreamsLayer`](crate::upstreams::UpstreamsLayer) (Retry → Upstreams
+//! → Timeout → client, as [`GatewayLayer`](crate::GatewayLayer) builds it), each
+//! timeout reaches the `Upstreams` as its attempt's error and counts against the
+//! endpoint. Above it, the other way round, it counts too: the `Timeout` leaves in
+//! the request's extensions when its wait for the head ends, and the `Upstreams`
+//! counts the attempt it sees dropped then as timed out, while one dropped before
+//! (its caller left) counts for nothing. See [`upstreams`](crate::upstreams).
+//!
 //! Its neighbours: the request's [`Deadline`], set by
 //! [`SetDeadlineLayer`] in
 //! [`deadline`](crate::deadline) and enforced by this layer and the retry layer,
@@ -56,6 +66,7 @@ mod layer;
 mod service;
 
 pub use self::body::TimeoutBody;
+pub(crate) use self::future::HeadDeadline;
 pub use self::future::ResponseFuture;
 pub use self::layer::TimeoutLayer;
 pub use self::service::Timeout;

@@ -34,7 +34,24 @@ impl UpstreamsLayer {
     /// [`GatewayLayer`](crate::GatewayLayer) without an endpoint set).
     pub(crate) fn from_parts(set: Option<EndpointSet>, classifier: Classifier) -> Self {
         Self {
-            config: Arc::new(Config { set, classifier }),
+            config: Arc::new(Config {
+                set,
+                classifier,
+                timeout_below: false,
+            }),
+        }
+    }
+
+    /// For a layer placed right above a [`Timeout`](crate::timeout::Timeout), as
+    /// [`GatewayLayer`](crate::GatewayLayer) places it: the timeouts come up as
+    /// errors, so it looks for no [`HeadDeadline`](crate::timeout::HeadDeadline).
+    pub(crate) fn above_timeout(self) -> Self {
+        Self {
+            config: Arc::new(Config {
+                set: self.config.set.clone(),
+                classifier: self.config.classifier.clone(),
+                timeout_below: true,
+            }),
         }
     }
 }

@@ -2,6 +2,7 @@ use super::pick::{Pick, Unavailable};
 use super::{EndpointSet, ResponseFuture, Tried, UpstreamsLayer};
 use crate::classify::Classifier;
 use crate::error::BoxError;
+use crate::timeout::HeadDeadline;
 use http::{Request, Response};
 use std::fmt;
 use std::sync::Arc;
@@ -46,6 +47,10 @@ pub struct Upstreams<S> {
 pub(crate) struct Config {
     pub(super) set: Option<EndpointSet>,
     pub(super) classifier: Classifier,
+    /// Built right above a [`Timeout`](crate::timeout::Timeout) (by
+    /// [`GatewayLayer`](crate::GatewayLayer)), whose timeouts it sees as errors:
+    /// no [`HeadDeadline`] to look for.
+    pub(super) timeout_below: bool,
 }
 
 impl<S> Upstreams<S> {
@@ -128,7 +133,14 @@ where
             Ok(pick) => {
                 let uri = std::mem::take(req.uri_mut());
                 *req.uri_mut() = pick.endpoint().rewrite(uri);
-                ResponseFuture::picked(self.inner.call(req), pick, self.config.clone())
+                // A `Timeout` above says when its wait ends, so that the attempt it
+                // drops then counts as timed out.
+                let head = if self.config.timeout_below {
+                    None
+                } else {
+                    req.extensions().get::<HeadDeadline>().copied()
+                };
+                ResponseFuture::picked(self.inner.call(req), pick, self.config.clone(), head)
             }
             Err(unavailable) => ResponseFuture::unavailable(unavailable),
         }

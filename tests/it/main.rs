@@ -19,6 +19,7 @@ mod load_under_faults;
 mod observability;
 mod retry;
 mod reverse_proxy;
+mod timed_out_attempts;
 mod timeouts;
 mod tower_http;
 mod upstreams;
