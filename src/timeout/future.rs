@@ -38,54 +38,12 @@ pin_project! {
 }
 
 /// What ends the wait for the head: the attempt timeout, or the deadline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy)]
 pub(super) enum HeadLimit {
     /// No timer runs.
     Unlimited,
     Attempt(Duration),
     Deadline,
-}
-
-/// When an attempt's wait for its head ends, and what ends it: put in the
-/// request's extensions by a [`Timeout`](super::Timeout), for an
-/// [`Upstreams`](crate::upstreams::Upstreams) below it.
-///
-/// A `Timeout` above the `Upstreams` ends a silent attempt by dropping the
-/// `Upstreams` future, and a dropped attempt says nothing about its endpoint (its
-/// caller left, or a hedge lost). With this the `Upstreams` future tells the two
-/// apart: dropped unanswered at or after [`at`](Self::expired), the attempt timed
-/// out, and counts as the error the `Timeout` raised; dropped before, it was
-/// cancelled, and counts for nothing.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) struct HeadDeadline {
-    at: Instant,
-    limit: HeadLimit,
-}
-
-impl HeadDeadline {
-    /// The error the `Timeout` raised (or raises now), if the wait ended by `now`.
-    pub(crate) fn expired(self, now: Instant) -> Option<BoxError> {
-        (now >= self.at).then(|| head_error(self.limit))
-    }
-}
-
-/// The error a wait for the head that `limit` ended gives.
-fn head_error(limit: HeadLimit) -> BoxError {
-    match limit {
-        HeadLimit::Attempt(after) => HeadTimeout { after }.into(),
-        HeadLimit::Deadline | HeadLimit::Unlimited => DeadlineExceeded.into(),
-    }
-}
-
-/// Marks `extensions` with the head deadline `at`, unless an earlier one (a
-/// `Timeout` further up) is already there.
-pub(super) fn mark(extensions: &mut http::Extensions, at: Instant, limit: HeadLimit) {
-    if extensions
-        .get::<HeadDeadline>()
-        .is_none_or(|outer| at < outer.at)
-    {
-        extensions.insert(HeadDeadline { at, limit });
-    }
 }
 
 impl<F> std::fmt::Debug for ResponseFuture<F> {
@@ -139,11 +97,15 @@ where
         }
         if let Some(sleep) = this.sleep.as_pin_mut() {
             if sleep.poll(cx).is_ready() {
-                #[cfg(feature = "metrics")]
-                if !matches!(*this.head, HeadLimit::Attempt(_)) {
-                    crate::metrics::deadline_exceeded("await_head");
-                }
-                return Poll::Ready(Err(head_error(*this.head)));
+                let err: BoxError = match *this.head {
+                    HeadLimit::Attempt(after) => HeadTimeout { after }.into(),
+                    HeadLimit::Deadline | HeadLimit::Unlimited => {
+                        #[cfg(feature = "metrics")]
+                        crate::metrics::deadline_exceeded("await_head");
+                        DeadlineExceeded.into()
+                    }
+                };
+                return Poll::Ready(Err(err));
             }
         }
         Poll::Pending

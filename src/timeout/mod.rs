@@ -66,9 +66,9 @@ mod layer;
 mod service;
 
 pub use self::body::TimeoutBody;
-pub(crate) use self::future::HeadDeadline;
 pub use self::future::ResponseFuture;
 pub use self::layer::TimeoutLayer;
+pub(crate) use self::service::HeadDeadline;
 pub use self::service::Timeout;
 
 // The old paths of what moved out (see the CHANGELOG), kept working.

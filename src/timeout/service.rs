@@ -1,4 +1,4 @@
-use super::future::{self, HeadLimit};
+use super::future::HeadLimit;
 use super::{ResponseFuture, TimeoutBody, TimeoutLayer};
 use crate::deadline::Deadline;
 use crate::error::BoxError;
@@ -88,8 +88,8 @@ where
             }
             // An `Upstreams` below learns when this wait ends, so that the attempt
             // it sees dropped then counts as timed out, not as cancelled.
-            if let Some((at, limit)) = head.filter(|_| !upstreams_above) {
-                future::mark(req.extensions_mut(), at, limit);
+            if let Some((at, _)) = head.filter(|_| !upstreams_above) {
+                HeadDeadline::mark(req.extensions_mut(), at);
             }
             head
         };
@@ -97,10 +97,41 @@ where
     }
 }
 
+/// When an attempt's wait for its head ends: put in the request's extensions by a
+/// [`Timeout`], for an [`Upstreams`](crate::upstreams::Upstreams) below it.
+///
+/// A `Timeout` above the `Upstreams` ends a silent attempt by dropping the
+/// `Upstreams` future, and a dropped attempt says nothing about its endpoint (its
+/// caller left, or a hedge lost). With this the `Upstreams` tells the two apart:
+/// dropped unanswered at or after [`at`](Self::at), the attempt timed out;
+/// dropped before, it was cancelled.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct HeadDeadline(Instant);
+
+impl HeadDeadline {
+    /// The instant the wait ends: the attempt timeout's end, or the request's
+    /// deadline, whichever comes first.
+    pub(crate) fn at(self) -> Instant {
+        self.0
+    }
+
+    #[cfg(test)]
+    pub(crate) fn new(at: Instant) -> Self {
+        Self(at)
+    }
+
+    /// Marks `extensions` with `at`, unless an earlier mark (of a `Timeout`
+    /// further up) is already there.
+    fn mark(extensions: &mut http::Extensions, at: Instant) {
+        if extensions.get::<Self>().is_none_or(|outer| at < outer.0) {
+            extensions.insert(Self(at));
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::timeout::HeadDeadline;
     use std::time::Duration;
     use tower::ServiceExt;
 
@@ -132,17 +163,14 @@ mod tests {
             .await
             .unwrap();
         let now = Instant::now();
-        assert!(mark.expired(now + Duration::from_millis(9_999)).is_none());
-        let err = mark.expired(now + Duration::from_secs(10)).unwrap();
-        assert!(err.is::<crate::error::HeadTimeout>());
+        assert_eq!(mark.at(), now + Duration::from_secs(10));
 
-        // A sooner deadline ends it first, with the deadline's error.
+        // A sooner deadline ends it first.
         let mut req = Request::new(());
         req.extensions_mut()
             .insert(Deadline::after(Duration::from_secs(1)));
         let mark = mark_of(Timeout::new(echo_mark(), ten), req).await.unwrap();
-        let err = mark.expired(now + Duration::from_secs(1)).unwrap();
-        assert!(err.is::<crate::error::DeadlineExceeded>());
+        assert_eq!(mark.at(), now + Duration::from_secs(1));
 
         // Below a Timeout whose wait ends sooner, the sooner mark stays.
         let two = TimeoutLayer::new().attempt_timeout(Duration::from_secs(2));
@@ -150,7 +178,7 @@ mod tests {
         let mark = mark_of(Timeout::new(inner, two), Request::new(()))
             .await
             .unwrap();
-        assert!(mark.expired(now + Duration::from_secs(2)).is_some());
+        assert_eq!(mark.at(), now + Duration::from_secs(2));
     }
 
     #[tokio::test]

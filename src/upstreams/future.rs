@@ -4,7 +4,6 @@ use super::service::Config;
 use super::{AnsweredBy, NoHealthyEndpoint};
 use crate::error::{BoxError, ErrorKind, GatewayError, Phase};
 use crate::grpc;
-use crate::timeout::HeadDeadline;
 use http::Response;
 use pin_project_lite::pin_project;
 use std::fmt;
@@ -12,7 +11,6 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 use std::task::{Context, Poll, ready};
-use tokio::time::Instant;
 
 pin_project! {
     /// Response future of [`Upstreams`](super::Upstreams).
@@ -34,18 +32,6 @@ pin_project! {
         #[pin]
         kind: Kind<F>,
     }
-
-    impl<F> PinnedDrop for ResponseFuture<F> {
-        fn drop(this: Pin<&mut Self>) {
-            // Dropped unanswered: cancelled, which counts for nothing, unless a
-            // `Timeout` above dropped it at the end of its wait.
-            if let KindProj::Picked { pick, config, head, .. } = this.project().kind.project() {
-                if let Some(err) = head.take().and_then(|h| h.expired(Instant::now())) {
-                    judge(pick, config, err);
-                }
-            }
-        }
-    }
 }
 
 pin_project! {
@@ -60,8 +46,6 @@ pin_project! {
             future: F,
             pick: Pick,
             config: Arc<Config>,
-            // Until the verdict: when a `Timeout` above ends the wait for the head.
-            head: Option<HeadDeadline>,
         },
         Unavailable {
             unavailable: Unavailable,
@@ -76,18 +60,12 @@ impl<F> ResponseFuture<F> {
         }
     }
 
-    pub(super) fn picked(
-        future: F,
-        pick: Pick,
-        config: Arc<Config>,
-        head: Option<HeadDeadline>,
-    ) -> Self {
+    pub(super) fn picked(future: F, pick: Pick, config: Arc<Config>) -> Self {
         Self {
             kind: Kind::Picked {
                 future,
                 pick,
                 config,
-                head,
             },
         }
     }
@@ -97,22 +75,6 @@ impl<F> ResponseFuture<F> {
             kind: Kind::Unavailable { unavailable },
         }
     }
-}
-
-/// Classifies a failed attempt, naming its endpoint, and records for the endpoint
-/// whether it counts against it.
-fn judge(pick: &mut Pick, config: &Config, error: BoxError) -> GatewayError {
-    let err = config
-        .classifier
-        .classify_owned(error, Phase::AwaitHead)
-        .with_next_hop(pick.endpoint().authority().clone());
-    let counts = pick.policy().counts_error(&err);
-    pick.record(if counts {
-        Outcome::Failure
-    } else {
-        Outcome::Neutral
-    });
-    err
 }
 
 impl<F> fmt::Debug for ResponseFuture<F> {
@@ -141,10 +103,8 @@ where
                 future,
                 pick,
                 config,
-                head,
             } => match ready!(future.poll(cx)) {
                 Ok(mut res) => {
-                    *head = None;
                     let status = res.status();
                     let counts = pick.policy().counts_answer(status, res.headers());
                     pick.record(if counts {
@@ -160,8 +120,17 @@ where
                     Poll::Ready(Ok(res))
                 }
                 Err(error) => {
-                    *head = None;
-                    Poll::Ready(Err(Box::new(judge(pick, config, error.into()))))
+                    let err = config
+                        .classifier
+                        .classify_owned(error.into(), Phase::AwaitHead)
+                        .with_next_hop(pick.endpoint().authority().clone());
+                    let counts = pick.policy().counts_error(&err);
+                    pick.record(if counts {
+                        Outcome::Failure
+                    } else {
+                        Outcome::Neutral
+                    });
+                    Poll::Ready(Err(Box::new(err)))
                 }
             },
             KindProj::Unavailable { unavailable } => {

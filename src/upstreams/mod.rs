@@ -103,10 +103,10 @@
 //! by dropping the `Upstreams` future, and a dropped attempt by itself counts for
 //! nothing (its caller left, or a hedge lost); so the `Timeout` also leaves in the
 //! request when its wait for the head ends, and an attempt dropped unanswered then
-//! counts as the error the `Timeout` raised (a
-//! [`ResponseHeaderTimeout`](crate::ErrorKind::ResponseHeaderTimeout), as the
-//! [`HealthPolicy`] judges it); one dropped before still counts for nothing. That
-//! costs a request extension per attempt, which the order above does not. Only this
+//! counts as a [`ResponseHeaderTimeout`](crate::ErrorKind::ResponseHeaderTimeout)
+//! (the kind the `Timeout`'s error is classified as), if the [`HealthPolicy`]
+//! counts that kind; one dropped before still counts for nothing. That costs a
+//! request extension per attempt, which the order above does not. Only this
 //! crate's `TimeoutLayer` does it: below `tower::timeout` or tower-http's timeout,
 //! a timed-out attempt looks cancelled and does not count.
 

@@ -130,17 +130,17 @@ where
             None => set.pick(tried, crate::random::next_u64()),
         };
         match pick {
-            Ok(pick) => {
+            Ok(mut pick) => {
                 let uri = std::mem::take(req.uri_mut());
                 *req.uri_mut() = pick.endpoint().rewrite(uri);
                 // A `Timeout` above says when its wait ends, so that the attempt it
                 // drops then counts as timed out.
-                let head = if self.config.timeout_below {
-                    None
-                } else {
-                    req.extensions().get::<HeadDeadline>().copied()
-                };
-                ResponseFuture::picked(self.inner.call(req), pick, self.config.clone(), head)
+                if !self.config.timeout_below {
+                    if let Some(head) = req.extensions().get::<HeadDeadline>() {
+                        pick.watch(*head);
+                    }
+                }
+                ResponseFuture::picked(self.inner.call(req), pick, self.config.clone())
             }
             Err(unavailable) => ResponseFuture::unavailable(unavailable),
         }
