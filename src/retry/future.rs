@@ -255,7 +255,7 @@ where
                     let last = *this.attempts + 1 >= this.policy.max_attempts;
                     let Some(parts) = this.replay.next(last) else {
                         // Unreachable: `replayable` above requires the parts.
-                        let err = GatewayError::new(crate::ErrorKind::Unclassified);
+                        let err = GatewayError::new(crate::error::ErrorKind::Unclassified);
                         let err = stamp(err, *this.start, this.replay.next_hop().as_ref());
                         return Poll::Ready(Err(err.with_attempts(*this.attempts)));
                     };
@@ -294,9 +294,9 @@ fn failure(
 
 /// A retry denied: counted when the budget refused it (feature `metrics`).
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
-fn note_denied(reason: Option<crate::RetryDenied>) {
+fn note_denied(reason: Option<crate::error::RetryDenied>) {
     #[cfg(feature = "metrics")]
-    if reason == Some(crate::RetryDenied::BudgetExhausted) {
+    if reason == Some(crate::error::RetryDenied::BudgetExhausted) {
         crate::metrics::retry_budget_exhausted();
     }
 }

@@ -1,6 +1,6 @@
 use super::health::Outcome;
+use super::layer::Config;
 use super::pick::{Pick, Unavailable};
-use super::service::Config;
 use super::{AnsweredBy, NoHealthyEndpoint};
 use crate::error::{BoxError, ErrorKind, GatewayError, Phase};
 use crate::grpc;

@@ -1,8 +1,18 @@
-use super::service::Config;
 use super::{EndpointSet, Upstreams};
 use crate::classify::Classifier;
 use std::sync::Arc;
 use tower_layer::Layer;
+
+/// What every [`Upstreams`] one layer makes shares.
+#[derive(Debug)]
+pub(super) struct Config {
+    pub(super) set: Option<EndpointSet>,
+    pub(super) classifier: Classifier,
+    /// Built right above a [`Timeout`](crate::timeout::Timeout) (by
+    /// [`GatewayLayer`](crate::GatewayLayer)), whose timeouts it sees as errors:
+    /// no [`HeadDeadline`](crate::timeout::HeadDeadline) to look for.
+    pub(super) timeout_below: bool,
+}
 
 /// Applies [`Upstreams`]: every attempt goes to an endpoint of an
 /// [`EndpointSet`]. See the [module docs](super).

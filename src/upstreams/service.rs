@@ -1,6 +1,6 @@
+use super::layer::Config;
 use super::pick::{Pick, Unavailable};
 use super::{EndpointSet, ResponseFuture, Tried, UpstreamsLayer};
-use crate::classify::Classifier;
 use crate::error::BoxError;
 use crate::timeout::HeadDeadline;
 use http::{Request, Response};
@@ -41,16 +41,6 @@ pub struct Upstreams<S> {
     config: Arc<Config>,
     /// The pick `poll_ready` made, for the next `call`.
     reserved: Option<Result<Pick, Unavailable>>,
-}
-
-#[derive(Debug)]
-pub(crate) struct Config {
-    pub(super) set: Option<EndpointSet>,
-    pub(super) classifier: Classifier,
-    /// Built right above a [`Timeout`](crate::timeout::Timeout) (by
-    /// [`GatewayLayer`](crate::GatewayLayer)), whose timeouts it sees as errors:
-    /// no [`HeadDeadline`] to look for.
-    pub(super) timeout_below: bool,
 }
 
 impl<S> Upstreams<S> {
