@@ -13,7 +13,9 @@
 //! counting `metrics` recorder installed); for endpoint sets (`benches/upstreams.rs`):
 //! `upstreams_3` and `upstreams_10000` (`Upstreams` over the bare service, a set of
 //! 3 or 10,000 endpoints), `gateway_default` and `gateway_set_of_3`
-//! (`GatewayLayer::new()` without and with a set of 3). Building a set is in both
+//! (`GatewayLayer::new()` without and with a set of 3), `upstreams_timeout_3` and
+//! `timeout_upstreams_3` (a set of 3 and a 10 s `TimeoutLayer` composed by hand,
+//! Upstreams above Timeout and the other way round). Building a set is in both
 //! runs, so the subtraction removes it. Under `cargo bench` it runs each once.
 mod common;
 
@@ -26,8 +28,9 @@ use std::hint::black_box;
 use std::time::Duration;
 use tower::{Layer, Service};
 use tower_bad_gateway::retry::{ReplayBody, RetryPolicy};
-use tower_bad_gateway::timeout::UploadBody;
+use tower_bad_gateway::timeout::TimeoutLayer;
 use tower_bad_gateway::upstreams::Upstreams;
+use tower_bad_gateway::write_timeout::UploadBody;
 use tower_bad_gateway::{BadGatewayLayer, GatewayLayer};
 
 fn run<S, B>(mut svc: S, n: usize)
@@ -62,6 +65,8 @@ fn main() {
                 "upstreams_10000",
                 "gateway_default",
                 "gateway_set_of_3",
+                "upstreams_timeout_3",
+                "timeout_upstreams_3",
             ],
             1,
         ),
@@ -123,6 +128,24 @@ fn main() {
             ),
             "gateway_default" => run(GatewayLayer::new().layer(client()), n),
             "gateway_set_of_3" => run(GatewayLayer::new().upstreams(set_of(3)).layer(client()), n),
+            "upstreams_timeout_3" => run(
+                Upstreams::new(
+                    TimeoutLayer::new()
+                        .attempt_timeout(Duration::from_secs(10))
+                        .layer(tower::service_fn(upstream::<Full<Bytes>>)),
+                    set_of(3),
+                ),
+                n,
+            ),
+            "timeout_upstreams_3" => run(
+                TimeoutLayer::new()
+                    .attempt_timeout(Duration::from_secs(10))
+                    .layer(Upstreams::new(
+                        tower::service_fn(upstream::<Full<Bytes>>),
+                        set_of(3),
+                    )),
+                n,
+            ),
             other => panic!("unknown stack {other}"),
         }
     }

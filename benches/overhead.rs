@@ -22,7 +22,7 @@ use std::time::Duration;
 use tower::{BoxError, Layer, ServiceBuilder};
 use tower_bad_gateway::render::{Renderer, RequestInfo};
 use tower_bad_gateway::retry::{ReplayBody, RetryPolicy};
-use tower_bad_gateway::timeout::UploadBody;
+use tower_bad_gateway::write_timeout::UploadBody;
 use tower_bad_gateway::{BadGatewayLayer, GatewayLayer};
 
 #[global_allocator]

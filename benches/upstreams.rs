@@ -41,8 +41,8 @@ use std::time::{Duration, Instant};
 use tower::{Layer, Service};
 use tower_bad_gateway::GatewayLayer;
 use tower_bad_gateway::retry::ReplayBody;
-use tower_bad_gateway::timeout::UploadBody;
 use tower_bad_gateway::upstreams::Upstreams;
+use tower_bad_gateway::write_timeout::UploadBody;
 
 #[global_allocator]
 static GLOBAL: common::CountingAlloc = common::CountingAlloc;

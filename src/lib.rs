@@ -38,14 +38,20 @@
 //!
 //! - [`error`]: what went wrong. [`GatewayError`], and [`ErrorKind`]: the RFC 9209
 //!   taxonomy, one table holding every kind's token, statuses, gRPC code, phase
-//!   and retry default. It uses nothing else of the crate.
+//!   and retry default; and the typed errors the timeout layers raise
+//!   ([`HeadTimeout`](error::HeadTimeout) and the rest). It uses nothing else of
+//!   the crate.
 //! - `metrics` (feature): the counters and histograms, through the `metrics` facade,
 //!   named as OpenTelemetry names them.
-//! - [`timeout`]: the typed timeout errors, the request's [`Deadline`](timeout::Deadline)
-//!   (when the exchange began and must end), and the timeout layers.
 //! - [`classify`]: the [`Classifier`] (error chain → `GatewayError`) and the
 //!   [`ResponsePolicy`] (which upstream answers count as failures).
 //! - [`render`]: the [`Renderer`](render::Renderer) (`GatewayError` → response).
+//! - [`deadline`]: the request's [`Deadline`](deadline::Deadline) (when the exchange
+//!   began and must end) and [`SetDeadlineLayer`](deadline::SetDeadlineLayer).
+//! - [`write_timeout`]: [`WriteTimeoutLayer`](write_timeout::WriteTimeoutLayer), an
+//!   upstream that stops taking the request body.
+//! - [`timeout`]: [`TimeoutLayer`](timeout::TimeoutLayer), the per-attempt head
+//!   timeout and the response body timeouts.
 //! - [`upstreams`]: an [`EndpointSet`](upstreams::EndpointSet) of replicas and
 //!   [`UpstreamsLayer`](upstreams::UpstreamsLayer): an endpoint per attempt,
 //!   passive health, ejection and probing (the circuit breaker).
@@ -114,6 +120,7 @@
 mod axum;
 pub mod bad_gateway;
 pub mod classify;
+pub mod deadline;
 pub mod error;
 pub mod gateway;
 mod grpc;
@@ -139,6 +146,7 @@ pub mod timeout;
 #[cfg_attr(docsrs, doc(cfg(feature = "tonic")))]
 pub mod tonic;
 pub mod upstreams;
+pub mod write_timeout;
 
 pub use self::bad_gateway::{BadGateway, BadGatewayLayer};
 pub use self::classify::{Classifier, ResponsePolicy};
@@ -151,7 +159,7 @@ pub use self::outcome::{Outcome, Outcomes};
 
 /// The request body the client under a [`GatewayLayer`] receives: the caller's body
 /// `B`, replayable for retries ([`ReplayBody`](retry::ReplayBody)) and watched for
-/// stalled uploads ([`UploadBody`](timeout::UploadBody)).
+/// stalled uploads ([`UploadBody`](write_timeout::UploadBody)).
 ///
 /// Build the client for it; for a hyper-util client behind axum:
 ///
@@ -171,7 +179,7 @@ pub use self::outcome::{Outcome, Outcomes};
 /// A client that takes one body type only (a tonic `Channel` takes
 /// `tonic::body::Body`) gets it by a `map_request` between the layers and the
 /// client; see the [`retry`] module.
-pub type UpstreamBody<B> = timeout::UploadBody<retry::ReplayBody<B>>;
+pub type UpstreamBody<B> = write_timeout::UploadBody<retry::ReplayBody<B>>;
 
 // The README's code is compiled and checked with the doc tests.
 #[cfg(doctest)]

@@ -12,7 +12,7 @@
 //! | `tower_bad_gateway.failures` | counter | `error.type`, `phase` | each failure reported (the failure event), before the head or mid-body |
 //! | `tower_bad_gateway.retries` | counter | `error.type` | each retry a [`RetryLayer`](crate::retry::RetryLayer) makes: one resend in OpenTelemetry's `http.request.resend_count` sense (an exchange of *n* attempts adds *n* − 1) |
 //! | `tower_bad_gateway.retry_budget_exhausted` | counter | — | each retry the [budget](crate::retry::RetryBudget) refused |
-//! | `tower_bad_gateway.deadline_exceeded` | counter | `phase` | each time the exchange's [`Deadline`](crate::timeout::Deadline) ended an attempt's wait for its head or its body |
+//! | `tower_bad_gateway.deadline_exceeded` | counter | `phase` | each time the exchange's [`Deadline`](crate::deadline::Deadline) ended an attempt's wait for its head or its body |
 //!
 //! Label values come from bounded sets only: `http.request.method` is one of
 //! the nine standard methods or `_OTHER`; `error.type` is an RFC 9209 token

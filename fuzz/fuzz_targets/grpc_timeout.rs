@@ -4,7 +4,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use tower::{Layer, Service};
-use tower_bad_gateway::timeout::{Deadline, SetDeadlineLayer};
+use tower_bad_gateway::deadline::{Deadline, SetDeadlineLayer};
 
 fuzz_target!(|data: &[u8]| {
     let Ok(value) = http::HeaderValue::from_bytes(data) else {

@@ -1,8 +1,8 @@
 use super::{Answering, BadGatewayLayer, NextHop, ResponseBody, ResponseFuture, Settings};
 use crate::classify::Carried;
+use crate::deadline::Deadline;
 use crate::error::BoxError;
 use crate::render::RequestInfo;
-use crate::timeout::Deadline;
 use http::{Request, Response};
 use http_body::Body;
 use std::convert::Infallible;

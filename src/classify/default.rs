@@ -1,9 +1,9 @@
 //! The default rules: one walk down the cause chain, most specific type first.
 
 use super::{Hints, chain};
-use crate::error::{ErrorKind, Phase};
-use crate::timeout::error::{
-    BodyTimeout, BodyTimeoutKind, DeadlineExceeded, HeadTimeout, WriteTimeoutError,
+use crate::error::{
+    BodyTimeout, BodyTimeoutKind, DeadlineExceeded, ErrorKind, HeadTimeout, Phase,
+    WriteTimeoutError,
 };
 use std::error::Error;
 use std::io;

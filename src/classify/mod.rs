@@ -6,7 +6,7 @@
 //! 1. the rules you added ([`Classifier::rule`], [`Classifier::custom`]), over the
 //!    whole chain, an inner layer's [`GatewayError`] included;
 //! 2. a [`GatewayError`] already made by an inner layer, kept as it is;
-//! 3. this crate's own [timeout errors](crate::timeout::error), then `tower` timeouts (`Elapsed`) and load shedding (`Overloaded`), `tokio` timeouts;
+//! 3. this crate's own [timeout errors](crate::error::HeadTimeout), then `tower` timeouts (`Elapsed`) and load shedding (`Overloaded`), `tokio` timeouts;
 //! 4. with the `tonic` feature, tonic's `ConnectError` and `TimeoutExpired`;
 //! 5. with the `reqwest` feature, reqwest's own predicates (`is_connect`, `is_timeout`,
 //!    `is_body`, `is_decode`, `is_builder`, `is_upgrade`);

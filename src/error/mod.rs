@@ -1,5 +1,7 @@
 //! What went wrong: [`GatewayError`], its [`ErrorKind`], the [`Phase`] it happened in
-//! and whether the request was sent ([`RequestSent`]).
+//! and whether the request was sent ([`RequestSent`]); and the typed errors the
+//! timeout layers raise ([`HeadTimeout`], [`BodyTimeout`], [`DeadlineExceeded`],
+//! [`WriteTimeoutError`]), which the classifier recognises.
 //!
 //! A `GatewayError` is what [`BadGateway`](crate::BadGateway) makes of every failure of
 //! the upstream call. It is cheap to clone (the original error sits behind an `Arc`),
@@ -24,6 +26,7 @@ mod next_hop;
 mod phase;
 mod sets;
 mod status;
+mod timeout;
 
 pub use self::attempts::{Attempts, RetryDenied};
 pub use self::grpc_code::GrpcCode;
@@ -32,6 +35,9 @@ pub(crate) use self::next_hop::{NextHop, stamp};
 pub use self::phase::{Phase, RequestSent};
 pub(crate) use self::sets::{CodeSet, KindSet};
 pub use self::status::{ErrorStatus, InvalidErrorStatus};
+pub use self::timeout::{
+    BodyTimeout, BodyTimeoutKind, DeadlineExceeded, HeadTimeout, WriteTimeoutError,
+};
 
 use http::StatusCode;
 use http::uri::Authority;

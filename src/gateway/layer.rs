@@ -1,10 +1,12 @@
 use super::Gateway;
 use crate::bad_gateway::BadGatewayLayer;
 use crate::classify::Classifier;
+use crate::deadline::SetDeadlineLayer;
 use crate::error::ErrorKind;
 use crate::retry::{RetryLayer, RetryPolicy};
-use crate::timeout::{SetDeadlineLayer, TimeoutLayer, WriteTimeoutLayer};
+use crate::timeout::TimeoutLayer;
 use crate::upstreams::{EndpointSet, UpstreamsLayer};
+use crate::write_timeout::WriteTimeoutLayer;
 use std::sync::Arc;
 use std::time::Duration;
 use tower_layer::Layer;
@@ -183,9 +185,15 @@ impl<S> Layer<S> for GatewayLayer {
             Some(deadline) => SetDeadlineLayer::new(deadline),
             None => SetDeadlineLayer::grpc_only(),
         };
-        let timeout = self.timeout.layer(write_timeout.layer(inner));
-        let upstreams =
-            UpstreamsLayer::from_parts(self.upstreams.clone(), classifier.clone()).layer(timeout);
+        // Upstreams right above Timeout sees every timeout as an error: neither
+        // needs the mark a `Timeout` leaves for an `Upstreams` below it.
+        let timeout = self
+            .timeout
+            .below_upstreams()
+            .layer(write_timeout.layer(inner));
+        let upstreams = UpstreamsLayer::from_parts(self.upstreams.clone(), classifier.clone())
+            .above_timeout()
+            .layer(timeout);
         let retry = RetryLayer::new(policy).layer(upstreams);
         deadline.layer(bad_gateway.layer(retry))
     }

@@ -23,9 +23,11 @@
 //!   stalled first attempt would use up all the time and leave none to retry.
 //! - **The endpoint set sits below Retry** so that every attempt picks its own
 //!   endpoint (a retry goes elsewhere) and each attempt's outcome counts for the
-//!   endpoint it went to; above the timeouts, so that a timed-out attempt counts
-//!   against its endpoint. Without an [`upstreams`](GatewayLayer::upstreams) set it
-//!   passes requests through.
+//!   endpoint it went to; above the timeouts, so that it sees each timeout as its
+//!   attempt's error and counts it against the endpoint, with nothing added to the
+//!   request (below them, a timed-out attempt counts too; see
+//!   [`upstreams`](crate::upstreams)). Without an
+//!   [`upstreams`](GatewayLayer::upstreams) set it passes requests through.
 //! - **The timeouts sit right on the client** so that they measure what an attempt
 //!   really takes, connecting included, and wrap the bodies directly.
 //!
@@ -81,9 +83,11 @@ mod tests;
 pub use self::layer::GatewayLayer;
 
 use crate::bad_gateway::BadGateway;
+use crate::deadline::SetDeadline;
 use crate::retry::Retry;
-use crate::timeout::{SetDeadline, Timeout, WriteTimeout};
+use crate::timeout::Timeout;
 use crate::upstreams::Upstreams;
+use crate::write_timeout::WriteTimeout;
 
 /// The service [`GatewayLayer`] builds around a client `S`.
 ///

@@ -11,7 +11,7 @@ use crate::classify::Classifier;
 use crate::error::{Attempts, BoxError, ErrorKind, GatewayError};
 use crate::render::Renderer;
 use crate::retry::{ReplayBody, RetryPolicy};
-use crate::timeout::UploadBody;
+use crate::write_timeout::UploadBody;
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body_util::{BodyExt, Empty, Full};
@@ -257,4 +257,27 @@ async fn elapsed_times_follow_the_paused_clock() {
         .unwrap();
     let err = res.extensions().get::<GatewayError>().unwrap();
     assert_eq!(err.elapsed(), Duration::from_secs(1));
+}
+
+/// Upstreams sits right above Timeout here and sees every timeout as an error, so
+/// the stack pays for no mark meant for an `Upstreams` below a `Timeout`.
+#[tokio::test]
+async fn the_client_gets_no_head_deadline_mark() {
+    let layer = GatewayLayer::new()
+        .attempt_timeout(Duration::from_secs(3))
+        .deadline(Duration::from_secs(10))
+        .upstreams(crate::upstreams::EndpointSet::from_urls(["http://10.0.0.1:8080"]).unwrap());
+    let svc = layer.layer(tower::service_fn(|req: Request<ClientBody>| async move {
+        assert!(
+            req.extensions()
+                .get::<crate::timeout::HeadDeadline>()
+                .is_none()
+        );
+        Ok::<_, Infallible>(Response::new(Empty::<Bytes>::new()))
+    }));
+    let res = svc
+        .oneshot(Request::new(Empty::<Bytes>::new()))
+        .await
+        .unwrap();
+    assert_eq!(res.status(), 200);
 }

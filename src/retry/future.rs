@@ -1,12 +1,12 @@
 use super::ReplayBody;
 use super::decide::{Attempt, Decision};
 use super::policy::RetryPolicy;
+use super::replay::Replay;
 use super::report;
 use crate::classify::{Carried, Classifier};
-use crate::error::{Attempts, BoxError, GatewayError, NextHop, Phase, stamp};
-use crate::timeout::Deadline;
+use crate::deadline::Deadline;
+use crate::error::{Attempts, BoxError, GatewayError, Phase, stamp};
 use crate::upstreams::{AnsweredBy, Tried, key_of};
-use http::request::Parts;
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use std::fmt;
@@ -52,44 +52,6 @@ impl<S, F, B> fmt::Debug for ResponseFuture<S, F, B> {
             .field("idempotent", &r.idempotent)
             .field("deadline", &r.deadline)
             .finish_non_exhaustive()
-    }
-}
-
-/// The request head kept for further attempts or, once the last attempt took it
-/// (or none was allowed), only the upstream's authority, for the errors.
-pub(super) enum Replay {
-    Parts(Parts),
-    Taken(Option<NextHop>),
-}
-
-impl Replay {
-    pub(super) fn parts(&self) -> Option<&Parts> {
-        match self {
-            Replay::Parts(parts) => Some(parts),
-            Replay::Taken(_) => None,
-        }
-    }
-
-    pub(super) fn next_hop(&self) -> Option<NextHop> {
-        match self {
-            Replay::Parts(parts) => NextHop::of(&parts.uri),
-            Replay::Taken(hop) => *hop,
-        }
-    }
-
-    /// The parts for the next attempt: a clone, or, for the last one, the parts.
-    fn next(&mut self, last: bool) -> Option<Parts> {
-        let Replay::Parts(parts) = self else {
-            return None;
-        };
-        if !last {
-            return Some(parts.clone());
-        }
-        let hop = NextHop::of(&parts.uri);
-        match std::mem::replace(self, Replay::Taken(hop)) {
-            Replay::Parts(parts) => Some(parts),
-            Replay::Taken(_) => None,
-        }
     }
 }
 
@@ -265,7 +227,7 @@ impl<S, B> Retrying<S, B> {
         let last = self.attempts + 1 >= self.policy.max_attempts;
         let Some(parts) = self.replay.next(last) else {
             // Unreachable: a retry is decided only while the parts are kept.
-            let err = GatewayError::new(crate::ErrorKind::Unclassified);
+            let err = GatewayError::new(crate::error::ErrorKind::Unclassified);
             let err = stamp(err, self.start, self.replay.next_hop().as_ref());
             return Poll::Ready(Err(err.with_attempts(self.attempts)));
         };

@@ -1,7 +1,7 @@
 //! Trying again: safe, budgeted retries with replayable request bodies.
 //!
 //! ```text
-//! BadGateway ──▶ Retry ──▶ [per-attempt Timeout] ──▶ upstream client
+//! BadGateway ──▶ Retry ──▶ [Upstreams] ──▶ [per-attempt Timeout] ──▶ upstream client
 //!                  │ failure or opted-in status ─▶ retry? (condition, safety,
 //!                  │                                 attempts, body, deadline, budget)
 //!                  │   yes ─▶ wait (full jitter, or Retry-After) ─▶ poll_ready ─▶ call again
@@ -20,7 +20,10 @@
 //! Each attempt that is retried leaves the endpoint it went to (its
 //! [`next_hop`](crate::GatewayError::next_hop), or the endpoint that answered) in
 //! the next attempt's extensions, so an [`Upstreams`](crate::upstreams::Upstreams)
-//! layer below sends the retry to another replica when one is healthy.
+//! layer below sends the retry to another replica when one is healthy. Put it
+//! between the two: Retry → Upstreams → Timeout → client, as
+//! [`GatewayLayer`](crate::GatewayLayer) builds it (see
+//! [`upstreams`](crate::upstreams) for the other order).
 //!
 //! # The request body the client receives
 //!
@@ -74,6 +77,7 @@ mod decide;
 mod future;
 mod layer;
 mod policy;
+mod replay;
 mod report;
 mod service;
 

@@ -34,7 +34,7 @@ type Idempotent = dyn Fn(&Parts) -> bool + Send + Sync;
 ///    `Idempotency-Key`, or [you declare it so](Self::idempotent_if);
 /// 3. fewer than [`max_attempts`](Self::max_attempts) attempts were made;
 /// 4. its body can be sent again (it fit the [replay buffer](Self::max_replay_body));
-/// 5. a [`Deadline`](crate::timeout::Deadline), if set, leaves time after the wait;
+/// 5. a [`Deadline`](crate::deadline::Deadline), if set, leaves time after the wait;
 /// 6. the [budget](Self::budget) has a retry to spend.
 ///
 /// A `POST` that may have reached the upstream is never sent twice.
@@ -231,7 +231,7 @@ impl RetryPolicy {
     }
 
     /// The same policy, retrying failures of `kind` or not, over what it said.
-    pub(crate) fn force_kind(mut self, kind: crate::ErrorKind, on: bool) -> Self {
+    pub(crate) fn force_kind(mut self, kind: crate::error::ErrorKind, on: bool) -> Self {
         self.outcomes = self.outcomes.force_kind(kind, on);
         self
     }

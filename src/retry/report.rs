@@ -1,7 +1,7 @@
 //! The retry layer's reporting seam: every metric and event it emits goes
 //! through here, so the layer's logic carries no `cfg`.
 
-use super::future::Replay;
+use super::replay::Replay;
 use crate::error::{GatewayError, RetryDenied};
 use http::StatusCode;
 use std::time::Duration;

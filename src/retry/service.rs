@@ -1,8 +1,9 @@
-use super::future::{Replay, Retrying};
+use super::future::Retrying;
+use super::replay::Replay;
 use super::{ReplayBody, ResponseFuture, RetryLayer, RetryPolicy};
 use crate::classify::Carried;
+use crate::deadline::Deadline;
 use crate::error::{BoxError, GatewayError, NextHop, Phase};
-use crate::timeout::Deadline;
 use crate::upstreams::Tried;
 use bytes::Bytes;
 use http::{Request, Response};

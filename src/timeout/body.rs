@@ -1,5 +1,4 @@
-use super::error::{BodyTimeout, BodyTimeoutKind, DeadlineExceeded};
-use crate::error::BoxError;
+use crate::error::{BodyTimeout, BodyTimeoutKind, BoxError, DeadlineExceeded};
 use http_body::{Body, Frame, SizeHint};
 use pin_project_lite::pin_project;
 use std::fmt;
@@ -17,7 +16,7 @@ pin_project! {
     /// upstream body is dropped, which closes its connection.
     /// ```
     /// use tower_bad_gateway::timeout::TimeoutBody;
-    /// use tower_bad_gateway::timeout::error::{BodyTimeout, BodyTimeoutKind};
+    /// use tower_bad_gateway::error::{BodyTimeout, BodyTimeoutKind};
     /// use http_body_util::BodyExt;
     /// use std::time::Duration;
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {

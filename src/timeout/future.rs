@@ -1,6 +1,5 @@
 use super::TimeoutBody;
-use super::error::{DeadlineExceeded, HeadTimeout};
-use crate::error::BoxError;
+use crate::error::{BoxError, DeadlineExceeded, HeadTimeout};
 use http::Response;
 use pin_project_lite::pin_project;
 use std::future::Future;

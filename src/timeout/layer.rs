@@ -19,6 +19,10 @@ pub struct TimeoutLayer {
     pub(super) attempt: Option<Duration>,
     pub(super) body_idle: Option<Duration>,
     pub(super) body_total: Option<Duration>,
+    /// Built below an [`Upstreams`](crate::upstreams::Upstreams) (by
+    /// [`GatewayLayer`](crate::GatewayLayer)), which sees the timeouts as errors:
+    /// no [`HeadDeadline`](super::HeadDeadline) is needed for it.
+    pub(super) upstreams_above: bool,
 }
 
 impl TimeoutLayer {
@@ -46,6 +50,14 @@ impl TimeoutLayer {
     /// Time allowed for the whole response body, from the head on.
     pub fn body_total_timeout(mut self, timeout: Duration) -> Self {
         self.body_total = Some(timeout);
+        self
+    }
+
+    /// For a layer placed right below an [`Upstreams`](crate::upstreams::Upstreams):
+    /// it leaves no [`HeadDeadline`](super::HeadDeadline) in the request, since
+    /// the `Upstreams` above sees each timeout as the attempt's error.
+    pub(crate) fn below_upstreams(mut self) -> Self {
+        self.upstreams_above = true;
         self
     }
 }

@@ -1,7 +1,7 @@
 use super::{Context, IntoStatusBody, IntoStatusLayer, ResponseFuture};
 use crate::classify::{Carried, Classifier};
+use crate::deadline::Deadline;
 use crate::error::{BoxError, NextHop, Phase};
-use crate::timeout::Deadline;
 use http::{Request, Response};
 use std::sync::Arc;
 use std::task::Poll;

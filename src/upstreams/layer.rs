@@ -1,8 +1,18 @@
-use super::service::Steering;
 use super::{EndpointSet, Upstreams};
 use crate::classify::Classifier;
 use std::sync::Arc;
 use tower_layer::Layer;
+
+/// What every [`Upstreams`] one layer makes shares.
+#[derive(Debug)]
+pub(super) struct Steering {
+    pub(super) set: Option<EndpointSet>,
+    pub(super) classifier: Arc<Classifier>,
+    /// Built right above a [`Timeout`](crate::timeout::Timeout) (by
+    /// [`GatewayLayer`](crate::GatewayLayer)), whose timeouts it sees as errors:
+    /// no [`HeadDeadline`](crate::timeout::HeadDeadline) to look for.
+    pub(super) timeout_below: bool,
+}
 
 /// Applies [`Upstreams`]: every attempt goes to an endpoint of an
 /// [`EndpointSet`]. See the [module docs](super).
@@ -37,7 +47,24 @@ impl UpstreamsLayer {
     /// [`GatewayLayer`](crate::GatewayLayer) without an endpoint set).
     pub(crate) fn from_parts(set: Option<EndpointSet>, classifier: Arc<Classifier>) -> Self {
         Self {
-            steering: Arc::new(Steering { set, classifier }),
+            steering: Arc::new(Steering {
+                set,
+                classifier,
+                timeout_below: false,
+            }),
+        }
+    }
+
+    /// For a layer placed right above a [`Timeout`](crate::timeout::Timeout), as
+    /// [`GatewayLayer`](crate::GatewayLayer) places it: the timeouts come up as
+    /// errors, so it looks for no [`HeadDeadline`](crate::timeout::HeadDeadline).
+    pub(crate) fn above_timeout(self) -> Self {
+        Self {
+            steering: Arc::new(Steering {
+                set: self.steering.set.clone(),
+                classifier: self.steering.classifier.clone(),
+                timeout_below: true,
+            }),
         }
     }
 }

@@ -68,8 +68,47 @@
 //! # }
 //! ```
 //!
-//! Alone, [`UpstreamsLayer`] goes right above the client (below any retry layer)
-//! and takes requests whose URI has at least a path.
+//! # Composing it by hand
+//!
+//! Put [`UpstreamsLayer`] where [`GatewayLayer`](crate::GatewayLayer) puts it:
+//! below any retry layer, so that every attempt picks its own endpoint, and above
+//! the [`TimeoutLayer`](crate::timeout::TimeoutLayer), so that it sees each timeout
+//! as its attempt's error: Retry → Upstreams → Timeout → client. It takes requests
+//! whose URI has at least a path.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower::ServiceBuilder;
+//! use tower_bad_gateway::BadGatewayLayer;
+//! use tower_bad_gateway::retry::{RetryLayer, RetryPolicy};
+//! use tower_bad_gateway::timeout::TimeoutLayer;
+//! use tower_bad_gateway::upstreams::{EndpointSet, UpstreamsLayer};
+//! # type Body = tower_bad_gateway::retry::ReplayBody<http_body_util::Full<bytes::Bytes>>;
+//! # let client = tower::service_fn(|_req: http::Request<Body>| async {
+//! #     Ok::<_, std::io::Error>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+//! # });
+//!
+//! let set = EndpointSet::from_urls(["http://10.0.0.1:8080", "http://10.0.0.2:8080"]).unwrap();
+//! let svc = ServiceBuilder::new()
+//!     .layer(BadGatewayLayer::new())
+//!     .layer(RetryLayer::new(RetryPolicy::new()))
+//!     .layer(UpstreamsLayer::new(set))
+//!     .layer(TimeoutLayer::new().attempt_timeout(Duration::from_secs(2)))
+//!     .service(client);
+//! # let _ = svc;
+//! ```
+//!
+//! The other way round, a `TimeoutLayer` above the `UpstreamsLayer`, a timed-out
+//! attempt still counts against its endpoint. The `Timeout` ends a silent attempt
+//! by dropping the `Upstreams` future, and a dropped attempt by itself counts for
+//! nothing (its caller left, or a hedge lost); so the `Timeout` also leaves in the
+//! request when its wait for the head ends, and an attempt dropped unanswered then
+//! counts as a [`ResponseHeaderTimeout`](crate::ErrorKind::ResponseHeaderTimeout)
+//! (the kind the `Timeout`'s error is classified as), if the [`HealthPolicy`]
+//! counts that kind; one dropped before still counts for nothing. That costs a
+//! request extension per attempt, which the order above does not. Only this
+//! crate's `TimeoutLayer` does it: below `tower::timeout` or tower-http's timeout,
+//! a timed-out attempt looks cancelled and does not count.
 
 mod endpoint;
 mod future;

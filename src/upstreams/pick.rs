@@ -5,6 +5,8 @@ use super::HealthPolicy;
 use super::health::{Avail, EndpointState, Health, Verdict};
 use super::set::Shared;
 use super::{Endpoint, EndpointSet, Tried};
+use crate::error::{ErrorKind, GatewayError};
+use crate::timeout::HeadDeadline;
 use std::fmt;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
@@ -12,13 +14,20 @@ use std::time::Duration;
 
 /// An endpoint chosen for one attempt: it counts as in flight, and holds the probe
 /// slot if it is the probe, until it is dropped. A dropped pick that recorded no
-/// outcome (a cancelled attempt) frees its probe slot.
+/// outcome (a cancelled attempt) frees its probe slot; dropped at or after its
+/// [`HeadDeadline`], it was a timed-out attempt, and records that.
 pub(crate) struct Pick {
     state: Arc<EndpointState>,
     shared: Arc<Shared>,
+    /// When a `Timeout` above ends the wait for the head, in the set's clock
+    /// ([`Shared::now`]); [`NO_HEAD_DEADLINE`] without one.
+    head_deadline: u64,
     probe: bool,
     recorded: bool,
 }
+
+/// A [`Pick`] no `Timeout` above watches.
+const NO_HEAD_DEADLINE: u64 = u64::MAX;
 
 /// No endpoint may take the request.
 #[derive(Debug, Clone, Copy)]
@@ -137,6 +146,7 @@ impl EndpointSet {
         Pick {
             state: state.clone(),
             shared: self.shared.clone(),
+            head_deadline: NO_HEAD_DEADLINE,
             probe,
             recorded: false,
         }
@@ -156,6 +166,12 @@ impl Pick {
         &self.shared.policy
     }
 
+    /// The attempt is dropped at `head.at()` by a `Timeout` above, if it has not
+    /// ended by then: dropped unanswered then or later, it timed out.
+    pub(super) fn watch(&mut self, head: HeadDeadline) {
+        self.head_deadline = self.shared.since_epoch(head.at());
+    }
+
     /// Records the attempt's outcome for the endpoint's health.
     pub(super) fn record(&mut self, outcome: Verdict) {
         self.recorded = true;
@@ -167,6 +183,19 @@ impl Pick {
 
 impl Drop for Pick {
     fn drop(&mut self) {
+        if !self.recorded
+            && self.head_deadline != NO_HEAD_DEADLINE
+            && self.shared.now() >= self.head_deadline
+        {
+            // The error the `Timeout` raised is classified `ResponseHeaderTimeout`.
+            let timed_out = GatewayError::new(ErrorKind::ResponseHeaderTimeout);
+            let counts = self.shared.policy.counts_error(&timed_out);
+            self.record(if counts {
+                Verdict::Failure
+            } else {
+                Verdict::Neutral
+            });
+        }
         self.state.in_flight.fetch_sub(1, Ordering::Relaxed);
         if self.probe && !self.recorded {
             self.state.release_probe();
@@ -272,6 +301,39 @@ mod tests {
         }
         assert_eq!(most.load(Ordering::SeqCst), 1, "probes out at once");
         assert_eq!(set.in_flight(), 0);
+    }
+
+    /// Dropped unanswered before the wait for its head ends, an attempt was
+    /// cancelled and counts for nothing; at or after it, it timed out and counts
+    /// (here: one failure ejects).
+    #[tokio::test(start_paused = true)]
+    async fn a_pick_dropped_at_its_head_deadline_timed_out_and_one_dropped_before_was_not() {
+        let set = set(&["http://10.0.0.1:1"], 1);
+        let at = tokio::time::Instant::now() + Duration::from_secs(1);
+        let mut cancelled = set.pick(None, 1).unwrap();
+        cancelled.watch(HeadDeadline::new(at));
+        tokio::time::advance(Duration::from_millis(999)).await;
+        drop(cancelled);
+        assert_eq!(set.health()[0].1, Health::Healthy);
+
+        let mut timed_out = set.pick(None, 2).unwrap();
+        timed_out.watch(HeadDeadline::new(at));
+        tokio::time::advance(Duration::from_millis(1)).await;
+        drop(timed_out);
+        assert!(matches!(set.health()[0].1, Health::Ejected { .. }));
+        assert_eq!(set.in_flight(), 0);
+    }
+
+    /// A verdict recorded before the drop is the only one.
+    #[tokio::test(start_paused = true)]
+    async fn a_pick_that_recorded_its_outcome_records_nothing_when_dropped_late() {
+        let set = set(&["http://10.0.0.1:1"], 1);
+        let mut pick = set.pick(None, 1).unwrap();
+        pick.watch(HeadDeadline::new(tokio::time::Instant::now()));
+        pick.record(Verdict::Success);
+        tokio::time::advance(Duration::from_secs(1)).await;
+        drop(pick);
+        assert_eq!(set.health()[0].1, Health::Healthy);
     }
 
     #[test]

@@ -1,7 +1,9 @@
+use super::layer::Steering;
 use super::pick::{Pick, Unavailable};
 use super::{EndpointSet, ResponseFuture, Tried, UpstreamsLayer};
-use crate::classify::{Carried, Classifier};
+use crate::classify::Carried;
 use crate::error::BoxError;
+use crate::timeout::HeadDeadline;
 use http::{Request, Response};
 use std::fmt;
 use std::sync::Arc;
@@ -40,13 +42,6 @@ pub struct Upstreams<S> {
     steering: Arc<Steering>,
     /// The pick `poll_ready` made, for the next `call`.
     reserved: Option<Result<Pick, Unavailable>>,
-}
-
-/// What all the services a layer makes share.
-#[derive(Debug)]
-pub(crate) struct Steering {
-    pub(super) set: Option<EndpointSet>,
-    pub(super) classifier: Arc<Classifier>,
 }
 
 impl<S> Upstreams<S> {
@@ -126,9 +121,16 @@ where
             None => set.pick(tried, crate::random::next_u64()),
         };
         match pick {
-            Ok(pick) => {
+            Ok(mut pick) => {
                 let uri = std::mem::take(req.uri_mut());
                 *req.uri_mut() = pick.endpoint().rewrite(uri);
+                // A `Timeout` above says when its wait ends, so that the attempt it
+                // drops then counts as timed out.
+                if !self.steering.timeout_below {
+                    if let Some(head) = req.extensions().get::<HeadDeadline>() {
+                        pick.watch(*head);
+                    }
+                }
                 // Judged by the classifier the request carries, with this layer's.
                 let classifier = Carried::read(&self.steering.classifier, req.extensions());
                 ResponseFuture::picked(self.inner.call(req), pick, classifier)

@@ -243,7 +243,12 @@ impl EndpointSet {
 impl Shared {
     /// Nanoseconds since the set's epoch: the time health is kept in.
     pub(super) fn now(&self) -> u64 {
-        nanos(Instant::now().saturating_duration_since(self.epoch))
+        self.since_epoch(Instant::now())
+    }
+
+    /// `at` in the set's clock: nanoseconds since its epoch.
+    pub(super) fn since_epoch(&self, at: Instant) -> u64 {
+        nanos(at.saturating_duration_since(self.epoch))
     }
 }
 

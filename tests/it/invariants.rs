@@ -166,6 +166,6 @@ fn every_public_body_implements_debug() {
     type Inner = http_body_util::Full<bytes::Bytes>;
     debug::<tower_bad_gateway::bad_gateway::ResponseBody<Inner>>();
     debug::<tower_bad_gateway::timeout::TimeoutBody<Inner>>();
-    debug::<tower_bad_gateway::timeout::UploadBody<Inner>>();
+    debug::<tower_bad_gateway::write_timeout::UploadBody<Inner>>();
     debug::<tower_bad_gateway::retry::ReplayBody<Inner>>();
 }

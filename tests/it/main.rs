@@ -20,6 +20,7 @@ mod observability;
 mod one_classifier;
 mod retry;
 mod reverse_proxy;
+mod timed_out_attempts;
 mod timeouts;
 mod tower_http;
 mod upstreams;

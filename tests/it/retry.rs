@@ -396,7 +396,7 @@ async fn every_retry_emits_a_tracing_event_with_kind_attempt_and_delay() {
 #[tokio::test]
 async fn every_attempt_carries_the_deadline_and_the_extensions() {
     use std::sync::Mutex;
-    use tower_bad_gateway::timeout::Deadline;
+    use tower_bad_gateway::deadline::Deadline;
 
     #[derive(Clone, PartialEq, Debug)]
     struct Tenant(&'static str);
@@ -468,7 +468,7 @@ async fn the_gateway_layer_error_is_timed_over_all_attempts_and_names_the_next_h
         .attempt_timeout(Duration::from_millis(100))
         .retry_timeouts(true)
         .layer(support::hyper_client::<
-            tower_bad_gateway::timeout::UploadBody<ReplayBody<Upload>>,
+            tower_bad_gateway::write_timeout::UploadBody<ReplayBody<Upload>>,
         >());
     let res = svc
         .ready()

@@ -9,8 +9,8 @@ use http_body_util::{BodyExt, Full};
 use std::time::{Duration, Instant};
 use support::{After, Upstream};
 use tower::{Layer, Service, ServiceBuilder, ServiceExt};
+use tower_bad_gateway::error::{BodyTimeout, BodyTimeoutKind, HeadTimeout};
 use tower_bad_gateway::timeout::TimeoutLayer;
-use tower_bad_gateway::timeout::error::{BodyTimeout, BodyTimeoutKind, HeadTimeout};
 use tower_bad_gateway::{BadGatewayLayer, ErrorKind, GatewayError};
 
 const MS: Duration = Duration::from_millis(1);
@@ -165,7 +165,7 @@ mod write_timeout {
     use std::pin::Pin;
     use std::task::{Context, Poll};
     use support::{Recorder, Script, Upload};
-    use tower_bad_gateway::timeout::{UploadBody, WriteTimeoutLayer};
+    use tower_bad_gateway::write_timeout::{UploadBody, WriteTimeoutLayer};
 
     type Client<B> = hyper_util::client::legacy::Client<
         hyper_util::client::legacy::connect::HttpConnector,

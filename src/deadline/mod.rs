@@ -1,4 +1,28 @@
-//! The request's [`Deadline`], and the middleware that sets it.
+//! The request's [`Deadline`], and the middleware that sets it: [`SetDeadlineLayer`].
+//!
+//! One deadline spans the whole exchange, every attempt and every wait between
+//! them; a gRPC caller's `grpc-timeout` shortens it. [`SetDeadline`] only stamps it
+//! on the request; the layers below enforce it: [`Timeout`](crate::timeout::Timeout)
+//! ends each attempt's wait for the head (and the body) at it, and
+//! [`RetryLayer`](crate::retry::RetryLayer) starts no attempt past it.
+//!
+//! ```
+//! use std::time::Duration;
+//! use tower::ServiceBuilder;
+//! use tower_bad_gateway::BadGatewayLayer;
+//! use tower_bad_gateway::deadline::SetDeadlineLayer;
+//! use tower_bad_gateway::timeout::TimeoutLayer;
+//! # let client = tower::service_fn(|_req: http::Request<String>| async {
+//! #     Ok::<_, std::io::Error>(http::Response::new(http_body_util::Full::new(bytes::Bytes::new())))
+//! # });
+//!
+//! let svc = ServiceBuilder::new()
+//!     .layer(SetDeadlineLayer::new(Duration::from_secs(5))) // the whole exchange
+//!     .layer(BadGatewayLayer::new())
+//!     .layer(TimeoutLayer::new()) // ends the wait for the head at the deadline
+//!     .service(client);
+//! # let _ = svc;
+//! ```
 
 mod layer;
 mod service;
@@ -13,14 +37,14 @@ use tokio::time::Instant;
 /// in the request's extensions.
 ///
 /// [`SetDeadlineLayer`] puts it there; the layers below read it rather than the
-/// clock: [`Timeout`](super::Timeout) ends each wait at it,
+/// clock: [`Timeout`](crate::timeout::Timeout) ends each wait at it,
 /// [`RetryLayer`](crate::retry::RetryLayer) starts no attempt past it, and both
 /// they and [`BadGateway`](crate::BadGateway) time their errors from its
 /// [`start`](Self::start). It holds Tokio instants, so `tokio::time::pause()`
 /// drives it in tests.
 ///
 /// ```
-/// use tower_bad_gateway::timeout::Deadline;
+/// use tower_bad_gateway::deadline::Deadline;
 /// use std::time::Duration;
 /// use tokio::time::Instant;
 ///

@@ -11,7 +11,7 @@ pin_project! {
     /// The request body as [`WriteTimeout`] hands it to the client.
     ///
     /// ```
-    /// use tower_bad_gateway::timeout::UploadBody;
+    /// use tower_bad_gateway::write_timeout::UploadBody;
     /// // The request body type a client behind `WriteTimeoutLayer` is built for.
     /// type ClientBody = UploadBody<http_body_util::Full<bytes::Bytes>>;
     /// # let _: Option<ClientBody> = None;

@@ -1,6 +1,5 @@
 use super::{DONE, STARTED, WAITING_DOWNSTREAM, Watch};
-use crate::error::BoxError;
-use crate::timeout::error::WriteTimeoutError;
+use crate::error::{BoxError, WriteTimeoutError};
 use pin_project_lite::pin_project;
 use std::fmt;
 use std::future::Future;
@@ -17,7 +16,7 @@ pin_project! {
     /// An empty request body has nothing to stall on: no timer is armed for it.
     ///
     /// ```
-    /// use tower_bad_gateway::timeout::{UploadBody, WriteResponseFuture, WriteTimeout};
+    /// use tower_bad_gateway::write_timeout::{ResponseFuture, UploadBody, WriteTimeout};
     /// use tower::Service;
     /// use std::time::Duration;
     /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -25,7 +24,7 @@ pin_project! {
     ///     Ok::<_, std::io::Error>(http::Response::new(()))
     /// });
     /// let mut svc = WriteTimeout::new(upstream, Some(Duration::from_secs(5)));
-    /// let future: WriteResponseFuture<_> = svc.call(http::Request::new(String::new()));
+    /// let future: ResponseFuture<_> = svc.call(http::Request::new(String::new()));
     /// assert_eq!(format!("{future:?}"), "WriteTimeout::ResponseFuture { watching: false, timeout: 0ns, .. }");
     /// # }
     /// ```

@@ -15,7 +15,7 @@ use tower_layer::Layer;
 /// attempt past it. [`GatewayLayer`](crate::GatewayLayer) puts all three in place.
 ///
 /// ```
-/// use tower_bad_gateway::timeout::{Deadline, SetDeadlineLayer};
+/// use tower_bad_gateway::deadline::{Deadline, SetDeadlineLayer};
 /// use tower::{Layer, ServiceExt};
 /// use std::time::Duration;
 ///

@@ -9,7 +9,7 @@ use tower_service::Service;
 /// Middleware that sets the [`Deadline`] of each request; see [`SetDeadlineLayer`].
 ///
 /// ```
-/// use tower_bad_gateway::timeout::{Deadline, SetDeadline};
+/// use tower_bad_gateway::deadline::{Deadline, SetDeadline};
 /// use tower::ServiceExt;
 /// use std::time::Duration;
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {

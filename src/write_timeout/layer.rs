@@ -3,7 +3,7 @@ use std::time::Duration;
 use tower_layer::Layer;
 
 /// Applies [`WriteTimeout`]: fails an attempt whose upstream stops taking the
-/// request body for `timeout`, with a [`WriteTimeoutError`](crate::timeout::error::WriteTimeoutError) (classified
+/// request body for `timeout`, with a [`WriteTimeoutError`](crate::error::WriteTimeoutError) (classified
 /// [`WriteTimeout`](crate::ErrorKind::WriteTimeout), 504 `connection_write_timeout`).
 ///
 /// Only the upstream's stalls count: the clock runs while the client is *not*
@@ -11,7 +11,7 @@ use tower_layer::Layer;
 /// a slow downstream uploader, or before it first asks (connecting), it does not.
 ///
 /// ```
-/// use tower_bad_gateway::timeout::WriteTimeoutLayer;
+/// use tower_bad_gateway::write_timeout::WriteTimeoutLayer;
 /// use std::time::Duration;
 ///
 /// let layer = WriteTimeoutLayer::new(Duration::from_secs(10));

@@ -1,4 +1,4 @@
-//! The errors the timeouts raise: each says what timed out.
+//! The errors the timeout layers raise: each says what timed out.
 
 use std::time::Duration;
 
@@ -9,7 +9,7 @@ use std::time::Duration;
 ///
 /// ```
 /// use tower_bad_gateway::timeout::TimeoutLayer;
-/// use tower_bad_gateway::timeout::error::HeadTimeout;
+/// use tower_bad_gateway::error::HeadTimeout;
 /// use std::time::Duration;
 /// use tower::{Layer, ServiceExt};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -37,7 +37,7 @@ impl HeadTimeout {
 /// ```
 /// use tower_bad_gateway::GatewayError;
 /// use tower_bad_gateway::classify::chain;
-/// use tower_bad_gateway::timeout::error::{BodyTimeout, BodyTimeoutKind};
+/// use tower_bad_gateway::error::{BodyTimeout, BodyTimeoutKind};
 ///
 /// /// Whether a body was cut for going quiet, rather than for taking too long.
 /// fn went_quiet(err: &GatewayError) -> bool {
@@ -65,7 +65,7 @@ pub enum BodyTimeoutKind {
 ///
 /// ```
 /// use tower_bad_gateway::timeout::TimeoutBody;
-/// use tower_bad_gateway::timeout::error::{BodyTimeout, BodyTimeoutKind};
+/// use tower_bad_gateway::error::{BodyTimeout, BodyTimeoutKind};
 /// use http_body_util::BodyExt;
 /// use std::time::Duration;
 /// # struct Stalled;
@@ -102,14 +102,15 @@ impl BodyTimeout {
     }
 }
 
-/// The exchange's [`Deadline`](super::Deadline) passed: before the response head
+/// The exchange's [`Deadline`](crate::deadline::Deadline) passed: before the response head
 /// (classified [`ResponseHeaderTimeout`](crate::ErrorKind::ResponseHeaderTimeout),
 /// 504) or while its body was arriving
 /// ([`ReadTimeout`](crate::ErrorKind::ReadTimeout), the stream is cut).
 ///
 /// ```
-/// use tower_bad_gateway::timeout::{Deadline, TimeoutLayer};
-/// use tower_bad_gateway::timeout::error::DeadlineExceeded;
+/// use tower_bad_gateway::deadline::Deadline;
+/// use tower_bad_gateway::timeout::TimeoutLayer;
+/// use tower_bad_gateway::error::DeadlineExceeded;
 /// use std::time::Duration;
 /// use tower::{Layer, ServiceExt};
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
@@ -130,8 +131,8 @@ pub struct DeadlineExceeded;
 /// (504 `connection_write_timeout`).
 ///
 /// ```
-/// use tower_bad_gateway::timeout::{UploadBody, WriteTimeoutLayer};
-/// use tower_bad_gateway::timeout::error::WriteTimeoutError;
+/// use tower_bad_gateway::write_timeout::{UploadBody, WriteTimeoutLayer};
+/// use tower_bad_gateway::error::WriteTimeoutError;
 /// use http_body_util::BodyExt;
 /// use std::time::Duration;
 /// use tower::{Layer, ServiceExt};

@@ -12,7 +12,7 @@ use tower_service::Service;
 /// Middleware that times out stalled request uploads; see [`WriteTimeoutLayer`].
 ///
 /// ```
-/// use tower_bad_gateway::timeout::{UploadBody, WriteTimeoutLayer};
+/// use tower_bad_gateway::write_timeout::{UploadBody, WriteTimeoutLayer};
 /// use tower::Layer;
 /// use std::time::Duration;
 /// // The client behind it takes `UploadBody<B>` request bodies.
