@@ -2,12 +2,14 @@
 
 mod bodies;
 mod clients;
+mod clock;
 mod prometheus;
 mod tracing_capture;
 mod upstreams;
 
 pub use bodies::{Upload, collect};
 pub use clients::{TestBody, get, hyper_client};
+pub use clock::{Frozen, PATIENCE, eventually, within};
 pub use prometheus::prometheus_value;
 pub use tracing_capture::EventLog;
 pub use upstreams::{After, Recorder, Replica, Script, Upstream, blackhole_port, refused_port};
