@@ -10,22 +10,10 @@ use http_body_util::{BodyExt, Full};
 use std::convert::Infallible;
 use std::task::{Context, Poll};
 use std::time::Duration;
-use support::{After, Upstream, collect, refused_port};
+use support::{After, Upstream, collect, refused_port, through};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_bad_gateway::render::Renderer;
 use tower_bad_gateway::{BadGatewayLayer, ErrorKind, GatewayError, ResponsePolicy};
-
-/// Calls `url` through `layer` in front of a real hyper-util client (300 ms timeout).
-async fn through(
-    layer: BadGatewayLayer,
-    req: Request<Full<Bytes>>,
-) -> Response<tower_bad_gateway::bad_gateway::ResponseBody<hyper::body::Incoming>> {
-    let mut svc = ServiceBuilder::new()
-        .layer(layer)
-        .timeout(Duration::from_millis(300))
-        .service(support::hyper_client::<Full<Bytes>>());
-    svc.ready().await.unwrap().call(req).await.unwrap()
-}
 
 fn with_accept(url: &str, accept: &str) -> Request<Full<Bytes>> {
     Request::get(url)
@@ -399,7 +387,8 @@ async fn a_timeout_answers_grpc_deadline_exceeded() {
         .header("content-type", "application/grpc+proto")
         .body(Full::default())
         .unwrap();
-    let res = through(BadGatewayLayer::new(), req).await;
+    let timeout = Duration::from_millis(300);
+    let res = support::through_with_timeout(BadGatewayLayer::new(), timeout, req).await;
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(res.headers()["content-type"], "application/grpc+proto");
     assert_eq!(res.headers()["grpc-status"], "4");

@@ -35,6 +35,29 @@ async fn connect_small(addr: SocketAddr) -> TcpStream {
     socket.connect(addr).await.unwrap()
 }
 
+/// Waits until the writer counting into `count` is blocked (the count has not
+/// moved for a quiet half second), failing as soon as the count passes [`BOUND`],
+/// and gives up after `PATIENCE` (a machine too loaded to fill the buffers by
+/// then still has less than `BOUND` in flight). Returns the count.
+///
+/// The quiet time is not a race the test can lose: a writer that was only slow
+/// shows less in flight, never more.
+async fn blocked(count: &AtomicU64, what: &str) -> u64 {
+    const QUIET: Duration = Duration::from_millis(500);
+    let deadline = std::time::Instant::now() + crate::support::PATIENCE;
+    let (mut last, mut since) = (count.load(Ordering::SeqCst), std::time::Instant::now());
+    loop {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+        let now = count.load(Ordering::SeqCst);
+        assert!(now < BOUND, "{} MiB {what} already", now >> 20);
+        if now != last || now == 0 {
+            (last, since) = (now, std::time::Instant::now());
+        } else if since.elapsed() >= QUIET || std::time::Instant::now() >= deadline {
+            return now;
+        }
+    }
+}
+
 /// Reads an HTTP head off `stream`.
 async fn read_head(stream: &mut (impl AsyncReadExt + Unpin)) -> String {
     let mut head = Vec::new();
@@ -76,17 +99,9 @@ async fn a_slow_downstream_reader_holds_back_a_large_upstream_body() {
         .unwrap();
     let head = read_head(&mut client).await;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
-    // The client stops reading; the upstream writes as fast as it can meanwhile.
-    let mut last = 0;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let now = written.load(Ordering::SeqCst);
-        if now == last && now > 0 {
-            break; // the upstream is blocked: back-pressure reached it
-        }
-        last = now;
-    }
-    let in_flight = written.load(Ordering::SeqCst);
+    // The client stops reading; the upstream writes as fast as it can meanwhile,
+    // until back-pressure reaches it.
+    let in_flight = blocked(&written, "left the upstream while the client read none").await;
     eprintln!(
         "download: {} KiB in flight with the client reading none",
         in_flight >> 10
@@ -150,16 +165,7 @@ async fn a_slow_upstream_reader_holds_back_a_large_request_body() {
             writer
         }
     });
-    let mut last = 0;
-    for _ in 0..40 {
-        tokio::time::sleep(Duration::from_millis(50)).await;
-        let now = sent.load(Ordering::SeqCst);
-        if now == last && now > 0 {
-            break;
-        }
-        last = now;
-    }
-    let in_flight = sent.load(Ordering::SeqCst);
+    let in_flight = blocked(&sent, "sent by the client while the upstream read none").await;
     eprintln!(
         "upload: {} KiB in flight with the upstream reading none",
         in_flight >> 10

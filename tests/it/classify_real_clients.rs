@@ -183,219 +183,227 @@ fn reqwest_service() -> ReqwestService {
 
 const CLIENTS: [Client; 3] = [Client::HyperUtil, Client::Reqwest, Client::Reqwest013];
 
-#[tokio::test]
-async fn connection_refused_is_502_connection_refused_and_never_sent() {
-    let port = refused_port();
-    for client in CLIENTS {
-        let out = call(client, &format!("http://{}/", port.addr)).await;
-        out.assert_answer(
-            502,
-            ErrorKind::ConnectionRefused,
-            Phase::Connect,
-            RequestSent::No,
-        );
+/// Where a case's request goes.
+enum Target {
+    /// A port that refuses connections.
+    Refused,
+    /// A name that does not resolve.
+    Unresolvable,
+    /// A port where connecting hangs.
+    Blackhole,
+    /// An upstream that answers each request with these bytes, then does this.
+    Raw(String, After),
+}
+
+/// What every client must see.
+enum Expect {
+    /// A failure answered before the head: status, kind, phase, sent.
+    Answer(u16, ErrorKind, Phase, RequestSent),
+    /// A failure after the head went out: the body ends with this kind.
+    BodyError(ErrorKind),
+    /// The upstream's answer, untouched: this body.
+    Untouched(&'static str),
+}
+
+/// One failure case, tried with every client in [`CLIENTS`].
+struct Case {
+    target: Target,
+    expect: Expect,
+    /// The answer comes no sooner than this (a timeout's).
+    no_sooner_than: Option<Duration>,
+    /// Each client's request reached the upstream exactly once.
+    reaches_upstream_once: bool,
+}
+
+impl Case {
+    fn new(target: Target, expect: Expect) -> Self {
+        Self {
+            target,
+            expect,
+            no_sooner_than: None,
+            reaches_upstream_once: false,
+        }
+    }
+
+    fn no_sooner_than(self, time: Duration) -> Self {
+        Self {
+            no_sooner_than: Some(time),
+            ..self
+        }
+    }
+
+    fn reaches_upstream_once(self) -> Self {
+        Self {
+            reaches_upstream_once: true,
+            ..self
+        }
+    }
+
+    /// Runs the case with every client; a failure names the case and the client.
+    async fn run(self, name: &str) {
+        match &self.target {
+            Target::Refused => {
+                let port = refused_port();
+                self.run_at(name, &format!("http://{}/", port.addr), None)
+                    .await
+            }
+            Target::Unresolvable => self.run_at(name, "http://nonexistent.invalid/", None).await,
+            Target::Blackhole => {
+                let port = blackhole_port().await;
+                self.run_at(name, &format!("http://{}/", port.addr), None)
+                    .await
+            }
+            Target::Raw(reply, after) => {
+                let upstream = Upstream::raw(reply.clone(), *after).await;
+                self.run_at(name, &upstream.url("/"), Some(&upstream)).await
+            }
+        }
+    }
+
+    async fn run_at(&self, name: &str, url: &str, upstream: Option<&Upstream>) {
+        for client in CLIENTS {
+            let case = format!("case {name}, client {client:?}");
+            let out = call(client, url).await;
+            let outcome = std::panic::AssertUnwindSafe(|| match self.expect {
+                Expect::Answer(status, kind, phase, sent) => {
+                    out.assert_answer(status, kind, phase, sent)
+                }
+                Expect::BodyError(kind) => out.assert_body_error(kind),
+                Expect::Untouched(body) => {
+                    assert_eq!(out.status, StatusCode::OK);
+                    assert_eq!(out.body.as_deref().unwrap(), body.as_bytes());
+                    assert!(out.headers.get("proxy-status").is_none());
+                    assert!(out.answer_error.is_none());
+                    assert_eq!(out.reported, 0);
+                }
+            });
+            if let Err(panic) = std::panic::catch_unwind(outcome) {
+                eprintln!("{case}: failed");
+                std::panic::resume_unwind(panic);
+            }
+            if let Some(time) = self.no_sooner_than {
+                assert!(out.took >= time, "{case}: answered after {:?}", out.took);
+            }
+        }
+        if self.reaches_upstream_once {
+            let upstream = upstream.expect("an upstream");
+            assert_eq!(
+                upstream.requests(),
+                CLIENTS.len(),
+                "case {name}: each client's request reached upstream once"
+            );
+        }
     }
 }
 
-#[tokio::test]
-async fn unresolvable_name_is_502_dns_error() {
-    for client in CLIENTS {
-        let out = call(client, "http://nonexistent.invalid/").await;
-        out.assert_answer(502, ErrorKind::DnsError, Phase::Connect, RequestSent::No);
-    }
+/// One test per case, named by it, running the case with every client.
+macro_rules! cases {
+    ($($(#[$doc:meta])* $name:ident: $case:expr;)*) => {
+        $(
+            $(#[$doc])*
+            #[tokio::test]
+            async fn $name() {
+                $case.run(stringify!($name)).await;
+            }
+        )*
+    };
 }
 
-#[tokio::test]
-async fn connect_that_hangs_is_504_connection_timeout() {
-    let port = blackhole_port().await;
-    for client in CLIENTS {
-        let out = call(client, &format!("http://{}/", port.addr)).await;
-        out.assert_answer(
-            504,
-            ErrorKind::ConnectionTimeout,
-            Phase::Connect,
-            RequestSent::No,
-        );
-    }
+fn raw(reply: impl Into<String>, after: After) -> Target {
+    Target::Raw(reply.into(), after)
 }
 
-#[tokio::test]
-async fn close_before_any_byte_is_502_connection_terminated() {
-    let upstream = Upstream::raw("", After::Close).await;
-    for client in CLIENTS {
-        let out = call(client, &upstream.url("/")).await;
-        out.assert_answer(
-            502,
-            ErrorKind::ConnectionTerminated,
-            Phase::AwaitHead,
-            RequestSent::Maybe,
-        );
-    }
-    assert_eq!(
-        upstream.requests(),
-        CLIENTS.len(),
-        "each client's request reached upstream once"
+use Expect::{Answer, BodyError, Untouched};
+use Phase::{AwaitHead, Connect};
+use RequestSent::{Maybe, No, Yes};
+
+cases! {
+    connection_refused_is_502_connection_refused_and_never_sent: Case::new(
+        Target::Refused,
+        Answer(502, ErrorKind::ConnectionRefused, Connect, No),
     );
-}
-
-#[tokio::test]
-async fn reset_before_any_byte_is_502_connection_terminated() {
-    let upstream = Upstream::raw("", After::Reset).await;
-    for client in CLIENTS {
-        let out = call(client, &upstream.url("/")).await;
-        out.assert_answer(
-            502,
-            ErrorKind::ConnectionTerminated,
-            Phase::AwaitHead,
-            RequestSent::Maybe,
-        );
-    }
-}
-
-#[tokio::test]
-async fn a_reply_that_is_not_http_is_502_protocol_error() {
-    let upstream = Upstream::raw("SSH-2.0-OpenSSH_9.6\r\n", After::Close).await;
-    for client in CLIENTS {
-        let out = call(client, &upstream.url("/")).await;
-        out.assert_answer(
-            502,
-            ErrorKind::ProtocolError,
-            Phase::AwaitHead,
-            RequestSent::Yes,
-        );
-    }
-}
-
-#[tokio::test]
-async fn a_header_line_without_colon_is_502_protocol_error() {
-    let reply = "HTTP/1.1 200 OK\r\nthis-line-has-no-colon\r\ncontent-length: 0\r\n\r\n";
-    let upstream = Upstream::raw(reply, After::Hang).await;
-    for client in CLIENTS {
-        let out = call(client, &upstream.url("/")).await;
-        out.assert_answer(
-            502,
-            ErrorKind::ProtocolError,
-            Phase::AwaitHead,
-            RequestSent::Yes,
-        );
-    }
-}
-
-/// hyper reports a head cut short exactly like a close before any byte
-/// (`is_incomplete_message`); see the classify module docs.
-#[tokio::test]
-async fn a_head_cut_off_halfway_is_502_connection_terminated() {
-    let upstream = Upstream::raw("HTTP/1.1 200 OK\r\nContent-Ty", After::Close).await;
-    for client in CLIENTS {
-        let out = call(client, &upstream.url("/")).await;
-        out.assert_answer(
-            502,
-            ErrorKind::ConnectionTerminated,
-            Phase::AwaitHead,
-            RequestSent::Maybe,
-        );
-    }
-}
-
-#[tokio::test]
-async fn a_one_mib_header_is_502_header_section_size() {
-    let reply = format!(
-        "HTTP/1.1 200 OK\r\nx-big: {}\r\ncontent-length: 0\r\n\r\n",
-        "a".repeat(1 << 20)
+    unresolvable_name_is_502_dns_error: Case::new(
+        Target::Unresolvable,
+        Answer(502, ErrorKind::DnsError, Connect, No),
     );
-    let upstream = Upstream::raw(reply, After::Hang).await;
-    for client in CLIENTS {
-        let out = call(client, &upstream.url("/")).await;
-        out.assert_answer(
-            502,
-            ErrorKind::HeaderSectionTooLarge,
-            Phase::AwaitHead,
-            RequestSent::Yes,
-        );
-    }
-}
-
-#[tokio::test]
-async fn ten_thousand_headers_is_502_header_section_size() {
-    let headers: String = (0..10_000).map(|i| format!("x-h{i}: v\r\n")).collect();
-    let reply = format!("HTTP/1.1 200 OK\r\n{headers}content-length: 0\r\n\r\n");
-    let upstream = Upstream::raw(reply, After::Hang).await;
-    for client in CLIENTS {
-        let out = call(client, &upstream.url("/")).await;
-        out.assert_answer(
-            502,
-            ErrorKind::HeaderSectionTooLarge,
-            Phase::AwaitHead,
-            RequestSent::Yes,
-        );
-    }
-}
-
-#[tokio::test]
-async fn no_answer_at_all_is_504_response_timeout() {
-    let upstream = Upstream::raw("", After::Hang).await;
-    for client in CLIENTS {
-        let out = call(client, &upstream.url("/")).await;
-        out.assert_answer(
-            504,
-            ErrorKind::ResponseHeaderTimeout,
-            Phase::AwaitHead,
-            RequestSent::Yes,
-        );
-        assert!(
-            out.took >= Duration::from_millis(300),
-            "{client:?} answered before the timeout"
-        );
-    }
-}
-
-#[tokio::test]
-async fn a_body_shorter_than_its_content_length_ends_with_response_incomplete() {
-    let reply = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789";
-    let upstream = Upstream::raw(reply, After::Close).await;
-    for client in CLIENTS {
-        call(client, &upstream.url("/"))
-            .await
-            .assert_body_error(ErrorKind::ResponseIncomplete);
-    }
-}
-
-#[tokio::test]
-async fn an_invalid_chunk_size_ends_the_body_with_transfer_coding() {
-    let reply = "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n";
-    let upstream = Upstream::raw(reply, After::Hang).await;
-    for client in CLIENTS {
-        call(client, &upstream.url("/"))
-            .await
-            .assert_body_error(ErrorKind::TransferCoding);
-    }
-}
-
-#[tokio::test]
-async fn a_body_that_stalls_ends_with_read_timeout() {
-    let reply = "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789";
-    let upstream = Upstream::raw(reply, After::Hang).await;
-    for client in CLIENTS {
-        let out = call(client, &upstream.url("/")).await;
-        out.assert_body_error(ErrorKind::ReadTimeout);
-        assert!(
-            out.took >= Duration::from_millis(300),
-            "{client:?} cut the body early"
-        );
-    }
-}
-
-#[tokio::test]
-async fn a_healthy_upstream_passes_through_untouched() {
-    let upstream = Upstream::ok("hello").await;
-    for client in CLIENTS {
-        let out = call(client, &upstream.url("/")).await;
-        assert_eq!(out.status, StatusCode::OK);
-        assert_eq!(out.body.as_deref().unwrap(), b"hello");
-        assert!(out.headers.get("proxy-status").is_none());
-        assert!(out.answer_error.is_none());
-        assert_eq!(out.reported, 0);
-    }
+    connect_that_hangs_is_504_connection_timeout: Case::new(
+        Target::Blackhole,
+        Answer(504, ErrorKind::ConnectionTimeout, Connect, No),
+    );
+    close_before_any_byte_is_502_connection_terminated: Case::new(
+        raw("", After::Close),
+        Answer(502, ErrorKind::ConnectionTerminated, AwaitHead, Maybe),
+    )
+    .reaches_upstream_once();
+    reset_before_any_byte_is_502_connection_terminated: Case::new(
+        raw("", After::Reset),
+        Answer(502, ErrorKind::ConnectionTerminated, AwaitHead, Maybe),
+    );
+    a_reply_that_is_not_http_is_502_protocol_error: Case::new(
+        raw("SSH-2.0-OpenSSH_9.6\r\n", After::Close),
+        Answer(502, ErrorKind::ProtocolError, AwaitHead, Yes),
+    );
+    a_header_line_without_colon_is_502_protocol_error: Case::new(
+        raw(
+            "HTTP/1.1 200 OK\r\nthis-line-has-no-colon\r\ncontent-length: 0\r\n\r\n",
+            After::Hang,
+        ),
+        Answer(502, ErrorKind::ProtocolError, AwaitHead, Yes),
+    );
+    /// hyper reports a head cut short exactly like a close before any byte
+    /// (`is_incomplete_message`); see the classify module docs.
+    a_head_cut_off_halfway_is_502_connection_terminated: Case::new(
+        raw("HTTP/1.1 200 OK\r\nContent-Ty", After::Close),
+        Answer(502, ErrorKind::ConnectionTerminated, AwaitHead, Maybe),
+    );
+    a_one_mib_header_is_502_header_section_size: Case::new(
+        raw(
+            format!(
+                "HTTP/1.1 200 OK\r\nx-big: {}\r\ncontent-length: 0\r\n\r\n",
+                "a".repeat(1 << 20)
+            ),
+            After::Hang,
+        ),
+        Answer(502, ErrorKind::HeaderSectionTooLarge, AwaitHead, Yes),
+    );
+    ten_thousand_headers_is_502_header_section_size: Case::new(
+        raw(
+            format!(
+                "HTTP/1.1 200 OK\r\n{}content-length: 0\r\n\r\n",
+                (0..10_000).map(|i| format!("x-h{i}: v\r\n")).collect::<String>()
+            ),
+            After::Hang,
+        ),
+        Answer(502, ErrorKind::HeaderSectionTooLarge, AwaitHead, Yes),
+    );
+    no_answer_at_all_is_504_response_timeout: Case::new(
+        raw("", After::Hang),
+        Answer(504, ErrorKind::ResponseHeaderTimeout, AwaitHead, Yes),
+    )
+    .no_sooner_than(Duration::from_millis(300));
+    a_body_shorter_than_its_content_length_ends_with_response_incomplete: Case::new(
+        raw("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789", After::Close),
+        BodyError(ErrorKind::ResponseIncomplete),
+    );
+    an_invalid_chunk_size_ends_the_body_with_transfer_coding: Case::new(
+        raw(
+            "HTTP/1.1 200 OK\r\ntransfer-encoding: chunked\r\n\r\nzz\r\nhello\r\n0\r\n\r\n",
+            After::Hang,
+        ),
+        BodyError(ErrorKind::TransferCoding),
+    );
+    a_body_that_stalls_ends_with_read_timeout: Case::new(
+        raw("HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\n0123456789", After::Hang),
+        BodyError(ErrorKind::ReadTimeout),
+    )
+    .no_sooner_than(Duration::from_millis(300));
+    a_healthy_upstream_passes_through_untouched: Case::new(
+        raw(
+            "HTTP/1.1 200 OK\r\ncontent-type: text/plain\r\ncontent-length: 5\r\n\r\nhello",
+            After::Hang,
+        ),
+        Untouched("hello"),
+    );
 }
 
 /// An error on an established connection names the peer actually connected to

@@ -385,28 +385,37 @@ async fn a_graceful_goaway_under_load_completes_the_streams_it_took_and_the_rest
     );
 }
 
-#[tokio::test]
+#[tokio::test(start_paused = true)]
 async fn a_full_max_concurrent_streams_never_holds_a_request_past_its_attempt_timeout() {
     // One stream at a time, and it never answers.
     let (addr, seen) = h2_server(Stream::Stall, 1).await;
+    // On a frozen clock: no timer fires while the sockets work, and the attempt
+    // timeouts end when the test moves the clock.
+    let clock = crate::support::Frozen::hold();
     // One connection: the first request holds its only stream for 2 s.
     let client = h2_client();
     let patient = gateway_over(client.clone(), 1, Duration::from_secs(2));
     let svc = gateway_over(client, 1, Duration::from_millis(300));
-    let first =
+    let mut first =
         tokio::spawn(async move { send_h2(&patient, addr, http::Method::POST, "first").await });
-    tokio::time::sleep(Duration::from_millis(100)).await;
-    let start = std::time::Instant::now();
-    let (status, proxy_status, _) = send_h2(&svc, addr, http::Method::POST, "queued").await;
-    let took = start.elapsed();
+    let first_arrived = || seen.lock().unwrap().contains(&"first".to_owned());
+    crate::support::eventually("the first request holding the stream", first_arrived).await;
+    let queued = clock.run("the queued request", async {
+        let start = tokio::time::Instant::now();
+        let answer = send_h2(&svc, addr, http::Method::POST, "queued").await;
+        (answer, start.elapsed())
+    });
+    let ((status, proxy_status, _), took) = queued.await;
     assert!(took < Duration::from_millis(1500), "held {took:?}");
+    assert!(!first.is_finished(), "the first is still waiting");
     // Queued in the client for a stream, then ended by the attempt timeout.
     assert_eq!(status, 504, "{proxy_status}");
     assert!(
         proxy_status.ends_with("error=http_response_timeout"),
         "{proxy_status}"
     );
-    assert_eq!(first.await.unwrap().0, 504);
+    let first = clock.run("the first request", &mut first).await;
+    assert_eq!(first.unwrap().0, 504);
     assert_eq!(
         *seen.lock().unwrap(),
         ["first"],

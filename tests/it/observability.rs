@@ -6,26 +6,14 @@
 use crate::support;
 
 use bytes::Bytes;
-use http::{Request, Response};
+use http::Request;
 use http_body_util::Full;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use support::{After, EventLog, Upstream, collect, refused_port};
+use support::{After, EventLog, Upstream, collect, refused_port, through};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_bad_gateway::render::Renderer;
 use tower_bad_gateway::{BadGatewayLayer, GatewayLayer, UpstreamBody};
-
-/// `req` through `layer` in front of a real hyper-util client.
-async fn through(
-    layer: BadGatewayLayer,
-    req: Request<Full<Bytes>>,
-) -> Response<tower_bad_gateway::bad_gateway::ResponseBody<hyper::body::Incoming>> {
-    let mut svc = ServiceBuilder::new()
-        .layer(layer)
-        .timeout(Duration::from_millis(300))
-        .service(support::hyper_client::<Full<Bytes>>());
-    svc.ready().await.unwrap().call(req).await.unwrap()
-}
 
 fn failures(events: &EventLog) -> Vec<String> {
     events
@@ -236,7 +224,10 @@ async fn deadline_and_retry_budget_counters_move() {
     let _local = metrics::set_default_local_recorder(&recorder);
 
     // The deadline (100 ms) passes before the client's connect timeout (150 ms).
+    // Connecting to the hole never completes, so tokio's paused clock may
+    // auto-advance: the two timers fire in their order, however slow the machine.
     let blackhole = support::blackhole_port().await;
+    tokio::time::pause();
     let mut svc = ServiceBuilder::new()
         .layer(GatewayLayer::new().deadline(Duration::from_millis(100)))
         .service(support::hyper_client::<UpstreamBody<Full<Bytes>>>());
@@ -249,7 +240,10 @@ async fn deadline_and_retry_budget_counters_move() {
         .unwrap();
     assert_eq!(res.status(), 504);
 
-    // A budget with nothing in it refuses the retry of a refused connection.
+    // A budget with nothing in it refuses the retry of a refused connection. A
+    // real socket answers here: the clock is held still, so the client's connect
+    // timeout cannot pass while the refusal comes back.
+    let _still = support::Frozen::hold();
     let port = refused_port();
     let empty = RetryBudget::new(0.0, 0, Duration::from_secs(10));
     let mut svc = ServiceBuilder::new()
@@ -285,8 +279,8 @@ async fn deadline_and_retry_budget_counters_move() {
 
 /// The endpoint set's state changes are counted by state and endpoint: one dead
 /// endpoint is ejected, probed, ejected again; it comes back, is probed and
-/// restored.
-#[tokio::test]
+/// restored. On a frozen clock: each ejection ends when the test moves the clock.
+#[tokio::test(start_paused = true)]
 async fn endpoint_ejections_probes_and_restorations_are_counted() {
     use tower::Layer;
     use tower_bad_gateway::upstreams::{EndpointSet, HealthPolicy};
@@ -294,6 +288,7 @@ async fn endpoint_ejections_probes_and_restorations_are_counted() {
     let handle = recorder.handle();
     let _local = metrics::set_default_local_recorder(&recorder);
 
+    let clock = support::Frozen::hold();
     let replica = support::Replica::start("back").await;
     replica.kill();
     let set = EndpointSet::from_urls([replica.url()])
@@ -318,10 +313,10 @@ async fn endpoint_ejections_probes_and_restorations_are_counted() {
         }
     };
     assert_eq!(status().await, 502, "refused: ejected");
-    tokio::time::sleep(Duration::from_millis(120)).await;
+    clock.advance(Duration::from_millis(100)).await;
     assert_eq!(status().await, 502, "the probe is refused: ejected again");
     replica.restart().await;
-    tokio::time::sleep(Duration::from_millis(250)).await;
+    clock.advance(Duration::from_millis(200)).await;
     assert_eq!(status().await, 200, "the probe succeeds: restored");
 
     let text = handle.render();

@@ -2,7 +2,10 @@
 //! passive health ejects and probes, nothing healthy fails fast, membership
 //! changes at runtime.
 
-use crate::support::{EventLog, Recorder, Replica, Script, TestBody, blackhole_port, hyper_client};
+use crate::support::{
+    EventLog, Frozen, Recorder, Replica, Script, TestBody, blackhole_port, eventually,
+    hyper_client, within,
+};
 use bytes::Bytes;
 use http::{HeaderMap, Method, Request, Response, StatusCode};
 use http_body_util::{BodyExt, Full};
@@ -232,9 +235,12 @@ async fn a_post_that_may_have_reached_a_replica_is_never_sent_to_another() {
     }
 }
 
-#[tokio::test]
+/// On a frozen clock: the replica's sockets work in no time, and the ejection
+/// ends exactly when the test moves the clock past it.
+#[tokio::test(start_paused = true)]
 async fn with_one_endpoint_the_set_is_a_circuit_breaker_that_fails_fast_then_probes_once() {
     let events = EventLog::install();
+    let clock = Frozen::hold();
     let replica = Replica::start("back").await;
     replica.kill();
     let set = EndpointSet::from_urls([replica.url()])
@@ -255,6 +261,12 @@ async fn with_one_endpoint_the_set_is_a_circuit_breaker_that_fails_fast_then_pro
         assert_eq!(answer.status, 502);
     }
     assert_eq!(client.calls(), 2);
+    assert_eq!(
+        health_of(&set, &replica.url()),
+        Health::Ejected {
+            probe_in: Duration::from_millis(400)
+        }
+    );
     let readies = client.readies.load(Ordering::SeqCst);
 
     // Open: no network I/O, not even asking the client whether it is ready.
@@ -279,7 +291,12 @@ async fn with_one_endpoint_the_set_is_a_circuit_breaker_that_fails_fast_then_pro
     );
 
     replica.restart().await;
-    tokio::time::sleep(Duration::from_millis(450)).await;
+    // Still open a moment before the ejection ends; the probe goes as it ends.
+    clock.advance(Duration::from_millis(399)).await;
+    let open = send(&svc, Method::GET, "still-open").await;
+    assert_eq!(open.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(client.calls(), 2, "no attempt while open");
+    clock.advance(Duration::from_millis(1)).await;
     let probe = send(&svc, Method::GET, "probe").await;
     assert_eq!(probe.status, 200);
     assert_eq!(health_of(&set, &replica.url()), Health::Healthy);
@@ -295,40 +312,46 @@ async fn with_one_endpoint_the_set_is_a_circuit_breaker_that_fails_fast_then_pro
     }
 }
 
-#[tokio::test]
+/// The default policy's times (a 10 s base ejection, doubled), on a frozen clock.
+#[tokio::test(start_paused = true)]
 async fn a_failed_probe_ejects_the_endpoint_again_for_twice_as_long() {
+    const BASE: Duration = Duration::from_secs(10);
+    let clock = Frozen::hold();
     let replica = Replica::start("x").await;
     replica.kill();
     let set = EndpointSet::from_urls([replica.url()])
         .unwrap()
-        .health_policy(
-            HealthPolicy::new()
-                .consecutive_failures(1)
-                .base_ejection(Duration::from_millis(800)),
-        );
+        .health_policy(HealthPolicy::new().consecutive_failures(1));
+    let client = client();
     let svc = GatewayLayer::new()
         .upstreams(set.clone())
         .max_attempts(1)
-        .layer(client());
+        .layer(client.clone());
     assert_eq!(send(&svc, Method::GET, "1").await.status, 502);
-    tokio::time::sleep(Duration::from_millis(850)).await;
+    assert_eq!(
+        health_of(&set, &replica.url()),
+        Health::Ejected { probe_in: BASE }
+    );
+    clock.advance(BASE).await;
     assert_eq!(
         send(&svc, Method::GET, "probe").await.status,
         502,
         "the probe is refused"
     );
-    match health_of(&set, &replica.url()) {
-        Health::Ejected { probe_in } => {
-            assert!(probe_in > Duration::from_millis(800), "{probe_in:?}")
-        }
-        other => panic!("{other:?}"),
-    }
+    assert_eq!(client.calls(), 2, "the probe went");
+    assert_eq!(
+        health_of(&set, &replica.url()),
+        Health::Ejected { probe_in: 2 * BASE }
+    );
 }
 
+/// Nothing here completes on a socket (connecting to the hole hangs), so tokio's
+/// paused clock may auto-advance: each wait ends exactly at its timer, in order.
 #[tokio::test]
 async fn a_cancelled_probe_frees_its_slot_and_a_timed_out_one_ejects_again() {
     // Connecting to it hangs until the client's 150 ms connect timeout.
     let hole = blackhole_port().await;
+    tokio::time::pause();
     let url = format!("http://{}", hole.addr);
     let set = EndpointSet::from_urls([url.as_str()])
         .unwrap()
@@ -351,6 +374,7 @@ async fn a_cancelled_probe_frees_its_slot_and_a_timed_out_one_ejects_again() {
 
     // The probe's caller gives up (drops it) before the connect times out.
     let probe = tokio::time::timeout(Duration::from_millis(50), send(&svc, Method::GET, "probe"));
+    // (50 ms is well before the connect timeout: on the paused clock, exactly.)
     assert!(probe.await.is_err());
     assert!(
         matches!(health_of(&set, &url), Health::Ejected { probe_in } if probe_in.is_zero()),
@@ -366,7 +390,13 @@ async fn a_cancelled_probe_frees_its_slot_and_a_timed_out_one_ejects_again() {
     // endpoint is ejected again, not left probing.
     let next = send(&svc, Method::GET, "next").await;
     assert_eq!(next.status, 504, "{:?}", next.headers);
-    assert!(matches!(health_of(&set, &url), Health::Ejected { probe_in } if !probe_in.is_zero()));
+    assert_eq!(
+        health_of(&set, &url),
+        Health::Ejected {
+            probe_in: Duration::from_millis(400)
+        },
+        "ejected again, for twice as long"
+    );
 }
 
 #[tokio::test]
@@ -393,9 +423,12 @@ async fn nothing_healthy_answers_a_grpc_caller_unavailable_without_a_call() {
     assert_eq!(client.calls(), 1);
 }
 
-#[tokio::test]
+/// On a frozen clock: the slow replica holds its answer until the test moves the
+/// clock, so the set is replaced while the request is surely in flight.
+#[tokio::test(start_paused = true)]
 async fn replacing_the_set_keeps_health_and_loses_no_request_in_flight() {
     let events = EventLog::install();
+    let clock = Frozen::hold();
     let slow = Replica::start_slow("slow", Duration::from_millis(300)).await;
     let fast = Replica::start("fast").await;
     let set = EndpointSet::from_urls([slow.url()]).unwrap();
@@ -404,9 +437,14 @@ async fn replacing_the_set_keeps_health_and_loses_no_request_in_flight() {
         let svc = svc.clone();
         async move { send(&svc, Method::POST, "in-flight").await }
     });
-    tokio::time::sleep(Duration::from_millis(100)).await;
+    eventually("the slow replica has the request", || {
+        slow.seen().contains(&"in-flight".to_owned())
+    })
+    .await;
     set.replace([fast.url().parse().unwrap()]).unwrap();
-    let answer = in_flight.await.unwrap();
+    assert!(!in_flight.is_finished(), "answered before the replacement");
+    clock.advance(Duration::from_millis(300)).await;
+    let answer = within("the in-flight answer", in_flight).await.unwrap();
     assert_eq!(
         (answer.status, &answer.body[..]),
         (StatusCode::OK, &b"slow"[..])
@@ -461,14 +499,12 @@ async fn a_discover_stream_drives_the_membership() {
     let settle = |want: Vec<String>| {
         let set = set.clone();
         async move {
-            for _ in 0..100 {
+            let what = format!("the set becoming {want:?}");
+            eventually(&what, || {
                 let now: Vec<String> = set.health().iter().map(|(e, _)| e.to_string()).collect();
-                if now == want {
-                    return;
-                }
-                tokio::time::sleep(Duration::from_millis(10)).await;
-            }
-            panic!("the set never became {want:?}: {:?}", set.health());
+                now == want
+            })
+            .await;
         }
     };
 
@@ -566,10 +602,13 @@ where
     }
 }
 
-/// 3 replicas, one killed and restarted mid-run; 10,000 requests (half POSTs) at
-/// concurrency 64. Every answer is checked, no POST reaches a replica twice, and
-/// while the replica is dead, no more attempts go to it than the threshold (after
-/// its first refusal) plus one probe per ejection.
+/// 3 replicas, one killed and restarted mid-run; 10,000 requests or more (half
+/// POSTs) at concurrency 64. Every answer is checked, no POST reaches a replica
+/// twice, and while the replica is dead, no more attempts go to it than the
+/// threshold (after its first refusal) plus one probe per ejection.
+///
+/// The replica stays dead until it has been ejected, probed and ejected again (an
+/// event, however slow the machine), and the requests go on until it is back.
 #[tokio::test]
 async fn load_three_replicas_one_killed_and_restarted_mid_run() {
     const TOTAL: usize = 10_000;
@@ -599,21 +638,36 @@ async fn load_three_replicas_one_killed_and_restarted_mid_run() {
         .layer(attempts.clone());
 
     let done = Arc::new(AtomicUsize::new(0));
+    let restarted = Arc::new(std::sync::atomic::AtomicBool::new(false));
     let window = Arc::new(Mutex::new((None, None)));
+    let ejections_of_c = {
+        let (lines, c) = (events.lines(), c.addr.to_string());
+        move || {
+            lines
+                .messages()
+                .iter()
+                .filter(|m| m.contains("upstream endpoint ejected") && m.contains(&c))
+                .count()
+        }
+    };
     let chaos = tokio::spawn({
         let (done, window, c) = (done.clone(), window.clone(), c.clone());
+        let (restarted, ejections_of_c) = (restarted.clone(), ejections_of_c.clone());
         async move {
-            while done.load(Ordering::SeqCst) < TOTAL / 10 {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
+            eventually("a tenth of the requests answered", || {
+                done.load(Ordering::SeqCst) >= TOTAL / 10
+            })
+            .await;
             c.kill();
             let killed = std::time::Instant::now();
             window.lock().unwrap().0 = Some(killed);
-            while killed.elapsed() < Duration::from_millis(300) {
-                tokio::time::sleep(Duration::from_millis(1)).await;
-            }
+            eventually("c ejected, probed and ejected again", || {
+                ejections_of_c() >= 2
+            })
+            .await;
             window.lock().unwrap().1 = Some(std::time::Instant::now());
             c.restart().await;
+            restarted.store(true, Ordering::SeqCst);
         }
     });
 
@@ -624,12 +678,13 @@ async fn load_three_replicas_one_killed_and_restarted_mid_run() {
     let mut workers = tokio::task::JoinSet::new();
     for _ in 0..64 {
         let (svc, next, done, answers) = (svc.clone(), next.clone(), done.clone(), answers.clone());
+        let restarted = restarted.clone();
         workers.spawn(async move {
             loop {
-                let i = next.fetch_add(1, Ordering::SeqCst);
-                if i >= TOTAL {
+                if next.load(Ordering::SeqCst) >= TOTAL && restarted.load(Ordering::SeqCst) {
                     return;
                 }
+                let i = next.fetch_add(1, Ordering::SeqCst);
                 let method = if i % 2 == 0 {
                     Method::POST
                 } else {
@@ -662,7 +717,15 @@ async fn load_three_replicas_one_killed_and_restarted_mid_run() {
         }
     }
     let answers = std::mem::take(&mut *answers.lock().unwrap());
-    assert_eq!(answers.len(), TOTAL, "every request got exactly one answer");
+    let total = next.load(Ordering::SeqCst);
+    assert!(total >= TOTAL, "{total} requests");
+    let mut ids: Vec<usize> = answers.iter().map(|a| a.0).collect();
+    ids.sort_unstable();
+    assert_eq!(
+        ids,
+        (0..total).collect::<Vec<_>>(),
+        "every request got exactly one answer"
+    );
     let mut failed_posts = 0;
     for (i, status, proxy_status, body) in answers.iter() {
         let post = i % 2 == 0;
@@ -719,10 +782,7 @@ async fn load_three_replicas_one_killed_and_restarted_mid_run() {
         .iter()
         .filter(|m| m.contains("upstream endpoint probing") && m.contains(&c.addr.to_string()))
         .count();
-    let ejections = messages
-        .iter()
-        .filter(|m| m.contains("upstream endpoint ejected") && m.contains(&c.addr.to_string()))
-        .count();
+    let ejections = ejections_of_c();
     assert!(
         ejections >= 2,
         "c was ejected, then failed a probe: {ejections}"
@@ -733,16 +793,18 @@ async fn load_three_replicas_one_killed_and_restarted_mid_run() {
     );
     // c comes back into service (if the run ended before its probe, the next
     // requests probe it).
-    let mut back = false;
-    for i in 0..40 {
-        if send(&svc, Method::GET, &format!("after-{i}")).await.body == "c" {
-            back = true;
-            break;
+    within("c back in service", async {
+        for i in 0.. {
+            if send(&svc, Method::GET, &format!("after-{i}")).await.body == "c" {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    assert!(
-        back && health_of(&set, &c.url()) == Health::Healthy,
+    })
+    .await;
+    assert_eq!(
+        health_of(&set, &c.url()),
+        Health::Healthy,
         "{:?}",
         set.health()
     );

@@ -2,12 +2,16 @@
 
 mod bodies;
 mod clients;
+mod clock;
 mod prometheus;
+mod through;
 mod tracing_capture;
 mod upstreams;
 
 pub use bodies::{Upload, collect};
 pub use clients::{TestBody, get, hyper_client};
+pub use clock::{Frozen, PATIENCE, eventually, within};
 pub use prometheus::prometheus_value;
+pub use through::{through, through_with_timeout};
 pub use tracing_capture::EventLog;
 pub use upstreams::{After, Recorder, Replica, Script, Upstream, blackhole_port, refused_port};

@@ -24,6 +24,21 @@ impl EventLog {
     pub fn messages(&self) -> Vec<String> {
         self.events.lock().unwrap().clone()
     }
+
+    /// The lines recorded so far and from now on, readable from another task.
+    pub fn lines(&self) -> EventLines {
+        EventLines(self.events.clone())
+    }
+}
+
+/// The lines of an [`EventLog`], shareable across tasks.
+#[derive(Clone)]
+pub struct EventLines(Arc<std::sync::Mutex<Vec<String>>>);
+
+impl EventLines {
+    pub fn messages(&self) -> Vec<String> {
+        self.0.lock().unwrap().clone()
+    }
 }
 
 struct EventRecorder(Arc<std::sync::Mutex<Vec<String>>>);
