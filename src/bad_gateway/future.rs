@@ -108,6 +108,7 @@ where
 
 impl Answering {
     /// An upstream answer: judged by the policy, then passed on with its body watched.
+    #[inline]
     fn pass<B>(self, res: Response<B>) -> Response<ResponseBody<B>>
     where
         B: Body<Data = bytes::Bytes>,

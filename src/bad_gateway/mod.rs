@@ -85,20 +85,14 @@ pub(crate) struct Answering {
     pub(crate) info: RequestInfo,
     pub(crate) next_hop: Option<NextHop>,
     pub(crate) start: Instant,
-    /// The classifier this request is classified with, when it is not the
-    /// default: the settings' own, or one carried from further out, or both.
-    pub(crate) classifier: Option<Arc<Classifier>>,
 }
 
 impl Answering {
     /// Makes the `GatewayError` for an error seen in `phase`, with the source, the
     /// time since the start and the next hop.
     pub(crate) fn classify(&self, error: BoxError, phase: Phase) -> GatewayError {
-        let classifier = self
-            .classifier
-            .as_deref()
-            .unwrap_or(&self.settings.classifier);
-        self.stamp(classifier.classify_owned(error, phase))
+        let err = self.settings.classifier.classify_owned(error, phase);
+        self.stamp(err)
     }
 
     /// Fills in the elapsed time and the next hop.

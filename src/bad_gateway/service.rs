@@ -121,18 +121,27 @@ where
         }
         let next_hop = NextHop::of(req.uri());
         let start = Deadline::start_of(req.extensions().get());
-        // The layers below classify with this layer's classifier too.
+        // The layers below classify with this layer's classifier too. One carried
+        // from further out (rare: this layer is usually the outermost) joins it in
+        // this request's own copy of the settings, which keeps the per-request
+        // state small.
         let classifier = Carried::resolve(
             &settings.classifier,
             req.extensions_mut(),
             settings.stack_shares_classifier,
         );
+        let settings = match classifier {
+            Some(c) if !Arc::ptr_eq(&c, &settings.classifier) => Arc::new(Settings {
+                classifier: c,
+                ..Settings::clone(settings)
+            }),
+            _ => settings.clone(),
+        };
         let answering = Answering {
-            settings: settings.clone(),
+            settings,
             info,
             next_hop,
             start,
-            classifier,
         };
         match self.ready_error.take() {
             Some(err) => ResponseFuture::failed(err, answering),

@@ -3,6 +3,18 @@
 use super::Classifier;
 use std::fmt;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+/// Whether any request of this process was ever given a classifier to carry.
+/// Until one is, no layer looks for one: the default stack pays one load per
+/// layer, not a lookup. Set before the first is inserted, so a layer that receives
+/// such a request (handed over with its own synchronisation) sees it set.
+static EVER_CARRIED: AtomicBool = AtomicBool::new(false);
+
+fn carry(classifier: &Arc<Classifier>, extensions: &mut http::Extensions) {
+    EVER_CARRIED.store(true, Ordering::Relaxed);
+    extensions.insert(Carried(classifier.clone()));
+}
 
 /// The classifier a request carries down the stack, in its extensions: the first
 /// layer that has a classifier of its own puts it there, so that every layer
@@ -15,10 +27,19 @@ impl Carried {
     /// what the request carries from further out, then `own`. `None`: `own` alone
     /// (nothing is carried and `own` is the default, the common case, which costs
     /// one lookup), and whether the request carries it already.
+    #[inline]
     fn resolved(
         own: &Arc<Classifier>,
         extensions: &http::Extensions,
     ) -> (Option<Arc<Classifier>>, bool) {
+        if !EVER_CARRIED.load(Ordering::Relaxed) {
+            let own = if own.is_default() {
+                None
+            } else {
+                Some(own.clone())
+            };
+            return (own, false);
+        }
         match extensions.get::<Carried>() {
             None if own.is_default() => (None, false),
             None => (Some(own.clone()), false),
@@ -33,15 +54,19 @@ impl Carried {
     /// below, unless `below_hold_own` says they hold `own` already (a
     /// [`GatewayLayer`](crate::GatewayLayer) gives every layer of its stack the same
     /// classifier) and the result is `own`.
+    #[inline(always)]
     pub(crate) fn resolve(
         own: &Arc<Classifier>,
         extensions: &mut http::Extensions,
         below_hold_own: bool,
     ) -> Option<Arc<Classifier>> {
+        if own.is_default() && !EVER_CARRIED.load(Ordering::Relaxed) {
+            return None;
+        }
         let (resolved, carried) = Self::resolved(own, extensions);
         if let Some(classifier) = &resolved {
             if !carried && Self::must_carry(classifier, own, below_hold_own) {
-                extensions.insert(Carried(classifier.clone()));
+                carry(classifier, extensions);
             }
         }
         resolved
@@ -58,6 +83,7 @@ impl Carried {
 
     /// The classifier this request is classified with by a layer whose own is
     /// `own`, for a layer with nothing of this crate's below it to tell.
+    #[inline]
     pub(crate) fn read(own: &Arc<Classifier>, extensions: &http::Extensions) -> Arc<Classifier> {
         Self::resolved(own, extensions)
             .0
@@ -67,10 +93,14 @@ impl Carried {
     /// Takes what the request carries out of `extensions`, resolved with `own`,
     /// for a layer that puts it back on every request it sends on (the retry
     /// layer: so a replayed request's extensions need no copy for it).
+    #[inline(always)]
     pub(crate) fn take(
         own: &Arc<Classifier>,
         extensions: &mut http::Extensions,
     ) -> Option<Arc<Classifier>> {
+        if own.is_default() && !EVER_CARRIED.load(Ordering::Relaxed) {
+            return None;
+        }
         let (resolved, carried) = Self::resolved(own, extensions);
         if carried {
             extensions.remove::<Carried>();
@@ -80,6 +110,7 @@ impl Carried {
 
     /// Puts `classifier` on a request sent on, unless the layers below hold it
     /// already (see [`resolve`](Self::resolve)).
+    #[inline]
     pub(crate) fn put(
         classifier: Option<&Arc<Classifier>>,
         own: &Arc<Classifier>,
@@ -88,7 +119,7 @@ impl Carried {
     ) {
         if let Some(classifier) = classifier {
             if Self::must_carry(classifier, own, below_hold_own) {
-                extensions.insert(Carried(classifier.clone()));
+                carry(classifier, extensions);
             }
         }
     }

@@ -181,6 +181,7 @@ impl Classifier {
     }
 
     /// Whether this is the default classifier, unchanged.
+    #[inline]
     pub(crate) fn is_default(&self) -> bool {
         self.rules.is_empty() && !self.replace
     }

@@ -179,7 +179,7 @@ impl<S> Layer<S> for GatewayLayer {
             .with_shared_classifier(classifier.clone());
         let write_timeout = match self.write_timeout {
             Some(timeout) => WriteTimeoutLayer::new(timeout),
-            None => WriteTimeoutLayer::disabled(),
+            None => WriteTimeoutLayer::no_timeout(),
         };
         let deadline = match self.deadline {
             Some(deadline) => SetDeadlineLayer::new(deadline),

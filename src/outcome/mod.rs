@@ -109,6 +109,10 @@ pub struct Outcomes {
     statuses: StatusSet,
     grpc: CodeSet,
     predicates: Vec<Arc<Predicate>>,
+    /// Whether any answer can be in the set (a status, a code or a predicate):
+    /// kept up to date by every setter, so the policies asked about every answer
+    /// see an empty set at the cost of one load.
+    answers: bool,
 }
 
 impl Outcomes {
@@ -139,7 +143,7 @@ impl Outcomes {
     /// number (one that is no HTTP status, outside `100..=999`, matches nothing).
     pub fn status(mut self, status: impl IntoStatus) -> Self {
         self.statuses.insert(status.into_status());
-        self
+        self.refreshed()
     }
 
     /// Adds answers with any of these statuses.
@@ -151,7 +155,7 @@ impl Outcomes {
     /// (A status in the trailers comes after the attempt is over.)
     pub fn grpc(mut self, code: GrpcCode) -> Self {
         self.grpc = self.grpc.with(code);
-        self
+        self.refreshed()
     }
 
     /// Adds gRPC answers with any of these codes.
@@ -165,7 +169,7 @@ impl Outcomes {
         F: Fn(&Outcome<'_>) -> bool + Send + Sync + 'static,
     {
         self.predicates.push(Arc::new(f));
-        self
+        self.refreshed()
     }
 
     /// Adds everything in `other`.
@@ -175,6 +179,12 @@ impl Outcomes {
         self.statuses.union(&other.statuses);
         self.grpc = self.grpc.union(other.grpc);
         self.predicates.extend(other.predicates);
+        self.refreshed()
+    }
+
+    fn refreshed(mut self) -> Self {
+        self.answers =
+            !(self.statuses.is_empty() && self.grpc.is_empty() && self.predicates.is_empty());
         self
     }
 
@@ -182,6 +192,7 @@ impl Outcomes {
     pub fn contains(&self, outcome: &Outcome<'_>) -> bool {
         let by_value = match outcome {
             Outcome::Error(err) => self.kinds.contains(err.kind()),
+            Outcome::Response { .. } if !self.answers => return false,
             Outcome::Response { status, headers } => {
                 self.statuses.contains(status.as_u16())
                     || (!self.grpc.is_empty()
@@ -203,16 +214,13 @@ impl Outcomes {
 
     /// Whether nothing is in the set.
     pub fn is_empty(&self) -> bool {
-        self.kinds == KindSet::default()
-            && self.statuses.is_empty()
-            && self.grpc.is_empty()
-            && self.predicates.is_empty()
+        self.kinds == KindSet::default() && !self.answers
     }
 
     /// Whether no answer can be in the set (only kinds, no statuses, codes or
     /// predicates): a fast path for policies asked about every answer.
     pub(crate) fn holds_no_answer(&self) -> bool {
-        self.statuses.is_empty() && self.grpc.is_empty() && self.predicates.is_empty()
+        !self.answers
     }
 
     /// The statuses in the set, ascending.
@@ -223,7 +231,7 @@ impl Outcomes {
     /// The set without the statuses that `keep` refuses.
     pub(crate) fn retain_statuses(mut self, keep: impl Fn(u16) -> bool) -> Self {
         self.statuses.retain(keep);
-        self
+        self.refreshed()
     }
 }
 

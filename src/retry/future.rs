@@ -90,13 +90,8 @@ pub(super) struct Retrying<S, B> {
     pub(super) attempt_start: Instant,
 }
 
-/// What comes after an attempt: the answer, or another attempt after a wait.
-enum Step<T> {
-    Done(Result<T, GatewayError>),
-    RetryAfter(Duration),
-}
-
 impl<S, F, B> ResponseFuture<S, F, B> {
+    #[inline(always)]
     pub(super) fn new(future: F, retrying: Retrying<S, B>) -> Self {
         Self {
             state: State::Calling { future },
@@ -117,13 +112,22 @@ where
         loop {
             match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
-                    let result = ready!(future.poll(cx));
-                    match this.retrying.after_attempt(result.map_err(Into::into)) {
-                        Step::Done(result) => return Poll::Ready(result),
-                        Step::RetryAfter(delay) if delay.is_zero() => this.state.set(State::Ready),
-                        Step::RetryAfter(delay) => this.state.set(State::Waiting {
+                    let delay = match ready!(future.poll(cx)) {
+                        Ok(mut res) => match this.retrying.after_answer(&mut res) {
+                            None => return Poll::Ready(Ok(res)),
+                            Some(delay) => delay,
+                        },
+                        Err(error) => match this.retrying.after_error(error.into()) {
+                            Err(err) => return Poll::Ready(Err(err)),
+                            Ok(delay) => delay,
+                        },
+                    };
+                    if delay.is_zero() {
+                        this.state.set(State::Ready);
+                    } else {
+                        this.state.set(State::Waiting {
                             sleep: tokio::time::sleep(delay),
-                        }),
+                        });
                     }
                 }
                 StateProj::Waiting { sleep } => {
@@ -143,72 +147,70 @@ where
 }
 
 impl<S, B> Retrying<S, B> {
-    /// Decides what comes after an attempt: its answer or failure is final, or
-    /// another attempt goes out after a wait.
-    fn after_attempt<ResB>(
-        &mut self,
-        result: Result<Response<ResB>, BoxError>,
-    ) -> Step<Response<ResB>> {
-        let (replay, body) = (&self.replay, &self.body);
-        let replayable = || replay.parts().is_some() && body.is_replayable();
-        let attempt = Attempt {
+    /// What the retry decision needs to know of the exchange so far.
+    fn attempt<'a>(&self, replayable: &'a dyn Fn() -> bool) -> Attempt<'a> {
+        Attempt {
             attempts: self.attempts,
             idempotent: self.idempotent,
-            replayable: &replayable,
+            replayable,
             deadline: self.deadline.map(Deadline::at),
-        };
-        match result {
-            Ok(mut res) => match self
-                .policy
-                .after_response(res.status(), res.headers(), &attempt)
-            {
-                Decision::Stop(reason) => {
-                    report::denied(reason);
-                    // A first-try answer carries none: `Attempts::of` reads 1.
-                    if self.attempts > 1 {
-                        res.extensions_mut().insert(Attempts(self.attempts));
-                    }
-                    Step::Done(Ok(res))
+        }
+    }
+
+    /// Decides what comes after an answer: `None`, it is final (and says how many
+    /// attempts it took); or another attempt goes out after the wait. The answer
+    /// is looked at in place, never moved.
+    #[inline]
+    fn after_answer<ResB>(&mut self, res: &mut Response<ResB>) -> Option<Duration> {
+        let (replay, body) = (&self.replay, &self.body);
+        let replayable = || replay.parts().is_some() && body.is_replayable();
+        let attempt = self.attempt(&replayable);
+        match self
+            .policy
+            .after_response(res.status(), res.headers(), &attempt)
+        {
+            Decision::Stop(reason) => {
+                report::denied(reason);
+                // A first-try answer carries none: `Attempts::of` reads 1.
+                if self.attempts > 1 {
+                    res.extensions_mut().insert(Attempts(self.attempts));
                 }
-                Decision::Retry(delay) => {
-                    if let Some(AnsweredBy(key)) = res.extensions().get() {
-                        self.tried.push(*key);
-                    }
-                    report::retrying(
-                        Err(res.status()),
-                        &self.replay,
-                        self.attempts,
-                        self.attempt_start,
-                        delay,
-                    );
-                    Step::RetryAfter(delay)
+                None
+            }
+            Decision::Retry(delay) => {
+                if let Some(AnsweredBy(key)) = res.extensions().get() {
+                    self.tried.push(*key);
                 }
-            },
-            Err(error) => {
-                let err = self.failure(error, Phase::AwaitHead);
-                match self.policy.after_error(&err, &attempt) {
-                    Decision::Stop(reason) => {
-                        report::denied(reason);
-                        Step::Done(Err(match reason {
-                            Some(reason) => err.with_retry_denied(reason),
-                            None => err,
-                        }))
-                    }
-                    Decision::Retry(delay) => {
-                        // The next attempt goes elsewhere if it can.
-                        if let Some(hop) = err.next_hop() {
-                            self.tried.push(key_of(hop.as_str()));
-                        }
-                        report::retrying(
-                            Ok(&err),
-                            &self.replay,
-                            self.attempts,
-                            self.attempt_start,
-                            delay,
-                        );
-                        Step::RetryAfter(delay)
-                    }
+                let attempt_start = self.attempt_start;
+                let why = Err(res.status());
+                report::retrying(why, &self.replay, self.attempts, attempt_start, delay);
+                Some(delay)
+            }
+        }
+    }
+
+    /// Decides what comes after a failed attempt: the error the exchange gives up
+    /// with, or another attempt after the wait.
+    fn after_error(&mut self, error: BoxError) -> Result<Duration, GatewayError> {
+        let err = self.failure(error, Phase::AwaitHead);
+        let (replay, body) = (&self.replay, &self.body);
+        let replayable = || replay.parts().is_some() && body.is_replayable();
+        match self.policy.after_error(&err, &self.attempt(&replayable)) {
+            Decision::Stop(reason) => {
+                report::denied(reason);
+                Err(match reason {
+                    Some(reason) => err.with_retry_denied(reason),
+                    None => err,
+                })
+            }
+            Decision::Retry(delay) => {
+                // The next attempt goes elsewhere if it can.
+                if let Some(hop) = err.next_hop() {
+                    self.tried.push(key_of(hop.as_str()));
                 }
+                let attempt_start = self.attempt_start;
+                report::retrying(Ok(&err), &self.replay, self.attempts, attempt_start, delay);
+                Ok(delay)
             }
         }
     }
@@ -216,6 +218,7 @@ impl<S, B> Retrying<S, B> {
     /// Sends the next attempt, once the service is ready: a copy of the request
     /// head (the last attempt the policy allows takes the kept one), the body
     /// replayed, and what the layers below need to know of the attempts so far.
+    #[inline]
     fn next_attempt(&mut self, cx: &mut Context<'_>) -> Poll<Result<S::Future, GatewayError>>
     where
         S: Service<Request<ReplayBody<B>>>,

@@ -115,14 +115,15 @@ where
         } else {
             Replay::Taken(NextHop::of(&parts.uri))
         };
-        let mut first = Request::from_parts(parts, body.next_attempt());
         let below_hold_own = policy.stack_shares_classifier;
+        let extensions = &mut parts.extensions;
         Carried::put(
             classifier.as_ref(),
             &policy.classifier,
             below_hold_own,
-            first.extensions_mut(),
+            extensions,
         );
+        let first = Request::from_parts(parts, body.next_attempt());
         // The ready service makes the first call; a clone, polled ready when its
         // turn comes, makes any retry.
         let service = self.inner.clone();

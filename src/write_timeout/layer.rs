@@ -30,8 +30,9 @@ impl WriteTimeoutLayer {
         }
     }
 
-    /// No write timeout: request bodies pass through untouched.
-    pub fn disabled() -> Self {
+    /// No write timeout: request bodies pass through untouched (off is spelled
+    /// `no_`, as everywhere in this crate).
+    pub fn no_timeout() -> Self {
         Self { timeout: None }
     }
 }
