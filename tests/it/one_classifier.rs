@@ -9,7 +9,6 @@ use bytes::Bytes;
 use http::{Request, Response, StatusCode};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_bad_gateway::classify::{Classifier, chain};
 use tower_bad_gateway::render::Renderer;
@@ -58,137 +57,98 @@ where
     }
 }
 
-fn no_backoff() -> RetryPolicy {
-    RetryPolicy::new().backoff(Duration::ZERO, Duration::ZERO)
+/// `BadGateway(outer) → Retry(inner, no backoff) → counting hyper-util client`
+/// against a refused port: the answer's error, and how many calls the client got.
+async fn refused_through(
+    outer: Classifier,
+    inner: Classifier,
+) -> (Response<impl Sized>, GatewayError, usize) {
+    let port = refused_port();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let client = Counting {
+        inner: hyper_client::<ReplayBody<Upload>>(),
+        calls: calls.clone(),
+    };
+    let svc = ServiceBuilder::new()
+        .layer(BadGatewayLayer::new().classifier(outer))
+        .layer(RetryLayer::new(
+            RetryPolicy::new().no_backoff().classifier(inner),
+        ))
+        .service(client);
+    let req = Request::get(format!("http://{}/", port.addr))
+        .body(Upload::empty())
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    let err = res.extensions().get::<GatewayError>().unwrap().clone();
+    (res, err, calls.load(Ordering::SeqCst))
+}
+
+/// `BadGateway(outer) → Retry(1 attempt) → Upstreams(one endpoint, ejected after
+/// one failure) → hyper-util client` against a refused port: the status, and the
+/// endpoint's health after.
+async fn refused_endpoint(outer: Classifier) -> (StatusCode, Health) {
+    let port = refused_port();
+    let set = EndpointSet::from_urls([format!("http://{}", port.addr)])
+        .unwrap()
+        .health_policy(HealthPolicy::new().consecutive_failures(1));
+    let svc = ServiceBuilder::new()
+        .layer(BadGatewayLayer::new().classifier(outer))
+        .layer(RetryLayer::new(RetryPolicy::new().max_attempts(1)))
+        .layer(UpstreamsLayer::new(set.clone()))
+        .service(hyper_client::<ReplayBody<Upload>>());
+    let res = svc
+        .oneshot(Request::get("/").body(Upload::empty()).unwrap())
+        .await
+        .unwrap();
+    (res.status(), set.health().remove(0).1)
 }
 
 /// Before: the retry layer classified with its own default classifier, retried the
 /// refusal three times, and the outer layer kept that inner `connection_refused`.
 #[tokio::test]
 async fn a_classifier_on_the_outer_layer_decides_what_the_retry_layer_below_does() {
-    let port = refused_port();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let client = Counting {
-        inner: hyper_client::<ReplayBody<Upload>>(),
-        calls: calls.clone(),
-    };
-    let svc = ServiceBuilder::new()
-        .layer(BadGatewayLayer::new().classifier(refused_means_switched_off()))
-        .layer(RetryLayer::new(no_backoff()))
-        .service(client);
-    let req = Request::get(format!("http://{}/", port.addr))
-        .body(Upload::empty())
-        .unwrap();
-    let res = svc.oneshot(req).await.unwrap();
+    let (res, err, calls) = refused_through(refused_means_switched_off(), Classifier::new()).await;
     assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(
         res.headers()["proxy-status"],
         "tower-bad-gateway; error=destination_unavailable"
     );
-    let err = res.extensions().get::<GatewayError>().unwrap();
     assert_eq!(err.kind(), ErrorKind::DestinationUnavailable);
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        1,
-        "the user's kind is not retried"
-    );
+    assert_eq!(calls, 1, "the user's kind is not retried");
 }
 
 /// Before: the endpoint set judged with its default classifier, counted the
 /// refusal, and ejected the endpoint the user's rule says is not at fault.
 #[tokio::test]
 async fn a_classifier_on_the_outer_layer_decides_what_counts_against_an_endpoint() {
-    let port = refused_port();
-    let set = EndpointSet::from_urls([format!("http://{}", port.addr)])
-        .unwrap()
-        .health_policy(HealthPolicy::new().consecutive_failures(1));
-    let svc = ServiceBuilder::new()
-        .layer(BadGatewayLayer::new().classifier(refused_means_switched_off()))
-        .layer(RetryLayer::new(no_backoff().max_attempts(1)))
-        .layer(UpstreamsLayer::new(set.clone()))
-        .service(hyper_client::<ReplayBody<Upload>>());
-    let res = svc
-        .oneshot(Request::get("/").body(Upload::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::SERVICE_UNAVAILABLE);
-    let health: Vec<Health> = set.health().into_iter().map(|(_, h)| h).collect();
+    let (status, health) = refused_endpoint(refused_means_switched_off()).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(
-        matches!(health[..], [Health::Healthy]),
+        matches!(health, Health::Healthy),
         "not the endpoint's fault: {health:?}"
     );
 
     // The control: without the rule, the same refusal ejects it.
-    let set = EndpointSet::from_urls([format!("http://{}", port.addr)])
-        .unwrap()
-        .health_policy(HealthPolicy::new().consecutive_failures(1));
-    let svc = ServiceBuilder::new()
-        .layer(BadGatewayLayer::new())
-        .layer(RetryLayer::new(no_backoff().max_attempts(1)))
-        .layer(UpstreamsLayer::new(set.clone()))
-        .service(hyper_client::<ReplayBody<Upload>>());
-    let res = svc
-        .oneshot(Request::get("/").body(Upload::empty()).unwrap())
-        .await
-        .unwrap();
-    assert_eq!(res.status(), StatusCode::BAD_GATEWAY);
-    assert!(matches!(set.health()[0].1, Health::Ejected { .. }));
+    let (status, health) = refused_endpoint(Classifier::new()).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert!(matches!(health, Health::Ejected { .. }), "{health:?}");
 }
 
 /// Rules given to two layers both apply, the outer layer's first.
 #[tokio::test]
 async fn rules_on_two_layers_both_apply_the_outer_first() {
-    let port = refused_port();
     // The inner rule alone would say `ConnectionLimitReached` (retried); the outer
     // one decides first.
-    let inner_rule = Classifier::new().rule(|_, _| Some(ErrorKind::ConnectionLimitReached));
-    let calls = Arc::new(AtomicUsize::new(0));
-    let client = Counting {
-        inner: hyper_client::<ReplayBody<Upload>>(),
-        calls: calls.clone(),
-    };
-    let svc = ServiceBuilder::new()
-        .layer(BadGatewayLayer::new().classifier(refused_means_switched_off()))
-        .layer(RetryLayer::new(no_backoff().classifier(inner_rule.clone())))
-        .service(client);
-    let res = svc
-        .oneshot(
-            Request::get(format!("http://{}/", port.addr))
-                .body(Upload::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let err = res.extensions().get::<GatewayError>().unwrap();
+    let inner_rule = || Classifier::new().rule(|_, _| Some(ErrorKind::ConnectionLimitReached));
+    let (_, err, calls) = refused_through(refused_means_switched_off(), inner_rule()).await;
     assert_eq!(err.kind(), ErrorKind::DestinationUnavailable);
-    assert_eq!(calls.load(Ordering::SeqCst), 1);
+    assert_eq!(calls, 1);
 
     // The inner rule still decides what the outer one passes on.
-    let calls = Arc::new(AtomicUsize::new(0));
-    let client = Counting {
-        inner: hyper_client::<ReplayBody<Upload>>(),
-        calls: calls.clone(),
-    };
     let unrelated = Classifier::new().rule(|_, _| None);
-    let svc = ServiceBuilder::new()
-        .layer(BadGatewayLayer::new().classifier(unrelated))
-        .layer(RetryLayer::new(no_backoff().classifier(inner_rule)))
-        .service(client);
-    let res = svc
-        .oneshot(
-            Request::get(format!("http://{}/", port.addr))
-                .body(Upload::empty())
-                .unwrap(),
-        )
-        .await
-        .unwrap();
-    let err = res.extensions().get::<GatewayError>().unwrap();
+    let (_, err, calls) = refused_through(unrelated, inner_rule()).await;
     assert_eq!(err.kind(), ErrorKind::ConnectionLimitReached);
-    assert_eq!(
-        calls.load(Ordering::SeqCst),
-        3,
-        "retried as the inner rule says"
-    );
+    assert_eq!(calls, 3, "retried as the inner rule says");
 }
 
 type Refused = Response<http_body_util::Empty<Bytes>>;
