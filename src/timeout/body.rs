@@ -150,8 +150,7 @@ where
         let err: BoxError = match expired(this.sleep, *this.end, *this.idle, cx) {
             None => return Poll::Pending,
             Some(BodyTimeoutKind::Total) if *this.end_is_deadline => {
-                #[cfg(feature = "metrics")]
-                crate::metrics::deadline_exceeded("read_body");
+                super::report::deadline_exceeded("read_body");
                 DeadlineExceeded.into()
             }
             Some(kind) => BodyTimeout {

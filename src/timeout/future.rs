@@ -100,8 +100,7 @@ where
                 let err: BoxError = match *this.head {
                     HeadLimit::Attempt(after) => HeadTimeout { after }.into(),
                     HeadLimit::Deadline | HeadLimit::Unlimited => {
-                        #[cfg(feature = "metrics")]
-                        crate::metrics::deadline_exceeded("await_head");
+                        super::report::deadline_exceeded("await_head");
                         DeadlineExceeded.into()
                     }
                 };

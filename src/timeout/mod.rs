@@ -63,6 +63,7 @@
 mod body;
 mod future;
 mod layer;
+mod report;
 mod service;
 
 pub use self::body::TimeoutBody;
