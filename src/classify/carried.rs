@@ -83,8 +83,11 @@ impl Carried {
 
     /// The classifier this request is classified with by a layer whose own is
     /// `own`, for a layer with nothing of this crate's below it to tell.
-    #[inline]
+    #[inline(always)]
     pub(crate) fn read(own: &Arc<Classifier>, extensions: &http::Extensions) -> Arc<Classifier> {
+        if !EVER_CARRIED.load(Ordering::Relaxed) {
+            return own.clone();
+        }
         Self::resolved(own, extensions)
             .0
             .unwrap_or_else(|| own.clone())
