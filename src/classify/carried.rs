@@ -25,8 +25,8 @@ pub(crate) struct Carried(Arc<Classifier>);
 impl Carried {
     /// The classifier a layer whose own is `own` classifies this request with:
     /// what the request carries from further out, then `own`. `None`: `own` alone
-    /// (nothing is carried and `own` is the default, the common case, which costs
-    /// one lookup), and whether the request carries it already.
+    /// (nothing is carried and `own` is the default), and whether the request
+    /// carries it already.
     #[inline]
     fn resolved(
         own: &Arc<Classifier>,

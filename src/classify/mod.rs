@@ -46,8 +46,10 @@
 //! with its own, then with the defaults. So the retry layer retries by the kinds your
 //! rule gives, the endpoint set judges health by them, and the answer shows them; no
 //! default further in can shadow your rule. Set it once, on the outermost layer.
-//! When no layer has rules of its own, nothing is carried: the default stack pays one
-//! extension lookup per layer.
+//! When no layer has rules of its own, nothing is carried, and no layer looks for a
+//! carried classifier until some request of the process was given one: the default
+//! stack pays one load per layer. A [`GatewayLayer`](crate::GatewayLayer) gives all
+//! its layers one shared classifier, so its requests carry nothing either.
 //!
 //! ```
 //! use tower_bad_gateway::classify::{Classifier, chain};
