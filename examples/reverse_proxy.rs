@@ -23,7 +23,11 @@
 //! `--consecutive-failures N` (failures in a row that eject a replica; default 5,
 //! `0` turns ejection off), `--base-ejection-ms N` (the first ejection; default
 //! 10000, doubling with each ejection in a row), `--max-ejection-ms N` (the cap;
-//! default 300000). With a single `--upstream`, ejection is off unless
+//! default 300000), `--max-ejection-percent N` (the share of the replicas that may
+//! be out on a full ejection at once, at least one; default 10), `--short-ejection-ms N`
+//! (how long a replica ejected beyond that share stays out; default 1000: a blip
+//! that hits every replica ends for clients about a second after its cause). With a
+//! single `--upstream`, ejection is off unless
 //! `--consecutive-failures` is given, as nginx ignores `max_fails` for a lone
 //! server: one upstream whose paths fail on their own must not be cut off whole.
 
@@ -71,6 +75,10 @@ pub struct Options {
     pub consecutive_failures: Option<u32>,
     pub base_ejection: Duration,
     pub max_ejection: Duration,
+    /// The share of the replicas that may be out on a full ejection at once.
+    pub max_ejection_percent: u8,
+    /// How long a replica ejected beyond that share stays out.
+    pub short_ejection: Duration,
     /// No middleware: axum's `HandleErrorLayer` answers every client error with a
     /// plain 502 (the baseline the end-to-end benchmark compares against).
     pub bare: bool,
@@ -91,6 +99,8 @@ impl Default for Options {
             consecutive_failures: None,
             base_ejection: Duration::from_secs(10),
             max_ejection: Duration::from_secs(300),
+            max_ejection_percent: 10,
+            short_ejection: Duration::from_secs(1),
             bare: false,
             metrics: None,
         }
@@ -134,6 +144,16 @@ impl Options {
                 }
                 "--base-ejection-ms" => options.base_ejection = millis(value()?)?,
                 "--max-ejection-ms" => options.max_ejection = millis(value()?)?,
+                "--max-ejection-percent" => {
+                    let percent: u8 = value()?
+                        .parse()
+                        .map_err(|e| format!("--max-ejection-percent: {e}"))?;
+                    if percent > 100 {
+                        return Err("--max-ejection-percent: at most 100".into());
+                    }
+                    options.max_ejection_percent = percent;
+                }
+                "--short-ejection-ms" => options.short_ejection = millis(value()?)?,
                 "--timeout-ms" => options.timeout = millis(value()?)?,
                 "--body-idle-ms" => options.body_idle = millis(value()?)?,
                 "--attempts" => {
@@ -155,7 +175,8 @@ impl Options {
 
 const USAGE: &str = "usage: reverse_proxy [--listen ADDR] [--upstream URL]... [--timeout-ms N] \
 [--body-idle-ms N] [--attempts N] [--deadline-ms N] [--http2] [--consecutive-failures N] \
-[--base-ejection-ms N] [--max-ejection-ms N] [--bare] [--metrics ADDR]";
+[--base-ejection-ms N] [--max-ejection-ms N] [--max-ejection-percent N] [--short-ejection-ms N] \
+[--bare] [--metrics ADDR]";
 
 /// The replicas as an endpoint set, with the health policy the flags give.
 pub fn endpoint_set(options: &Options, upstreams: &[Uri]) -> Result<EndpointSet, String> {
@@ -177,7 +198,9 @@ pub fn endpoint_set(options: &Options, upstreams: &[Uri]) -> Result<EndpointSet,
     let policy = HealthPolicy::new()
         .consecutive_failures(options.consecutive_failures.unwrap_or(default))
         .base_ejection(options.base_ejection)
-        .max_ejection(options.max_ejection);
+        .max_ejection(options.max_ejection)
+        .max_ejection_percent(options.max_ejection_percent)
+        .short_ejection(options.short_ejection);
     let set = EndpointSet::new(endpoints).map_err(|e| format!("--upstream: {e}"))?;
     Ok(set.health_policy(policy))
 }

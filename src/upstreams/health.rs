@@ -2,7 +2,7 @@
 //! the [`HealthPolicy`] of `policy.rs`.
 
 use super::{Endpoint, HealthPolicy, report};
-use std::sync::atomic::{AtomicU8, AtomicU32, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
 /// What an endpoint's state is, as [`EndpointSet::health`](super::EndpointSet::health)
@@ -55,7 +55,15 @@ pub(crate) struct EndpointState {
     ejections: AtomicU32,
     /// When it was last restored.
     restored_at: AtomicU64,
+    /// Whether its ejection is a full one, within the policy's share of the set
+    /// ([`HealthPolicy::max_ejection_percent`]); a short one (beyond the share) is
+    /// not counted in the share.
+    full: AtomicBool,
 }
+
+/// Whether `state` may be ejected fully: fewer endpoints than the policy's share of
+/// the set are out on full ejections. Asked only when an endpoint is ejected.
+pub(super) type Share<'a> = &'a dyn Fn(&EndpointState) -> bool;
 
 /// Whether a pick may use an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -80,6 +88,7 @@ impl EndpointState {
             until: AtomicU64::new(0),
             ejections: AtomicU32::new(0),
             restored_at: AtomicU64::new(0),
+            full: AtomicBool::new(false),
         }
     }
 
@@ -127,6 +136,7 @@ impl EndpointState {
         probe: bool,
         policy: &HealthPolicy,
         now: impl FnOnce() -> u64,
+        share: Share<'_>,
     ) {
         match (outcome, probe) {
             (Verdict::Success, false) => {
@@ -138,6 +148,7 @@ impl EndpointState {
             (Verdict::Success, true) => {
                 self.failures.store(0, Ordering::Relaxed);
                 self.restored_at.store(now(), Ordering::Relaxed);
+                self.full.store(false, Ordering::Relaxed);
                 self.state.store(HEALTHY, Ordering::Release);
                 report::restored(&self.endpoint);
             }
@@ -145,10 +156,10 @@ impl EndpointState {
             (Verdict::Failure, false) => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
                 if failures >= policy.failures {
-                    self.eject(policy, now(), false, failures);
+                    self.eject(policy, now(), false, failures, share);
                 }
             }
-            (Verdict::Failure, true) => self.eject(policy, now(), true, 1),
+            (Verdict::Failure, true) => self.eject(policy, now(), true, 1, share),
             (Verdict::Neutral, false) => {}
             (Verdict::Neutral, true) => self.release_probe(),
         }
@@ -163,7 +174,14 @@ impl EndpointState {
             .compare_exchange(PROBING, EJECTED, Ordering::AcqRel, Ordering::Acquire);
     }
 
-    fn eject(&self, policy: &HealthPolicy, now: u64, probe: bool, failures: u32) {
+    /// Ejects the endpoint. Within the policy's share of the set, a full ejection:
+    /// `base_ejection`, doubling with each one in a row. Beyond it (most of the set
+    /// is failing at once: the fleet, not this endpoint, is the likely cause), a
+    /// short one, `short_ejection`, so that the set comes back within about that
+    /// long of the cause ending, while a set that is all out still fails fast.
+    /// Either is jittered, so that endpoints ejected together do not all probe at
+    /// the same instant.
+    fn eject(&self, policy: &HealthPolicy, now: u64, probe: bool, failures: u32, share: Share<'_>) {
         let from = if probe { PROBING } else { HEALTHY };
         // Only one of the failures racing past the threshold ejects. Until its
         // `until` is written, the endpoint is `EJECTING`, which no pick takes: an
@@ -175,17 +193,32 @@ impl EndpointState {
         {
             return;
         }
-        let healthy_since = now.saturating_sub(self.restored_at.load(Ordering::Relaxed));
-        if !probe && healthy_since >= nanos(policy.max_ejection) {
-            self.ejections.store(0, Ordering::Relaxed);
-        }
-        let n = self.ejections.fetch_add(1, Ordering::Relaxed) + 1;
-        let time = policy.ejection(n);
+        let full = share(self);
+        let (n, time) = if full {
+            let healthy_since = now.saturating_sub(self.restored_at.load(Ordering::Relaxed));
+            if !probe && healthy_since >= nanos(policy.max_ejection) {
+                self.ejections.store(0, Ordering::Relaxed);
+            }
+            let n = self.ejections.fetch_add(1, Ordering::Relaxed) + 1;
+            (n, policy.ejection(n))
+        } else {
+            (
+                self.ejections.load(Ordering::Relaxed),
+                policy.short_ejection,
+            )
+        };
+        let time = policy.jittered(time, crate::random::next_u64());
+        self.full.store(full, Ordering::Relaxed);
         self.failures.store(0, Ordering::Relaxed);
         self.until
             .store(now.saturating_add(nanos(time)), Ordering::Release);
         self.state.store(EJECTED, Ordering::Release);
-        report::ejected(&self.endpoint, failures, n, time, probe);
+        report::ejected(&self.endpoint, failures, n, time, probe, full);
+    }
+
+    /// Whether it is out on a full ejection (counted in the share).
+    pub(super) fn fully_out(&self) -> bool {
+        self.state.load(Ordering::Acquire) != HEALTHY && self.full.load(Ordering::Relaxed)
     }
 
     /// The endpoint's state at `now`.
@@ -216,10 +249,10 @@ mod tests {
 
     #[test]
     fn zero_consecutive_failures_turns_ejection_off() {
-        let p = HealthPolicy::new().consecutive_failures(0);
+        let p = HealthPolicy::new().no_jitter().consecutive_failures(0);
         let s = state();
         for _ in 0..100 {
-            s.record(Verdict::Failure, false, &p, || 0);
+            s.record(Verdict::Failure, false, &p, || 0, &|_| true);
         }
         assert_eq!(s.health(0), Health::Healthy);
         assert_eq!(s.avail(&p, &mut || 0), Avail::Healthy);
@@ -227,18 +260,18 @@ mod tests {
 
     #[test]
     fn the_threshold_ejects_and_only_one_probe_is_claimed() {
-        let p = HealthPolicy::new().consecutive_failures(2);
+        let p = HealthPolicy::new().no_jitter().consecutive_failures(2);
         let s = state();
         let sec = 1_000_000_000;
-        s.record(Verdict::Failure, false, &p, || 0);
+        s.record(Verdict::Failure, false, &p, || 0, &|_| true);
         assert_eq!(s.avail(&p, &mut || 0), Avail::Healthy);
-        s.record(Verdict::Failure, false, &p, || 0);
+        s.record(Verdict::Failure, false, &p, || 0, &|_| true);
         assert_eq!(s.avail(&p, &mut || sec), Avail::No, "ejected for 10 s");
         assert_eq!(s.avail(&p, &mut || 10 * sec), Avail::ProbeDue);
         assert!(s.claim_probe());
         assert!(!s.claim_probe(), "a second probe");
         // The probe fails: ejected again, for twice as long.
-        s.record(Verdict::Failure, true, &p, || 10 * sec);
+        s.record(Verdict::Failure, true, &p, || 10 * sec, &|_| true);
         assert_eq!(
             s.health(10 * sec),
             Health::Ejected {
@@ -246,15 +279,15 @@ mod tests {
             }
         );
         assert!(s.claim_probe(), "claimable: avail() is the time gate");
-        s.record(Verdict::Neutral, true, &p, || 30 * sec);
+        s.record(Verdict::Neutral, true, &p, || 30 * sec, &|_| true);
         assert!(s.claim_probe(), "a cancelled probe frees the slot");
-        s.record(Verdict::Success, true, &p, || 30 * sec);
+        s.record(Verdict::Success, true, &p, || 30 * sec, &|_| true);
         assert_eq!(s.health(30 * sec), Health::Healthy);
     }
 
     #[test]
     fn a_suspect_endpoint_takes_no_more_requests_than_failures_left() {
-        let p = HealthPolicy::new().consecutive_failures(3);
+        let p = HealthPolicy::new().no_jitter().consecutive_failures(3);
         let s = state();
         s.in_flight.store(10, Ordering::Relaxed);
         assert_eq!(
@@ -262,11 +295,11 @@ mod tests {
             Avail::Healthy,
             "no failure: busy is fine"
         );
-        s.record(Verdict::Failure, false, &p, || 0);
+        s.record(Verdict::Failure, false, &p, || 0, &|_| true);
         assert_eq!(s.avail(&p, &mut || 0), Avail::Suspect);
         s.in_flight.store(1, Ordering::Relaxed);
         assert_eq!(s.avail(&p, &mut || 0), Avail::Healthy);
-        s.record(Verdict::Success, false, &p, || 0);
+        s.record(Verdict::Success, false, &p, || 0, &|_| true);
         s.in_flight.store(10, Ordering::Relaxed);
         assert_eq!(
             s.avail(&p, &mut || 0),
@@ -278,17 +311,18 @@ mod tests {
     #[test]
     fn an_endpoint_healthy_for_max_ejection_starts_again_from_base() {
         let p = HealthPolicy::new()
+            .no_jitter()
             .consecutive_failures(1)
             .base_ejection(Duration::from_secs(1))
             .max_ejection(Duration::from_secs(8));
         let s = state();
         let sec = 1_000_000_000u64;
-        s.record(Verdict::Failure, false, &p, || 0);
+        s.record(Verdict::Failure, false, &p, || 0, &|_| true);
         assert!(s.claim_probe());
-        s.record(Verdict::Failure, true, &p, || sec); // 2nd in a row: 2 s
+        s.record(Verdict::Failure, true, &p, || sec, &|_| true); // 2nd in a row: 2 s
         assert!(s.claim_probe());
-        s.record(Verdict::Success, true, &p, || 3 * sec);
-        s.record(Verdict::Failure, false, &p, || 4 * sec); // soon after: 3rd, 4 s
+        s.record(Verdict::Success, true, &p, || 3 * sec, &|_| true);
+        s.record(Verdict::Failure, false, &p, || 4 * sec, &|_| true); // soon after: 3rd, 4 s
         assert_eq!(
             s.health(4 * sec),
             Health::Ejected {
@@ -296,8 +330,8 @@ mod tests {
             }
         );
         assert!(s.claim_probe());
-        s.record(Verdict::Success, true, &p, || 8 * sec);
-        s.record(Verdict::Failure, false, &p, || 20 * sec); // 12 s healthy > 8 s: back to 1 s
+        s.record(Verdict::Success, true, &p, || 8 * sec, &|_| true);
+        s.record(Verdict::Failure, false, &p, || 20 * sec, &|_| true); // 12 s healthy > 8 s: back to 1 s
         assert_eq!(
             s.health(20 * sec),
             Health::Ejected {

@@ -24,6 +24,23 @@
 //!   See [`HealthPolicy`] for what counts and the defaults. A probe that is
 //!   cancelled, or whose failure says nothing about the endpoint, frees its slot for
 //!   the next request.
+//! - **A blip on the whole fleet ends with its cause.** At most 10% of the set
+//!   (and always one endpoint) is out on a full ejection at once; an endpoint that
+//!   fails beyond that share is out for a second only
+//!   ([`HealthPolicy::max_ejection_percent`], [`HealthPolicy::short_ejection`]). So
+//!   when every replica fails at once (a rolling restart, a shared database
+//!   stalling), clients are served again about a second after the cause ends, not
+//!   ten. Every ejection is jittered, so endpoints ejected together are not probed
+//!   together.
+//!
+//!   ```text
+//!                failures in a row                probe in (jittered)
+//!   Healthy ─────────────────────────▶ Ejected ──────────────────────▶ Probing
+//!      ▲        within the share: base_ejection, doubling                │
+//!      │        beyond it:        short_ejection (1 s)                   │
+//!      └──────────────────── the probe succeeds ◀────────────────────────┤
+//!                            the probe fails: Ejected again ◀────────────┘
+//!   ```
 //! - **Nothing healthy: fail fast.** With every endpoint ejected, a request gets
 //!   [`DestinationUnavailable`](crate::ErrorKind::DestinationUnavailable) at once,
 //!   without touching the network: `503`,

@@ -177,7 +177,9 @@ impl Pick {
         self.recorded = true;
         let shared = &self.shared;
         self.state
-            .record(outcome, self.probe, &shared.policy, || shared.now());
+            .record(outcome, self.probe, &shared.policy, || shared.now(), &|s| {
+                shared.may_eject_fully(s)
+            });
     }
 }
 

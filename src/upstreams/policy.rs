@@ -22,8 +22,34 @@ use std::time::Duration;
 /// | [`consecutive_failures`](Self::consecutive_failures) | 5 | Envoy's outlier detection (`consecutive_5xx`, `consecutive_gateway_failure`): one or two failures are routine on a busy network; five in a row are not |
 /// | [`base_ejection`](Self::base_ejection) | 10 s | nginx's `fail_timeout`: short enough that a restarted replica gets traffic back quickly, since a failed probe costs one request |
 /// | [`max_ejection`](Self::max_ejection) | 300 s | Envoy's `max_ejection_time`: a replica that stays dead is probed every five minutes at most |
+/// | [`max_ejection_percent`](Self::max_ejection_percent) | 10 | Envoy's `max_ejection_percent`, gRFC A50's default: when most of a set fails at once, the fleet (a rolling restart, a shared database) is the likely cause, not each replica |
+/// | [`short_ejection`](Self::short_ejection) | 1 s | beyond that share an endpoint is out only this long, so a blip that hits every replica ends for clients within about a second of its cause |
 ///
-/// What counts: only failures of the endpoint itself, the kinds below, by default.
+/// # When most of the set fails at once
+///
+/// At most `max_ejection_percent` of the set, and always at least one endpoint (so a
+/// lone endpoint is still a circuit breaker), is out on a full ejection. An endpoint
+/// that would be ejected beyond that share is ejected for `short_ejection` only,
+/// with no doubling: it is probed again a second later. So:
+///
+/// - a blip that takes every replica down for a moment ends for clients within
+///   about `short_ejection` of its end (the replicas beyond the share are probed and
+///   restored), instead of lasting the 10 s base ejection;
+/// - a set that is all plainly dead still fails fast, with `503`,
+///   `destination_unavailable` and `Retry-After`, touching the network only for one
+///   probe per endpoint per `short_ejection`.
+///
+/// This is linkerd's choice (fail fast, probe) rather than Envoy's panic mode
+/// (route to every endpoint once too many are out): a request sent to a replica
+/// that is plainly dead fails anyway, and failing it fast costs the client nothing
+/// a second later.
+///
+/// Every ejection is jittered by up to 10% either way, so endpoints ejected at the
+/// same instant do not all probe at the same instant.
+///
+/// # What counts
+///
+/// Only failures of the endpoint itself, the kinds below, by default.
 /// An upstream's own answers (a 500, a 503, a gRPC `UNAVAILABLE`) do not, unless
 /// [`count_on`](Self::count_on) says so; nor do local limits, a misconfiguration,
 /// or failures of the response body (the attempt is over by then).
@@ -60,6 +86,9 @@ pub struct HealthPolicy {
     pub(super) failures: u32,
     pub(super) base_ejection: Duration,
     pub(super) max_ejection: Duration,
+    pub(super) max_ejection_percent: u8,
+    pub(super) short_ejection: Duration,
+    jitter: bool,
     outcomes: OnOff,
 }
 
@@ -82,6 +111,9 @@ impl Default for HealthPolicy {
             failures: 5,
             base_ejection: Duration::from_secs(10),
             max_ejection: Duration::from_secs(300),
+            max_ejection_percent: 10,
+            short_ejection: Duration::from_secs(1),
+            jitter: true,
             outcomes: OnOff::with_defaults(Outcomes::new().kinds(kinds)),
         }
     }
@@ -110,6 +142,49 @@ impl HealthPolicy {
     pub fn max_ejection(mut self, time: Duration) -> Self {
         self.max_ejection = time;
         self
+    }
+
+    /// The share of the set, in percent, that may be out on a full ejection at once
+    /// (default 10; at least one endpoint always may; `100` puts no bound). Beyond it
+    /// an endpoint is out for [`short_ejection`](Self::short_ejection) only. Values
+    /// above 100 are 100.
+    ///
+    /// ```
+    /// use tower_bad_gateway::upstreams::HealthPolicy;
+    /// use std::time::Duration;
+    /// // Up to a third of a large set may be ejected; beyond, out for 2 s.
+    /// let policy = HealthPolicy::new().max_ejection_percent(33).short_ejection(Duration::from_secs(2));
+    /// # let _ = policy;
+    /// ```
+    pub fn max_ejection_percent(mut self, percent: u8) -> Self {
+        self.max_ejection_percent = percent.min(100);
+        self
+    }
+
+    /// How long an endpoint ejected beyond the
+    /// [`max_ejection_percent`](Self::max_ejection_percent) share stays out before
+    /// its probe (default 1 s): about how long a blip that hits the whole set lasts
+    /// for clients after its cause ends.
+    pub fn short_ejection(mut self, time: Duration) -> Self {
+        self.short_ejection = time;
+        self
+    }
+
+    /// Ejects for exactly the times set, without the 10% jitter that keeps
+    /// endpoints ejected together from probing together: for tests that assert them.
+    pub fn no_jitter(mut self) -> Self {
+        self.jitter = false;
+        self
+    }
+
+    /// `time`, jittered by up to 10% either way by `random` (unless turned off).
+    pub(super) fn jittered(&self, time: Duration, random: u64) -> Duration {
+        let nanos = u64::try_from(time.as_nanos()).unwrap_or(u64::MAX);
+        let spread = nanos / 5;
+        if !self.jitter || spread == 0 {
+            return time;
+        }
+        Duration::from_nanos(nanos - nanos / 10 + random % (spread + 1))
     }
 
     /// Counts these outcomes against the endpoint: failures of a kind, answers
@@ -169,5 +244,27 @@ mod tests {
         let secs: Vec<u64> = (1..=5).map(|n| p.ejection(n).as_secs()).collect();
         assert_eq!(secs, [10, 20, 35, 35, 35]);
         assert_eq!(p.ejection(u32::MAX), Duration::from_secs(35));
+    }
+
+    #[test]
+    fn ejections_are_jittered_by_up_to_a_tenth_either_way_unless_turned_off() {
+        let p = HealthPolicy::new();
+        let ten = Duration::from_secs(10);
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..1000u64 {
+            let t = p.jittered(ten, i.wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            assert!(
+                t >= Duration::from_secs(9) && t <= Duration::from_secs(11),
+                "{t:?}"
+            );
+            seen.insert(t);
+        }
+        assert!(
+            seen.len() > 900,
+            "spread over the range: {} distinct",
+            seen.len()
+        );
+        assert_eq!(p.clone().no_jitter().jittered(ten, 12345), ten);
+        assert_eq!(p.jittered(Duration::ZERO, 12345), Duration::ZERO);
     }
 }

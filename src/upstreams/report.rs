@@ -31,8 +31,9 @@ pub(super) fn restored(endpoint: &Endpoint) {
     tracing::info!(endpoint = %endpoint, "upstream endpoint restored: its probe succeeded");
 }
 
-/// The endpoint was ejected for `time`, its `ejections`th ejection in a row,
-/// after `failures` failures (or a failed probe).
+/// The endpoint was ejected for `time`, its `ejections`th full ejection in a
+/// row, after `failures` failures (or a failed probe); `full`: within the
+/// policy's share of the set, else a short one beyond it.
 #[cfg_attr(
     not(any(feature = "metrics", feature = "tracing")),
     allow(unused_variables)
@@ -43,6 +44,7 @@ pub(super) fn ejected(
     ejections: u32,
     time: Duration,
     probe_failed: bool,
+    full: bool,
 ) {
     #[cfg(feature = "metrics")]
     crate::metrics::endpoint_state_change("ejected", endpoint.authority().as_str());
@@ -53,6 +55,7 @@ pub(super) fn ejected(
         ejections,
         ejected_ms = u64::try_from(time.as_millis()).unwrap_or(u64::MAX),
         probe_failed,
+        beyond_share = !full,
         "upstream endpoint ejected",
     );
 }

@@ -246,6 +246,24 @@ impl Shared {
         self.since_epoch(Instant::now())
     }
 
+    /// Whether `state` may be ejected fully: fewer of the set than the policy's
+    /// [`max_ejection_percent`](HealthPolicy::max_ejection_percent) (and always at
+    /// least one, so a lone endpoint is still a circuit breaker) are out on full
+    /// ejections, `state` aside. A scan of the members, asked only when an endpoint
+    /// is ejected, never on a pick. Two endpoints ejected at the same instant may
+    /// both see room for one: the share may be passed by the ejections racing.
+    pub(super) fn may_eject_fully(&self, state: &EndpointState) -> bool {
+        let members = self.members.load();
+        let list = &members.list;
+        let share = usize::from(self.policy.max_ejection_percent);
+        let allowed = (list.len() * share / 100).max(1);
+        let out = list
+            .iter()
+            .filter(|s| !std::ptr::eq(s.as_ref(), state) && s.fully_out())
+            .count();
+        out < allowed
+    }
+
     /// `at` in the set's clock: nanoseconds since its epoch.
     pub(super) fn since_epoch(&self, at: Instant) -> u64 {
         nanos(at.saturating_duration_since(self.epoch))

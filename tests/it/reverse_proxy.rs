@@ -484,6 +484,20 @@ fn the_upstream_set_flags_are_checked() {
     assert_eq!(tuned.consecutive_failures, Some(3));
     assert_eq!(tuned.base_ejection, 500 * MS);
     assert_eq!(tuned.max_ejection, 4000 * MS);
+    // The ejection guard: defaults, and its two flags.
+    assert_eq!(two.max_ejection_percent, 10);
+    assert_eq!(two.short_ejection, 1000 * MS);
+    let guarded = parse(&["--max-ejection-percent", "33", "--short-ejection-ms", "250"]).unwrap();
+    assert_eq!(guarded.max_ejection_percent, 33);
+    assert_eq!(guarded.short_ejection, 250 * MS);
+    for bad in ["101", "-1", "half"] {
+        assert!(
+            parse(&["--max-ejection-percent", bad])
+                .unwrap_err()
+                .contains("--max-ejection-percent"),
+            "{bad}"
+        );
+    }
     let dup = ["http://a:1".parse().unwrap(), "http://a:1".parse().unwrap()];
     assert!(
         reverse_proxy::app(&Options::default(), &dup)

@@ -247,6 +247,7 @@ async fn with_one_endpoint_the_set_is_a_circuit_breaker_that_fails_fast_then_pro
         .unwrap()
         .health_policy(
             HealthPolicy::new()
+                .no_jitter()
                 .consecutive_failures(2)
                 .base_ejection(Duration::from_millis(400)),
         );
@@ -321,7 +322,7 @@ async fn a_failed_probe_ejects_the_endpoint_again_for_twice_as_long() {
     replica.kill();
     let set = EndpointSet::from_urls([replica.url()])
         .unwrap()
-        .health_policy(HealthPolicy::new().consecutive_failures(1));
+        .health_policy(HealthPolicy::new().no_jitter().consecutive_failures(1));
     let client = client();
     let svc = GatewayLayer::new()
         .upstreams(set.clone())
@@ -357,6 +358,7 @@ async fn a_cancelled_probe_frees_its_slot_and_a_timed_out_one_ejects_again() {
         .unwrap()
         .health_policy(
             HealthPolicy::new()
+                .no_jitter()
                 .consecutive_failures(1)
                 .base_ejection(Duration::from_millis(200)),
         );
@@ -931,3 +933,5 @@ async fn a_retry_on_a_503_goes_to_the_other_replica() {
     assert!(hits > 0, "no request went to the busy replica (odds 2^-20)");
     assert_eq!(ids.len(), hits, "a retry went back to the busy replica");
 }
+
+mod fleet;

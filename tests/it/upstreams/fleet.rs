@@ -1,0 +1,189 @@
+//! Fleet failures: a blip that hits every replica must not outlast its cause, a
+//! set that is all dead still fails fast, and endpoints ejected together do not
+//! probe together. Real replicas on loopback, tokio's clock held still.
+
+use super::{client, health_of, send};
+use crate::support::{Frozen, Replica};
+use http::{Method, StatusCode};
+use std::time::Duration;
+use tower::Layer;
+use tower_bad_gateway::GatewayLayer;
+use tower_bad_gateway::retry::RetryPolicy;
+use tower_bad_gateway::upstreams::{EndpointSet, Health, HealthPolicy};
+
+/// Before: all three replicas down for a moment were each ejected for the 10 s
+/// base ejection, and clients got `503` for 10 s after the replicas were back.
+/// Now one of the three (the 10% share, at least one) is out for 10 s, the others
+/// for about a second: clients are served again within about a second.
+#[tokio::test(start_paused = true)]
+async fn a_blip_that_hits_every_replica_ends_within_about_a_second_of_its_cause() {
+    let clock = Frozen::hold();
+    let replicas = [
+        Replica::start("a").await,
+        Replica::start("b").await,
+        Replica::start("c").await,
+    ];
+    let urls: Vec<String> = replicas.iter().map(|r| r.url()).collect();
+    // The defaults, but for a threshold that the test reaches in few requests.
+    let set = EndpointSet::from_urls(&urls)
+        .unwrap()
+        .health_policy(HealthPolicy::new().consecutive_failures(2));
+    let client = client();
+    // No backoff: on a frozen clock a retry's wait would never end.
+    let svc = GatewayLayer::new()
+        .upstreams(set.clone())
+        .retry_policy(RetryPolicy::new().no_backoff())
+        .layer(client.clone());
+    assert_eq!(send(&svc, Method::GET, "before").await.status, 200);
+
+    for replica in &replicas {
+        replica.kill();
+    }
+    // Until every replica is out: each refusal is retried on another, so each
+    // request costs up to three of them.
+    for i in 0..10 {
+        let status = send(&svc, Method::GET, &format!("down-{i}")).await.status;
+        assert!(status == 502 || status == 503, "{status}");
+        if status == 503 {
+            break;
+        }
+    }
+    let health: Vec<Health> = urls.iter().map(|u| health_of(&set, u)).collect();
+    let long = health
+        .iter()
+        .filter(
+            |h| matches!(h, Health::Ejected { probe_in } if *probe_in >= Duration::from_secs(9)),
+        )
+        .count();
+    let short = health
+        .iter()
+        .filter(|h| matches!(h, Health::Ejected { probe_in } if *probe_in <= Duration::from_millis(1100)))
+        .count();
+    assert_eq!(
+        (long, short),
+        (1, 2),
+        "one full ejection, two short: {health:?}"
+    );
+
+    // All out: fails fast, without a call, and says when to come back.
+    let calls = client.calls();
+    let fast = send(&svc, Method::GET, "all-out").await;
+    assert_eq!(fast.status, StatusCode::SERVICE_UNAVAILABLE);
+    let retry_after = fast.headers["retry-after"].to_str().unwrap();
+    assert!(
+        retry_after == "1" || retry_after == "2",
+        "a probe within about a second (rounded up): {retry_after}"
+    );
+    assert_eq!(client.calls(), calls, "no attempt while everything is out");
+
+    // The cause ends; about a second later clients are served again.
+    for replica in &replicas {
+        replica.restart().await;
+    }
+    clock.advance(Duration::from_millis(1100)).await;
+    for i in 0..6 {
+        let answer = send(&svc, Method::GET, &format!("after-{i}")).await;
+        assert_eq!(
+            answer.status, 200,
+            "served again 1.1 s after the cause ended"
+        );
+    }
+}
+
+/// A set whose replicas are all plainly dead keeps failing fast: the short
+/// ejections come back round, each probe fails, and between probes nothing is sent.
+#[tokio::test(start_paused = true)]
+async fn a_set_that_stays_dead_fails_fast_and_probes_about_once_a_second_per_replica() {
+    let clock = Frozen::hold();
+    let replicas = [Replica::start("a").await, Replica::start("b").await];
+    let urls: Vec<String> = replicas.iter().map(|r| r.url()).collect();
+    for replica in &replicas {
+        replica.kill();
+    }
+    let set = EndpointSet::from_urls(&urls)
+        .unwrap()
+        .health_policy(HealthPolicy::new().consecutive_failures(1));
+    let client = client();
+    // No backoff: on a frozen clock a retry's wait would never end.
+    let svc = GatewayLayer::new()
+        .upstreams(set.clone())
+        .retry_policy(RetryPolicy::new().no_backoff())
+        .layer(client.clone());
+    // Both ejected by the first request's two refusals (its third attempt finds
+    // nothing left to try: 503).
+    let first = send(&svc, Method::GET, "first").await.status;
+    assert!(first == 502 || first == 503, "{first}");
+    assert!(
+        urls.iter()
+            .all(|u| matches!(health_of(&set, u), Health::Ejected { .. }))
+    );
+
+    // Ten seconds of requests, ten a second: each replica is probed about once a
+    // second (the short ejection), and everything else fails fast.
+    let mut fast = 0;
+    for i in 0..100 {
+        clock.advance(Duration::from_millis(100)).await;
+        let answer = send(&svc, Method::GET, &format!("r{i}")).await;
+        assert!(
+            answer.status == 502 || answer.status == 503,
+            "{}",
+            answer.status
+        );
+        if answer.status == 503 {
+            fast += 1;
+        }
+    }
+    let calls = client.calls();
+    // 2 at first; then the replica beyond the share (two replicas: one may be out
+    // for long) is probed about once a second, the other once, at about 10 s.
+    assert!(
+        (8..=16).contains(&calls),
+        "{calls} attempts in 10 s: about one probe a second"
+    );
+    assert!(fast >= 80, "{fast} of 100 answered at once");
+}
+
+/// Endpoints ejected at the same instant are probed at different instants: each
+/// ejection is jittered by up to 10%.
+#[tokio::test(start_paused = true)]
+async fn endpoints_ejected_together_do_not_probe_at_the_same_instant() {
+    let _clock = Frozen::hold();
+    let replicas = [
+        Replica::start("a").await,
+        Replica::start("b").await,
+        Replica::start("c").await,
+        Replica::start("d").await,
+    ];
+    let urls: Vec<String> = replicas.iter().map(|r| r.url()).collect();
+    for replica in &replicas {
+        replica.kill();
+    }
+    // Every endpoint may be ejected fully, so all four get the 10 s base ejection.
+    let set = EndpointSet::from_urls(&urls).unwrap().health_policy(
+        HealthPolicy::new()
+            .consecutive_failures(1)
+            .max_ejection_percent(100),
+    );
+    let svc = GatewayLayer::new()
+        .upstreams(set.clone())
+        .max_attempts(4)
+        .retry_policy(RetryPolicy::new().no_backoff())
+        .layer(client());
+    assert_eq!(send(&svc, Method::GET, "all-refused").await.status, 502);
+    let mut probes: Vec<Duration> = urls
+        .iter()
+        .map(|u| match health_of(&set, u) {
+            Health::Ejected { probe_in } => probe_in,
+            other => panic!("{u}: {other:?}"),
+        })
+        .collect();
+    for probe_in in &probes {
+        assert!(
+            (Duration::from_secs(9)..=Duration::from_secs(11)).contains(probe_in),
+            "{probe_in:?} is 10 s ± 10%"
+        );
+    }
+    probes.sort();
+    probes.dedup();
+    assert!(probes.len() >= 3, "spread: {probes:?}");
+}
