@@ -295,6 +295,7 @@ async fn endpoint_ejections_probes_and_restorations_are_counted() {
         .unwrap()
         .health_policy(
             HealthPolicy::new()
+                .no_jitter()
                 .consecutive_failures(1)
                 .base_ejection(Duration::from_millis(100)),
         );
