@@ -26,7 +26,9 @@
 //! default 300000), `--max-ejection-percent N` (the share of the replicas that may
 //! be out on a full ejection at once, at least one; default 10), `--short-ejection-ms N`
 //! (how long a replica ejected beyond that share stays out; default 1000: a blip
-//! that hits every replica ends for clients about a second after its cause). With a
+//! that hits every replica ends for clients about a second after its cause),
+//! `--failure-rate-window N` (a replica's failure rate over its last N requests,
+//! well above its peers', ejects it; default 50, `0` off). With a
 //! single `--upstream`, ejection is off unless
 //! `--consecutive-failures` is given, as nginx ignores `max_fails` for a lone
 //! server: one upstream whose paths fail on their own must not be cut off whole.
@@ -79,6 +81,8 @@ pub struct Options {
     pub max_ejection_percent: u8,
     /// How long a replica ejected beyond that share stays out.
     pub short_ejection: Duration,
+    /// The outcomes a replica's failure rate is judged over (`0`: off).
+    pub failure_rate_window: u32,
     /// No middleware: axum's `HandleErrorLayer` answers every client error with a
     /// plain 502 (the baseline the end-to-end benchmark compares against).
     pub bare: bool,
@@ -101,6 +105,7 @@ impl Default for Options {
             max_ejection: Duration::from_secs(300),
             max_ejection_percent: 10,
             short_ejection: Duration::from_secs(1),
+            failure_rate_window: 50,
             bare: false,
             metrics: None,
         }
@@ -154,6 +159,11 @@ impl Options {
                     options.max_ejection_percent = percent;
                 }
                 "--short-ejection-ms" => options.short_ejection = millis(value()?)?,
+                "--failure-rate-window" => {
+                    options.failure_rate_window = value()?
+                        .parse()
+                        .map_err(|e| format!("--failure-rate-window: {e}"))?
+                }
                 "--timeout-ms" => options.timeout = millis(value()?)?,
                 "--body-idle-ms" => options.body_idle = millis(value()?)?,
                 "--attempts" => {
@@ -176,7 +186,7 @@ impl Options {
 const USAGE: &str = "usage: reverse_proxy [--listen ADDR] [--upstream URL]... [--timeout-ms N] \
 [--body-idle-ms N] [--attempts N] [--deadline-ms N] [--http2] [--consecutive-failures N] \
 [--base-ejection-ms N] [--max-ejection-ms N] [--max-ejection-percent N] [--short-ejection-ms N] \
-[--bare] [--metrics ADDR]";
+[--failure-rate-window N] [--bare] [--metrics ADDR]";
 
 /// The replicas as an endpoint set, with the health policy the flags give.
 pub fn endpoint_set(options: &Options, upstreams: &[Uri]) -> Result<EndpointSet, String> {
@@ -200,7 +210,8 @@ pub fn endpoint_set(options: &Options, upstreams: &[Uri]) -> Result<EndpointSet,
         .base_ejection(options.base_ejection)
         .max_ejection(options.max_ejection)
         .max_ejection_percent(options.max_ejection_percent)
-        .short_ejection(options.short_ejection);
+        .short_ejection(options.short_ejection)
+        .failure_rate_window(options.failure_rate_window);
     let set = EndpointSet::new(endpoints).map_err(|e| format!("--upstream: {e}"))?;
     Ok(set.health_policy(policy))
 }

@@ -59,11 +59,24 @@ pub(crate) struct EndpointState {
     /// ([`HealthPolicy::max_ejection_percent`]); a short one (beyond the share) is
     /// not counted in the share.
     full: AtomicBool,
+    /// The failure-rate window under way: outcomes in the low 32 bits, failures
+    /// in the high 32.
+    window: AtomicU64,
+    /// The last full window's failure rate, in thousandths, plus one (`0`: none
+    /// yet), for its peers to compare themselves with.
+    rate: AtomicU32,
 }
 
-/// Whether `state` may be ejected fully: fewer endpoints than the policy's share of
-/// the set are out on full ejections. Asked only when an endpoint is ejected.
-pub(super) type Share<'a> = &'a dyn Fn(&EndpointState) -> bool;
+/// What an endpoint's ejection asks of the rest of the set; asked only when a
+/// failure-rate window closes or an endpoint is ejected, never on a pick.
+pub(super) trait Peers {
+    /// Whether `state` may be ejected fully: fewer endpoints than the policy's
+    /// share of the set are out on full ejections.
+    fn may_eject_fully(&self, state: &EndpointState) -> bool;
+    /// The mean failure rate (thousandths) of some of `state`'s peers over their
+    /// last windows, if any has one.
+    fn peer_rate(&self, state: &EndpointState) -> Option<u32>;
+}
 
 /// Whether a pick may use an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -89,6 +102,8 @@ impl EndpointState {
             ejections: AtomicU32::new(0),
             restored_at: AtomicU64::new(0),
             full: AtomicBool::new(false),
+            window: AtomicU64::new(0),
+            rate: AtomicU32::new(0),
         }
     }
 
@@ -136,8 +151,16 @@ impl EndpointState {
         probe: bool,
         policy: &HealthPolicy,
         now: impl FnOnce() -> u64,
-        share: Share<'_>,
+        peers: &dyn Peers,
     ) {
+        if policy.rate_window != 0 && !probe && outcome != Verdict::Neutral {
+            if let Some(rate) = self.count_in_window(outcome, policy.rate_window) {
+                if self.is_outlier(rate, policy, peers) {
+                    self.eject(policy, now(), false, 0, peers);
+                    return;
+                }
+            }
+        }
         match (outcome, probe) {
             (Verdict::Success, false) => {
                 // Written only when it changes: a healthy endpoint's line stays shared.
@@ -149,6 +172,8 @@ impl EndpointState {
                 self.failures.store(0, Ordering::Relaxed);
                 self.restored_at.store(now(), Ordering::Relaxed);
                 self.full.store(false, Ordering::Relaxed);
+                // Restored on one success: the next full window judges it again.
+                self.window.store(0, Ordering::Relaxed);
                 self.state.store(HEALTHY, Ordering::Release);
                 report::restored(&self.endpoint);
             }
@@ -156,13 +181,58 @@ impl EndpointState {
             (Verdict::Failure, false) => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
                 if failures >= policy.failures {
-                    self.eject(policy, now(), false, failures, share);
+                    self.eject(policy, now(), false, failures, peers);
                 }
             }
-            (Verdict::Failure, true) => self.eject(policy, now(), true, 1, share),
+            (Verdict::Failure, true) => self.eject(policy, now(), true, 1, peers),
             (Verdict::Neutral, false) => {}
             (Verdict::Neutral, true) => self.release_probe(),
         }
+    }
+
+    /// Counts an outcome in the failure-rate window; when it fills the window, the
+    /// window's failure rate (thousandths), which is kept for the peers to see.
+    fn count_in_window(&self, outcome: Verdict, window: u32) -> Option<u32> {
+        let add = 1 | u64::from(outcome == Verdict::Failure) << 32;
+        let seen = self
+            .window
+            .fetch_add(add, Ordering::Relaxed)
+            .wrapping_add(add);
+        if (seen as u32) < window {
+            return None;
+        }
+        // The one that filled it closes it; a racing one finds a fresh window.
+        let closed = self.window.swap(0, Ordering::Relaxed);
+        let (outcomes, failures) = (u64::from(closed as u32), closed >> 32);
+        if outcomes < u64::from(window) {
+            return None;
+        }
+        let rate = u32::try_from(failures.min(outcomes) * 1000 / outcomes).unwrap_or(1000);
+        self.rate.store(rate + 1, Ordering::Relaxed);
+        Some(rate)
+    }
+
+    /// Whether a window's failure `rate` is well above the peers': above theirs by
+    /// at least theirs and at least the policy's margin. When every endpoint fails
+    /// alike the fleet is the problem, and nothing is ejected for it; an endpoint
+    /// with no peer to compare with is never judged so.
+    fn is_outlier(&self, rate: u32, policy: &HealthPolicy, peers: &dyn Peers) -> bool {
+        if self.state.load(Ordering::Acquire) != HEALTHY {
+            return false;
+        }
+        let Some(peer) = peers.peer_rate(self) else {
+            return false;
+        };
+        let outlier = rate >= peer + peer.max(policy.rate_margin);
+        if outlier {
+            report::outlier(&self.endpoint, rate, peer);
+        }
+        outlier
+    }
+
+    /// The last window's failure rate, in thousandths, if one closed.
+    pub(super) fn window_rate(&self) -> Option<u32> {
+        self.rate.load(Ordering::Relaxed).checked_sub(1)
     }
 
     /// A probe that ended without saying anything (cancelled, timed out by a
@@ -181,7 +251,14 @@ impl EndpointState {
     /// long of the cause ending, while a set that is all out still fails fast.
     /// Either is jittered, so that endpoints ejected together do not all probe at
     /// the same instant.
-    fn eject(&self, policy: &HealthPolicy, now: u64, probe: bool, failures: u32, share: Share<'_>) {
+    fn eject(
+        &self,
+        policy: &HealthPolicy,
+        now: u64,
+        probe: bool,
+        failures: u32,
+        peers: &dyn Peers,
+    ) {
         let from = if probe { PROBING } else { HEALTHY };
         // Only one of the failures racing past the threshold ejects. Until its
         // `until` is written, the endpoint is `EJECTING`, which no pick takes: an
@@ -193,7 +270,7 @@ impl EndpointState {
         {
             return;
         }
-        let full = share(self);
+        let full = peers.may_eject_fully(self);
         let (n, time) = if full {
             let healthy_since = now.saturating_sub(self.restored_at.load(Ordering::Relaxed));
             if !probe && healthy_since >= nanos(policy.max_ejection) {
@@ -243,6 +320,18 @@ pub(super) fn nanos(d: Duration) -> u64 {
 mod tests {
     use super::*;
 
+    /// Peers that always leave room for a full ejection and have no rate.
+    struct Room;
+
+    impl Peers for Room {
+        fn may_eject_fully(&self, _: &EndpointState) -> bool {
+            true
+        }
+        fn peer_rate(&self, _: &EndpointState) -> Option<u32> {
+            None
+        }
+    }
+
     fn state() -> EndpointState {
         EndpointState::new("http://127.0.0.1:1".parse().unwrap())
     }
@@ -252,7 +341,7 @@ mod tests {
         let p = HealthPolicy::new().no_jitter().consecutive_failures(0);
         let s = state();
         for _ in 0..100 {
-            s.record(Verdict::Failure, false, &p, || 0, &|_| true);
+            s.record(Verdict::Failure, false, &p, || 0, &Room);
         }
         assert_eq!(s.health(0), Health::Healthy);
         assert_eq!(s.avail(&p, &mut || 0), Avail::Healthy);
@@ -263,15 +352,15 @@ mod tests {
         let p = HealthPolicy::new().no_jitter().consecutive_failures(2);
         let s = state();
         let sec = 1_000_000_000;
-        s.record(Verdict::Failure, false, &p, || 0, &|_| true);
+        s.record(Verdict::Failure, false, &p, || 0, &Room);
         assert_eq!(s.avail(&p, &mut || 0), Avail::Healthy);
-        s.record(Verdict::Failure, false, &p, || 0, &|_| true);
+        s.record(Verdict::Failure, false, &p, || 0, &Room);
         assert_eq!(s.avail(&p, &mut || sec), Avail::No, "ejected for 10 s");
         assert_eq!(s.avail(&p, &mut || 10 * sec), Avail::ProbeDue);
         assert!(s.claim_probe());
         assert!(!s.claim_probe(), "a second probe");
         // The probe fails: ejected again, for twice as long.
-        s.record(Verdict::Failure, true, &p, || 10 * sec, &|_| true);
+        s.record(Verdict::Failure, true, &p, || 10 * sec, &Room);
         assert_eq!(
             s.health(10 * sec),
             Health::Ejected {
@@ -279,9 +368,9 @@ mod tests {
             }
         );
         assert!(s.claim_probe(), "claimable: avail() is the time gate");
-        s.record(Verdict::Neutral, true, &p, || 30 * sec, &|_| true);
+        s.record(Verdict::Neutral, true, &p, || 30 * sec, &Room);
         assert!(s.claim_probe(), "a cancelled probe frees the slot");
-        s.record(Verdict::Success, true, &p, || 30 * sec, &|_| true);
+        s.record(Verdict::Success, true, &p, || 30 * sec, &Room);
         assert_eq!(s.health(30 * sec), Health::Healthy);
     }
 
@@ -295,11 +384,11 @@ mod tests {
             Avail::Healthy,
             "no failure: busy is fine"
         );
-        s.record(Verdict::Failure, false, &p, || 0, &|_| true);
+        s.record(Verdict::Failure, false, &p, || 0, &Room);
         assert_eq!(s.avail(&p, &mut || 0), Avail::Suspect);
         s.in_flight.store(1, Ordering::Relaxed);
         assert_eq!(s.avail(&p, &mut || 0), Avail::Healthy);
-        s.record(Verdict::Success, false, &p, || 0, &|_| true);
+        s.record(Verdict::Success, false, &p, || 0, &Room);
         s.in_flight.store(10, Ordering::Relaxed);
         assert_eq!(
             s.avail(&p, &mut || 0),
@@ -317,12 +406,12 @@ mod tests {
             .max_ejection(Duration::from_secs(8));
         let s = state();
         let sec = 1_000_000_000u64;
-        s.record(Verdict::Failure, false, &p, || 0, &|_| true);
+        s.record(Verdict::Failure, false, &p, || 0, &Room);
         assert!(s.claim_probe());
-        s.record(Verdict::Failure, true, &p, || sec, &|_| true); // 2nd in a row: 2 s
+        s.record(Verdict::Failure, true, &p, || sec, &Room); // 2nd in a row: 2 s
         assert!(s.claim_probe());
-        s.record(Verdict::Success, true, &p, || 3 * sec, &|_| true);
-        s.record(Verdict::Failure, false, &p, || 4 * sec, &|_| true); // soon after: 3rd, 4 s
+        s.record(Verdict::Success, true, &p, || 3 * sec, &Room);
+        s.record(Verdict::Failure, false, &p, || 4 * sec, &Room); // soon after: 3rd, 4 s
         assert_eq!(
             s.health(4 * sec),
             Health::Ejected {
@@ -330,8 +419,8 @@ mod tests {
             }
         );
         assert!(s.claim_probe());
-        s.record(Verdict::Success, true, &p, || 8 * sec, &|_| true);
-        s.record(Verdict::Failure, false, &p, || 20 * sec, &|_| true); // 12 s healthy > 8 s: back to 1 s
+        s.record(Verdict::Success, true, &p, || 8 * sec, &Room);
+        s.record(Verdict::Failure, false, &p, || 20 * sec, &Room); // 12 s healthy > 8 s: back to 1 s
         assert_eq!(
             s.health(20 * sec),
             Health::Ejected {

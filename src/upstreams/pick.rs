@@ -176,10 +176,13 @@ impl Pick {
     pub(super) fn record(&mut self, outcome: Verdict) {
         self.recorded = true;
         let shared = &self.shared;
-        self.state
-            .record(outcome, self.probe, &shared.policy, || shared.now(), &|s| {
-                shared.may_eject_fully(s)
-            });
+        self.state.record(
+            outcome,
+            self.probe,
+            &shared.policy,
+            || shared.now(),
+            &**shared,
+        );
     }
 }
 

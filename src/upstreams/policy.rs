@@ -88,6 +88,8 @@ pub struct HealthPolicy {
     pub(super) max_ejection: Duration,
     pub(super) max_ejection_percent: u8,
     pub(super) short_ejection: Duration,
+    pub(super) rate_window: u32,
+    pub(super) rate_margin: u32,
     jitter: bool,
     outcomes: OnOff,
 }
@@ -113,6 +115,8 @@ impl Default for HealthPolicy {
             max_ejection: Duration::from_secs(300),
             max_ejection_percent: 10,
             short_ejection: Duration::from_secs(1),
+            rate_window: 50,
+            rate_margin: 200,
             jitter: true,
             outcomes: OnOff::with_defaults(Outcomes::new().kinds(kinds)),
         }
@@ -167,6 +171,27 @@ impl HealthPolicy {
     /// for clients after its cause ends.
     pub fn short_ejection(mut self, time: Duration) -> Self {
         self.short_ejection = time;
+        self
+    }
+
+    /// Judges each endpoint's failure rate over windows of this many outcomes
+    /// (default 50; `0` turns it off), against its peers': an endpoint whose rate
+    /// over its last window is above the peers' mean by at least that mean and at
+    /// least [`failure_rate_margin`](Self::failure_rate_margin) is ejected (within
+    /// the [`max_ejection_percent`](Self::max_ejection_percent) share, as any
+    /// ejection). A replica that fails a third of its requests, never five in a row
+    /// for long, is found this way; when the whole fleet fails alike, nothing is
+    /// ejected for it. Restored by its probe, it is judged again by its next full
+    /// window: one lucky success does not clear it.
+    pub fn failure_rate_window(mut self, outcomes: u32) -> Self {
+        self.rate_window = outcomes;
+        self
+    }
+
+    /// The least a window's failure rate must stand above its peers' to eject, in
+    /// percentage points (default 20).
+    pub fn failure_rate_margin(mut self, points: u8) -> Self {
+        self.rate_margin = u32::from(points.min(100)) * 10;
         self
     }
 

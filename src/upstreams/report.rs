@@ -60,6 +60,19 @@ pub(super) fn ejected(
     );
 }
 
+/// A window's failure rate (thousandths) stood well above its peers': the
+/// endpoint is ejected next (the ejection is its own event).
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+pub(super) fn outlier(endpoint: &Endpoint, rate: u32, peers: u32) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(
+        endpoint = %endpoint,
+        failure_rate_permille = rate,
+        peers_failure_rate_permille = peers,
+        "upstream endpoint fails far more often than its peers",
+    );
+}
+
 /// The membership was replaced: `endpoints` now, `added` new, `removed` gone.
 #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
 pub(super) fn set_replaced(endpoints: usize, added: usize, removed: usize) {

@@ -2,7 +2,7 @@
 //! stream), their shared health, and what it reports. Picking is in `pick.rs`.
 
 use super::endpoint::Problem;
-use super::health::{EndpointState, Health, nanos};
+use super::health::{EndpointState, Health, Peers, nanos};
 use super::{Endpoint, EndpointError};
 use super::{HealthPolicy, report};
 use arc_swap::ArcSwap;
@@ -246,13 +246,20 @@ impl Shared {
         self.since_epoch(Instant::now())
     }
 
+    /// `at` in the set's clock: nanoseconds since its epoch.
+    pub(super) fn since_epoch(&self, at: Instant) -> u64 {
+        nanos(at.saturating_duration_since(self.epoch))
+    }
+}
+
+impl Peers for Shared {
     /// Whether `state` may be ejected fully: fewer of the set than the policy's
     /// [`max_ejection_percent`](HealthPolicy::max_ejection_percent) (and always at
     /// least one, so a lone endpoint is still a circuit breaker) are out on full
     /// ejections, `state` aside. A scan of the members, asked only when an endpoint
     /// is ejected, never on a pick. Two endpoints ejected at the same instant may
     /// both see room for one: the share may be passed by the ejections racing.
-    pub(super) fn may_eject_fully(&self, state: &EndpointState) -> bool {
+    fn may_eject_fully(&self, state: &EndpointState) -> bool {
         let members = self.members.load();
         let list = &members.list;
         let share = usize::from(self.policy.max_ejection_percent);
@@ -264,9 +271,32 @@ impl Shared {
         out < allowed
     }
 
-    /// `at` in the set's clock: nanoseconds since its epoch.
-    pub(super) fn since_epoch(&self, at: Instant) -> u64 {
-        nanos(at.saturating_duration_since(self.epoch))
+    /// The mean of up to eight peers' last window failure rates, the peers drawn
+    /// at random (all of them in a small set): O(1) at any size.
+    fn peer_rate(&self, state: &EndpointState) -> Option<u32> {
+        const SAMPLE: usize = 8;
+        let members = self.members.load();
+        let list = &members.list;
+        let n = list.len();
+        let (mut sum, mut seen) = (0u64, 0u64);
+        let mut visit = |s: &Arc<EndpointState>| {
+            if !std::ptr::eq(s.as_ref(), state) {
+                if let Some(rate) = s.window_rate() {
+                    sum += u64::from(rate);
+                    seen += 1;
+                }
+            }
+        };
+        if n <= SAMPLE + 1 {
+            list.iter().for_each(&mut visit);
+        } else {
+            let mut r = crate::random::next_u64();
+            for _ in 0..SAMPLE {
+                visit(&list[(r % n as u64) as usize]);
+                r = r.rotate_left(21).wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            }
+        }
+        (seen > 0).then(|| u32::try_from(sum / seen).unwrap_or(1000))
     }
 }
 

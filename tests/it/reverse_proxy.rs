@@ -487,6 +487,14 @@ fn the_upstream_set_flags_are_checked() {
     // The ejection guard: defaults, and its two flags.
     assert_eq!(two.max_ejection_percent, 10);
     assert_eq!(two.short_ejection, 1000 * MS);
+    assert_eq!(two.failure_rate_window, 50);
+    let windowed = parse(&["--failure-rate-window", "200"]).unwrap();
+    assert_eq!(windowed.failure_rate_window, 200);
+    assert!(
+        parse(&["--failure-rate-window", "-3"])
+            .unwrap_err()
+            .contains("--failure-rate-window")
+    );
     let guarded = parse(&["--max-ejection-percent", "33", "--short-ejection-ms", "250"]).unwrap();
     assert_eq!(guarded.max_ejection_percent, 33);
     assert_eq!(guarded.short_ejection, 250 * MS);

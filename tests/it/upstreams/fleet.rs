@@ -187,3 +187,121 @@ async fn endpoints_ejected_together_do_not_probe_at_the_same_instant() {
     probes.dedup();
     assert!(probes.len() >= 3, "spread: {probes:?}");
 }
+
+/// A replica that closes the connection without answering on 3 of every 10
+/// requests it reads (never more than 3 in a row): a gray failure, which 5
+/// failures in a row never catch. Returns its URL; it serves until the test ends.
+async fn gray_replica() -> String {
+    use http_body_util::{BodyExt, Full};
+    use hyper::service::service_fn;
+    use hyper_util::rt::TokioIo;
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    let count = Arc::new(AtomicUsize::new(0));
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            let count = count.clone();
+            tokio::spawn(async move {
+                let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
+                    let n = count.fetch_add(1, Ordering::SeqCst);
+                    async move {
+                        let _ = req.into_body().collect().await;
+                        if n % 10 < 3 {
+                            // An error closes the connection before any answer.
+                            return Err("gray");
+                        }
+                        Ok(http::Response::new(Full::new(bytes::Bytes::from_static(
+                            b"gray",
+                        ))))
+                    }
+                });
+                let _ = hyper::server::conn::http1::Builder::new()
+                    .serve_connection(TokioIo::new(stream), service)
+                    .await;
+            });
+        }
+    });
+    url
+}
+
+/// POSTs, 8 at a time, through a `GatewayLayer` with the default health policy;
+/// returns how many failed.
+async fn failed_posts<S, B>(svc: &S, total: usize) -> usize
+where
+    S: tower::Service<
+            http::Request<crate::support::TestBody>,
+            Response = http::Response<B>,
+            Error = std::convert::Infallible,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+    S::Future: Send,
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: std::fmt::Debug,
+{
+    let mut failed = 0;
+    for batch in 0..total / 8 {
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..8 {
+            let svc = svc.clone();
+            set.spawn(async move {
+                send(&svc, Method::POST, &format!("{batch}-{i}"))
+                    .await
+                    .status
+            });
+        }
+        while let Some(status) = set.join_next().await {
+            failed += usize::from(status.unwrap() != 200);
+        }
+    }
+    failed
+}
+
+/// Before: one replica of three failing 30% of its requests, never five in a row,
+/// was never ejected, and 5.5% of POSTs failed. Now its failure rate over a window
+/// of 50 of its requests, well above its peers', ejects it: at most 1% fail.
+#[tokio::test]
+async fn a_gray_replica_failing_a_third_of_its_requests_is_ejected_and_few_posts_fail() {
+    let good = [Replica::start("a").await, Replica::start("b").await];
+    let gray = gray_replica().await;
+    let mut urls: Vec<String> = good.iter().map(|r| r.url()).collect();
+    urls.push(gray.clone());
+    let set = EndpointSet::from_urls(&urls).unwrap();
+    let svc = GatewayLayer::new()
+        .upstreams(set.clone())
+        .retry_policy(RetryPolicy::new().no_backoff())
+        .layer(client());
+    let failed = failed_posts(&svc, 3000).await;
+    eprintln!("{failed} of 3000 POSTs failed");
+    assert!(failed <= 30, "{failed} of 3000 POSTs failed");
+    assert!(
+        matches!(health_of(&set, &gray), Health::Ejected { .. }),
+        "the gray replica is out: {:?}",
+        health_of(&set, &gray)
+    );
+}
+
+/// When every replica fails alike, the fleet is the problem: no replica's rate
+/// stands above its peers', and none is ejected for it.
+#[tokio::test]
+async fn a_fleet_failing_evenly_ejects_nothing_by_failure_rate() {
+    let urls = [
+        gray_replica().await,
+        gray_replica().await,
+        gray_replica().await,
+    ];
+    let set = EndpointSet::from_urls(&urls).unwrap();
+    let svc = GatewayLayer::new()
+        .upstreams(set.clone())
+        .retry_policy(RetryPolicy::new().no_backoff())
+        .layer(client());
+    let failed = failed_posts(&svc, 800).await;
+    assert!(failed > 100, "the fleet does fail: {failed} of 800");
+    for url in &urls {
+        assert_eq!(health_of(&set, url), Health::Healthy, "{url}");
+    }
+}
