@@ -33,8 +33,14 @@
 //!   ten. Every ejection is jittered, so endpoints ejected together are not probed
 //!   together.
 //!
+//!   A replica that fails often but never five times in a row (a gray failure) is
+//!   found by its failure rate over its last window of outcomes, against its
+//!   peers' ([`HealthPolicy::failure_rate_window`]); a fleet failing evenly ejects
+//!   nothing.
+//!
 //!   ```text
-//!                failures in a row                probe in (jittered)
+//!      failures in a row, or a failure rate       probe in (jittered)
+//!      well above the peers' over a window
 //!   Healthy ─────────────────────────▶ Ejected ──────────────────────▶ Probing
 //!      ▲        within the share: base_ejection, doubling                │
 //!      │        beyond it:        short_ejection (1 s)                   │

@@ -24,6 +24,8 @@ use std::time::Duration;
 /// | [`max_ejection`](Self::max_ejection) | 300 s | Envoy's `max_ejection_time`: a replica that stays dead is probed every five minutes at most |
 /// | [`max_ejection_percent`](Self::max_ejection_percent) | 10 | Envoy's `max_ejection_percent`, gRFC A50's default: when most of a set fails at once, the fleet (a rolling restart, a shared database) is the likely cause, not each replica |
 /// | [`short_ejection`](Self::short_ejection) | 1 s | beyond that share an endpoint is out only this long, so a blip that hits every replica ends for clients within about a second of its cause |
+/// | [`failure_rate_window`](Self::failure_rate_window) | 50 outcomes | Envoy's `success_rate_request_volume` is 100; half that finds a replica failing a third of its requests after about 15 failures |
+/// | [`failure_rate_margin`](Self::failure_rate_margin) | 20 points | a window's rate must stand above its peers' by their rate and by this much: a healthy replica's chance noise over 50 requests stays below it |
 ///
 /// # When most of the set fails at once
 ///
