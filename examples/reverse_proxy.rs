@@ -28,7 +28,8 @@
 //! (how long a replica ejected beyond that share stays out; default 1000: a blip
 //! that hits every replica ends for clients about a second after its cause),
 //! `--failure-rate-window N` (a replica's failure rate over its last N requests,
-//! well above its peers', ejects it; default 50, `0` off). With a
+//! well above its peers', ejects it; default 50, `0` off), `--slow-start-ms N` (a
+//! restored or new replica ramps its share up over N ms; default off). With a
 //! single `--upstream`, ejection is off unless
 //! `--consecutive-failures` is given, as nginx ignores `max_fails` for a lone
 //! server: one upstream whose paths fail on their own must not be cut off whole.
@@ -83,6 +84,8 @@ pub struct Options {
     pub short_ejection: Duration,
     /// The outcomes a replica's failure rate is judged over (`0`: off).
     pub failure_rate_window: u32,
+    /// The window over which a restored or new replica ramps up (zero: off).
+    pub slow_start: Duration,
     /// No middleware: axum's `HandleErrorLayer` answers every client error with a
     /// plain 502 (the baseline the end-to-end benchmark compares against).
     pub bare: bool,
@@ -106,6 +109,7 @@ impl Default for Options {
             max_ejection_percent: 10,
             short_ejection: Duration::from_secs(1),
             failure_rate_window: 50,
+            slow_start: Duration::ZERO,
             bare: false,
             metrics: None,
         }
@@ -159,6 +163,7 @@ impl Options {
                     options.max_ejection_percent = percent;
                 }
                 "--short-ejection-ms" => options.short_ejection = millis(value()?)?,
+                "--slow-start-ms" => options.slow_start = millis(value()?)?,
                 "--failure-rate-window" => {
                     options.failure_rate_window = value()?
                         .parse()
@@ -186,7 +191,7 @@ impl Options {
 const USAGE: &str = "usage: reverse_proxy [--listen ADDR] [--upstream URL]... [--timeout-ms N] \
 [--body-idle-ms N] [--attempts N] [--deadline-ms N] [--http2] [--consecutive-failures N] \
 [--base-ejection-ms N] [--max-ejection-ms N] [--max-ejection-percent N] [--short-ejection-ms N] \
-[--failure-rate-window N] [--bare] [--metrics ADDR]";
+[--failure-rate-window N] [--slow-start-ms N] [--bare] [--metrics ADDR]";
 
 /// The replicas as an endpoint set, with the health policy the flags give.
 pub fn endpoint_set(options: &Options, upstreams: &[Uri]) -> Result<EndpointSet, String> {
@@ -211,7 +216,8 @@ pub fn endpoint_set(options: &Options, upstreams: &[Uri]) -> Result<EndpointSet,
         .max_ejection(options.max_ejection)
         .max_ejection_percent(options.max_ejection_percent)
         .short_ejection(options.short_ejection)
-        .failure_rate_window(options.failure_rate_window);
+        .failure_rate_window(options.failure_rate_window)
+        .slow_start(options.slow_start);
     let set = EndpointSet::new(endpoints).map_err(|e| format!("--upstream: {e}"))?;
     Ok(set.health_policy(policy))
 }

@@ -65,6 +65,9 @@ pub(crate) struct EndpointState {
     /// The last full window's failure rate, in thousandths, plus one (`0`: none
     /// yet), for its peers to compare themselves with.
     rate: AtomicU32,
+    /// While it ramps up after a restoration or joining the set (slow start):
+    /// when that began, in the set's clock, plus one; `0` when it takes a full share.
+    warm_since: AtomicU64,
 }
 
 /// What an endpoint's ejection asks of the rest of the set; asked only when a
@@ -104,6 +107,7 @@ impl EndpointState {
             full: AtomicBool::new(false),
             window: AtomicU64::new(0),
             rate: AtomicU32::new(0),
+            warm_since: AtomicU64::new(0),
         }
     }
 
@@ -129,6 +133,38 @@ impl EndpointState {
             EJECTED if now() >= self.until.load(Ordering::Acquire) => Avail::ProbeDue,
             _ => Avail::No,
         }
+    }
+
+    /// Starts ramping its share up from `now` (slow start).
+    pub(super) fn start_warming(&self, now: u64) {
+        self.warm_since
+            .store(now.saturating_add(1), Ordering::Relaxed);
+    }
+
+    /// Whether a healthy endpoint takes this pick, given slow start: one taking a
+    /// full share always does; one still ramping up does with the chance of the
+    /// share of its window that has passed (`random` decides), so its share grows
+    /// from nothing to full over the window. The clock is read only for an
+    /// endpoint ramping up.
+    pub(super) fn takes_share(
+        &self,
+        policy: &HealthPolicy,
+        now: &mut dyn FnMut() -> u64,
+        random: u64,
+    ) -> bool {
+        let since = self.warm_since.load(Ordering::Relaxed);
+        if since == 0 {
+            return true;
+        }
+        let window = nanos(policy.slow_start).max(1);
+        let elapsed = now().saturating_sub(since - 1);
+        if elapsed >= window {
+            self.warm_since.store(0, Ordering::Relaxed);
+            return true;
+        }
+        // `elapsed / window`, in thousandths, against a random thousandth.
+        let share = elapsed.saturating_mul(1000) / window;
+        random % 1000 < share
     }
 
     /// Claims the probe of an endpoint whose ejection is over; only one request wins.
@@ -170,10 +206,14 @@ impl EndpointState {
             }
             (Verdict::Success, true) => {
                 self.failures.store(0, Ordering::Relaxed);
-                self.restored_at.store(now(), Ordering::Relaxed);
+                let now = now();
+                self.restored_at.store(now, Ordering::Relaxed);
                 self.full.store(false, Ordering::Relaxed);
                 // Restored on one success: the next full window judges it again.
                 self.window.store(0, Ordering::Relaxed);
+                if !policy.slow_start.is_zero() {
+                    self.start_warming(now);
+                }
                 self.state.store(HEALTHY, Ordering::Release);
                 report::restored(&self.endpoint);
             }

@@ -36,7 +36,8 @@
 //!   A replica that fails often but never five times in a row (a gray failure) is
 //!   found by its failure rate over its last window of outcomes, against its
 //!   peers' ([`HealthPolicy::failure_rate_window`]); a fleet failing evenly ejects
-//!   nothing.
+//!   nothing. A restored or new endpoint can ramp its share up over a window
+//!   ([`HealthPolicy::slow_start`], off by default).
 //!
 //!   ```text
 //!      failures in a row, or a failure rate       probe in (jittered)

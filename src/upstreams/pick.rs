@@ -69,13 +69,23 @@ impl EndpointSet {
             };
             r = r.rotate_left(17).wrapping_mul(0x9E37_79B9_7F4A_7C15);
             let (sa, sb) = (&list[a], &list[b]);
+            // A healthy endpoint ramping up (slow start) takes its share of picks.
+            let warm = |s: &EndpointState, v: Avail, now: &mut dyn FnMut() -> u64, bits: u64| {
+                if v == Avail::Healthy && !s.takes_share(policy, now, bits) {
+                    Avail::No
+                } else {
+                    v
+                }
+            };
             let va = if fresh(sa) {
-                sa.avail(policy, &mut now)
+                let v = sa.avail(policy, &mut now);
+                warm(sa, v, &mut now, r >> 11)
             } else {
                 Avail::No
             };
             let vb = if a != b && fresh(sb) {
-                sb.avail(policy, &mut now)
+                let v = sb.avail(policy, &mut now);
+                warm(sb, v, &mut now, r >> 23)
             } else {
                 Avail::No
             };

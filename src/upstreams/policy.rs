@@ -92,6 +92,7 @@ pub struct HealthPolicy {
     pub(super) short_ejection: Duration,
     pub(super) rate_window: u32,
     pub(super) rate_margin: u32,
+    pub(super) slow_start: Duration,
     jitter: bool,
     outcomes: OnOff,
 }
@@ -119,6 +120,7 @@ impl Default for HealthPolicy {
             short_ejection: Duration::from_secs(1),
             rate_window: 50,
             rate_margin: 200,
+            slow_start: Duration::ZERO,
             jitter: true,
             outcomes: OnOff::with_defaults(Outcomes::new().kinds(kinds)),
         }
@@ -194,6 +196,25 @@ impl HealthPolicy {
     /// percentage points (default 20).
     pub fn failure_rate_margin(mut self, points: u8) -> Self {
         self.rate_margin = u32::from(points.min(100)) * 10;
+        self
+    }
+
+    /// Ramps a restored endpoint's share of requests up from nothing to full over
+    /// `window` (Envoy's `slow_start_window`, nginx's `slow_start`), so a replica
+    /// that just came back, cold, is not handed a full share at once; an endpoint
+    /// that joins the set by [`replace`](super::EndpointSet::replace) or
+    /// [`discover`](super::EndpointSet::discover) ramps up too. Off by default, as
+    /// in both. While every endpoint ramps, each still takes requests: none is
+    /// refused for it.
+    ///
+    /// ```
+    /// use tower_bad_gateway::upstreams::HealthPolicy;
+    /// use std::time::Duration;
+    /// let policy = HealthPolicy::new().slow_start(Duration::from_secs(30));
+    /// # let _ = policy;
+    /// ```
+    pub fn slow_start(mut self, window: Duration) -> Self {
+        self.slow_start = window;
         self
     }
 

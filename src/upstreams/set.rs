@@ -58,7 +58,7 @@ impl EndpointSet {
     ///
     /// An empty list, or an endpoint listed twice, is an error.
     pub fn new(endpoints: impl IntoIterator<Item = Endpoint>) -> Result<Self, EndpointError> {
-        let members = Members::build(endpoints, &HashMap::new())?;
+        let members = Members::build(endpoints, &HashMap::new(), None)?;
         Ok(Self {
             shared: Arc::new(Shared {
                 members: ArcSwap::from_pointee(members),
@@ -115,7 +115,9 @@ impl EndpointSet {
             .iter()
             .map(|state| (&state.endpoint, state))
             .collect();
-        let members = match Members::build(endpoints, &kept) {
+        // Endpoints that join ramp up (slow start), when the policy says so.
+        let warm_from = (!self.shared.policy.slow_start.is_zero()).then(|| self.shared.now());
+        let members = match Members::build(endpoints, &kept, warm_from) {
             Err(e) if allow_empty && e.is_empty() => Members { list: Vec::new() },
             other => other?,
         };
@@ -304,6 +306,7 @@ impl Members {
     fn build(
         endpoints: impl IntoIterator<Item = Endpoint>,
         kept: &HashMap<&Endpoint, &Arc<EndpointState>>,
+        warm_from: Option<u64>,
     ) -> Result<Self, EndpointError> {
         let mut list: Vec<Arc<EndpointState>> = Vec::new();
         let mut seen = std::collections::HashSet::new();
@@ -313,7 +316,13 @@ impl Members {
             }
             let state = match kept.get(&ep) {
                 Some(state) => Arc::clone(state),
-                None => Arc::new(EndpointState::new(ep)),
+                None => {
+                    let state = EndpointState::new(ep);
+                    if let Some(now) = warm_from {
+                        state.start_warming(now);
+                    }
+                    Arc::new(state)
+                }
             };
             list.push(state);
         }

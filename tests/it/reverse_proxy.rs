@@ -488,6 +488,11 @@ fn the_upstream_set_flags_are_checked() {
     assert_eq!(two.max_ejection_percent, 10);
     assert_eq!(two.short_ejection, 1000 * MS);
     assert_eq!(two.failure_rate_window, 50);
+    assert_eq!(two.slow_start, Duration::ZERO);
+    assert_eq!(
+        parse(&["--slow-start-ms", "30000"]).unwrap().slow_start,
+        30000 * MS
+    );
     let windowed = parse(&["--failure-rate-window", "200"]).unwrap();
     assert_eq!(windowed.failure_rate_window, 200);
     assert!(

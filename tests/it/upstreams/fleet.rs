@@ -305,3 +305,77 @@ async fn a_fleet_failing_evenly_ejects_nothing_by_failure_rate() {
         assert_eq!(health_of(&set, url), Health::Healthy, "{url}");
     }
 }
+
+/// Slow start: a replica restored after an ejection ramps its share up over the
+/// window instead of taking a full share at once.
+#[tokio::test(start_paused = true)]
+async fn a_restored_replica_ramps_its_share_up_over_the_slow_start_window() {
+    let clock = Frozen::hold();
+    let (a, b) = (Replica::start("a").await, Replica::start("b").await);
+    b.kill();
+    let set = EndpointSet::from_urls([a.url(), b.url()])
+        .unwrap()
+        .health_policy(
+            HealthPolicy::new()
+                .no_jitter()
+                .consecutive_failures(1)
+                .slow_start(Duration::from_secs(10)),
+        );
+    let svc = GatewayLayer::new()
+        .upstreams(set.clone())
+        .retry_policy(RetryPolicy::new().no_backoff())
+        .layer(client());
+    // A request that picks b is refused there and retried on a.
+    for i in 0..50 {
+        assert_eq!(
+            send(&svc, Method::GET, &format!("eject-{i}")).await.status,
+            200
+        );
+        if health_of(&set, &b.url()) != Health::Healthy {
+            break;
+        }
+    }
+    assert!(matches!(health_of(&set, &b.url()), Health::Ejected { .. }));
+    b.restart().await;
+    clock.advance(Duration::from_secs(10)).await;
+    for i in 0..50 {
+        assert_eq!(
+            send(&svc, Method::GET, &format!("probe-{i}")).await.status,
+            200
+        );
+        if health_of(&set, &b.url()) == Health::Healthy {
+            break;
+        }
+    }
+    assert_eq!(
+        health_of(&set, &b.url()),
+        Health::Healthy,
+        "its probe restored it"
+    );
+
+    let share_of_b = |n: usize, tag: &'static str| {
+        let svc = svc.clone();
+        let b = b.clone();
+        async move {
+            let before = b.seen().len();
+            for i in 0..n {
+                assert_eq!(
+                    send(&svc, Method::GET, &format!("{tag}-{i}")).await.status,
+                    200
+                );
+            }
+            b.seen().len() - before
+        }
+    };
+    // A tenth of the window in: about a tenth of its full share (half, of two).
+    clock.advance(Duration::from_secs(1)).await;
+    let early = share_of_b(400, "early").await;
+    // The window over: its full share.
+    clock.advance(Duration::from_secs(9)).await;
+    let late = share_of_b(400, "late").await;
+    assert!(
+        (1..=60).contains(&early),
+        "{early} of 400 a second into the ramp"
+    );
+    assert!(late >= 140, "{late} of 400 once ramped up");
+}
