@@ -136,7 +136,10 @@ where
     );
 }
 
-#[tokio::test]
+/// On tokio's paused clock (it advances to the next timer whenever the runtime
+/// is idle): a caller leaving 30 ms in is 30 ms in, whatever the machine's load,
+/// never late enough to pass the attempt's 100 ms.
+#[tokio::test(start_paused = true)]
 async fn an_attempt_cancelled_before_its_timeout_never_counts_against_the_endpoint() {
     let upstream = Upstream::raw("", After::Hang).await;
     let set = set_of(&upstream, 1);
