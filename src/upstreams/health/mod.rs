@@ -1,6 +1,11 @@
 //! Passive health: an endpoint's state machine (healthy, ejected, probing), by
 //! the [`HealthPolicy`] of `policy.rs`.
 
+mod rate;
+mod slow_start;
+
+pub(super) use self::rate::Peers;
+
 use super::{Endpoint, HealthPolicy, report};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
@@ -70,17 +75,6 @@ pub(crate) struct EndpointState {
     warm_since: AtomicU64,
 }
 
-/// What an endpoint's ejection asks of the rest of the set; asked only when a
-/// failure-rate window closes or an endpoint is ejected, never on a pick.
-pub(super) trait Peers {
-    /// Whether `state` may be ejected fully: fewer endpoints than the policy's
-    /// share of the set are out on full ejections.
-    fn may_eject_fully(&self, state: &EndpointState) -> bool;
-    /// The mean failure rate (thousandths) of some of `state`'s peers over their
-    /// last windows, if any has one.
-    fn peer_rate(&self, state: &EndpointState) -> Option<u32>;
-}
-
 /// Whether a pick may use an endpoint.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(super) enum Avail {
@@ -133,38 +127,6 @@ impl EndpointState {
             EJECTED if now() >= self.until.load(Ordering::Acquire) => Avail::ProbeDue,
             _ => Avail::No,
         }
-    }
-
-    /// Starts ramping its share up from `now` (slow start).
-    pub(super) fn start_warming(&self, now: u64) {
-        self.warm_since
-            .store(now.saturating_add(1), Ordering::Relaxed);
-    }
-
-    /// Whether a healthy endpoint takes this pick, given slow start: one taking a
-    /// full share always does; one still ramping up does with the chance of the
-    /// share of its window that has passed (`random` decides), so its share grows
-    /// from nothing to full over the window. The clock is read only for an
-    /// endpoint ramping up.
-    pub(super) fn takes_share(
-        &self,
-        policy: &HealthPolicy,
-        now: &mut dyn FnMut() -> u64,
-        random: u64,
-    ) -> bool {
-        let since = self.warm_since.load(Ordering::Relaxed);
-        if since == 0 {
-            return true;
-        }
-        let window = nanos(policy.slow_start).max(1);
-        let elapsed = now().saturating_sub(since - 1);
-        if elapsed >= window {
-            self.warm_since.store(0, Ordering::Relaxed);
-            return true;
-        }
-        // `elapsed / window`, in thousandths, against a random thousandth.
-        let share = elapsed.saturating_mul(1000) / window;
-        random % 1000 < share
     }
 
     /// Claims the probe of an endpoint whose ejection is over; only one request wins.
@@ -228,51 +190,6 @@ impl EndpointState {
             (Verdict::Neutral, false) => {}
             (Verdict::Neutral, true) => self.release_probe(),
         }
-    }
-
-    /// Counts an outcome in the failure-rate window; when it fills the window, the
-    /// window's failure rate (thousandths), which is kept for the peers to see.
-    fn count_in_window(&self, outcome: Verdict, window: u32) -> Option<u32> {
-        let add = 1 | u64::from(outcome == Verdict::Failure) << 32;
-        let seen = self
-            .window
-            .fetch_add(add, Ordering::Relaxed)
-            .wrapping_add(add);
-        if (seen as u32) < window {
-            return None;
-        }
-        // The one that filled it closes it; a racing one finds a fresh window.
-        let closed = self.window.swap(0, Ordering::Relaxed);
-        let (outcomes, failures) = (u64::from(closed as u32), closed >> 32);
-        if outcomes < u64::from(window) {
-            return None;
-        }
-        let rate = u32::try_from(failures.min(outcomes) * 1000 / outcomes).unwrap_or(1000);
-        self.rate.store(rate + 1, Ordering::Relaxed);
-        Some(rate)
-    }
-
-    /// Whether a window's failure `rate` is well above the peers': above theirs by
-    /// at least theirs and at least the policy's margin. When every endpoint fails
-    /// alike the fleet is the problem, and nothing is ejected for it; an endpoint
-    /// with no peer to compare with is never judged so.
-    fn is_outlier(&self, rate: u32, policy: &HealthPolicy, peers: &dyn Peers) -> bool {
-        if self.state.load(Ordering::Acquire) != HEALTHY {
-            return false;
-        }
-        let Some(peer) = peers.peer_rate(self) else {
-            return false;
-        };
-        let outlier = rate >= peer + peer.max(policy.rate_margin);
-        if outlier {
-            report::outlier(&self.endpoint, rate, peer);
-        }
-        outlier
-    }
-
-    /// The last window's failure rate, in thousandths, if one closed.
-    pub(super) fn window_rate(&self) -> Option<u32> {
-        self.rate.load(Ordering::Relaxed).checked_sub(1)
     }
 
     /// A probe that ended without saying anything (cancelled, timed out by a

@@ -1,0 +1,65 @@
+//! Failure-rate outlier detection: an endpoint's failure rate over windows of
+//! outcomes, judged against its peers' (see
+//! [`HealthPolicy::failure_rate_window`]).
+
+use super::{EndpointState, HEALTHY, Verdict};
+use crate::upstreams::{HealthPolicy, report};
+use std::sync::atomic::Ordering;
+
+/// What an endpoint's ejection asks of the rest of the set; asked only when a
+/// failure-rate window closes or an endpoint is ejected, never on a pick.
+pub(in crate::upstreams) trait Peers {
+    /// Whether `state` may be ejected fully: fewer endpoints than the policy's
+    /// share of the set are out on full ejections.
+    fn may_eject_fully(&self, state: &EndpointState) -> bool;
+    /// The mean failure rate (thousandths) of some of `state`'s peers over their
+    /// last windows, if any has one.
+    fn peer_rate(&self, state: &EndpointState) -> Option<u32>;
+}
+
+impl EndpointState {
+    /// Counts an outcome in the failure-rate window; when it fills the window, the
+    /// window's failure rate (thousandths), which is kept for the peers to see.
+    pub(super) fn count_in_window(&self, outcome: Verdict, window: u32) -> Option<u32> {
+        let add = 1 | u64::from(outcome == Verdict::Failure) << 32;
+        let seen = self
+            .window
+            .fetch_add(add, Ordering::Relaxed)
+            .wrapping_add(add);
+        if (seen as u32) < window {
+            return None;
+        }
+        // The one that filled it closes it; a racing one finds a fresh window.
+        let closed = self.window.swap(0, Ordering::Relaxed);
+        let (outcomes, failures) = (u64::from(closed as u32), closed >> 32);
+        if outcomes < u64::from(window) {
+            return None;
+        }
+        let rate = u32::try_from(failures.min(outcomes) * 1000 / outcomes).unwrap_or(1000);
+        self.rate.store(rate + 1, Ordering::Relaxed);
+        Some(rate)
+    }
+
+    /// Whether a window's failure `rate` is well above the peers': above theirs by
+    /// at least theirs and at least the policy's margin. When every endpoint fails
+    /// alike the fleet is the problem, and nothing is ejected for it; an endpoint
+    /// with no peer to compare with is never judged so.
+    pub(super) fn is_outlier(&self, rate: u32, policy: &HealthPolicy, peers: &dyn Peers) -> bool {
+        if self.state.load(Ordering::Acquire) != HEALTHY {
+            return false;
+        }
+        let Some(peer) = peers.peer_rate(self) else {
+            return false;
+        };
+        let outlier = rate >= peer + peer.max(policy.rate_margin);
+        if outlier {
+            report::outlier(&self.endpoint, rate, peer);
+        }
+        outlier
+    }
+
+    /// The last window's failure rate, in thousandths, if one closed.
+    pub(in crate::upstreams) fn window_rate(&self) -> Option<u32> {
+        self.rate.load(Ordering::Relaxed).checked_sub(1)
+    }
+}
