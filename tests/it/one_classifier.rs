@@ -3,11 +3,10 @@
 //! (retries, endpoint health), and the status in a `GatewayError` is always the
 //! status the client got. Real hyper-util clients against real loopback ports.
 
-use crate::support::{Upload, hyper_client, refused_port};
+use crate::support::{Counting, Upload, hyper_client, refused_port};
 
 use bytes::Bytes;
 use http::{Request, Response, StatusCode};
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tower::{Service, ServiceBuilder, ServiceExt};
 use tower_bad_gateway::classify::{Classifier, chain};
@@ -29,34 +28,6 @@ fn refused_means_switched_off() -> Classifier {
     })
 }
 
-/// A real hyper-util client that counts its calls.
-#[derive(Clone)]
-struct Counting<S> {
-    inner: S,
-    calls: Arc<AtomicUsize>,
-}
-
-impl<S, B> Service<Request<B>> for Counting<S>
-where
-    S: Service<Request<B>>,
-{
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(
-        &mut self,
-        cx: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), S::Error>> {
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> S::Future {
-        self.calls.fetch_add(1, Ordering::SeqCst);
-        self.inner.call(req)
-    }
-}
-
 /// `BadGateway(outer) → Retry(inner, no backoff) → counting hyper-util client`
 /// against a refused port: the answer's error, and how many calls the client got.
 async fn refused_through(
@@ -64,23 +35,19 @@ async fn refused_through(
     inner: Classifier,
 ) -> (Response<impl Sized>, GatewayError, usize) {
     let port = refused_port();
-    let calls = Arc::new(AtomicUsize::new(0));
-    let client = Counting {
-        inner: hyper_client::<ReplayBody<Upload>>(),
-        calls: calls.clone(),
-    };
+    let client = Counting::new(hyper_client::<ReplayBody<Upload>>());
     let svc = ServiceBuilder::new()
         .layer(BadGatewayLayer::new().classifier(outer))
         .layer(RetryLayer::new(
             RetryPolicy::new().no_backoff().classifier(inner),
         ))
-        .service(client);
+        .service(client.clone());
     let req = Request::get(format!("http://{}/", port.addr))
         .body(Upload::empty())
         .unwrap();
     let res = svc.oneshot(req).await.unwrap();
     let err = res.extensions().get::<GatewayError>().unwrap().clone();
-    (res, err, calls.load(Ordering::SeqCst))
+    (res, err, client.calls())
 }
 
 /// `BadGateway(outer) → Retry(1 attempt) → Upstreams(one endpoint, ejected after

@@ -3,7 +3,7 @@
 //! changes at runtime.
 
 use crate::support::{
-    EventLog, Frozen, Recorder, Replica, Script, TestBody, blackhole_port, eventually,
+    Counting, EventLog, Frozen, Recorder, Replica, Script, TestBody, blackhole_port, eventually,
     hyper_client, within,
 };
 use bytes::Bytes;
@@ -21,59 +21,10 @@ use tower_bad_gateway::{GatewayLayer, UpstreamBody};
 
 type Body = UpstreamBody<TestBody>;
 
-/// The hyper-util client, counting its `poll_ready`s and, per authority, its calls.
-#[derive(Clone)]
-struct Counting<S> {
-    inner: S,
-    readies: Arc<AtomicUsize>,
-    calls: Arc<Mutex<Vec<String>>>,
-}
-
-impl<S> Counting<S> {
-    fn calls_to(&self, authority: std::net::SocketAddr) -> usize {
-        let authority = authority.to_string();
-        self.calls
-            .lock()
-            .unwrap()
-            .iter()
-            .filter(|a| **a == authority)
-            .count()
-    }
-
-    fn calls(&self) -> usize {
-        self.calls.lock().unwrap().len()
-    }
-}
-
-impl<S: Service<Request<B>>, B> Service<Request<B>> for Counting<S> {
-    type Response = S::Response;
-    type Error = S::Error;
-    type Future = S::Future;
-
-    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), S::Error>> {
-        self.readies.fetch_add(1, Ordering::SeqCst);
-        self.inner.poll_ready(cx)
-    }
-
-    fn call(&mut self, req: Request<B>) -> S::Future {
-        let authority = req
-            .uri()
-            .authority()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
-        self.calls.lock().unwrap().push(authority);
-        self.inner.call(req)
-    }
-}
-
 fn client() -> Counting<
     hyper_util::client::legacy::Client<hyper_util::client::legacy::connect::HttpConnector, Body>,
 > {
-    Counting {
-        inner: hyper_client(),
-        readies: Arc::default(),
-        calls: Arc::default(),
-    }
+    Counting::new(hyper_client())
 }
 
 fn no_backoff() -> RetryPolicy {
@@ -876,11 +827,7 @@ async fn composed_by_hand_a_retry_goes_to_the_other_replica() {
     let dead = Replica::start("dead").await;
     dead.kill();
     let set = EndpointSet::from_urls([dead.url(), good.url()]).unwrap();
-    let client = Counting {
-        inner: hyper_client::<ReplayBody<TestBody>>(),
-        readies: Arc::default(),
-        calls: Arc::default(),
-    };
+    let client = Counting::new(hyper_client::<ReplayBody<TestBody>>());
     let svc = ServiceBuilder::new()
         .layer(BadGatewayLayer::new())
         .layer(RetryLayer::new(no_backoff()))

@@ -9,7 +9,7 @@ mod tracing_capture;
 mod upstreams;
 
 pub use bodies::{Upload, collect};
-pub use clients::{TestBody, get, hyper_client};
+pub use clients::{Counting, TestBody, get, hyper_client};
 pub use clock::{Frozen, PATIENCE, eventually, within};
 pub use prometheus::prometheus_value;
 pub use through::{through, through_with_timeout};
