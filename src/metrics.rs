@@ -83,7 +83,7 @@ pub fn describe() {
         r.describe_counter(
             ENDPOINT_STATE_CHANGES.into(),
             None,
-            "Endpoint health changes (ejected, probing, restored).".into(),
+            "Endpoint health changes (ejected, probing, restored, down).".into(),
         );
     });
 }
@@ -265,7 +265,8 @@ pub(crate) fn deadline_exceeded(phase: &'static str) {
 
 /// For the endpoint set (`upstreams/`): an endpoint at `address` (its
 /// `host:port`, from the configured set, so a bounded label) changed to `state`
-/// (`"ejected"`, `"probing"` or `"restored"`). Counted in
+/// (`"ejected"`, `"probing"`, `"restored"` or `"down"`: failing its active health
+/// checks). Counted in
 /// `tower_bad_gateway.endpoint.state_changes` with labels `state` and
 /// `server.address`.
 pub(crate) fn endpoint_state_change(state: &'static str, address: &str) {

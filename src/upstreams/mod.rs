@@ -134,6 +134,8 @@
 //! crate's `TimeoutLayer` does it: below `tower::timeout` or tower-http's timeout,
 //! a timed-out attempt looks cancelled and does not count.
 
+#[cfg(feature = "health-checks")]
+mod check;
 mod endpoint;
 mod future;
 mod health;
@@ -144,6 +146,9 @@ mod report;
 mod service;
 mod set;
 
+#[cfg(feature = "health-checks")]
+#[cfg_attr(docsrs, doc(cfg(feature = "health-checks")))]
+pub use self::check::{HealthCheck, HealthCheckError};
 pub use self::endpoint::{Endpoint, EndpointError};
 pub use self::future::ResponseFuture;
 pub use self::health::Health;

@@ -47,6 +47,7 @@ impl EndpointSet {
         let members = self.shared.members.load();
         let list = &members.list;
         let policy = &self.shared.policy;
+        let checked = &self.shared.checkers;
         let mut clock = None;
         let mut now = || *clock.get_or_insert_with(|| self.shared.now());
         let fresh = |s: &EndpointState| tried.is_none_or(|t| !t.contains(s.key));
@@ -78,13 +79,13 @@ impl EndpointSet {
                 }
             };
             let va = if fresh(sa) {
-                let v = sa.avail(policy, &mut now);
+                let v = sa.avail(policy, checked, &mut now);
                 warm(sa, v, &mut now, r >> 11)
             } else {
                 Avail::No
             };
             let vb = if a != b && fresh(sb) {
-                let v = sb.avail(policy, &mut now);
+                let v = sb.avail(policy, checked, &mut now);
                 warm(sb, v, &mut now, r >> 23)
             } else {
                 Avail::No
@@ -124,7 +125,7 @@ impl EndpointSet {
                 if !allow_tried && !fresh(s) {
                     continue;
                 }
-                match s.avail(policy, &mut now) {
+                match s.avail(policy, checked, &mut now) {
                     Avail::Healthy => return Ok(self.take(s, false)),
                     Avail::ProbeDue if s.claim_probe() => return Ok(self.take(s, true)),
                     Avail::Suspect => {
@@ -142,6 +143,7 @@ impl EndpointSet {
             .iter()
             .filter_map(|s| match s.health(now) {
                 Health::Ejected { probe_in } => Some(probe_in),
+                Health::Down { check_in } => Some(check_in),
                 _ => None,
             })
             .min();

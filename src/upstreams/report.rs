@@ -19,57 +19,117 @@ pub(super) fn probing(endpoint: &Endpoint) {
     );
 }
 
-/// The probe succeeded: the endpoint takes requests again.
+/// Why an endpoint was ejected, as its event says.
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+pub(super) enum Ejection {
+    /// This many failures in a row.
+    Consecutive(u32),
+    /// A window's failure rate (thousandths) well above its peers' (thousandths).
+    FailureRate { rate: u32, peers: u32 },
+    /// Its probe (a request, or an active health check) failed.
+    ProbeFailed,
+}
+
+impl Ejection {
+    /// The rule that ejected it, for the event's `reason` field.
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+    fn reason(self) -> &'static str {
+        match self {
+            Ejection::Consecutive(_) => "consecutive_failures",
+            Ejection::FailureRate { .. } => "failure_rate",
+            Ejection::ProbeFailed => "probe_failed",
+        }
+    }
+}
+
+/// What restored an endpoint.
+#[derive(Debug, Clone, Copy)]
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+pub(super) enum Restoration {
+    /// Its probe (a request, or an active health check after its ejection) succeeded.
+    Probe,
+    /// It passed this many active health checks in a row, after failing them.
+    Checks(u32),
+}
+
+/// The endpoint takes requests again.
 #[cfg_attr(
     not(any(feature = "metrics", feature = "tracing")),
     allow(unused_variables)
 )]
-pub(super) fn restored(endpoint: &Endpoint) {
+pub(super) fn restored(endpoint: &Endpoint, by: Restoration) {
     #[cfg(feature = "metrics")]
     crate::metrics::endpoint_state_change("restored", endpoint.authority().as_str());
     #[cfg(feature = "tracing")]
-    tracing::info!(endpoint = %endpoint, "upstream endpoint restored: its probe succeeded");
+    match by {
+        Restoration::Probe => tracing::info!(
+            endpoint = %endpoint,
+            reason = "probe_succeeded",
+            "upstream endpoint restored: its probe succeeded",
+        ),
+        Restoration::Checks(passed) => tracing::info!(
+            endpoint = %endpoint,
+            reason = "health_checks_passed",
+            checks_passed = passed,
+            "upstream endpoint restored: it passes its health checks again",
+        ),
+    }
 }
 
-/// The endpoint was ejected for `time`, its `ejections`th full ejection in a
-/// row, after `failures` failures (or a failed probe); `full`: within the
-/// policy's share of the set, else a short one beyond it.
+/// The endpoint was ejected for `time`, its `ejections`th full ejection in a row,
+/// by the rule `why` names; `full`: within the policy's share of the set, else a
+/// short one beyond it. One event, which names the rule and its figures.
 #[cfg_attr(
     not(any(feature = "metrics", feature = "tracing")),
     allow(unused_variables)
 )]
 pub(super) fn ejected(
     endpoint: &Endpoint,
-    failures: u32,
+    why: Ejection,
     ejections: u32,
     time: Duration,
-    probe_failed: bool,
     full: bool,
 ) {
     #[cfg(feature = "metrics")]
     crate::metrics::endpoint_state_change("ejected", endpoint.authority().as_str());
     #[cfg(feature = "tracing")]
-    tracing::warn!(
-        endpoint = %endpoint,
-        failures,
-        ejections,
-        ejected_ms = u64::try_from(time.as_millis()).unwrap_or(u64::MAX),
-        probe_failed,
-        beyond_share = !full,
-        "upstream endpoint ejected",
-    );
+    {
+        let (failures, rate, peers) = match why {
+            Ejection::Consecutive(n) => (n, None, None),
+            Ejection::FailureRate { rate, peers } => (0, Some(rate), Some(peers)),
+            Ejection::ProbeFailed => (1, None, None),
+        };
+        tracing::warn!(
+            endpoint = %endpoint,
+            reason = why.reason(),
+            failures,
+            failure_rate_permille = rate,
+            peers_failure_rate_permille = peers,
+            ejections,
+            ejected_ms = u64::try_from(time.as_millis()).unwrap_or(u64::MAX),
+            beyond_share = !full,
+            "upstream endpoint ejected",
+        );
+    }
 }
 
-/// A window's failure rate (thousandths) stood well above its peers': the
-/// endpoint is ejected next (the ejection is its own event).
-#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
-pub(super) fn outlier(endpoint: &Endpoint, rate: u32, peers: u32) {
+/// The endpoint failed `failed` active health checks in a row: it is down until
+/// it passes enough again.
+#[cfg_attr(
+    not(any(feature = "metrics", feature = "tracing")),
+    allow(unused_variables)
+)]
+pub(super) fn down(endpoint: &Endpoint, failed: u32, last: &dyn std::fmt::Display) {
+    #[cfg(feature = "metrics")]
+    crate::metrics::endpoint_state_change("down", endpoint.authority().as_str());
     #[cfg(feature = "tracing")]
     tracing::warn!(
         endpoint = %endpoint,
-        failure_rate_permille = rate,
-        peers_failure_rate_permille = peers,
-        "upstream endpoint fails far more often than its peers",
+        reason = "health_checks_failed",
+        checks_failed = failed,
+        last_check = %last,
+        "upstream endpoint down: it fails its health checks",
     );
 }
 

@@ -9,7 +9,7 @@ use arc_swap::ArcSwap;
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU32, Ordering};
 use tokio::time::Instant;
 
 /// The replicas of one upstream, and what the gateway has seen of each.
@@ -44,7 +44,14 @@ pub struct EndpointSet {
 pub(super) struct Shared {
     pub(super) members: ArcSwap<Members>,
     pub(super) policy: HealthPolicy,
-    epoch: Instant,
+    pub(super) epoch: Instant,
+    /// Active health checkers running on the set: while one does, an ejected
+    /// endpoint's probe is its check, never a request.
+    pub(super) checkers: AtomicU32,
+    /// Wakes the checkers when an endpoint is ejected, to probe it when its
+    /// ejection ends.
+    #[cfg(feature = "health-checks")]
+    pub(super) ejections: tokio::sync::Notify,
 }
 
 /// One version of the membership. Replacing it never disturbs a request in
@@ -60,11 +67,11 @@ impl EndpointSet {
     pub fn new(endpoints: impl IntoIterator<Item = Endpoint>) -> Result<Self, EndpointError> {
         let members = Members::build(endpoints, &HashMap::new(), None)?;
         Ok(Self {
-            shared: Arc::new(Shared {
-                members: ArcSwap::from_pointee(members),
-                policy: HealthPolicy::default(),
-                epoch: Instant::now(),
-            }),
+            shared: Arc::new(Shared::new(
+                ArcSwap::from_pointee(members),
+                HealthPolicy::default(),
+                Instant::now(),
+            )),
         })
     }
 
@@ -86,11 +93,11 @@ impl EndpointSet {
     pub fn health_policy(self, policy: HealthPolicy) -> Self {
         let members = self.shared.members.load_full();
         Self {
-            shared: Arc::new(Shared {
-                members: ArcSwap::new(members),
+            shared: Arc::new(Shared::new(
+                ArcSwap::new(members),
                 policy,
-                epoch: self.shared.epoch,
-            }),
+                self.shared.epoch,
+            )),
         }
     }
 
@@ -243,6 +250,17 @@ impl EndpointSet {
 }
 
 impl Shared {
+    fn new(members: ArcSwap<Members>, policy: HealthPolicy, epoch: Instant) -> Self {
+        Self {
+            members,
+            policy,
+            epoch,
+            checkers: AtomicU32::new(0),
+            #[cfg(feature = "health-checks")]
+            ejections: tokio::sync::Notify::new(),
+        }
+    }
+
     /// Nanoseconds since the set's epoch: the time health is kept in.
     pub(super) fn now(&self) -> u64 {
         self.since_epoch(Instant::now())
@@ -299,6 +317,14 @@ impl Peers for Shared {
             }
         }
         (seen > 0).then(|| u32::try_from(sum / seen).unwrap_or(1000))
+    }
+
+    fn ejected(&self) {
+        #[cfg(feature = "health-checks")]
+        if self.checkers.load(Ordering::Relaxed) != 0 {
+            self.ejections.notify_waiters();
+            self.ejections.notify_one();
+        }
     }
 }
 

@@ -881,4 +881,5 @@ async fn a_retry_on_a_503_goes_to_the_other_replica() {
     assert_eq!(ids.len(), hits, "a retry went back to the busy replica");
 }
 
+mod checks;
 mod fleet;

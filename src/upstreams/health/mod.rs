@@ -1,12 +1,18 @@
-//! Passive health: an endpoint's state machine (healthy, ejected, probing), by
-//! the [`HealthPolicy`] of `policy.rs`.
+//! An endpoint's state machine (healthy, ejected, probing, down), by the
+//! [`HealthPolicy`] of `policy.rs`: passive health here, what active health
+//! checks decide in `checked.rs`.
 
+#[cfg_attr(not(feature = "health-checks"), allow(dead_code))]
+mod checked;
 mod rate;
 mod slow_start;
 
+#[cfg_attr(not(feature = "health-checks"), allow(unused_imports))]
+pub(super) use self::checked::Checked;
 pub(super) use self::rate::Peers;
 
-use super::{Endpoint, HealthPolicy, report};
+use super::report::{self, Ejection, Restoration};
+use super::{Endpoint, HealthPolicy};
 use std::sync::atomic::{AtomicBool, AtomicU8, AtomicU32, AtomicU64, Ordering};
 use std::time::Duration;
 
@@ -24,6 +30,13 @@ pub enum Health {
     },
     /// One request is on its way to it as a probe; no other goes.
     Probing,
+    /// Failing its active health checks
+    /// ([`EndpointSet::health_checks`](super::EndpointSet::health_checks)): no
+    /// request goes to it until enough checks in a row pass.
+    Down {
+        /// Time until its next check, about.
+        check_in: Duration,
+    },
 }
 
 const HEALTHY: u8 = 0;
@@ -31,6 +44,8 @@ const EJECTED: u8 = 1;
 const PROBING: u8 = 2;
 /// Being ejected: its `until` is not written yet, so nothing may probe it.
 const EJECTING: u8 = 3;
+/// Failing its active health checks: only the checker restores it.
+const DOWN: u8 = 4;
 
 /// What happened to an attempt, for its endpoint's health.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -54,7 +69,8 @@ pub(crate) struct EndpointState {
     pub(super) in_flight: AtomicU32,
     failures: AtomicU32,
     state: AtomicU8,
-    /// While ejected: when the probe may go.
+    /// While ejected: when the probe may go; while down: about when the next
+    /// check goes.
     until: AtomicU64,
     /// Ejections in a row.
     ejections: AtomicU32,
@@ -110,8 +126,14 @@ impl EndpointState {
     /// before ejection, so that no more than the threshold fail on it before it is
     /// ejected, unless no other endpoint may take the request: a suspect is not
     /// ejected, and failing a request it might answer helps no one. `now` is read
-    /// only for an ejected endpoint.
-    pub(super) fn avail(&self, policy: &HealthPolicy, now: &mut dyn FnMut() -> u64) -> Avail {
+    /// only for an ejected endpoint. While active health checks run (`checked`),
+    /// an ejected endpoint's probe is the checker's: no request is one.
+    pub(super) fn avail(
+        &self,
+        policy: &HealthPolicy,
+        checked: &AtomicU32,
+        now: &mut dyn FnMut() -> u64,
+    ) -> Avail {
         match self.state.load(Ordering::Acquire) {
             HEALTHY => {
                 let failures = self.failures.load(Ordering::Relaxed);
@@ -124,7 +146,12 @@ impl EndpointState {
                     Avail::Suspect
                 }
             }
-            EJECTED if now() >= self.until.load(Ordering::Acquire) => Avail::ProbeDue,
+            EJECTED
+                if checked.load(Ordering::Relaxed) == 0
+                    && now() >= self.until.load(Ordering::Acquire) =>
+            {
+                Avail::ProbeDue
+            }
             _ => Avail::No,
         }
     }
@@ -153,8 +180,12 @@ impl EndpointState {
     ) {
         if policy.rate_window != 0 && !probe && outcome != Verdict::Neutral {
             if let Some(rate) = self.count_in_window(outcome, policy.rate_window) {
-                if self.is_outlier(rate, policy, peers) {
-                    self.eject(policy, now(), false, 0, peers);
+                if let Some(peers_rate) = self.is_outlier(rate, policy, peers) {
+                    let why = Ejection::FailureRate {
+                        rate,
+                        peers: peers_rate,
+                    };
+                    self.eject(policy, now(), false, why, peers);
                     return;
                 }
             }
@@ -166,30 +197,36 @@ impl EndpointState {
                     self.failures.store(0, Ordering::Relaxed);
                 }
             }
-            (Verdict::Success, true) => {
-                self.failures.store(0, Ordering::Relaxed);
-                let now = now();
-                self.restored_at.store(now, Ordering::Relaxed);
-                self.full.store(false, Ordering::Relaxed);
-                // Restored on one success: the next full window judges it again.
-                self.window.store(0, Ordering::Relaxed);
-                if !policy.slow_start.is_zero() {
-                    self.start_warming(now);
-                }
-                self.state.store(HEALTHY, Ordering::Release);
-                report::restored(&self.endpoint);
-            }
+            (Verdict::Success, true) => self.restore(policy, now(), Restoration::Probe),
             (Verdict::Failure, false) if policy.failures == 0 => {}
             (Verdict::Failure, false) => {
                 let failures = self.failures.fetch_add(1, Ordering::Relaxed) + 1;
                 if failures >= policy.failures {
-                    self.eject(policy, now(), false, failures, peers);
+                    let why = Ejection::Consecutive(failures);
+                    self.eject(policy, now(), false, why, peers);
                 }
             }
-            (Verdict::Failure, true) => self.eject(policy, now(), true, 1, peers),
+            (Verdict::Failure, true) => {
+                self.eject(policy, now(), true, Ejection::ProbeFailed, peers)
+            }
             (Verdict::Neutral, false) => {}
             (Verdict::Neutral, true) => self.release_probe(),
         }
+    }
+
+    /// Takes requests again, from a state only its caller may leave (the probe it
+    /// holds, or down, which only the checker leaves).
+    fn restore(&self, policy: &HealthPolicy, now: u64, by: Restoration) {
+        self.failures.store(0, Ordering::Relaxed);
+        self.restored_at.store(now, Ordering::Relaxed);
+        self.full.store(false, Ordering::Relaxed);
+        // Restored on one success: the next full window judges it again.
+        self.window.store(0, Ordering::Relaxed);
+        if !policy.slow_start.is_zero() {
+            self.start_warming(now);
+        }
+        self.state.store(HEALTHY, Ordering::Release);
+        report::restored(&self.endpoint, by);
     }
 
     /// A probe that ended without saying anything (cancelled, timed out by a
@@ -213,7 +250,7 @@ impl EndpointState {
         policy: &HealthPolicy,
         now: u64,
         probe: bool,
-        failures: u32,
+        why: Ejection,
         peers: &dyn Peers,
     ) {
         let from = if probe { PROBING } else { HEALTHY };
@@ -247,7 +284,8 @@ impl EndpointState {
         self.until
             .store(now.saturating_add(nanos(time)), Ordering::Release);
         self.state.store(EJECTED, Ordering::Release);
-        report::ejected(&self.endpoint, failures, n, time, probe, full);
+        report::ejected(&self.endpoint, why, n, time, full);
+        peers.ejected();
     }
 
     /// Whether it is out on a full ejection (counted in the share).
@@ -261,6 +299,11 @@ impl EndpointState {
             HEALTHY => Health::Healthy,
             EJECTED | EJECTING => Health::Ejected {
                 probe_in: Duration::from_nanos(
+                    self.until.load(Ordering::Acquire).saturating_sub(now),
+                ),
+            },
+            DOWN => Health::Down {
+                check_in: Duration::from_nanos(
                     self.until.load(Ordering::Acquire).saturating_sub(now),
                 ),
             },
@@ -287,7 +330,11 @@ mod tests {
         fn peer_rate(&self, _: &EndpointState) -> Option<u32> {
             None
         }
+        fn ejected(&self) {}
     }
+
+    /// No checker runs.
+    static UNCHECKED: AtomicU32 = AtomicU32::new(0);
 
     fn state() -> EndpointState {
         EndpointState::new("http://127.0.0.1:1".parse().unwrap())
@@ -301,7 +348,7 @@ mod tests {
             s.record(Verdict::Failure, false, &p, || 0, &Room);
         }
         assert_eq!(s.health(0), Health::Healthy);
-        assert_eq!(s.avail(&p, &mut || 0), Avail::Healthy);
+        assert_eq!(s.avail(&p, &UNCHECKED, &mut || 0), Avail::Healthy);
     }
 
     #[test]
@@ -310,10 +357,14 @@ mod tests {
         let s = state();
         let sec = 1_000_000_000;
         s.record(Verdict::Failure, false, &p, || 0, &Room);
-        assert_eq!(s.avail(&p, &mut || 0), Avail::Healthy);
+        assert_eq!(s.avail(&p, &UNCHECKED, &mut || 0), Avail::Healthy);
         s.record(Verdict::Failure, false, &p, || 0, &Room);
-        assert_eq!(s.avail(&p, &mut || sec), Avail::No, "ejected for 10 s");
-        assert_eq!(s.avail(&p, &mut || 10 * sec), Avail::ProbeDue);
+        assert_eq!(
+            s.avail(&p, &UNCHECKED, &mut || sec),
+            Avail::No,
+            "ejected for 10 s"
+        );
+        assert_eq!(s.avail(&p, &UNCHECKED, &mut || 10 * sec), Avail::ProbeDue);
         assert!(s.claim_probe());
         assert!(!s.claim_probe(), "a second probe");
         // The probe fails: ejected again, for twice as long.
@@ -337,18 +388,18 @@ mod tests {
         let s = state();
         s.in_flight.store(10, Ordering::Relaxed);
         assert_eq!(
-            s.avail(&p, &mut || 0),
+            s.avail(&p, &UNCHECKED, &mut || 0),
             Avail::Healthy,
             "no failure: busy is fine"
         );
         s.record(Verdict::Failure, false, &p, || 0, &Room);
-        assert_eq!(s.avail(&p, &mut || 0), Avail::Suspect);
+        assert_eq!(s.avail(&p, &UNCHECKED, &mut || 0), Avail::Suspect);
         s.in_flight.store(1, Ordering::Relaxed);
-        assert_eq!(s.avail(&p, &mut || 0), Avail::Healthy);
+        assert_eq!(s.avail(&p, &UNCHECKED, &mut || 0), Avail::Healthy);
         s.record(Verdict::Success, false, &p, || 0, &Room);
         s.in_flight.store(10, Ordering::Relaxed);
         assert_eq!(
-            s.avail(&p, &mut || 0),
+            s.avail(&p, &UNCHECKED, &mut || 0),
             Avail::Healthy,
             "a success clears it"
         );

@@ -3,7 +3,7 @@
 //! [`HealthPolicy::failure_rate_window`]).
 
 use super::{EndpointState, HEALTHY, Verdict};
-use crate::upstreams::{HealthPolicy, report};
+use crate::upstreams::HealthPolicy;
 use std::sync::atomic::Ordering;
 
 /// What an endpoint's ejection asks of the rest of the set; asked only when a
@@ -15,6 +15,9 @@ pub(in crate::upstreams) trait Peers {
     /// The mean failure rate (thousandths) of some of `state`'s peers over their
     /// last windows, if any has one.
     fn peer_rate(&self, state: &EndpointState) -> Option<u32>;
+    /// An endpoint was just ejected (an active health checker probes it when its
+    /// ejection ends).
+    fn ejected(&self);
 }
 
 impl EndpointState {
@@ -40,22 +43,21 @@ impl EndpointState {
         Some(rate)
     }
 
-    /// Whether a window's failure `rate` is well above the peers': above theirs by
-    /// at least theirs and at least the policy's margin. When every endpoint fails
+    /// The peers' rate, if a window's failure `rate` is well above it: above it by
+    /// at least itself and at least the policy's margin. When every endpoint fails
     /// alike the fleet is the problem, and nothing is ejected for it; an endpoint
     /// with no peer to compare with is never judged so.
-    pub(super) fn is_outlier(&self, rate: u32, policy: &HealthPolicy, peers: &dyn Peers) -> bool {
+    pub(super) fn is_outlier(
+        &self,
+        rate: u32,
+        policy: &HealthPolicy,
+        peers: &dyn Peers,
+    ) -> Option<u32> {
         if self.state.load(Ordering::Acquire) != HEALTHY {
-            return false;
+            return None;
         }
-        let Some(peer) = peers.peer_rate(self) else {
-            return false;
-        };
-        let outlier = rate >= peer + peer.max(policy.rate_margin);
-        if outlier {
-            report::outlier(&self.endpoint, rate, peer);
-        }
-        outlier
+        let peer = peers.peer_rate(self)?;
+        (rate >= peer + peer.max(policy.rate_margin)).then_some(peer)
     }
 
     /// The last window's failure rate, in thousandths, if one closed.
