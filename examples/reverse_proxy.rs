@@ -29,7 +29,13 @@
 //! that hits every replica ends for clients about a second after its cause),
 //! `--failure-rate-window N` (a replica's failure rate over its last N requests,
 //! well above its peers', ejects it; default 50, `0` off), `--slow-start-ms N` (a
-//! restored or new replica ramps its share up over N ms; default off). With a
+//! restored or new replica ramps its share up over N ms; default off). Active
+//! health checks (off by default): `--health-check-path PATH` (`GET PATH`, 2xx
+//! and 3xx pass), `--health-check-grpc` (`grpc.health.v1.Health/Check`, over
+//! HTTP/2; `NOT_SERVING` fails) or `--health-check-tcp` (a TCP connect), every
+//! `--health-check-interval-ms N` (default 5000); three failed checks in a row take
+//! a replica out, two passed bring it back, and a replica ejected by requests is
+//! probed by a check, never by a request. With a
 //! single `--upstream`, ejection is off unless
 //! `--consecutive-failures` is given, as nginx ignores `max_fails` for a lone
 //! server: one upstream whose paths fail on their own must not be cut off whole.
@@ -46,7 +52,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 use tower::ServiceBuilder;
 use tower_bad_gateway::GatewayLayer;
-use tower_bad_gateway::upstreams::{Endpoint, EndpointSet, HealthPolicy};
+use tower_bad_gateway::upstreams::{Endpoint, EndpointSet, HealthCheck, HealthPolicy};
 
 // glibc's allocator keeps freed memory in per-thread arenas and fragments under
 // bursts of thousands of connections: each burst's peak grew (80, 110, 124 MiB for
@@ -86,6 +92,14 @@ pub struct Options {
     pub failure_rate_window: u32,
     /// The window over which a restored or new replica ramps up (zero: off).
     pub slow_start: Duration,
+    /// Active health checks: `GET` this path on every replica.
+    pub health_check_path: Option<String>,
+    /// Active health checks: `grpc.health.v1.Health/Check` (over HTTP/2).
+    pub health_check_grpc: bool,
+    /// Active health checks: a TCP connect.
+    pub health_check_tcp: bool,
+    /// How often each replica is checked (`None`: the library's 5 s).
+    pub health_check_interval: Option<Duration>,
     /// No middleware: axum's `HandleErrorLayer` answers every client error with a
     /// plain 502 (the baseline the end-to-end benchmark compares against).
     pub bare: bool,
@@ -110,6 +124,10 @@ impl Default for Options {
             short_ejection: Duration::from_secs(1),
             failure_rate_window: 50,
             slow_start: Duration::ZERO,
+            health_check_path: None,
+            health_check_grpc: false,
+            health_check_tcp: false,
+            health_check_interval: None,
             bare: false,
             metrics: None,
         }
@@ -164,6 +182,16 @@ impl Options {
                 }
                 "--short-ejection-ms" => options.short_ejection = millis(value()?)?,
                 "--slow-start-ms" => options.slow_start = millis(value()?)?,
+                "--health-check-path" => {
+                    let path = value()?;
+                    HealthCheck::http(&path).map_err(|e| format!("--health-check-path: {e}"))?;
+                    options.health_check_path = Some(path);
+                }
+                "--health-check-grpc" => options.health_check_grpc = true,
+                "--health-check-tcp" => options.health_check_tcp = true,
+                "--health-check-interval-ms" => {
+                    options.health_check_interval = Some(millis(value()?)?)
+                }
                 "--failure-rate-window" => {
                     options.failure_rate_window = value()?
                         .parse()
@@ -184,6 +212,7 @@ impl Options {
                 other => return Err(format!("unknown flag {other}\n{USAGE}")),
             }
         }
+        health_check(&options)?;
         Ok(options)
     }
 }
@@ -191,7 +220,8 @@ impl Options {
 const USAGE: &str = "usage: reverse_proxy [--listen ADDR] [--upstream URL]... [--timeout-ms N] \
 [--body-idle-ms N] [--attempts N] [--deadline-ms N] [--http2] [--consecutive-failures N] \
 [--base-ejection-ms N] [--max-ejection-ms N] [--max-ejection-percent N] [--short-ejection-ms N] \
-[--failure-rate-window N] [--slow-start-ms N] [--bare] [--metrics ADDR]";
+[--failure-rate-window N] [--slow-start-ms N] [--health-check-path PATH | --health-check-grpc | \
+--health-check-tcp] [--health-check-interval-ms N] [--bare] [--metrics ADDR]";
 
 /// The replicas as an endpoint set, with the health policy the flags give.
 pub fn endpoint_set(options: &Options, upstreams: &[Uri]) -> Result<EndpointSet, String> {
@@ -219,7 +249,45 @@ pub fn endpoint_set(options: &Options, upstreams: &[Uri]) -> Result<EndpointSet,
         .failure_rate_window(options.failure_rate_window)
         .slow_start(options.slow_start);
     let set = EndpointSet::new(endpoints).map_err(|e| format!("--upstream: {e}"))?;
-    Ok(set.health_policy(policy))
+    let set = set.health_policy(policy);
+    if let Some(check) = health_check(options)? {
+        // gRPC health is HTTP/2: its own client then, with prior knowledge.
+        let http2 = options.http2 || options.health_check_grpc;
+        let checker = client::<http_body_util::Full<bytes::Bytes>>(options, http2);
+        tokio::spawn(set.health_checks(check, checker));
+    }
+    Ok(set)
+}
+
+/// The active health check the flags ask for, if any.
+fn health_check(options: &Options) -> Result<Option<HealthCheck>, String> {
+    let kinds = usize::from(options.health_check_path.is_some())
+        + usize::from(options.health_check_grpc)
+        + usize::from(options.health_check_tcp);
+    let check = match (&options.health_check_path, kinds) {
+        (_, 0) if options.health_check_interval.is_some() => {
+            return Err("--health-check-interval-ms needs --health-check-path, \
+--health-check-grpc or --health-check-tcp"
+                .into());
+        }
+        (_, 0) => return Ok(None),
+        (_, 2..) => {
+            return Err(
+                "choose one of --health-check-path, --health-check-grpc and \
+--health-check-tcp"
+                    .into(),
+            );
+        }
+        (Some(path), _) => {
+            HealthCheck::http(path).map_err(|e| format!("--health-check-path: {e}"))?
+        }
+        (None, _) if options.health_check_grpc => HealthCheck::grpc(),
+        (None, _) => HealthCheck::tcp(),
+    };
+    Ok(Some(match options.health_check_interval {
+        Some(interval) => check.interval(interval),
+        None => check,
+    }))
 }
 
 /// The proxy: every request goes to one of `upstreams` through the whole
@@ -248,14 +316,14 @@ pub fn app(options: &Options, upstreams: &[Uri]) -> Result<Router, String> {
             .map_err(axum::BoxError::from)
             .map_request(rewrite)
             .map_response(tidy)
-            .service(client(options));
+            .service(client(options, options.http2));
         return Ok(Router::new().fallback_service(bare));
     }
     let proxy = ServiceBuilder::new()
         .map_request(rewrite)
         .map_response(tidy)
         .layer(gateway)
-        .service(client(options));
+        .service(client(options, options.http2));
     Ok(Router::new().fallback_service(JoinUpgrades { inner: proxy }))
 }
 
@@ -411,7 +479,7 @@ fn tidy<B>(mut res: http::Response<B>) -> http::Response<B> {
 }
 
 /// A pooled hyper-util client: HTTP/1.1, or HTTP/2 with prior knowledge.
-fn client<B>(options: &Options) -> Client<HttpConnector, B>
+fn client<B>(options: &Options, http2: bool) -> Client<HttpConnector, B>
 where
     B: http_body::Body + Send + 'static,
     B::Data: Send,
@@ -420,7 +488,7 @@ where
     connector.set_connect_timeout(Some(options.timeout));
     connector.set_nodelay(true);
     Client::builder(TokioExecutor::new())
-        .http2_only(options.http2)
+        .http2_only(http2)
         .pool_idle_timeout(Duration::from_secs(90))
         .http1_read_buf_exact_size(4096)
         .build(connector)

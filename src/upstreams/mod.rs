@@ -1,4 +1,5 @@
-//! Steering around failing upstreams: an endpoint set with passive health.
+//! Steering around failing upstreams: an endpoint set with passive health, and
+//! active health checks as an option.
 //!
 //! An [`EndpointSet`] holds the replicas of one upstream. The [`Upstreams`]
 //! middleware picks one for every attempt and rewrites the request's scheme and
@@ -43,11 +44,21 @@
 //!      failures in a row, or a failure rate       probe in (jittered)
 //!      well above the peers' over a window
 //!   Healthy ─────────────────────────▶ Ejected ──────────────────────▶ Probing
-//!      ▲        within the share: base_ejection, doubling                │
-//!      │        beyond it:        short_ejection (1 s)                   │
-//!      └──────────────────── the probe succeeds ◀────────────────────────┤
-//!                            the probe fails: Ejected again ◀────────────┘
+//!    ▲  │ ▲     within the share: base_ejection, doubling                │
+//!    │  │ │     beyond it:        short_ejection (1 s)                   │
+//!    │  │ └──────────────── the probe succeeds ◀────────────────────────┤
+//!    │  │                   the probe fails: Ejected again ◀────────────┘
+//!    │  │ unhealthy_threshold checks failed in a row
+//!    │  ▼ (from Healthy or Ejected)
+//!    └─ Down ◀── (active checks only; healthy_threshold passes in a row restore it)
 //!   ```
+//! - **Active health checks** (opt-in, feature `health-checks`):
+//!   [`EndpointSet::health_checks`] asks every endpoint, every interval, through
+//!   the client you give it: an HTTP path, gRPC `grpc.health.v1.Health/Check` or a
+//!   TCP connect ([`HealthCheck`]). An endpoint failing enough checks in a row is
+//!   [`Down`](Health::Down) until it passes enough; while checks run, the probe of
+//!   an endpoint ejected by requests is a check, sent the moment its ejection ends,
+//!   never a user request.
 //! - **Nothing healthy: fail fast.** With every endpoint ejected, a request gets
 //!   [`DestinationUnavailable`](crate::ErrorKind::DestinationUnavailable) at once,
 //!   without touching the network: `503`,

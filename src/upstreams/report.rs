@@ -96,9 +96,9 @@ pub(super) fn ejected(
     #[cfg(feature = "tracing")]
     {
         let (failures, rate, peers) = match why {
-            Ejection::Consecutive(n) => (n, None, None),
-            Ejection::FailureRate { rate, peers } => (0, Some(rate), Some(peers)),
-            Ejection::ProbeFailed => (1, None, None),
+            Ejection::Consecutive(n) => (Some(n), None, None),
+            Ejection::FailureRate { rate, peers } => (None, Some(rate), Some(peers)),
+            Ejection::ProbeFailed => (None, None, None),
         };
         tracing::warn!(
             endpoint = %endpoint,

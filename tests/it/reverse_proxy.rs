@@ -511,6 +511,43 @@ fn the_upstream_set_flags_are_checked() {
             "{bad}"
         );
     }
+    // Active health checks: one kind, and an interval only with one.
+    let checked = parse(&[
+        "--health-check-path",
+        "/healthz",
+        "--health-check-interval-ms",
+        "2000",
+    ])
+    .unwrap();
+    assert_eq!(checked.health_check_path.as_deref(), Some("/healthz"));
+    assert_eq!(checked.health_check_interval, Some(2000 * MS));
+    assert!(parse(&["--health-check-grpc"]).unwrap().health_check_grpc);
+    assert!(parse(&["--health-check-tcp"]).unwrap().health_check_tcp);
+    for (args, error) in [
+        (
+            &["--health-check-path", "healthz"][..],
+            "--health-check-path",
+        ),
+        (
+            &["--health-check-path"][..],
+            "--health-check-path needs a value",
+        ),
+        (
+            &["--health-check-interval-ms", "100"][..],
+            "needs --health-check-path",
+        ),
+        (
+            &["--health-check-interval-ms", "soon", "--health-check-tcp"][..],
+            "--health-check-interval-ms",
+        ),
+        (
+            &["--health-check-tcp", "--health-check-grpc"][..],
+            "choose one",
+        ),
+    ] {
+        let err = parse(args).unwrap_err();
+        assert!(err.contains(error), "{args:?}: {err}");
+    }
     let dup = ["http://a:1".parse().unwrap(), "http://a:1".parse().unwrap()];
     assert!(
         reverse_proxy::app(&Options::default(), &dup)
@@ -779,4 +816,64 @@ async fn metrics_show_a_refused_connection_its_retries_and_a_success_with_their_
     for secret in ["secret-query", "secret-id", "/orders", "PURGE"] {
         assert!(!text.contains(secret), "a label carries {secret}: {text}");
     }
+}
+
+/// `--health-check-path`: a replica whose health path answers `503` is taken out
+/// by its checks, though every request it gets would succeed; without the checks
+/// it would take about half the requests.
+#[tokio::test]
+async fn a_replica_failing_its_health_path_gets_no_requests_through_the_proxy() {
+    use axum::routing::get;
+    async fn serve(name: &'static str, healthy: bool) -> String {
+        let app = axum::Router::new()
+            .route(
+                "/healthz",
+                get(move || async move {
+                    if healthy {
+                        StatusCode::OK
+                    } else {
+                        StatusCode::SERVICE_UNAVAILABLE
+                    }
+                }),
+            )
+            .fallback(move || async move { name });
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        url
+    }
+    let (a, b) = (serve("a", true).await, serve("b", false).await);
+    let options = Options::parse(
+        [
+            "--health-check-path",
+            "/healthz",
+            "--health-check-interval-ms",
+            "50",
+        ]
+        .iter()
+        .map(|s| s.to_string()),
+    )
+    .unwrap();
+    let proxy = proxy_to(&[a, b], options).await;
+    let client = client();
+    // Until b's three failed checks take it out (about 150 ms), b answers some;
+    // then twenty in a row come from a.
+    support::within("twenty answers in a row from the healthy replica", async {
+        let mut from_a = 0;
+        while from_a < 20 {
+            let body = client
+                .get(format!("http://{proxy}/orders"))
+                .send()
+                .await
+                .unwrap()
+                .text()
+                .await
+                .unwrap();
+            from_a = if body == "a" { from_a + 1 } else { 0 };
+            if from_a == 0 {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    })
+    .await;
 }

@@ -312,3 +312,57 @@ impl EndpointSet {
         run::run(self.shared.clone(), check, client)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn healthy_statuses_default_to_2xx_and_3xx_and_are_replaced_not_added() {
+        let check = HealthCheck::tcp();
+        assert!(check.is_healthy_status(200) && check.is_healthy_status(399));
+        assert!(!check.is_healthy_status(199) && !check.is_healthy_status(400));
+        let check = check.healthy_statuses([204, 418, 5000, 0]);
+        assert!(check.is_healthy_status(204) && check.is_healthy_status(418));
+        assert!(!check.is_healthy_status(200), "replaced, not added");
+        assert!(!check.is_healthy_status(5000 % 1024) && !check.is_healthy_status(0));
+        assert!(!check.is_healthy_status(u16::MAX));
+    }
+
+    #[test]
+    fn waits_are_an_interval_plus_up_to_a_tenth_and_the_first_within_one_interval() {
+        let check = HealthCheck::tcp().interval(Duration::from_secs(10));
+        let mut seen = std::collections::BTreeSet::new();
+        for i in 0..1000u64 {
+            let r = i.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            let next = check.next_wait(r);
+            assert!(next >= Duration::from_secs(10) && next <= Duration::from_secs(11));
+            assert!(check.first_wait(r) < Duration::from_secs(10));
+            seen.insert(next);
+        }
+        assert!(seen.len() > 900, "spread: {}", seen.len());
+        let exact = check.no_jitter();
+        assert_eq!(exact.next_wait(12345), Duration::from_secs(10));
+        assert_eq!(exact.first_wait(12345), Duration::ZERO);
+        assert_eq!(
+            HealthCheck::tcp().interval(Duration::ZERO).interval,
+            Duration::from_millis(1)
+        );
+    }
+
+    #[test]
+    fn a_health_check_path_must_be_an_origin_form_path() {
+        assert!(HealthCheck::http("/healthz?full=1").is_ok());
+        for bad in ["", "healthz", "http://host/healthz", "/a b", "/x\r\ny"] {
+            let err = HealthCheck::http(bad).unwrap_err().to_string();
+            assert!(!err.contains(['\r', '\n']), "{err}");
+        }
+        assert!(
+            HealthCheck::tcp()
+                .service("x")
+                .healthy_threshold(0)
+                .healthy_threshold
+                >= 1
+        );
+    }
+}

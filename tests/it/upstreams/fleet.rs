@@ -270,6 +270,7 @@ where
 /// another window: a count that depends on the machine's speed).
 #[tokio::test(start_paused = true)]
 async fn a_gray_replica_failing_a_third_of_its_requests_is_ejected_and_few_posts_fail() {
+    let events = crate::support::EventLog::install();
     let _clock = Frozen::hold();
     let good = [Replica::start("a").await, Replica::start("b").await];
     let gray = gray_replica().await;
@@ -287,6 +288,23 @@ async fn a_gray_replica_failing_a_third_of_its_requests_is_ejected_and_few_posts
         matches!(health_of(&set, &gray), Health::Ejected { .. }),
         "the gray replica is out: {:?}",
         health_of(&set, &gray)
+    );
+    // Its ejection is one event, which names the rule and its figures.
+    let ejected: Vec<String> = events
+        .messages()
+        .into_iter()
+        .filter(|m| {
+            m.contains("upstream endpoint ejected")
+                && m.contains(gray.trim_start_matches("http://"))
+        })
+        .collect();
+    assert!(!ejected.is_empty());
+    assert!(
+        ejected.iter().all(|m| m.contains("reason=failure_rate ")
+            && m.contains(" failure_rate_permille=")
+            && m.contains(" peers_failure_rate_permille=")
+            && !m.contains(" failures=")),
+        "{ejected:?}"
     );
 }
 
