@@ -303,11 +303,11 @@ impl EndpointSet {
             + Send
             + 'static,
         C::Future: Send + 'static,
-        C::Error: Into<crate::BoxError>,
+        C::Error: Into<crate::error::BoxError>,
         ReqB: From<Bytes> + Send + 'static,
         ResB: http_body::Body + Send + 'static,
         ResB::Data: Send,
-        ResB::Error: Into<crate::BoxError>,
+        ResB::Error: Into<crate::error::BoxError>,
     {
         run::run(self.shared.clone(), check, client)
     }

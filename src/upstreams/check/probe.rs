@@ -1,8 +1,9 @@
 //! One check of one endpoint: what it sends and how its answer is judged.
 
 use super::{HealthCheck, Kind};
+use crate::classify::Classifier;
+use crate::error::{BoxError, ErrorKind, Phase};
 use crate::upstreams::Endpoint;
-use crate::{BoxError, Classifier, ErrorKind, Phase};
 use bytes::{BufMut, Bytes, BytesMut};
 use http::{HeaderValue, Method, Request, Response, header};
 use http_body::Body;

@@ -49,11 +49,11 @@ where
         + Send
         + 'static,
     C::Future: Send + 'static,
-    C::Error: Into<crate::BoxError>,
+    C::Error: Into<crate::error::BoxError>,
     ReqB: From<Bytes> + Send + 'static,
     ResB: http_body::Body + Send + 'static,
     ResB::Data: Send,
-    ResB::Error: Into<crate::BoxError>,
+    ResB::Error: Into<crate::error::BoxError>,
 {
     set.checkers.fetch_add(1, Ordering::Relaxed);
     let _running = Running(Arc::downgrade(&set));
@@ -193,11 +193,11 @@ impl Checker {
             + Send
             + 'static,
         C::Future: Send + 'static,
-        C::Error: Into<crate::BoxError>,
+        C::Error: Into<crate::error::BoxError>,
         ReqB: From<Bytes> + Send + 'static,
         ResB: http_body::Body + Send + 'static,
         ResB::Data: Send,
-        ResB::Error: Into<crate::BoxError>,
+        ResB::Error: Into<crate::error::BoxError>,
     {
         while let Some(&Reverse((at, key, is_probe))) = self.schedule.peek() {
             if at > now {
