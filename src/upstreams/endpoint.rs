@@ -1,6 +1,7 @@
 use http::Uri;
 use http::uri::{Authority, Scheme};
 use std::fmt;
+use std::net::SocketAddr;
 use std::str::FromStr;
 
 /// One replica of an upstream: a scheme (`http` or `https`) and an authority
@@ -20,10 +21,27 @@ use std::str::FromStr;
 /// assert!("ftp://files.internal".parse::<Endpoint>().is_err());
 /// assert!("http://".parse::<Endpoint>().is_err());
 /// ```
+///
+/// An endpoint found by resolving a name ([`Dns`](super::Dns)) also has the
+/// address it was resolved to ([`at`](Self::at)): requests to it keep the name
+/// (`Host`, `:authority`, and the name TLS verifies), and carry the address in
+/// their extensions ([`Address`](super::Address)) for the client to connect to
+/// ([`ByAddress`](super::ByAddress)).
+///
+/// ```
+/// # use tower_bad_gateway::upstreams::Endpoint;
+/// let ep: Endpoint = "http://orders.internal:8080".parse().unwrap();
+/// let at = ep.at("10.1.2.3:8080".parse().unwrap());
+/// assert_eq!(at.authority(), "orders.internal:8080");
+/// assert_eq!(at.address(), Some("10.1.2.3:8080".parse().unwrap()));
+/// assert_eq!(at.to_string(), "http://orders.internal:8080 at 10.1.2.3:8080");
+/// assert_ne!(at, ep);
+/// ```
 #[derive(Clone, PartialEq, Eq, Hash)]
 pub struct Endpoint {
     scheme: Scheme,
     authority: Authority,
+    address: Option<SocketAddr>,
 }
 
 impl Endpoint {
@@ -48,7 +66,47 @@ impl Endpoint {
         Ok(Self {
             scheme,
             authority: authority.clone(),
+            address: None,
         })
+    }
+
+    /// This endpoint's name (scheme and authority), reached at `address`.
+    pub fn at(&self, address: SocketAddr) -> Self {
+        Self {
+            scheme: self.scheme.clone(),
+            authority: self.authority.clone(),
+            address: Some(address),
+        }
+    }
+
+    /// The address this endpoint's name was resolved to, if it was.
+    pub fn address(&self) -> Option<SocketAddr> {
+        self.address
+    }
+
+    /// The port requests go to: the authority's, or the scheme's default.
+    #[cfg_attr(not(any(feature = "dns", feature = "health-checks")), allow(dead_code))]
+    pub(crate) fn port(&self) -> u16 {
+        self.authority
+            .port_u16()
+            .unwrap_or(if self.scheme == Scheme::HTTPS {
+                443
+            } else {
+                80
+            })
+    }
+
+    /// What an error names as its next hop, and the endpoint's key: the address
+    /// when it has one, else the authority.
+    pub(crate) fn hop(&self) -> Authority {
+        match self.address {
+            // Cannot fail: a socket address is an authority.
+            Some(addr) => addr
+                .to_string()
+                .parse()
+                .unwrap_or_else(|_| self.authority.clone()),
+            None => self.authority.clone(),
+        }
     }
 
     /// `http` or `https`.
@@ -116,7 +174,11 @@ impl fmt::Debug for Endpoint {
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}", self.scheme, self.authority)
+        write!(f, "{}://{}", self.scheme, self.authority)?;
+        match self.address {
+            Some(addr) => write!(f, " at {addr}"),
+            None => Ok(()),
+        }
     }
 }
 

@@ -1,5 +1,6 @@
 use super::health::Verdict;
 use super::pick::{Pick, Unavailable};
+use super::set::Unresolved;
 use super::{AnsweredBy, NoHealthyEndpoint};
 use crate::classify::Classifier;
 use crate::error::{BoxError, ErrorKind, GatewayError, Phase};
@@ -122,7 +123,7 @@ where
                 Err(error) => {
                     let err = classifier
                         .classify_owned(error.into(), Phase::AwaitHead)
-                        .with_next_hop(pick.endpoint().authority().clone());
+                        .with_next_hop(pick.hop().clone());
                     let counts = pick.policy().counts_error(&err);
                     pick.record(if counts {
                         Verdict::Failure
@@ -133,11 +134,22 @@ where
                 }
             },
             KindProj::Unavailable { unavailable } => {
-                let mut err = GatewayError::new(ErrorKind::DestinationUnavailable).with_source(
-                    NoHealthyEndpoint {
-                        empty: unavailable.empty,
-                    },
-                );
+                let mut err = match unavailable.unresolved.as_deref() {
+                    Some(Unresolved::Failed { kind, reason }) => GatewayError::new(*kind)
+                        .with_source(NoHealthyEndpoint::Unresolved(reason.clone())),
+                    Some(Unresolved::Resolving) => {
+                        GatewayError::new(ErrorKind::DestinationUnavailable)
+                            .with_source(NoHealthyEndpoint::Resolving)
+                            .with_retry_after(std::time::Duration::from_secs(1))
+                    }
+                    None => GatewayError::new(ErrorKind::DestinationUnavailable).with_source(
+                        if unavailable.empty {
+                            NoHealthyEndpoint::Empty
+                        } else {
+                            NoHealthyEndpoint::AllOut
+                        },
+                    ),
+                };
                 if let Some(after) = unavailable.retry_after {
                     err = err.with_retry_after(after);
                 }

@@ -145,8 +145,11 @@
 //! crate's `TimeoutLayer` does it: below `tower::timeout` or tower-http's timeout,
 //! a timed-out attempt looks cancelled and does not count.
 
+mod address;
 #[cfg(feature = "health-checks")]
 mod check;
+#[cfg(feature = "dns")]
+mod dns;
 mod endpoint;
 mod future;
 mod health;
@@ -157,9 +160,13 @@ mod report;
 mod service;
 mod set;
 
+pub use self::address::{Address, ByAddress};
 #[cfg(feature = "health-checks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "health-checks")))]
 pub use self::check::{HealthCheck, HealthCheckError};
+#[cfg(feature = "dns")]
+#[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
+pub use self::dns::Dns;
 pub use self::endpoint::{Endpoint, EndpointError};
 pub use self::future::ResponseFuture;
 pub use self::health::Health;
@@ -212,17 +219,31 @@ pub(crate) struct AnsweredBy(pub(crate) u64);
 
 /// The source of the error a request gets when no endpoint may take it.
 #[derive(Debug)]
-pub(crate) struct NoHealthyEndpoint {
-    pub(crate) empty: bool,
+pub(crate) enum NoHealthyEndpoint {
+    /// The set has no member.
+    Empty,
+    /// Every member is ejected, being probed or down.
+    AllOut,
+    /// The set follows a name whose first lookup has not answered.
+    Resolving,
+    /// The set follows a name that does not resolve, for this reason.
+    Unresolved(String),
 }
 
 impl std::fmt::Display for NoHealthyEndpoint {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(if self.empty {
-            "the upstream endpoint set is empty"
-        } else {
-            "every upstream endpoint is ejected or being probed"
-        })
+        match self {
+            NoHealthyEndpoint::Empty => f.write_str("the upstream endpoint set is empty"),
+            NoHealthyEndpoint::AllOut => {
+                f.write_str("every upstream endpoint is ejected, being probed or down")
+            }
+            NoHealthyEndpoint::Resolving => {
+                f.write_str("the upstream name has not been resolved yet")
+            }
+            NoHealthyEndpoint::Unresolved(reason) => {
+                write!(f, "the upstream name does not resolve: {reason}")
+            }
+        }
     }
 }
 

@@ -3,7 +3,7 @@
 
 use super::HealthPolicy;
 use super::health::{Avail, EndpointState, Health, Verdict};
-use super::set::Shared;
+use super::set::{Shared, Unresolved};
 use super::{Endpoint, EndpointSet, Tried};
 use crate::error::{ErrorKind, GatewayError};
 use crate::timeout::HeadDeadline;
@@ -30,12 +30,14 @@ pub(crate) struct Pick {
 const NO_HEAD_DEADLINE: u64 = u64::MAX;
 
 /// No endpoint may take the request.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub(crate) struct Unavailable {
     /// Time until the next probe may go, when one is scheduled.
     pub(crate) retry_after: Option<Duration>,
     /// The set has no endpoint at all.
     pub(crate) empty: bool,
+    /// Why, when the set follows a name.
+    pub(crate) unresolved: Option<Arc<Unresolved>>,
 }
 
 impl EndpointSet {
@@ -56,6 +58,7 @@ impl EndpointSet {
             return Err(Unavailable {
                 retry_after: None,
                 empty: true,
+                unresolved: self.shared.unresolved.load_full(),
             });
         }
         // Sampling: two distinct endpoints per round, three rounds.
@@ -150,6 +153,7 @@ impl EndpointSet {
         Err(Unavailable {
             retry_after: next_probe,
             empty: false,
+            unresolved: None,
         })
     }
 
@@ -172,6 +176,11 @@ impl Pick {
 
     pub(crate) fn key(&self) -> u64 {
         self.state.key
+    }
+
+    /// What an error of this attempt names as its next hop.
+    pub(crate) fn hop(&self) -> &http::uri::Authority {
+        &self.state.hop
     }
 
     pub(super) fn policy(&self) -> &HealthPolicy {

@@ -139,3 +139,11 @@ pub(super) fn set_replaced(endpoints: usize, added: usize, removed: usize) {
     #[cfg(feature = "tracing")]
     tracing::info!(endpoints, added, removed, "upstream endpoint set replaced");
 }
+
+/// A lookup of a followed name failed, or answered that there is nothing.
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+#[cfg_attr(not(feature = "dns"), allow(dead_code))]
+pub(super) fn lookup_failed(name: &Endpoint, reason: &str) {
+    #[cfg(feature = "tracing")]
+    tracing::warn!(name = %name, reason, "upstream name lookup failed");
+}

@@ -1,6 +1,6 @@
 use super::layer::Steering;
 use super::pick::{Pick, Unavailable};
-use super::{EndpointSet, ResponseFuture, Tried, UpstreamsLayer};
+use super::{Address, EndpointSet, ResponseFuture, Tried, UpstreamsLayer};
 use crate::classify::Carried;
 use crate::error::BoxError;
 use crate::timeout::HeadDeadline;
@@ -124,6 +124,11 @@ where
             Ok(mut pick) => {
                 let uri = std::mem::take(req.uri_mut());
                 *req.uri_mut() = pick.endpoint().rewrite(uri);
+                // A resolved endpoint: the URI keeps its name, the client is told
+                // its address.
+                if let Some(address) = pick.endpoint().address() {
+                    req.extensions_mut().insert(Address(address));
+                }
                 // A `Timeout` above says when its wait ends, so that the attempt it
                 // drops then counts as timed out.
                 if !self.steering.timeout_below {

@@ -5,7 +5,7 @@ use super::endpoint::Problem;
 use super::health::{EndpointState, Health, Peers, nanos};
 use super::{Endpoint, EndpointError};
 use super::{HealthPolicy, report};
-use arc_swap::ArcSwap;
+use arc_swap::{ArcSwap, ArcSwapOption};
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::Arc;
@@ -52,6 +52,22 @@ pub(super) struct Shared {
     /// ejection ends.
     #[cfg(feature = "health-checks")]
     pub(super) ejections: tokio::sync::Notify,
+    /// Why a set that follows a name has no member, while it has none.
+    pub(super) unresolved: ArcSwapOption<Unresolved>,
+}
+
+/// Why a set that follows a DNS name has no member.
+#[derive(Debug)]
+#[cfg_attr(not(feature = "dns"), allow(dead_code))]
+pub(crate) enum Unresolved {
+    /// Its first lookup has not answered yet.
+    Resolving,
+    /// Its last lookup failed, as this kind (`DnsError`, `DnsTimeout`), for this
+    /// reason.
+    Failed {
+        kind: crate::error::ErrorKind,
+        reason: String,
+    },
 }
 
 /// One version of the membership. Replacing it never disturbs a request in
@@ -75,6 +91,20 @@ impl EndpointSet {
         })
     }
 
+    /// A set with no member, for the reason given.
+    #[cfg_attr(not(feature = "dns"), allow(dead_code))]
+    pub(super) fn empty(why: Unresolved) -> Self {
+        let shared = Shared::new(
+            ArcSwap::from_pointee(Members { list: Vec::new() }),
+            HealthPolicy::default(),
+            Instant::now(),
+        );
+        shared.unresolved.store(Some(Arc::new(why)));
+        Self {
+            shared: Arc::new(shared),
+        }
+    }
+
     /// A set of the endpoints these URLs name (`http://host:port` or `https://...`).
     pub fn from_urls<I>(urls: I) -> Result<Self, EndpointError>
     where
@@ -92,12 +122,10 @@ impl EndpointSet {
     /// clones made earlier keep the policy they had (and the same endpoint health).
     pub fn health_policy(self, policy: HealthPolicy) -> Self {
         let members = self.shared.members.load_full();
+        let shared = Shared::new(ArcSwap::new(members), policy, self.shared.epoch);
+        shared.unresolved.store(self.shared.unresolved.load_full());
         Self {
-            shared: Arc::new(Shared::new(
-                ArcSwap::new(members),
-                policy,
-                self.shared.epoch,
-            )),
+            shared: Arc::new(shared),
         }
     }
 
@@ -111,7 +139,7 @@ impl EndpointSet {
         self.replace_with(endpoints, false)
     }
 
-    fn replace_with(
+    pub(super) fn replace_with(
         &self,
         endpoints: impl IntoIterator<Item = Endpoint>,
         allow_empty: bool,
@@ -134,8 +162,13 @@ impl EndpointSet {
             .filter(|s| kept.contains_key(&s.endpoint))
             .count();
         let endpoints = members.list.len();
-        report::set_replaced(endpoints, endpoints - stayed, current.list.len() - stayed);
+        let (added, removed) = (endpoints - stayed, current.list.len() - stayed);
         self.shared.members.store(Arc::new(members));
+        // Only a change is an event: a set that follows a name replaces its
+        // members at every lookup.
+        if added + removed != 0 {
+            report::set_replaced(endpoints, added, removed);
+        }
         Ok(())
     }
 
@@ -258,6 +291,7 @@ impl Shared {
             checkers: AtomicU32::new(0),
             #[cfg(feature = "health-checks")]
             ejections: tokio::sync::Notify::new(),
+            unresolved: ArcSwapOption::empty(),
         }
     }
 

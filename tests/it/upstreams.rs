@@ -31,7 +31,7 @@ fn no_backoff() -> RetryPolicy {
     RetryPolicy::new().backoff(Duration::ZERO, Duration::ZERO)
 }
 
-struct Answer {
+pub(crate) struct Answer {
     status: StatusCode,
     headers: HeaderMap,
     body: Bytes,
@@ -69,8 +69,11 @@ where
 }
 
 fn health_of(set: &EndpointSet, url: &str) -> Health {
-    let ep: Endpoint = url.parse().unwrap();
-    set.health().into_iter().find(|(e, _)| *e == ep).unwrap().1
+    health_of_endpoint(set, &url.parse().unwrap())
+}
+
+fn health_of_endpoint(set: &EndpointSet, ep: &Endpoint) -> Health {
+    set.health().into_iter().find(|(e, _)| e == ep).unwrap().1
 }
 
 #[tokio::test]
@@ -882,4 +885,5 @@ async fn a_retry_on_a_503_goes_to_the_other_replica() {
 }
 
 mod checks;
+mod dns;
 mod fleet;

@@ -137,20 +137,17 @@ where
         |e: BoxError| Found::Error(Classifier::new().classify_owned(e, Phase::Connect).kind());
     let req = match &check.kind {
         Kind::Tcp => {
-            let authority = endpoint.authority();
-            let port =
-                authority
-                    .port_u16()
-                    .unwrap_or(if endpoint.scheme() == &http::uri::Scheme::HTTPS {
-                        443
-                    } else {
-                        80
-                    });
-            let host = authority
+            let port = endpoint.port();
+            let host = endpoint
+                .authority()
                 .host()
                 .trim_start_matches('[')
                 .trim_end_matches(']');
-            return match tokio::net::TcpStream::connect((host, port)).await {
+            let connected = match endpoint.address() {
+                Some(address) => tokio::net::TcpStream::connect(address).await,
+                None => tokio::net::TcpStream::connect((host, port)).await,
+            };
+            return match connected {
                 Ok(_) => Found::Passed,
                 Err(e) => error(e.into()),
             };
@@ -173,9 +170,13 @@ where
             .body(ReqB::from(message.clone())),
     };
     // Cannot fail: the parts are all valid.
-    let Ok(req) = req else {
+    let Ok(mut req) = req else {
         return Found::Malformed;
     };
+    if let Some(address) = endpoint.address() {
+        req.extensions_mut()
+            .insert(crate::upstreams::Address(address));
+    }
     let res = match client.oneshot(req).await {
         Ok(res) => res,
         Err(e) => return error(e.into()),

@@ -66,6 +66,8 @@ pub(super) enum Verdict {
 pub(crate) struct EndpointState {
     pub(super) endpoint: Endpoint,
     pub(super) key: u64,
+    /// What an error names as its next hop ([`Endpoint::hop`]).
+    pub(super) hop: http::uri::Authority,
     pub(super) in_flight: AtomicU32,
     failures: AtomicU32,
     state: AtomicU8,
@@ -106,7 +108,8 @@ pub(super) enum Avail {
 impl EndpointState {
     pub(super) fn new(endpoint: Endpoint) -> Self {
         Self {
-            key: super::key_of(endpoint.authority().as_str()),
+            key: super::key_of(endpoint.hop().as_str()),
+            hop: endpoint.hop(),
             endpoint,
             in_flight: AtomicU32::new(0),
             failures: AtomicU32::new(0),

@@ -3,6 +3,7 @@
 mod bodies;
 mod clients;
 mod clock;
+mod dns;
 mod prometheus;
 mod through;
 mod tracing_capture;
@@ -11,6 +12,7 @@ mod upstreams;
 pub use bodies::{Upload, collect};
 pub use clients::{Counting, TestBody, get, hyper_client};
 pub use clock::{Frozen, PATIENCE, eventually, within};
+pub use dns::{DnsServer, Zone};
 pub use prometheus::prometheus_value;
 pub use through::{through, through_with_timeout};
 pub use tracing_capture::EventLog;

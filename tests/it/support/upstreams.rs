@@ -211,6 +211,7 @@ pub struct Replica {
     pub addr: SocketAddr,
     pub name: &'static str,
     seen: Arc<std::sync::Mutex<Vec<String>>>,
+    hosts: Arc<std::sync::Mutex<Vec<String>>>,
     delay: Duration,
     tasks: std::sync::Mutex<Option<tokio::task::JoinSet<()>>>,
 }
@@ -220,6 +221,38 @@ impl Replica {
         Self::start_slow(name, Duration::ZERO).await
     }
 
+    /// Replicas listening on one port at each of `ips` (loopback addresses), as
+    /// the addresses of a name would: their names in order.
+    pub async fn start_at(names: &[&'static str], ips: &[std::net::Ipv4Addr]) -> Vec<Arc<Self>> {
+        'port: loop {
+            let first = TcpListener::bind((ips[0], 0)).await.unwrap();
+            let port = first.local_addr().unwrap().port();
+            let mut listeners = vec![first];
+            for ip in &ips[1..] {
+                match TcpListener::bind((*ip, port)).await {
+                    Ok(l) => listeners.push(l),
+                    Err(_) => continue 'port,
+                }
+            }
+            return names
+                .iter()
+                .zip(listeners)
+                .map(|(name, listener)| {
+                    let replica = Arc::new(Self {
+                        addr: listener.local_addr().unwrap(),
+                        name,
+                        seen: Arc::default(),
+                        hosts: Arc::default(),
+                        delay: Duration::ZERO,
+                        tasks: std::sync::Mutex::new(None),
+                    });
+                    replica.serve(listener);
+                    replica
+                })
+                .collect();
+        }
+    }
+
     /// Answers each request after `delay`.
     pub async fn start_slow(name: &'static str, delay: Duration) -> Arc<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -227,6 +260,7 @@ impl Replica {
             addr: listener.local_addr().unwrap(),
             name,
             seen: Arc::default(),
+            hosts: Arc::default(),
             delay,
             tasks: std::sync::Mutex::new(None),
         });
@@ -239,15 +273,18 @@ impl Replica {
         use hyper_util::rt::TokioIo;
         let mut set = tokio::task::JoinSet::new();
         let (seen, name, delay) = (self.seen.clone(), self.name, self.delay);
+        let hosts = self.hosts.clone();
         let conns = Arc::new(std::sync::Mutex::new(tokio::task::JoinSet::new()));
         let accept_conns = conns.clone();
         set.spawn(async move {
             let _conns = ConnsGuard(accept_conns.clone());
             while let Ok((stream, _)) = listener.accept().await {
-                let seen = seen.clone();
+                let (seen, hosts) = (seen.clone(), hosts.clone());
                 accept_conns.lock().unwrap().spawn(async move {
                     let service = service_fn(move |req: http::Request<hyper::body::Incoming>| {
                         let seen = seen.clone();
+                        let host = req.headers().get("host").and_then(|v| v.to_str().ok());
+                        hosts.lock().unwrap().push(host.unwrap_or("").to_owned());
                         async move {
                             let id = req.headers().get("x-id").and_then(|v| v.to_str().ok());
                             let id = id.unwrap_or("").to_owned();
@@ -280,6 +317,11 @@ impl Replica {
         socket.set_reuseaddr(true).unwrap();
         socket.bind(self.addr).unwrap();
         self.serve(socket.listen(1024).unwrap());
+    }
+
+    /// The `Host` of every request received so far.
+    pub fn hosts(&self) -> Vec<String> {
+        self.hosts.lock().unwrap().clone()
     }
 
     /// The `x-id` of every request received so far.
