@@ -157,3 +157,65 @@ where
         tower::util::Oneshot::new(self.client(address), req)
     }
 }
+
+/// A resolver for hyper-util's `HttpConnector` that answers the one address it
+/// was made with, whatever the name: the connector a [`ByAddress`] client makes
+/// for an address. Made with none ([`ResolveTo::system`]), it resolves the name
+/// as the system does (`getaddrinfo`, through tokio).
+///
+/// ```
+/// use tower_bad_gateway::upstreams::{ByAddress, EndpointSet, ResolveTo};
+/// use hyper_util::client::legacy::{Client, connect::HttpConnector};
+/// use hyper_util::rt::TokioExecutor;
+/// use http_body_util::Full;
+/// use bytes::Bytes;
+///
+/// let set = EndpointSet::from_urls(["http://10.0.0.1:8080"]).unwrap();
+/// let client = ByAddress::new(&set, |address| {
+///     let connector = HttpConnector::new_with_resolver(ResolveTo::new(address));
+///     Client::builder(TokioExecutor::new()).build::<_, Full<Bytes>>(connector)
+/// });
+/// # let _ = client;
+/// ```
+#[cfg(all(feature = "hyper", feature = "dns"))]
+#[cfg_attr(docsrs, doc(cfg(all(feature = "hyper", feature = "dns"))))]
+#[derive(Debug, Clone, Copy)]
+pub struct ResolveTo(Option<SocketAddr>);
+
+#[cfg(all(feature = "hyper", feature = "dns"))]
+impl ResolveTo {
+    /// Answers `address`, or resolves as the system does with `None`.
+    pub fn new(address: Option<SocketAddr>) -> Self {
+        Self(address)
+    }
+
+    /// Resolves as the system does.
+    pub fn system() -> Self {
+        Self(None)
+    }
+}
+
+#[cfg(all(feature = "hyper", feature = "dns"))]
+impl Service<hyper_util::client::legacy::connect::dns::Name> for ResolveTo {
+    type Response = std::vec::IntoIter<SocketAddr>;
+    type Error = std::io::Error;
+    type Future = std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<Self::Response, Self::Error>> + Send>,
+    >;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, name: hyper_util::client::legacy::connect::dns::Name) -> Self::Future {
+        let address = self.0;
+        Box::pin(async move {
+            match address {
+                Some(address) => Ok(vec![address].into_iter()),
+                None => tokio::net::lookup_host((name.as_str(), 0))
+                    .await
+                    .map(|found| found.collect::<Vec<_>>().into_iter()),
+            }
+        })
+    }
+}

@@ -160,6 +160,8 @@ mod report;
 mod service;
 mod set;
 
+#[cfg(all(feature = "hyper", feature = "dns"))]
+pub use self::address::ResolveTo;
 pub use self::address::{Address, ByAddress};
 #[cfg(feature = "health-checks")]
 #[cfg_attr(docsrs, doc(cfg(feature = "health-checks")))]

@@ -9,7 +9,9 @@ use http::Method;
 use std::net::{Ipv4Addr, SocketAddr};
 use std::time::Duration;
 use tower::Layer;
-use tower_bad_gateway::upstreams::{ByAddress, Dns, Endpoint, EndpointSet, Health, HealthPolicy};
+use tower_bad_gateway::upstreams::{
+    ByAddress, Dns, Endpoint, EndpointSet, Health, HealthPolicy, ResolveTo,
+};
 use tower_bad_gateway::{GatewayLayer, UpstreamBody};
 
 type Body = UpstreamBody<crate::support::TestBody>;
@@ -18,47 +20,25 @@ const A: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 2);
 const B: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 3);
 const C: Ipv4Addr = Ipv4Addr::new(127, 0, 0, 4);
 
-/// The client a gateway over a followed name needs: one hyper-util client per
-/// address, connecting there whatever the URI's name.
+/// A hyper-util client that connects to one address.
 type PerAddress = hyper_util::client::legacy::Client<
-    hyper_util::client::legacy::connect::HttpConnector<Fixed>,
+    hyper_util::client::legacy::connect::HttpConnector<ResolveTo>,
     Body,
 >;
 
+/// The client a gateway over a followed name needs: one hyper-util client per
+/// address, connecting there whatever the URI's name.
 fn by_address(
     set: &EndpointSet,
 ) -> ByAddress<impl Fn(Option<SocketAddr>) -> PerAddress, PerAddress> {
     ByAddress::new(set, |address: Option<SocketAddr>| {
-        let mut connector =
-            hyper_util::client::legacy::connect::HttpConnector::new_with_resolver(Fixed(address));
+        let mut connector = hyper_util::client::legacy::connect::HttpConnector::new_with_resolver(
+            ResolveTo::new(address),
+        );
         connector.set_connect_timeout(Some(Duration::from_millis(150)));
         hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
             .build(connector)
     })
-}
-
-/// A resolver that answers one address, whatever the name (or refuses with none).
-#[derive(Clone)]
-struct Fixed(Option<SocketAddr>);
-
-impl tower::Service<hyper_util::client::legacy::connect::dns::Name> for Fixed {
-    type Response = std::vec::IntoIter<SocketAddr>;
-    type Error = std::io::Error;
-    type Future = std::future::Ready<Result<Self::Response, Self::Error>>;
-
-    fn poll_ready(
-        &mut self,
-        _: &mut std::task::Context<'_>,
-    ) -> std::task::Poll<Result<(), Self::Error>> {
-        std::task::Poll::Ready(Ok(()))
-    }
-
-    fn call(&mut self, _: hyper_util::client::legacy::connect::dns::Name) -> Self::Future {
-        std::future::ready(match self.0 {
-            Some(address) => Ok(vec![address].into_iter()),
-            None => Err(std::io::Error::other("no address")),
-        })
-    }
 }
 
 /// The first answer whose status is not `status`: the set's state changes on
