@@ -115,11 +115,16 @@ impl ResponsePolicy {
     /// # }
     /// ```
     pub fn intercept_on(mut self, answers: impl Into<Outcomes>) -> Self {
-        let is_error = |s: u16| (400..600).contains(&s);
+        // A 426's `Upgrade` names the protocol the client must switch to: a page in
+        // its place would leave the client nowhere to go (RFC 9110 §15.5.22).
+        let is_error = |s: u16| (400..600).contains(&s) && s != 426;
         let answers = answers.into();
         #[cfg(feature = "tracing")]
         for status in answers.status_list().filter(|s| !is_error(*s)) {
-            tracing::warn!(status, "not intercepting a status that is not an error");
+            tracing::warn!(
+                status,
+                "not intercepting a status that is not an error, or a 426 (its Upgrade is a MUST)"
+            );
         }
         self.intercepted = self.intercepted.union(answers.retain_statuses(is_error));
         self
@@ -141,6 +146,7 @@ impl ResponsePolicy {
     pub(crate) fn intercepts(&self, status: StatusCode, headers: &HeaderMap) -> bool {
         !self.intercepted.is_empty()
             && (status.is_client_error() || status.is_server_error())
+            && status != StatusCode::UPGRADE_REQUIRED
             && self
                 .intercepted
                 .contains(&Outcome::Response { status, headers })

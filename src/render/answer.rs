@@ -86,9 +86,13 @@ impl Renderer {
             status
         };
         let headers = res.headers_mut();
-        headers.reserve(6);
+        headers.reserve(7);
         headers.insert(header::CONTENT_TYPE, content_type);
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        // The body was chosen by the request's `Accept` (RFC 9110 §12.5.5).
+        if format != Format::Grpc {
+            headers.insert(header::VARY, HeaderValue::from_static("accept"));
+        }
         let proxy_status =
             same_head.map_or_else(|| self.proxy_status(err), |p| p.proxy_status.clone());
         headers.insert(PROXY_STATUS, proxy_status);

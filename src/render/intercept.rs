@@ -9,12 +9,18 @@ use http::{Response, StatusCode};
 use http_body_util::Full;
 
 /// The upstream's headers the page keeps: what a client needs to act on the
-/// status (RFC 9110 requires `WWW-Authenticate` on a 401 and `Allow` on a 405).
-const KEPT: [HeaderName; 4] = [
+/// status (RFC 9110 requires `WWW-Authenticate` on a 401 (§15.5.2), and
+/// `Proxy-Authenticate` on a 407; `Allow` on a 405 (§15.5.6); a 416 says the
+/// representation's length in `Content-Range` (§15.5.17)). A 426 is never
+/// intercepted: its `Upgrade` is a MUST (§15.5.22) whose protocol the page could
+/// not offer ([`ResponsePolicy::intercept_on`](crate::ResponsePolicy::intercept_on)
+/// leaves it out).
+const KEPT: [HeaderName; 5] = [
     header::WWW_AUTHENTICATE,
     header::PROXY_AUTHENTICATE,
     header::ALLOW,
     header::RETRY_AFTER,
+    header::CONTENT_RANGE,
 ];
 
 impl Renderer {
@@ -52,6 +58,8 @@ impl Renderer {
         let headers = res.headers_mut();
         headers.insert(header::CONTENT_TYPE, HeaderValue::from_static(content_type));
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        // The page was chosen by the request's `Accept` (RFC 9110 §12.5.5).
+        headers.insert(header::VARY, HeaderValue::from_static("accept"));
         for name in KEPT {
             for value in upstream.get_all(&name) {
                 headers.append(name.clone(), value.clone());

@@ -66,6 +66,26 @@ async fn upstream() -> (SocketAddr, Arc<Mutex<HashSet<u16>>>) {
         .route(
             "/grpc",
             post(|| async { (StatusCode::INTERNAL_SERVER_ERROR, SECRET) }),
+        )
+        .route(
+            "/range",
+            get(|| async {
+                (
+                    StatusCode::RANGE_NOT_SATISFIABLE,
+                    [("content-range", "bytes */1234")],
+                    SECRET,
+                )
+            }),
+        )
+        .route(
+            "/upgrade",
+            get(|| async {
+                (
+                    StatusCode::UPGRADE_REQUIRED,
+                    [("upgrade", "HTTP/3.0"), ("connection", "upgrade")],
+                    "upgrade to HTTP/3.0",
+                )
+            }),
         );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
@@ -91,6 +111,8 @@ async fn gateway(upstream: SocketAddr) -> SocketAddr {
             StatusCode::INTERNAL_SERVER_ERROR,
             StatusCode::BAD_GATEWAY,
             StatusCode::OK,
+            StatusCode::RANGE_NOT_SATISFIABLE,
+            StatusCode::UPGRADE_REQUIRED,
         ]));
     let proxy = ServiceBuilder::new()
         .map_request(move |mut req: axum::extract::Request| {
@@ -161,6 +183,27 @@ async fn an_intercepted_upstream_error_gets_the_gateways_page_and_keeps_its_stat
         );
         assert_eq!(body, expected, "{accept}");
     }
+}
+
+/// RFC 9110: the page is chosen by `Accept`, so it says `Vary: Accept`
+/// (§12.5.5); an intercepted 416 keeps the `Content-Range` that tells the client
+/// the representation's length (§15.5.17); a 426 is never intercepted, though
+/// asked for: its `Upgrade` is a MUST (§15.5.22).
+#[tokio::test]
+async fn an_intercepted_page_varies_on_accept_keeps_content_range_and_a_426_passes_through() {
+    let (upstream, _) = upstream().await;
+    let gw = gateway(upstream).await;
+    let client = reqwest::Client::new();
+    let res = client.get(format!("http://{gw}/boom")).send().await.unwrap();
+    assert_eq!(res.headers()["vary"], "accept");
+    let res = client.get(format!("http://{gw}/range")).send().await.unwrap();
+    assert_eq!(res.status(), 416);
+    assert_eq!(res.headers()["content-range"], "bytes */1234");
+    assert!(!res.text().await.unwrap().contains("hunter2"), "intercepted");
+    let res = client.get(format!("http://{gw}/upgrade")).send().await.unwrap();
+    assert_eq!(res.status(), 426);
+    assert_eq!(res.headers()["upgrade"], "HTTP/3.0", "passed through");
+    assert_eq!(res.text().await.unwrap(), "upgrade to HTTP/3.0");
 }
 
 #[tokio::test]
