@@ -65,6 +65,11 @@ impl BadGatewayLayer {
         self
     }
 
+    /// The header its renderer echoes request ids from.
+    pub(crate) fn request_id_header(&self) -> &http::HeaderName {
+        self.settings.renderer.id_header()
+    }
+
     /// Answers failures with `renderer`: statuses, proxy name, details, the HTML
     /// page, `Retry-After`, the request id header, or a renderer of your own (see
     /// [`Renderer`]).

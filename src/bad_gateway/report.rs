@@ -37,8 +37,10 @@ pub(super) fn exchange(
 
 /// The failure event: OpenTelemetry's names where they exist (`error.type`,
 /// `http.request.method`, `url.path`, `server.address`, `server.port`,
-/// `http.response.status_code`, `rpc.grpc.status_code`,
-/// `http.request.resend_count`), and the gateway's own (`phase`, `request_sent`,
+/// `http.response.status_code` for a status the upstream answered,
+/// `rpc.grpc.status_code`, `http.request.resend_count` when the request was
+/// sent again), and the gateway's own (`tower_bad_gateway.answered_status`, the
+/// status the gateway answered the client with; `phase`, `request_sent`,
 /// `request_id`, `elapsed_ms` for the whole exchange up to the failure, `error`
 /// for the source chain).
 #[cfg(feature = "tracing")]
@@ -51,10 +53,16 @@ fn log_failure(err: &GatewayError, info: &RequestInfo) {
         "url.path" = info.path_for_log().as_deref(),
         "server.address" = hop.map(|a| a.host()),
         "server.port" = hop.and_then(|a| a.port_u16()),
-        // A gRPC answer's HTTP status says nothing (a trailers-only answer is a 200).
-        "http.response.status_code" = (!grpc).then(|| err.status().as_u16()),
+        // Only a status the upstream answered (the gateway's own is below); a gRPC
+        // answer's HTTP status says nothing (a trailers-only answer is a 200).
+        "http.response.status_code" = err
+            .received_status()
+            .filter(|_| !grpc)
+            .map(|s| s.as_u16()),
+        "tower_bad_gateway.answered_status" = (!grpc).then(|| err.status().as_u16()),
         "rpc.grpc.status_code" = grpc.then(|| err.kind().grpc_code().as_u8()),
-        "http.request.resend_count" = err.attempts().saturating_sub(1),
+        // Only when the request was sent again (OpenTelemetry: "when retried").
+        "http.request.resend_count" = (err.attempts() > 1).then(|| err.attempts() - 1),
         phase = err.phase().as_str(),
         request_sent = err.request_sent().as_str(),
         request_id = info.request_id_for_log().as_deref(),

@@ -170,7 +170,9 @@ impl<S> Layer<S> for GatewayLayer {
 
     fn layer(&self, inner: S) -> Self::Service {
         let classifier = self.resolved_classifier();
-        let policy = self.resolved_policy(classifier.clone());
+        let mut policy = self.resolved_policy(classifier.clone());
+        // The retry event logs the request id the answers echo.
+        policy.request_id_header = self.bad_gateway.request_id_header().clone();
         // One classifier answers, retries and judges endpoints. (The renderer's answers, rendered
         // once, are shared by the copy.)
         let bad_gateway = self

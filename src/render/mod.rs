@@ -49,6 +49,23 @@ pub use self::negotiate::Format;
 pub use self::proxy_status::PROXY_STATUS;
 pub use self::request::{RequestInfo, X_REQUEST_ID};
 
+/// Request ids and paths as the events log them: printable, bounded.
+#[cfg_attr(not(feature = "tracing"), allow(dead_code))]
+pub(crate) mod for_log {
+    use super::request::{LOG_ID_MAX, LOG_PATH_MAX, printable};
+    use std::borrow::Cow;
+
+    /// A request id, as the events log it.
+    pub(crate) fn request_id(id: &[u8]) -> Cow<'_, str> {
+        printable(id, LOG_ID_MAX)
+    }
+
+    /// A path, as the events log it.
+    pub(crate) fn path(path: &str) -> Cow<'_, str> {
+        printable(path.as_bytes(), LOG_PATH_MAX)
+    }
+}
+
 use crate::error::{ErrorKind, ErrorStatus, GatewayError};
 use bytes::Bytes;
 use http::header::{HeaderMap, HeaderName, HeaderValue};

@@ -52,9 +52,9 @@ pub struct RequestInfo {
 }
 
 /// How much of a request id the failure log keeps.
-const LOG_ID_MAX: usize = 128;
+pub(crate) const LOG_ID_MAX: usize = 128;
 /// How much of a path the failure log keeps.
-const LOG_PATH_MAX: usize = 256;
+pub(crate) const LOG_PATH_MAX: usize = 256;
 
 #[derive(Debug, Clone, Default)]
 enum FormatHint {
@@ -219,7 +219,7 @@ impl RequestInfo {
 
 /// Up to `max` bytes of `bytes`, each byte that is not visible ASCII replaced
 /// with `?`; borrowed when nothing had to change.
-fn printable(bytes: &[u8], max: usize) -> Cow<'_, str> {
+pub(crate) fn printable(bytes: &[u8], max: usize) -> Cow<'_, str> {
     let cut = &bytes[..bytes.len().min(max)];
     if cut.iter().all(u8::is_ascii_graphic) {
         // Visible ASCII is UTF-8.

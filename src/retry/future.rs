@@ -183,7 +183,14 @@ impl<S, B> Retrying<S, B> {
                 }
                 let attempt_start = self.attempt_start;
                 let why = Err(res.status());
-                report::retrying(why, &self.replay, self.attempts, attempt_start, delay);
+                report::retrying(
+                    why,
+                    &self.replay,
+                    &self.policy,
+                    self.attempts,
+                    attempt_start,
+                    delay,
+                );
                 Some(delay)
             }
         }
@@ -209,7 +216,14 @@ impl<S, B> Retrying<S, B> {
                     self.tried.push(key_of(hop.as_str()));
                 }
                 let attempt_start = self.attempt_start;
-                report::retrying(Ok(&err), &self.replay, self.attempts, attempt_start, delay);
+                report::retrying(
+                    Ok(&err),
+                    &self.replay,
+                    &self.policy,
+                    self.attempts,
+                    attempt_start,
+                    delay,
+                );
                 Ok(delay)
             }
         }

@@ -69,6 +69,8 @@ pub struct RetryPolicy {
     /// Every layer below holds the same classifier (a `GatewayLayer`'s stack):
     /// requests need not carry it.
     pub(crate) stack_shares_classifier: bool,
+    /// The header the retry event reads the request id from.
+    pub(crate) request_id_header: http::HeaderName,
 }
 
 impl Default for RetryPolicy {
@@ -94,7 +96,15 @@ impl RetryPolicy {
             max_replay_body: 64 * 1024,
             classifier: Arc::default(),
             stack_shares_classifier: false,
+            request_id_header: crate::render::X_REQUEST_ID,
         }
+    }
+
+    /// Reads the request id the retry event logs from this header (default
+    /// `x-request-id`; a [`GatewayLayer`](crate::GatewayLayer) sets its renderer's).
+    pub fn request_id_header(mut self, name: http::HeaderName) -> Self {
+        self.request_id_header = name;
+        self
     }
 
     /// Attempts in all, the first included (default 3; at least 1).

@@ -1,6 +1,7 @@
 //! The retry layer's reporting seam: every metric and event it emits goes
 //! through here, so the layer's logic carries no `cfg`.
 
+use super::RetryPolicy;
 use super::replay::Replay;
 use crate::error::{GatewayError, RetryDenied};
 use http::StatusCode;
@@ -27,6 +28,7 @@ pub(super) fn denied(reason: Option<RetryDenied>) {
 pub(super) fn retrying(
     why: Result<&GatewayError, StatusCode>,
     replay: &Replay,
+    policy: &RetryPolicy,
     attempt: u32,
     attempt_start: Instant,
     delay: Duration,
@@ -34,25 +36,40 @@ pub(super) fn retrying(
     #[cfg(feature = "metrics")]
     crate::metrics::retry(why.map(|e| e.kind().as_str()));
     #[cfg(feature = "tracing")]
-    log_retry(why, replay, attempt, attempt_start, delay);
+    log_retry(why, replay, policy, attempt, attempt_start, delay);
 }
 
+/// The retry event. `server.address` and `server.port` name the endpoint that
+/// failed (the failure's next hop: an endpoint set's replica), else the request
+/// URI's; `request_id` and `url.path` tie it to the request, as on the failure
+/// event.
 #[cfg(feature = "tracing")]
 fn log_retry(
     why: Result<&GatewayError, StatusCode>,
     replay: &Replay,
+    policy: &RetryPolicy,
     attempt: u32,
     attempt_start: Instant,
     delay: Duration,
 ) {
+    use crate::render::for_log;
     let ms = |d: Duration| u64::try_from(d.as_millis()).unwrap_or(u64::MAX);
-    let hop = replay.next_hop().and_then(|h| h.authority());
+    let hop = why
+        .ok()
+        .and_then(|e| e.next_hop().cloned())
+        .or_else(|| replay.next_hop().and_then(|h| h.authority()));
+    let parts = replay.parts();
     tracing::info!(
         "error.type" = why.ok().map(|e| e.kind().as_str()),
         "http.response.status_code" = why.err().map(|s| s.as_u16()),
-        "http.request.method" = replay.parts().map(|p| crate::otel::method(&p.method)),
+        "http.request.method" = parts.map(|p| crate::otel::method(&p.method)),
+        "url.path" = parts.map(|p| for_log::path(p.uri.path())).as_deref(),
         "server.address" = hop.as_ref().map(|a| a.host()),
         "server.port" = hop.as_ref().and_then(|a| a.port_u16()),
+        request_id = parts
+            .and_then(|p| p.headers.get(&policy.request_id_header))
+            .map(|id| for_log::request_id(id.as_bytes()))
+            .as_deref(),
         attempt,
         attempt_duration_ms = ms(attempt_start.elapsed()),
         delay_ms = ms(delay),

@@ -495,7 +495,8 @@ async fn each_failure_emits_exactly_one_tracing_event() {
     assert!(
         events[0].contains("error.type=connection_refused")
             && events[0].contains("phase=connect")
-            && events[0].contains("http.response.status_code=502"),
+            && events[0].contains("tower_bad_gateway.answered_status=502")
+            && !events[0].contains("http.response.status_code"),
         "{}",
         events[0]
     );
@@ -503,7 +504,8 @@ async fn each_failure_emits_exactly_one_tracing_event() {
     assert!(
         events[1].contains("error.type=http_response_incomplete")
             && events[1].contains("phase=read_body")
-            && events[1].contains("http.response.status_code=200"),
+            && events[1].contains("http.response.status_code=200")
+            && events[1].contains("tower_bad_gateway.answered_status=200"),
         "{}",
         events[1]
     );

@@ -194,13 +194,28 @@ async fn an_intercepted_page_varies_on_accept_keeps_content_range_and_a_426_pass
     let (upstream, _) = upstream().await;
     let gw = gateway(upstream).await;
     let client = reqwest::Client::new();
-    let res = client.get(format!("http://{gw}/boom")).send().await.unwrap();
+    let res = client
+        .get(format!("http://{gw}/boom"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.headers()["vary"], "accept");
-    let res = client.get(format!("http://{gw}/range")).send().await.unwrap();
+    let res = client
+        .get(format!("http://{gw}/range"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 416);
     assert_eq!(res.headers()["content-range"], "bytes */1234");
-    assert!(!res.text().await.unwrap().contains("hunter2"), "intercepted");
-    let res = client.get(format!("http://{gw}/upgrade")).send().await.unwrap();
+    assert!(
+        !res.text().await.unwrap().contains("hunter2"),
+        "intercepted"
+    );
+    let res = client
+        .get(format!("http://{gw}/upgrade"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(res.status(), 426);
     assert_eq!(res.headers()["upgrade"], "HTTP/3.0", "passed through");
     assert_eq!(res.text().await.unwrap(), "upgrade to HTTP/3.0");

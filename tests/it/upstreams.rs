@@ -887,3 +887,38 @@ async fn a_retry_on_a_503_goes_to_the_other_replica() {
 mod checks;
 mod dns;
 mod fleet;
+
+/// The retry event names the replica that failed (the failure's next hop), not
+/// the URI above the set, and the request it belongs to.
+#[tokio::test]
+async fn the_retry_event_names_the_replica_that_failed_and_the_request() {
+    let events = EventLog::install();
+    let (good, dead) = (Replica::start("good").await, Replica::start("dead").await);
+    dead.kill();
+    let set = EndpointSet::from_urls([good.url(), dead.url()]).unwrap();
+    // The requests' id is in `x-id`: the renderer says so, and the retry event
+    // reads the same header.
+    let renderer = tower_bad_gateway::render::Renderer::new()
+        .request_id_header(http::HeaderName::from_static("x-id"));
+    let svc = GatewayLayer::new()
+        .bad_gateway(tower_bad_gateway::BadGatewayLayer::new().renderer(renderer))
+        .upstreams(set)
+        .retry_policy(no_backoff())
+        .layer(client());
+    // Until a request's first attempt goes to the dead replica and is retried.
+    for i in 0..50 {
+        assert_eq!(send(&svc, Method::GET, &format!("r-{i}")).await.status, 200);
+        if events.messages().iter().any(|e| e.contains("retrying")) {
+            break;
+        }
+    }
+    let messages = events.messages();
+    let retry = messages
+        .iter()
+        .find(|e| e.contains("retrying"))
+        .expect("a retry");
+    let port = dead.addr.port().to_string();
+    assert!(retry.contains(&format!("server.port={port} ")), "{retry}");
+    assert!(retry.contains("url.path=/orders"), "{retry}");
+    assert!(retry.contains("request_id=r-"), "{retry}");
+}
