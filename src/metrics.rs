@@ -10,6 +10,7 @@
 //! |---|---|---|---|
 //! | `http.client.request.duration` | histogram, seconds | `http.request.method`, `server.address`, `http.response.status_code` (when the upstream answered), `error.type` (on failure) | each exchange [`BadGateway`](crate::BadGateway) sees, all attempts, until the response head or the failure |
 //! | `tower_bad_gateway.failures` | counter | `error.type`, `phase` | each failure reported (the failure event), before the head or mid-body |
+//! | `tower_bad_gateway.intercepted` | counter | `http.response.status_code` | each upstream error answer the [`ResponsePolicy`](crate::ResponsePolicy) intercepted (replaced by the gateway's page) |
 //! | `tower_bad_gateway.retries` | counter | `error.type` | each retry a [`RetryLayer`](crate::retry::RetryLayer) makes: one resend in OpenTelemetry's `http.request.resend_count` sense (an exchange of *n* attempts adds *n* − 1) |
 //! | `tower_bad_gateway.retry_budget_exhausted` | counter | — | each retry the [budget](crate::retry::RetryBudget) refused |
 //! | `tower_bad_gateway.deadline_exceeded` | counter | `phase` | each time the exchange's [`Deadline`](crate::deadline::Deadline) ended an attempt's wait for its head or its body |
@@ -50,6 +51,8 @@ pub const RETRIES: &str = "tower_bad_gateway.retries";
 pub const RETRY_BUDGET_EXHAUSTED: &str = "tower_bad_gateway.retry_budget_exhausted";
 /// `tower_bad_gateway.deadline_exceeded`.
 pub const DEADLINE_EXCEEDED: &str = "tower_bad_gateway.deadline_exceeded";
+/// `tower_bad_gateway.intercepted`.
+pub const INTERCEPTED: &str = "tower_bad_gateway.intercepted";
 /// `tower_bad_gateway.endpoint.state_changes` (recorded by the endpoint set).
 pub const ENDPOINT_STATE_CHANGES: &str = "tower_bad_gateway.endpoint.state_changes";
 
@@ -79,6 +82,11 @@ pub fn describe() {
             DEADLINE_EXCEEDED.into(),
             None,
             "Waits the exchange's deadline ended.".into(),
+        );
+        r.describe_counter(
+            INTERCEPTED.into(),
+            None,
+            "Upstream error answers replaced by the gateway's page.".into(),
         );
         r.describe_counter(
             ENDPOINT_STATE_CHANGES.into(),
@@ -247,6 +255,17 @@ pub(crate) fn retry(why: Result<&'static str, StatusCode>) {
     counter(&Key::from_parts(
         RETRIES,
         vec![Label::new("error.type", value)],
+    ));
+}
+
+/// An upstream error answer with `status`, intercepted.
+pub(crate) fn intercepted(status: StatusCode) {
+    counter(&Key::from_parts(
+        INTERCEPTED,
+        vec![Label::new(
+            "http.response.status_code",
+            status_label(status),
+        )],
     ));
 }
 

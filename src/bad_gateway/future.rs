@@ -138,6 +138,10 @@ impl Answering {
         // An upstream's own error, intercepted: its status, our page.
         if policy.intercepts(status, res.headers()) && !self.info.is_grpc() {
             let headers = res.into_parts().0.headers; // the body is dropped unread
+            super::report::intercepted(status, &self.info, self.next_hop.as_ref());
+            if let Some(hook) = &self.settings.on_intercept {
+                hook(status, &self.info);
+            }
             let page = self
                 .settings
                 .renderer

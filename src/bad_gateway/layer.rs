@@ -126,6 +126,39 @@ impl BadGatewayLayer {
         self
     }
 
+    /// Calls `f` with the upstream's status and the request, for every upstream
+    /// error answer the [`ResponsePolicy`] intercepts (replaced by the gateway's
+    /// page): the upstream failed, and this is where it is recorded, beside the
+    /// event (`upstream error answer intercepted`) and the
+    /// `tower_bad_gateway.intercepted` counter. A second call replaces the hook.
+    ///
+    /// ```
+    /// use tower_bad_gateway::{BadGatewayLayer, ResponsePolicy};
+    /// use tower::{Layer, ServiceExt};
+    /// use std::sync::{Arc, Mutex};
+    /// # #[tokio::main(flavor = "current_thread")] async fn main() {
+    /// let seen = Arc::new(Mutex::new(Vec::new()));
+    /// let log = seen.clone();
+    /// let layer = BadGatewayLayer::new()
+    ///     .response_policy(ResponsePolicy::new().intercept_statuses([500]))
+    ///     .on_intercept(move |status, req| log.lock().unwrap().push(format!("{} {status}", req.method())));
+    /// let failing = tower::service_fn(|_req: http::Request<()>| async {
+    ///     let res = http::Response::builder().status(500).body(http_body_util::Full::new(bytes::Bytes::from("trace"))).unwrap();
+    ///     Ok::<_, std::io::Error>(res)
+    /// });
+    /// let res = layer.layer(failing).oneshot(http::Request::get("/").body(()).unwrap()).await.unwrap();
+    /// assert_eq!(res.status(), 500);
+    /// assert_eq!(seen.lock().unwrap()[0], "GET 500 Internal Server Error");
+    /// # }
+    /// ```
+    pub fn on_intercept<F>(mut self, f: F) -> Self
+    where
+        F: Fn(http::StatusCode, &RequestInfo) + Send + Sync + 'static,
+    {
+        self.settings().on_intercept = Some(Arc::new(f));
+        self
+    }
+
     /// The classifier set with [`classifier`](Self::classifier).
     pub(crate) fn classifier_ref(&self) -> &Classifier {
         &self.settings.classifier

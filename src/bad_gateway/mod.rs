@@ -61,6 +61,7 @@ use tokio::time::Instant;
 
 type FailureHook = dyn Fn(&GatewayError) + Send + Sync;
 type RequestFailureHook = dyn Fn(&GatewayError, &RequestInfo) + Send + Sync;
+type InterceptHook = dyn Fn(http::StatusCode, &RequestInfo) + Send + Sync;
 
 /// Everything the middleware is configured with; shared by all the services a
 /// layer makes.
@@ -76,6 +77,7 @@ pub(crate) struct Settings {
     pub(crate) renderer: Renderer,
     pub(crate) on_failure: Option<Arc<FailureHook>>,
     pub(crate) on_failure_with_request: Option<Arc<RequestFailureHook>>,
+    pub(crate) on_intercept: Option<Arc<InterceptHook>>,
 }
 
 /// What the response future needs to answer, taken once when it completes, and

@@ -20,6 +20,31 @@ pub(super) fn failure(err: &GatewayError, info: &RequestInfo) {
     crate::metrics::failure(err.kind().as_str(), err.phase().as_str());
 }
 
+/// An upstream error answer replaced by the gateway's page: the event (feature
+/// `tracing`) and the `tower_bad_gateway.intercepted` counter (feature
+/// `metrics`).
+#[cfg_attr(
+    not(any(feature = "metrics", feature = "tracing")),
+    allow(unused_variables)
+)]
+pub(super) fn intercepted(status: StatusCode, info: &RequestInfo, next_hop: Option<&NextHop>) {
+    #[cfg(feature = "metrics")]
+    crate::metrics::intercepted(status);
+    #[cfg(feature = "tracing")]
+    {
+        let hop = next_hop.and_then(NextHop::authority);
+        tracing::warn!(
+            "http.response.status_code" = status.as_u16(),
+            "http.request.method" = crate::otel::method(info.method()),
+            "url.path" = info.path_for_log().as_deref(),
+            "server.address" = hop.as_ref().map(|a| a.host()),
+            "server.port" = hop.as_ref().and_then(|a| a.port_u16()),
+            request_id = info.request_id_for_log().as_deref(),
+            "upstream error answer intercepted",
+        );
+    }
+}
+
 /// An exchange, in `http.client.request.duration` (feature `metrics`): the
 /// upstream's `status` when it answered, the `error` token on failure. The clock
 /// is read only when it is recorded.

@@ -348,3 +348,57 @@ async fn endpoint_ejections_probes_and_restorations_are_counted() {
     assert_eq!(value("probing"), Some(2.0), "{text}");
     assert_eq!(value("restored"), Some(1.0), "{text}");
 }
+
+/// An upstream's error answer that the gateway intercepts is still the
+/// upstream's failure: one event, the `intercepted` counter and the hook.
+#[tokio::test]
+async fn an_intercepted_upstream_500_is_reported_by_event_counter_and_hook() {
+    use tower::Layer;
+    use tower_bad_gateway::ResponsePolicy;
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let events = EventLog::install();
+    let upstream = Upstream::raw(
+        "HTTP/1.1 500 Internal Server Error\r\ncontent-length: 5\r\n\r\ntrace",
+        After::Close,
+    )
+    .await;
+    let hooked = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let log = hooked.clone();
+    let layer = BadGatewayLayer::new()
+        .response_policy(ResponsePolicy::new().intercept_statuses([500]))
+        .on_intercept(move |status, req| {
+            log.lock()
+                .unwrap()
+                .push(format!("{} {}", status.as_u16(), req.path().unwrap_or("-")));
+        });
+    let svc = GatewayLayer::new()
+        .bad_gateway(layer)
+        .max_attempts(1)
+        .layer(support::hyper_client::<UpstreamBody<Full<Bytes>>>());
+    let req = Request::get(upstream.url("/orders"))
+        .header("x-request-id", "i-1")
+        .body(Full::default())
+        .unwrap();
+    let res = svc.oneshot(req).await.unwrap();
+    assert_eq!(res.status(), 500);
+    let messages = events.messages();
+    let event = messages
+        .iter()
+        .find(|e| e.contains("upstream error answer intercepted"))
+        .unwrap_or_else(|| panic!("no event: {messages:#?}"));
+    assert_eq!(
+        field(event, "http.response.status_code"),
+        Some("500"),
+        "{event}"
+    );
+    assert_eq!(field(event, "request_id"), Some("i-1"), "{event}");
+    assert_eq!(field(event, "url.path"), Some("/orders"), "{event}");
+    assert_eq!(*hooked.lock().unwrap(), ["500 /orders"]);
+    let text = handle.render();
+    assert!(
+        text.contains(r#"tower_bad_gateway_intercepted{http_response_status_code="500"} 1"#),
+        "{text}"
+    );
+}
