@@ -128,7 +128,7 @@ mod macros;
 #[cfg(feature = "metrics")]
 #[cfg_attr(docsrs, doc(cfg(feature = "metrics")))]
 pub mod metrics;
-mod otel;
+pub mod otel;
 pub mod outcome;
 mod random;
 pub mod render;

@@ -9,11 +9,11 @@
 //! | metric | type | labels | what |
 //! |---|---|---|---|
 //! | `http.client.request.duration` | histogram, seconds | `http.request.method`, `server.address`, `http.response.status_code` (when the upstream answered), `error.type` (on failure) | each exchange [`BadGateway`](crate::BadGateway) sees, all attempts, until the response head or the failure |
-//! | `tower_bad_gateway.failures` | counter | `error.type`, `phase` | each failure reported (the failure event), before the head or mid-body |
-//! | `tower_bad_gateway.intercepted` | counter | `http.response.status_code` | each upstream error answer the [`ResponsePolicy`](crate::ResponsePolicy) intercepted (replaced by the gateway's page) |
-//! | `tower_bad_gateway.retries` | counter | `error.type` | each retry a [`RetryLayer`](crate::retry::RetryLayer) makes: one resend in OpenTelemetry's `http.request.resend_count` sense (an exchange of *n* attempts adds *n* − 1) |
-//! | `tower_bad_gateway.retry_budget_exhausted` | counter | — | each retry the [budget](crate::retry::RetryBudget) refused |
-//! | `tower_bad_gateway.deadline_exceeded` | counter | `phase` | each time the exchange's [`Deadline`](crate::deadline::Deadline) ended an attempt's wait for its head or its body |
+//! | `tower_bad_gateway.failures` | counter, `{failure}` | `error.type`, `tower_bad_gateway.phase` | each failure reported (the failure event), before the head or mid-body |
+//! | `tower_bad_gateway.intercepted` | counter, `{response}` | `http.response.status_code` | each upstream error answer the [`ResponsePolicy`](crate::ResponsePolicy) intercepted (replaced by the gateway's page) |
+//! | `tower_bad_gateway.retries` | counter, `{retry}` | `error.type` | each retry a [`RetryLayer`](crate::retry::RetryLayer) makes: one resend in OpenTelemetry's `http.request.resend_count` sense (an exchange of *n* attempts adds *n* − 1) |
+//! | `tower_bad_gateway.retries.refused` | counter, `{retry}` | — | each retry the [budget](crate::retry::RetryBudget) refused |
+//! | `tower_bad_gateway.deadline.expirations` | counter, `{expiration}` | `tower_bad_gateway.phase` | each time the exchange's [`Deadline`](crate::deadline::Deadline) ended an attempt's wait for its head or its body |
 //!
 //! Label values come from bounded sets only: `http.request.method` is one of
 //! the nine standard methods or `_OTHER`; `error.type` is an RFC 9209 token
@@ -47,10 +47,33 @@ pub const REQUEST_DURATION: &str = "http.client.request.duration";
 pub const FAILURES: &str = "tower_bad_gateway.failures";
 /// `tower_bad_gateway.retries`.
 pub const RETRIES: &str = "tower_bad_gateway.retries";
-/// `tower_bad_gateway.retry_budget_exhausted`.
-pub const RETRY_BUDGET_EXHAUSTED: &str = "tower_bad_gateway.retry_budget_exhausted";
-/// `tower_bad_gateway.deadline_exceeded`.
-pub const DEADLINE_EXCEEDED: &str = "tower_bad_gateway.deadline_exceeded";
+/// `tower_bad_gateway.retries.refused`: retries the budget refused.
+pub const RETRIES_REFUSED: &str = "tower_bad_gateway.retries.refused";
+/// `tower_bad_gateway.deadline.expirations`: waits the exchange's deadline ended.
+pub const DEADLINE_EXPIRATIONS: &str = "tower_bad_gateway.deadline.expirations";
+
+/// The bucket boundaries (seconds) OpenTelemetry's HTTP semantic conventions
+/// give `http.client.request.duration`: give them to your exporter (with
+/// `metrics-exporter-prometheus`, `set_buckets_for_metric`), whose defaults are
+/// others.
+///
+/// ```
+/// use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+/// use tower_bad_gateway::metrics::{DURATION_BUCKETS, REQUEST_DURATION};
+/// let builder = PrometheusBuilder::new()
+///     .set_buckets_for_metric(Matcher::Full(REQUEST_DURATION.into()), &DURATION_BUCKETS)
+///     .unwrap();
+/// # let _ = builder;
+/// ```
+pub const DURATION_BUCKETS: [f64; 14] = [
+    0.005, 0.01, 0.025, 0.05, 0.075, 0.1, 0.25, 0.5, 0.75, 1.0, 2.5, 5.0, 7.5, 10.0,
+];
+
+/// The attribute naming an upstream exchange's phase (`connect`, `await_head`,
+/// `read_body`, ...).
+pub const PHASE: &str = "tower_bad_gateway.phase";
+/// The attribute naming an endpoint's new state.
+pub const ENDPOINT_STATE: &str = "tower_bad_gateway.endpoint.state";
 /// `tower_bad_gateway.intercepted`.
 pub const INTERCEPTED: &str = "tower_bad_gateway.intercepted";
 /// `tower_bad_gateway.endpoint.state_changes` (recorded by the endpoint set).
@@ -67,31 +90,38 @@ pub fn describe() {
             Some(Unit::Seconds),
             "Duration of each exchange with the upstream, all attempts, until the response head or the failure.".into(),
         );
+        // OpenTelemetry's units for counts are annotations (`{failure}`); the
+        // `metrics` crate's is a count.
+        let count = Some(Unit::Count);
         r.describe_counter(
             FAILURES.into(),
-            None,
-            "Upstream failures the gateway answered or ended a body for.".into(),
-        );
-        r.describe_counter(RETRIES.into(), None, "Requests sent again.".into());
-        r.describe_counter(
-            RETRY_BUDGET_EXHAUSTED.into(),
-            None,
-            "Retries the retry budget refused.".into(),
+            count,
+            "Upstream failures the gateway answered or ended a body for ({failure}).".into(),
         );
         r.describe_counter(
-            DEADLINE_EXCEEDED.into(),
-            None,
-            "Waits the exchange's deadline ended.".into(),
+            RETRIES.into(),
+            count,
+            "Requests sent again ({retry}).".into(),
+        );
+        r.describe_counter(
+            RETRIES_REFUSED.into(),
+            count,
+            "Retries the retry budget refused ({retry}).".into(),
+        );
+        r.describe_counter(
+            DEADLINE_EXPIRATIONS.into(),
+            count,
+            "Waits the exchange's deadline ended ({expiration}).".into(),
         );
         r.describe_counter(
             INTERCEPTED.into(),
-            None,
-            "Upstream error answers replaced by the gateway's page.".into(),
+            count,
+            "Upstream error answers replaced by the gateway's page ({response}).".into(),
         );
         r.describe_counter(
             ENDPOINT_STATE_CHANGES.into(),
-            None,
-            "Endpoint health changes (ejected, probing, restored, down).".into(),
+            count,
+            "Endpoint health changes: ejected, probing, restored, down ({change}).".into(),
         );
     });
 }
@@ -241,7 +271,7 @@ pub(crate) fn failure(error_type: &'static str, phase: &'static str) {
         FAILURES,
         vec![
             Label::from_static_parts("error.type", error_type),
-            Label::from_static_parts("phase", phase),
+            Label::from_static_parts(PHASE, phase),
         ],
     ));
 }
@@ -271,29 +301,30 @@ pub(crate) fn intercepted(status: StatusCode) {
 
 /// A retry the budget refused.
 pub(crate) fn retry_budget_exhausted() {
-    counter(&Key::from_static_name(RETRY_BUDGET_EXHAUSTED));
+    counter(&Key::from_static_name(RETRIES_REFUSED));
 }
 
 /// The deadline ended a wait, in `phase` (`await_head` or `read_body`).
 pub(crate) fn deadline_exceeded(phase: &'static str) {
     counter(&Key::from_parts(
-        DEADLINE_EXCEEDED,
-        vec![Label::from_static_parts("phase", phase)],
+        DEADLINE_EXPIRATIONS,
+        vec![Label::from_static_parts(PHASE, phase)],
     ));
 }
 
 /// For the endpoint set (`upstreams/`): an endpoint at `address` (its
 /// `host:port`, from the configured set, so a bounded label) changed to `state`
 /// (`"ejected"`, `"probing"`, `"restored"` or `"down"`: failing its active health
-/// checks). Counted in
-/// `tower_bad_gateway.endpoint.state_changes` with labels `state` and
-/// `server.address`.
-pub(crate) fn endpoint_state_change(state: &'static str, address: &str) {
+/// checks). Counted in `tower_bad_gateway.endpoint.state_changes` with labels
+/// `tower_bad_gateway.endpoint.state`, `server.address` (the host) and
+/// `server.port`.
+pub(crate) fn endpoint_state_change(state: &'static str, host: &str, port: u16) {
     counter(&Key::from_parts(
         ENDPOINT_STATE_CHANGES,
         vec![
-            Label::from_static_parts("state", state),
-            Label::new("server.address", address.to_owned()),
+            Label::from_static_parts(ENDPOINT_STATE, state),
+            Label::new("server.address", host.to_owned()),
+            Label::new("server.port", port.to_string()),
         ],
     ));
 }

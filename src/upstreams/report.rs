@@ -11,7 +11,7 @@ use std::time::Duration;
 )]
 pub(super) fn probing(endpoint: &Endpoint) {
     #[cfg(feature = "metrics")]
-    crate::metrics::endpoint_state_change("probing", endpoint.authority().as_str());
+    crate::metrics::endpoint_state_change("probing", endpoint.authority().host(), endpoint.port());
     #[cfg(feature = "tracing")]
     tracing::info!(
         endpoint = %endpoint,
@@ -60,7 +60,7 @@ pub(super) enum Restoration {
 )]
 pub(super) fn restored(endpoint: &Endpoint, by: Restoration) {
     #[cfg(feature = "metrics")]
-    crate::metrics::endpoint_state_change("restored", endpoint.authority().as_str());
+    crate::metrics::endpoint_state_change("restored", endpoint.authority().host(), endpoint.port());
     #[cfg(feature = "tracing")]
     match by {
         Restoration::Probe => tracing::info!(
@@ -92,7 +92,7 @@ pub(super) fn ejected(
     full: bool,
 ) {
     #[cfg(feature = "metrics")]
-    crate::metrics::endpoint_state_change("ejected", endpoint.authority().as_str());
+    crate::metrics::endpoint_state_change("ejected", endpoint.authority().host(), endpoint.port());
     #[cfg(feature = "tracing")]
     {
         let (failures, rate, peers) = match why {
@@ -122,7 +122,7 @@ pub(super) fn ejected(
 )]
 pub(super) fn down(endpoint: &Endpoint, failed: u32, last: &dyn std::fmt::Display) {
     #[cfg(feature = "metrics")]
-    crate::metrics::endpoint_state_change("down", endpoint.authority().as_str());
+    crate::metrics::endpoint_state_change("down", endpoint.authority().host(), endpoint.port());
     #[cfg(feature = "tracing")]
     tracing::warn!(
         endpoint = %endpoint,

@@ -277,12 +277,12 @@ async fn deadline_and_retry_budget_counters_move() {
     let text = handle.render();
     let value = |series: &str| support::prometheus_value(&text, series);
     assert_eq!(
-        value(r#"tower_bad_gateway_deadline_exceeded{phase="await_head"}"#),
+        value(r#"tower_bad_gateway_deadline_expirations{tower_bad_gateway_phase="await_head"}"#),
         Some(1.0),
         "{text}"
     );
     assert_eq!(
-        value("tower_bad_gateway_retry_budget_exhausted "),
+        value("tower_bad_gateway_retries_refused "),
         Some(1.0),
         "{text}"
     );
@@ -337,10 +337,10 @@ async fn endpoint_ejections_probes_and_restorations_are_counted() {
     assert_eq!(status().await, 200, "the probe succeeds: restored");
 
     let text = handle.render();
-    let address = replica.addr.to_string();
+    let (host, port) = (replica.addr.ip(), replica.addr.port());
     let value = |state: &str| {
         let series = format!(
-            r#"tower_bad_gateway_endpoint_state_changes{{state="{state}",server_address="{address}"}}"#
+            r#"tower_bad_gateway_endpoint_state_changes{{tower_bad_gateway_endpoint_state="{state}",server_address="{host}",server_port="{port}"}}"#
         );
         support::prometheus_value(&text, &series)
     };

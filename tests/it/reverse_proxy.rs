@@ -788,7 +788,9 @@ async fn metrics_show_a_refused_connection_its_retries_and_a_success_with_their_
         "{text}"
     );
     assert_eq!(
-        value(r#"tower_bad_gateway_failures{error_type="connection_refused",phase="connect"}"#),
+        value(
+            r#"tower_bad_gateway_failures{error_type="connection_refused",tower_bad_gateway_phase="connect"}"#
+        ),
         Some(1.0),
         "{text}"
     );
