@@ -367,7 +367,7 @@ mod tests {
     use std::io;
 
     /// As tokio-rustls (and so hyper-rustls, reqwest, tonic) hands a TLS error over.
-    fn classify(tls: E) -> crate::GatewayError {
+    fn classify(tls: E) -> crate::error::GatewayError {
         let io = io::Error::new(io::ErrorKind::InvalidData, tls);
         Classifier::new().classify(&io, Phase::AwaitHead)
     }
