@@ -81,6 +81,11 @@ fn step(e: &(dyn Error + 'static), phase: Phase, hints: &mut Hints) -> Option<Er
         {
             return None;
         }
+        #[cfg(feature = "rustls")]
+        if let Some(alert) = alert_h2_kept_as_text(io) {
+            hints.tls_alert = Some(alert);
+            return Some(ErrorKind::TlsAlertReceived);
+        }
         return io_kind(io.kind(), phase, *hints);
     }
     // hyper-util's connector error is private; its message is all there is.
@@ -241,6 +246,29 @@ fn rustls_kind(err: &rustls::Error, hints: &mut Hints) -> ErrorKind {
         // configuration) and errors rustls cannot say more about.
         _ => ErrorKind::Unclassified,
     }
+}
+
+/// The alert of a rustls error that h2 turned into text. h2 keeps only the kind
+/// and the message of an I/O error (`h2::proto::Error::Io`), so over HTTP/2 an
+/// alert the upstream sends after the client's side of the handshake is done
+/// (TLS 1.3: a mutual-TLS upstream refusing the client's certificate, or the lack
+/// of one) reaches us as `InvalidData` with rustls' message and no type. The
+/// message is matched whole against what rustls itself writes for each of the
+/// 256 alerts, so it is rustls' text, never a guess from words.
+#[cfg(feature = "rustls")]
+fn alert_h2_kept_as_text(io: &io::Error) -> Option<TlsAlert> {
+    const PREFIX: &str = "received fatal alert: ";
+    if io.kind() != io::ErrorKind::InvalidData {
+        return None;
+    }
+    let text = Head::of(io.get_ref()?);
+    if !text.as_str().starts_with(PREFIX) {
+        return None;
+    }
+    (0..=u8::MAX).find_map(|id| {
+        let rustls_text = Head::of(&rustls::Error::AlertReceived(id.into()));
+        (rustls_text.as_str() == text.as_str()).then_some(TlsAlert::new(id))
+    })
 }
 
 #[cfg(feature = "tonic")]
@@ -426,6 +454,31 @@ mod tests {
             err.tls_alert().map(|a| (a.id(), a.message())),
             Some((250, None))
         );
+    }
+
+    /// Over HTTP/2, h2 keeps a post-handshake alert as rustls' text only: that
+    /// exact text is read back; anything else that merely looks like it is not.
+    #[test]
+    fn an_alert_h2_kept_as_text_is_read_back_exactly() {
+        for alert in [
+            AlertDescription::CertificateRequired,
+            AlertDescription::BadCertificateStatusResponse,
+            AlertDescription::Unknown(250),
+        ] {
+            let text = E::AlertReceived(alert).to_string();
+            let io = io::Error::new(io::ErrorKind::InvalidData, text);
+            let err = Classifier::new().classify(&io, Phase::AwaitHead);
+            assert_eq!(err.kind(), ErrorKind::TlsAlertReceived, "{alert:?}");
+            assert_eq!(err.tls_alert().map(|a| a.id()), Some(u8::from(alert)));
+        }
+        for text in [
+            "received fatal alert: SomethingElse",
+            "received fatal alert: CertificateRequired and more",
+        ] {
+            let io = io::Error::new(io::ErrorKind::InvalidData, text);
+            let err = Classifier::new().classify(&io, Phase::AwaitHead);
+            assert_eq!(err.kind(), ErrorKind::ProtocolError, "{text}");
+        }
     }
 
     /// The type decides, not the message: a certificate error reads "invalid peer

@@ -95,7 +95,7 @@
 //! | rustls error | kind |
 //! |---|---|
 //! | `InvalidCertificate(_)` (expired, unknown issuer, wrong name, revoked, ...), `NoCertificatesPresented`, `UnsupportedNameType`, `InvalidCertRevocationList(_)` | [`TlsCertificateError`](crate::ErrorKind::TlsCertificateError) |
-//! | `AlertReceived(alert)` | [`TlsAlertReceived`](crate::ErrorKind::TlsAlertReceived), the alert in [`GatewayError::tls_alert`] |
+//! | `AlertReceived(alert)` | [`TlsAlertReceived`](crate::ErrorKind::TlsAlertReceived), the alert in [`GatewayError::tls_alert`] (also when h2 kept it as text, below) |
 //! | `InvalidMessage(_)`, `InappropriateMessage`, `InappropriateHandshakeMessage` (a peer that does not speak TLS, e.g. plaintext HTTP on the port), `PeerIncompatible(_)`, `PeerMisbehaved(_)`, `PeerSentOversizedRecord`, `DecryptError`, `NoApplicationProtocol`, `InvalidEncryptedClientHello(_)`, `HandshakeNotComplete` | [`TlsProtocolError`](crate::ErrorKind::TlsProtocolError) |
 //! | anything else (`General`, `Other`, the gateway's own faults such as `FailedToGetRandomBytes` or a bad configuration) | [`Unclassified`](crate::ErrorKind::Unclassified) |
 //!
@@ -112,6 +112,14 @@
 //! assert_eq!(err.tls_alert().map(|a| a.id()), Some(40));
 //! # }
 //! ```
+//!
+//! One case has no type left: h2 keeps only the kind and the message of an I/O
+//! error, so over HTTP/2 (reqwest with `http2`, tonic) an alert that comes after
+//! the client's side of the handshake is done (with TLS 1.3, a mutual-TLS upstream
+//! refusing the client's certificate or its lack of one: `certificate_required`,
+//! `bad_certificate`, `unknown_ca`) arrives as an `InvalidData` whose message is
+//! rustls'. That message, compared whole with what rustls writes for each alert,
+//! is read back as the alert.
 //!
 //! Without the feature, TLS failures are recognised by message only, and only when
 //! nothing else decided: a failure while connecting whose message says
