@@ -241,3 +241,34 @@ async fn a_fatal_alert_is_tls_alert_received_with_its_alert_id() {
     assert_eq!(code, tonic::Code::Unavailable);
     assert_eq!(err.tls_alert().map(|a| a.id()), Some(HANDSHAKE_FAILURE));
 }
+
+/// A mutual-TLS upstream refuses a client without a certificate with the
+/// `certificate_required` alert (116; in TLS 1.3 it comes after the client's
+/// side of the handshake is done, as the answer to the request): still
+/// `tls_alert_received`, with that alert.
+#[tokio::test]
+async fn an_upstream_that_requires_a_client_certificate_is_tls_alert_received_116() {
+    const CERTIFICATE_REQUIRED: u8 = 116;
+    let ca = Ca::new("test CA");
+    let clients = Ca::new("client CA");
+    let upstream =
+        TlsUpstream::start_requiring_client_certificates(ca.leaf(&tls::good_names()), &clients)
+            .await;
+    every_client_sees(&ca, upstream.addr, ErrorKind::TlsAlertReceived).await;
+    for client in HTTP_CLIENTS {
+        let seen = call(client, &ca, upstream.addr, false).await;
+        assert_eq!(
+            seen.error
+                .as_ref()
+                .and_then(|e| e.tls_alert())
+                .map(|a| a.id()),
+            Some(CERTIFICATE_REQUIRED),
+            "{client:?}"
+        );
+        assert_eq!(
+            seen.proxy_status(),
+            "tower-bad-gateway; error=tls_alert_received; alert-id=116",
+            "{client:?}"
+        );
+    }
+}

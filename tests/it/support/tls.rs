@@ -122,6 +122,31 @@ impl TlsUpstream {
             .with_no_client_auth()
             .with_single_cert(leaf.chain, PrivateKeyDer::Pkcs8(leaf.key))
             .unwrap();
+        Self::start_with(config).await
+    }
+
+    /// An upstream that wants a client certificate issued by `clients` (mutual
+    /// TLS): a client without one is refused with a `certificate_required` alert.
+    pub async fn start_requiring_client_certificates(leaf: Leaf, clients: &Ca) -> Self {
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add(clients.der()).unwrap();
+        let verifier =
+            rustls::server::WebPkiClientVerifier::builder_with_provider(Arc::new(roots), ring())
+                .build()
+                .unwrap();
+        let mut config = rustls::ServerConfig::builder_with_provider(ring())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(leaf.chain, PrivateKeyDer::Pkcs8(leaf.key))
+            .unwrap();
+        // It never serves; offering h2 keeps tonic, which insists on it, reading on
+        // to the alert.
+        config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
+        Self::start_with(config).await
+    }
+
+    async fn start_with(config: rustls::ServerConfig) -> Self {
         let config = Arc::new(config);
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -139,9 +164,13 @@ impl TlsUpstream {
                     let Ok(start) = acceptor.await else { return };
                     let sni = start.client_hello().server_name().map(str::to_owned);
                     names.lock().unwrap().push(sni);
-                    // A client that rejects the certificate ends the handshake here.
-                    let Ok(tls) = start.into_stream(config).await else {
-                        return;
+                    // A failed handshake (the client rejected the certificate, or
+                    // sent none when one is required) ends here: once the client
+                    // has closed, so that closing sends no reset that could
+                    // overtake the alert.
+                    let tls = match start.into_stream(config).into_fallible().await {
+                        Ok(tls) => tls,
+                        Err((_, tcp)) => return linger(tcp).await,
                     };
                     let ok = hyper::service::service_fn(|_req| async {
                         Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
@@ -234,12 +263,17 @@ async fn answer_hello(mut tcp: TcpStream, reply: Bytes) {
     if tcp.write_all(&reply).await.is_err() {
         return;
     }
+    linger(tcp).await;
+}
+
+/// Half-closes `tcp` and reads until the client closes (bounded).
+async fn linger(mut tcp: TcpStream) {
     let _ = tcp.shutdown().await;
     let drain = async {
         let mut buf = [0u8; 4096];
         while matches!(tcp.read(&mut buf).await, Ok(n) if n > 0) {}
     };
-    let _ = tokio::time::timeout(patience, drain).await;
+    let _ = tokio::time::timeout(super::PATIENCE, drain).await;
 }
 
 /// A rustls client configuration (ring) trusting `roots` only.
