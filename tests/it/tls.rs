@@ -3,7 +3,8 @@
 //! the same through hyper-rustls, reqwest 0.12 and 0.13 (each through
 //! `BadGatewayLayer`, so the answer's `Proxy-Status` is checked too) and tonic
 //! (through `IntoStatusLayer`, so the `Status`'s `GatewayError` is). A good
-//! certificate passes, and the server sees the name the client asked for.
+//! certificate passes for every client (tonic's health check against a gRPC
+//! upstream), and the server sees the name the client asked for as SNI.
 
 use crate::support::{self, within};
 
@@ -163,6 +164,25 @@ async fn a_good_certificate_passes_and_the_server_sees_the_name_the_client_sent(
         upstream.server_names(),
         vec![Some(tls::NAME.to_owned()); HTTP_CLIENTS.len()],
         "every client sent SNI for the name, never for the address"
+    );
+
+    let grpc = TlsUpstream::start_grpc(ca.leaf(&tls::good_names())).await;
+    let channel = tls::tonic_channel(&ca, grpc.addr);
+    let mut client = HealthClient::new(IntoStatusLayer::new().layer(channel));
+    let answer = within(
+        "tonic: the answer",
+        client.check(HealthCheckRequest::default()),
+    )
+    .await
+    .expect("a good certificate passes");
+    assert_eq!(
+        answer.into_inner().status(),
+        tonic_health::pb::health_check_response::ServingStatus::Serving
+    );
+    assert_eq!(
+        grpc.server_names(),
+        [Some(tls::NAME.to_owned())],
+        "tonic's SNI"
     );
 }
 

@@ -122,7 +122,20 @@ impl TlsUpstream {
             .with_no_client_auth()
             .with_single_cert(leaf.chain, PrivateKeyDer::Pkcs8(leaf.key))
             .unwrap();
-        Self::start_with(config).await
+        Self::start_with(config, false).await
+    }
+
+    /// A gRPC upstream serving `leaf`: HTTP/2 only (ALPN `h2`, which tonic
+    /// insists on), answering `grpc.health.v1` checks `SERVING`.
+    pub async fn start_grpc(leaf: Leaf) -> Self {
+        let mut config = rustls::ServerConfig::builder_with_provider(ring())
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_no_client_auth()
+            .with_single_cert(leaf.chain, PrivateKeyDer::Pkcs8(leaf.key))
+            .unwrap();
+        config.alpn_protocols = vec![b"h2".to_vec()];
+        Self::start_with(config, true).await
     }
 
     /// An upstream that wants a client certificate issued by `clients` (mutual
@@ -143,19 +156,38 @@ impl TlsUpstream {
         // It never serves; offering h2 keeps tonic, which insists on it, reading on
         // to the alert.
         config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
-        Self::start_with(config).await
+        Self::start_with(config, false).await
     }
 
-    async fn start_with(config: rustls::ServerConfig) -> Self {
+    /// Serves HTTP/1.1 `200 ok`, or with `grpc` the gRPC health service.
+    async fn start_with(config: rustls::ServerConfig, grpc: bool) -> Self {
         let config = Arc::new(config);
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0)).await.unwrap();
         let addr = listener.local_addr().unwrap();
         let server_names: Arc<Mutex<Vec<Option<String>>>> = Arc::default();
         let names = server_names.clone();
-        let task = tokio::spawn(async move {
+        // The gRPC server takes the connections once their handshake is done.
+        let (grpc_conns, incoming) =
+            tokio::sync::mpsc::channel::<tokio_rustls::server::TlsStream<TcpStream>>(16);
+        let grpc_server = async move {
+            if !grpc {
+                return;
+            }
+            let (_reporter, health) = tonic_health::server::health_reporter();
+            let incoming = tokio_stream::StreamExt::map(
+                tokio_stream::wrappers::ReceiverStream::new(incoming),
+                Ok::<_, std::io::Error>,
+            );
+            let _ = tonic::transport::Server::builder()
+                .add_service(health)
+                .serve_with_incoming(incoming)
+                .await;
+        };
+        let accept = async move {
             while let Ok((tcp, _)) = listener.accept().await {
                 let config = config.clone();
                 let names = names.clone();
+                let grpc_conns = grpc_conns.clone();
                 tokio::spawn(async move {
                     let acceptor = tokio_rustls::LazyConfigAcceptor::new(
                         rustls::server::Acceptor::default(),
@@ -172,6 +204,10 @@ impl TlsUpstream {
                         Ok(tls) => tls,
                         Err((_, tcp)) => return linger(tcp).await,
                     };
+                    if grpc {
+                        let _ = grpc_conns.send(tls).await;
+                        return;
+                    }
                     let ok = hyper::service::service_fn(|_req| async {
                         Ok::<_, std::convert::Infallible>(hyper::Response::new(Full::new(
                             Bytes::from_static(b"ok"),
@@ -182,6 +218,9 @@ impl TlsUpstream {
                         .await;
                 });
             }
+        };
+        let task = tokio::spawn(async move {
+            tokio::join!(accept, grpc_server);
         });
         Self {
             addr,
