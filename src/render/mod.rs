@@ -52,7 +52,7 @@ pub use self::request::{RequestInfo, X_REQUEST_ID};
 /// Request ids and paths as the events log them: printable, bounded.
 #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
 pub(crate) mod for_log {
-    use super::request::{LOG_ID_MAX, LOG_PATH_MAX, printable};
+    use crate::render::request::{LOG_ID_MAX, LOG_PATH_MAX, printable};
     use std::borrow::Cow;
 
     /// A request id, as the events log it.
