@@ -14,7 +14,9 @@
 //!    `dns error`, then hyper's predicates (`is_parse_too_large`, `is_parse`,
 //!    `is_incomplete_message`, `is_canceled`, `is_timeout`, ...);
 //! 7. with the `h2` feature, HTTP/2 reason codes (`REFUSED_STREAM`, `GOAWAY`, ...);
-//! 8. last, [`std::io::ErrorKind`] (refused, reset, timed out, unreachable, ...).
+//! 8. with the `rustls` feature, rustls' `Error`, by its variant (see
+//!    [TLS errors](#tls-errors));
+//! 9. last, [`std::io::ErrorKind`] (refused, reset, timed out, unreachable, ...).
 //!
 //! What it learns on the way (the failure was in connecting, the request was never
 //! dispatched) decides the [`Phase`] and [`RequestSent`] of the result.
@@ -82,6 +84,50 @@
 //! # }
 //! ```
 //!
+//! # TLS errors
+//!
+//! With the `rustls` feature, a `rustls::Error` anywhere in the chain decides by
+//! its type, whatever its message says. hyper-rustls, tokio-rustls, reqwest
+//! and tonic hand it over inside an [`std::io::Error`] (`InvalidData`), which
+//! [`chain`] steps into; an `io::Error` that wraps one is never judged by its own
+//! kind.
+//!
+//! | rustls error | kind |
+//! |---|---|
+//! | `InvalidCertificate(_)` (expired, unknown issuer, wrong name, revoked, ...), `NoCertificatesPresented`, `UnsupportedNameType`, `InvalidCertRevocationList(_)` | [`TlsCertificateError`](crate::ErrorKind::TlsCertificateError) |
+//! | `AlertReceived(alert)` | [`TlsAlertReceived`](crate::ErrorKind::TlsAlertReceived), the alert in [`GatewayError::tls_alert`] (also when h2 kept it as text, below) |
+//! | `InvalidMessage(_)`, `InappropriateMessage`, `InappropriateHandshakeMessage` (a peer that does not speak TLS, e.g. plaintext HTTP on the port), `PeerIncompatible(_)`, `PeerMisbehaved(_)`, `PeerSentOversizedRecord`, `DecryptError`, `NoApplicationProtocol`, `InvalidEncryptedClientHello(_)`, `HandshakeNotComplete` | [`TlsProtocolError`](crate::ErrorKind::TlsProtocolError) |
+//! | anything else (`General`, `Other`, the gateway's own faults such as `FailedToGetRandomBytes` or a bad configuration) | [`Unclassified`](crate::ErrorKind::Unclassified) |
+//!
+//! ```
+//! # #[cfg(feature = "rustls")] {
+//! use tower_bad_gateway::classify::Classifier;
+//! use tower_bad_gateway::{ErrorKind, Phase};
+//! use std::io;
+//!
+//! // As tokio-rustls reports an alert from the server.
+//! let alert = rustls::Error::AlertReceived(rustls::AlertDescription::HandshakeFailure);
+//! let err = Classifier::new().classify(&io::Error::new(io::ErrorKind::InvalidData, alert), Phase::AwaitHead);
+//! assert_eq!(err.kind(), ErrorKind::TlsAlertReceived);
+//! assert_eq!(err.tls_alert().map(|a| a.id()), Some(40));
+//! # }
+//! ```
+//!
+//! One case has no type left: h2 keeps only the kind and the message of an I/O
+//! error, so over HTTP/2 (reqwest with `http2`, tonic) an alert that comes after
+//! the client's side of the handshake is done (with TLS 1.3, a mutual-TLS upstream
+//! refusing the client's certificate or its lack of one: `certificate_required`,
+//! `bad_certificate`, `unknown_ca`) arrives as an `InvalidData` whose message is
+//! rustls'. That message, compared whole with what rustls writes for each alert,
+//! is read back as the alert.
+//!
+//! Without the feature, TLS failures are recognised by message only, and only when
+//! nothing else decided: a failure while connecting whose message says
+//! "certificate" is a `TlsCertificateError`, one that says "tls", "ssl" or
+//! "handshake" a `TlsProtocolError`. That is a guess (an `io::Error` of kind
+//! `InvalidData` decides first, as a protocol error), and it never finds an alert:
+//! with rustls, turn the feature on.
+//!
 //! # A known limit of HTTP/1 with hyper
 //!
 //! hyper reports an upstream that closes before sending any byte and one that closes
@@ -98,7 +144,7 @@ pub(crate) use self::carried::Carried;
 
 pub use self::policy::ResponsePolicy;
 
-use crate::error::{BoxError, ErrorKind, GatewayError, Phase, RequestSent};
+use crate::error::{BoxError, ErrorKind, GatewayError, Phase, RequestSent, TlsAlert};
 use std::error::Error;
 use std::fmt;
 use std::sync::Arc;
@@ -303,6 +349,8 @@ pub(crate) struct Hints {
     pub(crate) connect: bool,
     /// Some cause says the request was never handed to a connection.
     pub(crate) not_dispatched: bool,
+    /// The TLS alert the upstream sent, for `TlsAlertReceived`.
+    pub(crate) tls_alert: Option<TlsAlert>,
 }
 
 /// Fixes the phase and whether the request was sent, from the kind, where the error
@@ -326,9 +374,13 @@ fn settle(kind: ErrorKind, seen_in: Phase, hints: Hints) -> GatewayError {
         };
         (phase, kind.request_sent())
     };
-    GatewayError::new(kind)
+    let err = GatewayError::new(kind)
         .with_phase(phase)
-        .with_request_sent(sent)
+        .with_request_sent(sent);
+    match hints.tls_alert {
+        Some(alert) if kind == ErrorKind::TlsAlertReceived => err.with_tls_alert(alert),
+        _ => err,
+    }
 }
 
 /// Once the head went out, a connection that ends is a cut-short answer, a

@@ -187,17 +187,28 @@ kinds! {
         phase: Connect, timeout: false, retry: On,
         description: "The upstream server is unreachable.",
     }
-    /// The TLS handshake with the upstream failed.
+    /// The TLS handshake with the upstream failed: the peer does not speak TLS (a
+    /// plaintext server on the port), misbehaved, or shares no protocol version or
+    /// cipher suite.
     TlsProtocolError {
         token: "tls_protocol_error", status: BAD_GATEWAY, grpc: Unavailable, sent: No,
         phase: Connect, timeout: false, retry: OptIn,
         description: "The secure connection to the upstream server failed.",
     }
-    /// The upstream's TLS certificate was rejected.
+    /// The upstream's TLS certificate was rejected (expired, from an unknown
+    /// issuer, for another name, ...).
     TlsCertificateError {
         token: "tls_certificate_error", status: BAD_GATEWAY, grpc: Unavailable, sent: No,
         phase: Connect, timeout: false, retry: OptIn,
         description: "The upstream server's certificate was not accepted.",
+    }
+    /// The upstream ended the TLS handshake with a fatal alert; the alert is in
+    /// [`GatewayError::tls_alert`](crate::GatewayError::tls_alert), and in
+    /// `Proxy-Status` as `alert-id` (RFC 9209 §2.3.15).
+    TlsAlertReceived {
+        token: "tls_alert_received", status: BAD_GATEWAY, grpc: Unavailable, sent: No,
+        phase: Connect, timeout: false, retry: OptIn,
+        description: "The upstream server refused the secure connection.",
     }
     /// The connection was closed or reset before any response arrived.
     ConnectionTerminated {

@@ -1,7 +1,8 @@
 //! What went wrong: [`GatewayError`], its [`ErrorKind`], the [`Phase`] it happened in
 //! and whether the request was sent ([`RequestSent`]); and the typed errors the
 //! timeout layers raise ([`HeadTimeout`], [`BodyTimeout`], [`DeadlineExceeded`],
-//! [`WriteTimeoutError`]), which the classifier recognises.
+//! [`WriteTimeoutError`]), which the classifier recognises; and [`TlsAlert`], the
+//! alert of a [`TlsAlertReceived`](ErrorKind::TlsAlertReceived).
 //!
 //! A `GatewayError` is what [`BadGateway`](crate::BadGateway) makes of every failure of
 //! the upstream call. It is cheap to clone (the original error sits behind an `Arc`),
@@ -27,6 +28,7 @@ mod phase;
 mod sets;
 mod status;
 mod timeout;
+mod tls_alert;
 
 pub use self::attempts::{Attempts, RetryDenied};
 pub use self::grpc_code::GrpcCode;
@@ -38,6 +40,7 @@ pub use self::status::{ErrorStatus, InvalidErrorStatus};
 pub use self::timeout::{
     BodyTimeout, BodyTimeoutKind, DeadlineExceeded, HeadTimeout, WriteTimeoutError,
 };
+pub use self::tls_alert::TlsAlert;
 
 use http::StatusCode;
 use http::uri::Authority;
@@ -91,6 +94,7 @@ pub struct GatewayError {
     next_hop: Option<Authority>,
     retry_denied: Option<RetryDenied>,
     retry_after: Option<Duration>,
+    tls_alert: Option<TlsAlert>,
     source: Option<Arc<dyn Error + Send + Sync>>,
 }
 
@@ -109,6 +113,7 @@ impl GatewayError {
             next_hop: None,
             retry_denied: None,
             retry_after: None,
+            tls_alert: None,
             source: None,
         }
     }
@@ -202,6 +207,29 @@ impl GatewayError {
     /// time until its next probe.
     pub fn retry_after(&self) -> Option<Duration> {
         self.retry_after
+    }
+
+    /// Sets the TLS alert the upstream sent: what
+    /// [`TlsAlertReceived`](ErrorKind::TlsAlertReceived) shows in `Proxy-Status`.
+    ///
+    /// ```
+    /// use tower_bad_gateway::{ErrorKind, GatewayError};
+    /// use tower_bad_gateway::error::TlsAlert;
+    ///
+    /// let err = GatewayError::new(ErrorKind::TlsAlertReceived).with_tls_alert(TlsAlert::new(40));
+    /// assert_eq!(err.tls_alert().map(TlsAlert::id), Some(40));
+    /// ```
+    pub fn with_tls_alert(mut self, alert: TlsAlert) -> Self {
+        self.tls_alert = Some(alert);
+        self
+    }
+
+    /// The TLS alert the upstream sent, for
+    /// [`TlsAlertReceived`](ErrorKind::TlsAlertReceived): found by the
+    /// [`Classifier`](crate::classify::Classifier) in a rustls error (feature
+    /// `rustls`), or set with [`with_tls_alert`](Self::with_tls_alert).
+    pub fn tls_alert(&self) -> Option<TlsAlert> {
+        self.tls_alert
     }
 
     /// Sets the original error.
@@ -310,6 +338,7 @@ impl fmt::Debug for GatewayError {
             .field("next_hop", &self.next_hop)
             .field("retry_denied", &self.retry_denied)
             .field("retry_after", &self.retry_after)
+            .field("tls_alert", &self.tls_alert)
             .field("source", &self.source)
             .finish()
     }

@@ -44,10 +44,11 @@ impl Renderer {
     ) -> Response<Full<Bytes>> {
         let format = info.format();
         // What may come from the parts rendered once: nothing that shows details,
-        // an upstream's status, or a request id.
+        // an upstream's status, a TLS alert, or a request id.
         let same_head = plain.filter(|_| {
             !self.expose_details
                 && err.received_status().is_none()
+                && err.tls_alert().is_none()
                 && status == self.status_for(err.kind())
         });
         let same_body = same_head.filter(|_| info.request_id().is_none());

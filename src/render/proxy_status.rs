@@ -1,7 +1,7 @@
 //! The `Proxy-Status` field (RFC 9209), and just enough of RFC 8941 (Structured
 //! Field Values) to write it.
 
-use crate::error::GatewayError;
+use crate::error::{ErrorKind, GatewayError};
 use bytes::Bytes;
 use http::header::{HeaderName, HeaderValue};
 use std::fmt::Write;
@@ -44,6 +44,19 @@ pub(crate) fn value(proxy_name: &str, err: &GatewayError, expose_details: bool) 
     out.push_str(err.kind().as_str());
     if let Some(status) = err.received_status() {
         let _ = write!(out, "; received-status={}", status.as_u16());
+    }
+    // RFC 9209 §2.3.15: the alert's number always (it names no host and no
+    // internal message), its name with the details. The name is a static registry
+    // name, written as an sf-string.
+    let alert = err
+        .tls_alert()
+        .filter(|_| err.kind() == ErrorKind::TlsAlertReceived);
+    if let Some(alert) = alert {
+        let _ = write!(out, "; alert-id={}", alert.id());
+        if let Some(message) = alert.message().filter(|_| expose_details) {
+            out.push_str("; alert-message=");
+            push_string(&mut out, message, 64);
+        }
     }
     if expose_details {
         if let Some(hop) = err.next_hop() {

@@ -102,3 +102,36 @@ async fn a_renderer_changed_after_use_answers_afresh() {
     assert_eq!(status, StatusCode::BAD_GATEWAY);
     assert_eq!(proxy_status, "tower-bad-gateway; error=connection_refused");
 }
+
+/// RFC 9209 §2.3.15: `alert-id` always (an alert is never served from the parts
+/// rendered once, which have none), `alert-message` only with details, and
+/// neither on a kind the alert does not belong to.
+#[tokio::test]
+async fn a_tls_alert_shows_its_id_and_with_details_its_message() {
+    use crate::error::TlsAlert;
+    let alert = GatewayError::new(ErrorKind::TlsAlertReceived).with_tls_alert(TlsAlert::new(116));
+    let renderer = Renderer::new();
+    let _ = text_of(&renderer, &GatewayError::new(ErrorKind::TlsAlertReceived)).await;
+    let (status, _, proxy_status) = text_of(&renderer, &alert).await;
+    assert_eq!(status, StatusCode::BAD_GATEWAY);
+    assert_eq!(
+        proxy_status,
+        "tower-bad-gateway; error=tls_alert_received; alert-id=116"
+    );
+    let (_, _, proxy_status) = text_of(&Renderer::new().expose_details(true), &alert).await;
+    assert_eq!(
+        proxy_status,
+        "tower-bad-gateway; error=tls_alert_received; alert-id=116; alert-message=\"certificate_required\""
+    );
+    // A number the registry does not name: the id, and no message even with details.
+    let unnamed = GatewayError::new(ErrorKind::TlsAlertReceived).with_tls_alert(TlsAlert::new(250));
+    let (_, _, proxy_status) = text_of(&Renderer::new().expose_details(true), &unnamed).await;
+    assert_eq!(
+        proxy_status,
+        "tower-bad-gateway; error=tls_alert_received; alert-id=250"
+    );
+    // A rule that made it another kind: the alert's parameters do not belong there.
+    let other = alert.with_kind(ErrorKind::TlsProtocolError);
+    let (_, _, proxy_status) = text_of(&renderer, &other).await;
+    assert_eq!(proxy_status, "tower-bad-gateway; error=tls_protocol_error");
+}

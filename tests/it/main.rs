@@ -22,5 +22,6 @@ mod retry;
 mod reverse_proxy;
 mod timed_out_attempts;
 mod timeouts;
+mod tls;
 mod tower_http;
 mod upstreams;

@@ -6,6 +6,7 @@ mod clock;
 mod dns;
 mod prometheus;
 mod through;
+pub mod tls;
 mod tracing_capture;
 mod upstreams;
 
