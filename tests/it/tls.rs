@@ -292,3 +292,78 @@ async fn an_upstream_that_requires_a_client_certificate_is_tls_alert_received_11
         );
     }
 }
+
+/// An `https://` endpoint set that follows a DNS name: the set connects to the
+/// address the name resolved to, and TLS still sends the name as SNI and
+/// verifies the certificate against the name (never the address); a certificate
+/// for another name is `tls_certificate_error`.
+#[tokio::test]
+async fn an_https_name_resolved_to_an_address_is_verified_against_the_name() {
+    use support::{DnsServer, Zone};
+    use tower_bad_gateway::upstreams::{ByAddress, Dns, EndpointSet, ResolveTo};
+    type Body = tower_bad_gateway::UpstreamBody<http_body_util::Full<Bytes>>;
+
+    async fn through(ca: &Ca, leaf_names: &[&str]) -> (http::Response<Bytes>, Vec<Option<String>>) {
+        let upstream = TlsUpstream::start(ca.leaf(leaf_names)).await;
+        let port = upstream.addr.port();
+        let dns_server =
+            DnsServer::start(Zone::Records(vec![std::net::Ipv4Addr::LOCALHOST], 30)).await;
+        let dns = Dns::new(&format!("https://orders.test:{port}"))
+            .unwrap()
+            .server(dns_server.addr);
+        let set = EndpointSet::resolving(&dns);
+        tokio::spawn(set.follow_dns(dns));
+        support::eventually("the name resolved", || set.len() == 1).await;
+        let config = tls::client_config(&[ca.der()]);
+        let client = ByAddress::new(&set, move |address| {
+            let mut http = hyper_util::client::legacy::connect::HttpConnector::new_with_resolver(
+                ResolveTo::new(address),
+            );
+            http.enforce_http(false);
+            let https = hyper_rustls::HttpsConnectorBuilder::new()
+                .with_tls_config(config.clone())
+                .https_only()
+                .enable_http1()
+                .wrap_connector(http);
+            hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+                .build::<_, Body>(https)
+        });
+        let svc = tower_bad_gateway::GatewayLayer::new()
+            .upstreams(set.clone())
+            .max_attempts(1)
+            .layer(client);
+        let req = http::Request::get("/orders")
+            .body(http_body_util::Full::new(Bytes::new()))
+            .unwrap();
+        let res = within("the answer", svc.oneshot(req)).await.unwrap();
+        let (parts, body) = res.into_parts();
+        let body = body
+            .collect()
+            .await
+            .map(|b| b.to_bytes())
+            .unwrap_or_default();
+        (
+            http::Response::from_parts(parts, body),
+            upstream.server_names(),
+        )
+    }
+
+    let ca = Ca::new("dns test ca");
+    let (res, names) = through(&ca, &["orders.test"]).await;
+    assert_eq!(res.status(), 200, "{res:?}");
+    assert_eq!(
+        names,
+        [Some("orders.test".to_owned())],
+        "SNI is the name, not the address"
+    );
+
+    // The address (127.0.0.1) is in no certificate the test makes here: one for
+    // another name fails, though the connection went to the right address.
+    let (res, _) = through(&ca, &["other.test"]).await;
+    assert_eq!(res.status(), 502);
+    let proxy_status = res.headers()["proxy-status"].to_str().unwrap();
+    assert!(
+        proxy_status.contains("error=tls_certificate_error"),
+        "{proxy_status}"
+    );
+}
