@@ -1,0 +1,125 @@
+use super::ClientAddr;
+use crate::error::BoxError;
+use bytes::Bytes;
+use http::{Request, Response};
+use hyper::body::Incoming;
+use std::convert::Infallible;
+use std::future::Future;
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tower_service::Service;
+
+/// Serves `service` over HTTP/1.1 on `listener` (with upgrades, each request
+/// carrying its [`ClientAddr`]) until `shutdown` completes; then stops accepting,
+/// lets every connection finish the request it is on, and returns once all have
+/// closed. An axum `Router` serves here too.
+///
+/// A plain hyper server loop, without a router in front: the cheapest way in.
+///
+/// ```no_run
+/// use tower_bad_gateway::proxy::{ClientAddr, serve};
+///
+/// # #[tokio::main] async fn main() -> std::io::Result<()> {
+/// let hello = tower::service_fn(|req: http::Request<hyper::body::Incoming>| async move {
+///     let who = req.extensions().get::<ClientAddr>().map(|c| c.0.to_string());
+///     Ok::<_, std::convert::Infallible>(http::Response::new(who.unwrap_or_default()))
+/// });
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// serve(listener, hello, async { let _ = tokio::signal::ctrl_c().await; }).await
+/// # }
+/// ```
+pub async fn serve<S, B>(
+    listener: TcpListener,
+    service: S,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()>
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    // Every connection holds a sender; all dropped: all closed.
+    let (open, mut closed) = tokio::sync::mpsc::channel::<()>(1);
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(err) => {
+                    if !is_connection_error(&err) {
+                        // Out of file descriptors, most likely: let some close.
+                        #[cfg(feature = "tracing")]
+                        tracing::warn!(error = %err, "accept failed");
+                        tokio::time::sleep(Duration::from_millis(100)).await;
+                    }
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let handler = hyper::service::service_fn(move |mut req: Request<Incoming>| {
+            req.extensions_mut().insert(ClientAddr(peer));
+            tower::ServiceExt::oneshot(service.clone(), req)
+        });
+        let open = open.clone();
+        let mut stopping = stopping.clone();
+        drop(tokio::spawn(async move {
+            let conn = hyper::server::conn::http1::Builder::new()
+                .serve_connection(hyper_util::rt::TokioIo::new(stream), handler)
+                .with_upgrades();
+            let mut conn = std::pin::pin!(conn);
+            let stop = async move {
+                let _ = stopping.wait_for(|stop| *stop).await;
+            };
+            tokio::select! {
+                _ = conn.as_mut() => {}
+                () = stop => {
+                    conn.as_mut().graceful_shutdown();
+                    let _ = conn.await;
+                }
+            }
+            drop(open);
+        }));
+    }
+    drop(listener);
+    let _ = stop.send(true);
+    drop(open);
+    let _ = closed.recv().await;
+    Ok(())
+}
+
+fn is_connection_error(err: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(
+        err.kind(),
+        ConnectionRefused | ConnectionAborted | ConnectionReset | Interrupted
+    )
+}
+
+/// Completes on Ctrl-C or (on Unix) SIGTERM: the `shutdown` of [`serve`] for a
+/// gateway that drains before it stops. Prints nothing; logs at `INFO`.
+pub async fn shutdown_signal() {
+    #[cfg(unix)]
+    let terminate = async {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut signal) => drop(signal.recv().await),
+            Err(_) => std::future::pending().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let terminate = std::future::pending::<()>();
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        () = terminate => {}
+    }
+    #[cfg(feature = "tracing")]
+    tracing::info!("shutting down: finishing requests in flight");
+}
