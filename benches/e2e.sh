@@ -108,7 +108,7 @@ measure() { # port
     /requests in/ { n = $1 }
     /Requests\/sec/ { rps = $2 }
     /^ +99%/ { v = $2; if (v ~ /us$/) { sub(/us/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms/, "", v) } else if (v ~ /s$/) { sub(/s/, "", v); v *= 1000 } p99 = v }
-    END { printf "%s %s %.1f\n", rps, p99, n > 0 ? cpu / hz * 1e6 / n : 0 }' <<<"$out"
+    END { printf "%s %s %.1f\n", rps, p99, (n > 0 ? cpu / hz * 1e6 / n : 0) }' <<<"$out"
 }
 
 declare -A rps p99 cpu

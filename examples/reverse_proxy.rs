@@ -161,10 +161,16 @@ pub fn endpoint_set(o: &Options, upstreams: &[Uri]) -> Result<EndpointSet, Strin
 pub type App =
     Proxy<Gateway<TakeUpgrade<Client<HttpConnector, UpstreamBody<hyper::body::Incoming>>>>>;
 
-/// The proxy in front of `upstreams`.
+/// The proxy in front of `upstreams` (what the tests serve).
+#[allow(dead_code)]
 pub fn app(o: &Options, upstreams: &[Uri]) -> Result<App, String> {
+    Ok(app_with(o, endpoint_set(o, upstreams)?))
+}
+
+/// The proxy in front of `set` (a clone shares its health), with its own client.
+fn app_with(o: &Options, set: EndpointSet) -> App {
     let mut gateway = GatewayLayer::new()
-        .upstreams(endpoint_set(o, upstreams)?)
+        .upstreams(set)
         .max_attempts(o.attempts)
         .attempt_timeout(o.timeout)
         .retry_timeouts(true) // an idempotent request whose attempt timed out goes again
@@ -181,7 +187,7 @@ pub fn app(o: &Options, upstreams: &[Uri]) -> Result<App, String> {
         .http1_read_buf_exact_size(4096)
         .build(connector);
     let gateway = gateway.layer(TakeUpgradeLayer::new().layer(client));
-    Ok(ProxyLayer::new().upstream_http2(o.http2).layer(gateway))
+    ProxyLayer::new().upstream_http2(o.http2).layer(gateway)
 }
 
 /// The Prometheus recorder the gateway's metrics go to (buckets in seconds).
@@ -205,7 +211,9 @@ pub async fn serve_metrics(
     axum::serve(listener, app).await
 }
 
-/// Serves `app` on `listener` until `shutdown` completes, then drains.
+/// Serves `app` on `listener` until `shutdown` completes, then drains (one
+/// runtime, one listener: what the tests serve).
+#[allow(dead_code)]
 pub async fn serve(
     listener: tokio::net::TcpListener,
     app: App,
@@ -219,7 +227,7 @@ fn exit(message: impl std::fmt::Display, code: i32) -> ! {
     std::process::exit(code)
 }
 
-#[tokio::main]
+#[tokio::main(flavor = "current_thread")]
 async fn main() {
     let o = Options::parse(std::env::args().skip(1)).unwrap_or_else(|m| exit(m, 2));
     // Without --upstream, a deliberately broken one to try the failures on.
@@ -232,7 +240,7 @@ async fn main() {
         Some(b) => vec![format!("http://{}", b.addr).parse().expect("a valid URI")],
         None => o.upstreams.clone(),
     };
-    let app = app(&o, &upstreams).unwrap_or_else(|m| exit(m, 2));
+    let set = endpoint_set(&o, &upstreams).unwrap_or_else(|m| exit(m, 2));
     if let Some(addr) = o.metrics {
         let recorder = metrics_recorder();
         let handle = recorder.handle();
@@ -249,25 +257,28 @@ async fn main() {
         );
         tokio::spawn(serve_metrics(listener, handle));
     }
-    let listener = tokio::net::TcpListener::bind(o.listen).await;
-    let listener =
-        listener.unwrap_or_else(|e| exit(format!("cannot listen on {}: {e}", o.listen), 1));
-    let addr = listener
-        .local_addr()
-        .expect("a bound listener has an address");
     let list: Vec<String> = upstreams.iter().map(Uri::to_string).collect();
-    println!("proxying http://{addr} -> {}", list.join(", "));
-    if broken.is_some() {
-        println!("built-in broken upstream; try:");
-        for (path, what) in broken_upstream::PATHS {
-            println!("  curl -i http://{addr}{path:<14} # {what}");
+    let has_broken = broken.is_some();
+    let bound = move |addr: SocketAddr| {
+        println!("proxying http://{addr} -> {}", list.join(", "));
+        if has_broken {
+            println!("built-in broken upstream; try:");
+            for (path, what) in broken_upstream::PATHS {
+                println!("  curl -i http://{addr}{path:<14} # {what}");
+            }
         }
-    }
-    let shutdown = async {
-        proxy::shutdown_signal().await;
-        eprintln!("shutting down: finishing requests in flight");
     };
-    if let Err(err) = serve(listener, app, shutdown).await {
-        exit(format!("server error: {err}"), 1);
+    // One current-thread runtime and listener per core, as nginx has a worker
+    // per core; this runtime keeps the metrics and the broken upstream.
+    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let listen = o.listen;
+    let make = move || app_with(&o, set.clone());
+    let served = tokio::task::spawn_blocking(move || {
+        proxy::serve_threads(listen, threads, make, bound, proxy::shutdown_signal)
+    });
+    match served.await {
+        Ok(Ok(())) => eprintln!("shut down: the requests in flight were finished first"),
+        Ok(Err(err)) => exit(format!("cannot serve on {listen}: {err}"), 1),
+        Err(err) => exit(format!("server error: {err}"), 1),
     }
 }

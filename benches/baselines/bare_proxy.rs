@@ -58,7 +58,9 @@ async fn main() {
         }
     });
     let app = ProxyLayer::new().layer(bare);
-    let listener = tokio::net::TcpListener::bind(&listen).await.expect("listen");
+    let listener = tokio::net::TcpListener::bind(&listen)
+        .await
+        .expect("listen");
     proxy::serve(listener, app, proxy::shutdown_signal())
         .await
         .expect("serve");

@@ -3,7 +3,7 @@ use super::headers;
 use super::layer::Settings;
 use super::upgrade::{self, UpstreamSide};
 use http::header::{self, HeaderValue};
-use http::{Response, StatusCode, Version};
+use http::{Response, StatusCode};
 use hyper::upgrade::OnUpgrade;
 use std::fmt;
 use std::future::Future;
@@ -30,24 +30,17 @@ pin_project_lite::pin_project! {
             #[pin]
             future: F,
             settings: Arc<Settings>,
-            version: Version,
             downstream: Option<OnUpgrade>,
         },
     }
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(
-        future: F,
-        settings: Arc<Settings>,
-        version: Version,
-        downstream: Option<OnUpgrade>,
-    ) -> Self {
+    pub(crate) fn new(future: F, settings: Arc<Settings>, downstream: Option<OnUpgrade>) -> Self {
         Self {
             kind: Kind::Forwarded {
                 future,
                 settings,
-                version,
                 downstream,
             },
         }
@@ -82,7 +75,6 @@ where
             KindProj::Forwarded {
                 future,
                 settings,
-                version: _,
                 downstream,
             } => {
                 let res = match std::task::ready!(future.poll(cx)) {

@@ -1,7 +1,6 @@
 //! The header rules of a proxy hop: hop-by-hop fields (RFC 9110 §7.6.1),
 //! forwarding fields (`X-Forwarded-*`, RFC 7239 `Forwarded`) and `Via` (§7.6.3).
 
-use super::layer::Settings;
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::{Method, StatusCode, Version};
 use std::net::IpAddr;
@@ -9,7 +8,7 @@ use std::net::IpAddr;
 pub(crate) const X_FORWARDED_FOR: HeaderName = HeaderName::from_static("x-forwarded-for");
 pub(crate) const X_FORWARDED_HOST: HeaderName = HeaderName::from_static("x-forwarded-host");
 pub(crate) const X_FORWARDED_PROTO: HeaderName = HeaderName::from_static("x-forwarded-proto");
-const FORWARDED: HeaderName = header::FORWARDED;
+pub(crate) const FORWARDED: HeaderName = header::FORWARDED;
 const KEEP_ALIVE: HeaderName = HeaderName::from_static("keep-alive");
 const PROXY_CONNECTION: HeaderName = HeaderName::from_static("proxy-connection");
 
@@ -207,45 +206,8 @@ pub(crate) struct Forwarding {
     pub(crate) host: Option<HeaderValue>,
 }
 
-/// Adds the forwarding fields and `Via` to a request received over `version`.
-pub(crate) fn add_forwarding(
-    headers: &mut HeaderMap,
-    settings: &Settings,
-    version: Version,
-    facts: Forwarding,
-) {
-    if settings.trust == Trust::Edge {
-        headers.remove(X_FORWARDED_FOR);
-        headers.remove(X_FORWARDED_HOST);
-        headers.remove(X_FORWARDED_PROTO);
-        headers.remove(FORWARDED);
-    }
-    let proto = if settings.https {
-        HeaderValue::from_static("https")
-    } else {
-        HeaderValue::from_static("http")
-    };
-    if settings.x_forwarded {
-        if let Some(ip) = facts.client {
-            headers.append(X_FORWARDED_FOR, ip_value(ip));
-        }
-        if let Some(host) = &facts.host {
-            headers.append(X_FORWARDED_HOST, host.clone());
-        }
-        headers.append(X_FORWARDED_PROTO, proto);
-    }
-    if settings.forwarded {
-        if let Some(value) = forwarded_value(facts.client, facts.host.as_ref(), settings.https) {
-            headers.append(FORWARDED, value);
-        }
-    }
-    if let Some(via) = &settings.via {
-        headers.append(header::VIA, via.value(version));
-    }
-}
-
 /// An address as field text, written on the stack.
-fn ip_value(ip: IpAddr) -> HeaderValue {
+pub(crate) fn ip_value(ip: IpAddr) -> HeaderValue {
     use std::io::Write;
     let mut buf = [0u8; 64];
     let len = {
@@ -258,7 +220,7 @@ fn ip_value(ip: IpAddr) -> HeaderValue {
 }
 
 /// An RFC 7239 `Forwarded` element: `for=`, `host=`, `proto=`.
-fn forwarded_value(
+pub(crate) fn forwarded_value(
     client: Option<IpAddr>,
     host: Option<&HeaderValue>,
     https: bool,

@@ -90,7 +90,7 @@ pub use self::body::ProxyBody;
 pub use self::future::ResponseFuture;
 pub use self::headers::Trust;
 pub use self::layer::ProxyLayer;
-pub use self::serve::{serve, shutdown_signal};
+pub use self::serve::{serve, serve_threads, shutdown_signal};
 pub use self::service::Proxy;
 pub use self::upgrade::{TakeUpgrade, TakeUpgradeFuture, TakeUpgradeLayer};
 

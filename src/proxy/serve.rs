@@ -123,3 +123,83 @@ pub async fn shutdown_signal() {
     #[cfg(feature = "tracing")]
     tracing::info!("shutting down: finishing requests in flight");
 }
+
+/// Serves over HTTP/1.1 on `addr` from `threads` threads, each with a
+/// current-thread tokio runtime and a listener of its own on the same address
+/// (`SO_REUSEPORT`: the kernel spreads connections over them), each serving the
+/// service `make` builds for it, as [`serve`] does, until Ctrl-C or SIGTERM
+/// ([`shutdown_signal`]). No task ever moves between threads, so no wake-up
+/// crosses one: nginx's model, one worker per core. Build what must be shared
+/// (an [`EndpointSet`](crate::upstreams::EndpointSet): its health is one state)
+/// once, outside `make`, and clone it in; build the client inside, so that its
+/// connections live on the thread that uses them.
+///
+/// `on_bound` is told the address bound (its port, when `addr` has port 0).
+/// Blocks until every thread has drained; returns the first bind error at once.
+/// Unix only (elsewhere: one thread, one listener).
+pub fn serve_threads<S, B, M, D, F>(
+    addr: std::net::SocketAddr,
+    threads: usize,
+    make: M,
+    on_bound: impl FnOnce(std::net::SocketAddr),
+    shutdown: D,
+) -> std::io::Result<()>
+where
+    M: Fn() -> S + Send + Sync + 'static,
+    D: Fn() -> F + Send + Sync + 'static,
+    F: Future<Output = ()>,
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+        + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    B: http_body::Body<Data = Bytes> + Send + 'static,
+    B::Error: Into<BoxError>,
+{
+    let threads = if cfg!(unix) { threads.max(1) } else { 1 };
+    let bind = |addr: std::net::SocketAddr| -> std::io::Result<tokio::net::TcpSocket> {
+        let socket = match addr {
+            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+        };
+        socket.set_reuseaddr(true)?;
+        #[cfg(all(unix, not(target_os = "solaris"), not(target_os = "illumos")))]
+        socket.set_reuseport(true)?;
+        socket.bind(addr)?;
+        Ok(socket)
+    };
+    let first = bind(addr)?;
+    let bound = first.local_addr()?;
+    let mut sockets = vec![first];
+    for _ in 1..threads {
+        sockets.push(bind(bound)?);
+    }
+    on_bound(bound);
+    let make = std::sync::Arc::new((make, shutdown));
+    let handles: Vec<_> = sockets
+        .into_iter()
+        .map(|socket| {
+            let make = make.clone();
+            std::thread::spawn(move || -> std::io::Result<()> {
+                let runtime = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()?;
+                runtime.block_on(async move {
+                    let listener = socket.listen(1024)?;
+                    let (make, shutdown) = &*make;
+                    serve(listener, make(), shutdown()).await
+                })
+            })
+        })
+        .collect();
+    let mut result = Ok(());
+    for handle in handles {
+        let outcome = handle
+            .join()
+            .unwrap_or_else(|_| Err(std::io::Error::other("a serving thread panicked")));
+        if result.is_ok() {
+            result = outcome;
+        }
+    }
+    result
+}

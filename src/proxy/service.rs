@@ -1,9 +1,12 @@
 use super::ClientAddr;
 use super::body::ProxyBody;
 use super::future::ResponseFuture;
-use super::headers::{self, Forwarding};
+use super::headers::{
+    self, FORWARDED, Forwarding, Trust, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
+    forwarded_value, ip_value,
+};
 use super::layer::{ProxyLayer, Settings};
-use http::header::{self, HeaderValue};
+use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
 use std::sync::Arc;
@@ -93,16 +96,48 @@ where
         if !settings.preserve_host {
             headers.remove(header::HOST);
         }
-        headers::add_forwarding(headers, settings, version, facts);
+        add_forwarding(headers, settings, version, facts);
         *req.uri_mut() = uri;
         // The client under the gateway picks the upstream's version.
         *req.version_mut() = Version::HTTP_11;
-        ResponseFuture::new(
-            self.inner.call(req),
-            self.settings.clone(),
-            version,
-            downstream,
-        )
+        ResponseFuture::new(self.inner.call(req), self.settings.clone(), downstream)
+    }
+}
+
+/// Adds the forwarding fields and `Via` to a request received over `version`.
+fn add_forwarding(
+    headers: &mut HeaderMap,
+    settings: &Settings,
+    version: Version,
+    facts: Forwarding,
+) {
+    if settings.trust == Trust::Edge {
+        headers.remove(X_FORWARDED_FOR);
+        headers.remove(X_FORWARDED_HOST);
+        headers.remove(X_FORWARDED_PROTO);
+        headers.remove(FORWARDED);
+    }
+    let proto = if settings.https {
+        HeaderValue::from_static("https")
+    } else {
+        HeaderValue::from_static("http")
+    };
+    if settings.x_forwarded {
+        if let Some(ip) = facts.client {
+            headers.append(X_FORWARDED_FOR, ip_value(ip));
+        }
+        if let Some(host) = &facts.host {
+            headers.append(X_FORWARDED_HOST, host.clone());
+        }
+        headers.append(X_FORWARDED_PROTO, proto);
+    }
+    if settings.forwarded {
+        if let Some(value) = forwarded_value(facts.client, facts.host.as_ref(), settings.https) {
+            headers.append(FORWARDED, value);
+        }
+    }
+    if let Some(via) = &settings.via {
+        headers.append(header::VIA, via.value(version));
     }
 }
 

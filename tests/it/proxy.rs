@@ -546,12 +546,12 @@ async fn a_websocket_through_the_proxy_carries_messages_both_ways_pings_and_a_cl
             ws.next().await.unwrap().unwrap(),
             Message::binary(vec![0u8, 1, 2, 255])
         );
-        ws.send(Message::Ping(Bytes::from_static(b"are you there").into()))
+        ws.send(Message::Ping(Bytes::from_static(b"are you there")))
             .await
             .unwrap();
         assert_eq!(
             ws.next().await.unwrap().unwrap(),
-            Message::Pong(Bytes::from_static(b"are you there").into())
+            Message::Pong(Bytes::from_static(b"are you there"))
         );
         ws.send(Message::text("bye")).await.unwrap();
         match ws.next().await.unwrap().unwrap() {
@@ -676,6 +676,60 @@ async fn serve_returns_after_shutdown_once_connections_are_done() {
     assert!(head.starts_with("http/1.1 200"), "{head}");
     stop.send(()).unwrap();
     within("serve to return", server).await.unwrap().unwrap();
+    assert!(
+        TcpStream::connect(gateway).await.is_err(),
+        "still accepting"
+    );
+}
+
+/// `serve_threads`: one address, a listener and a current-thread runtime per
+/// thread, each serving its own service; every thread drains on shutdown.
+#[tokio::test]
+async fn serve_threads_serves_one_address_from_every_thread_and_drains_on_shutdown() {
+    let upstream = RawUpstream::start(OK).await;
+    let set = EndpointSet::from_urls([upstream.url("")]).unwrap();
+    let (stop, stopping) = tokio::sync::watch::channel(false);
+    let (bound_tx, bound_rx) = std::sync::mpsc::channel();
+    let server = std::thread::spawn(move || {
+        proxy::serve_threads(
+            "127.0.0.1:0".parse().unwrap(),
+            2,
+            move || {
+                ProxyLayer::new().layer(
+                    GatewayLayer::new()
+                        .upstreams(set.clone())
+                        .layer(client::<hyper::body::Incoming>()),
+                )
+            },
+            move |addr| bound_tx.send(addr).unwrap(),
+            move || {
+                let mut stopping = stopping.clone();
+                async move {
+                    let _ = stopping.wait_for(|stop| *stop).await;
+                }
+            },
+        )
+    });
+    let gateway = within("the bound address", async {
+        tokio::task::spawn_blocking(move || bound_rx.recv().unwrap())
+            .await
+            .unwrap()
+    })
+    .await;
+    for _ in 0..8 {
+        let (head, body) = exchange(gateway, "GET / HTTP/1.1").await;
+        assert!(head.starts_with("http/1.1 200"), "{head}");
+        assert_eq!(body, "ok");
+    }
+    assert_eq!(upstream.heads().len(), 8);
+    stop.send(true).unwrap();
+    within("every thread to drain", async {
+        tokio::task::spawn_blocking(move || server.join().unwrap())
+            .await
+            .unwrap()
+    })
+    .await
+    .unwrap();
     assert!(
         TcpStream::connect(gateway).await.is_err(),
         "still accepting"
