@@ -15,6 +15,7 @@
 #
 #   bash benches/e2e.sh                  # DURATION=10s ROUNDS=3 CONNECTIONS=32
 #   DURATION=5s ROUNDS=2 bash benches/e2e.sh
+#   THREADS=2 bash benches/e2e.sh        # each gateway with two serving threads
 #
 # Installs wrk and nginx (Debian packages) if missing; stops everything it starts.
 set -euo pipefail
@@ -75,9 +76,10 @@ nginx_conf proxy "
 cargo build -q --release --example reverse_proxy --example bare_proxy
 bins=${CARGO_TARGET_DIR:-target}/release/examples
 declare -A pid_of # port -> the gateway process serving it
+# THREADS serving threads per gateway (default 1: the nginx proxy has one worker).
 start() { # binary, port, flags
   local bin=$1 port=$2; shift 2
-  "$bins/$bin" --listen 127.0.0.1:$port "$@" >/dev/null 2>&1 & pids+=($!)
+  "$bins/$bin" --listen 127.0.0.1:$port --threads "${THREADS:-1}" "$@" >/dev/null 2>&1 & pids+=($!)
   pid_of[$port]=$!
 }
 start reverse_proxy $FULL --upstream http://127.0.0.1:$UPSTREAM

@@ -57,6 +57,8 @@ pub struct Options {
     pub failure_rate_window: u32,
     pub slow_start: Duration,
     pub metrics: Option<SocketAddr>,
+    /// Serving threads, each a runtime and a listener (default: one per core).
+    pub threads: Option<usize>,
 }
 
 impl Default for Options {
@@ -77,6 +79,7 @@ impl Default for Options {
             failure_rate_window: 50,
             slow_start: Duration::ZERO,
             metrics: None,
+            threads: None,
         }
     }
 }
@@ -84,7 +87,7 @@ impl Default for Options {
 const USAGE: &str = "usage: reverse_proxy [--listen ADDR] [--upstream URL]... [--timeout-ms N] \
 [--body-idle-ms N] [--attempts N] [--deadline-ms N] [--http2] [--consecutive-failures N] \
 [--base-ejection-ms N] [--max-ejection-ms N] [--max-ejection-percent N] [--short-ejection-ms N] \
-[--failure-rate-window N] [--slow-start-ms N] [--metrics ADDR]";
+[--failure-rate-window N] [--slow-start-ms N] [--metrics ADDR] [--threads N]";
 
 impl Options {
     pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
@@ -131,6 +134,7 @@ impl Options {
                 "--deadline-ms" => o.deadline = Some(ms(num!())),
                 "--http2" => o.http2 = true,
                 "--metrics" => o.metrics = Some(num!()),
+                "--threads" => o.threads = Some(num!()),
                 "-h" | "--help" => return Err(USAGE.into()),
                 other => return Err(format!("unknown flag {other}\n{USAGE}")),
             }
@@ -270,7 +274,8 @@ async fn main() {
     };
     // One current-thread runtime and listener per core, as nginx has a worker
     // per core; this runtime keeps the metrics and the broken upstream.
-    let threads = std::thread::available_parallelism().map_or(1, usize::from);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let threads = o.threads.unwrap_or(cores);
     let listen = o.listen;
     let make = move || app_with(&o, set.clone());
     let served = tokio::task::spawn_blocking(move || {

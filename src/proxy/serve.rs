@@ -3,13 +3,15 @@ use crate::error::BoxError;
 use bytes::Bytes;
 use http::{Request, Response};
 use hyper::body::Incoming;
+use hyper_util::server::conn::auto::Builder;
 use std::convert::Infallible;
 use std::future::Future;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_service::Service;
 
-/// Serves `service` over HTTP/1.1 on `listener` (with upgrades, each request
+/// Serves `service` over HTTP/1.1 and HTTP/2 (prior knowledge, as gRPC clients
+/// and h2c speak it) on `listener` (HTTP/1.1 with upgrades, each request
 /// carrying its [`ClientAddr`]) until `shutdown` completes; then stops accepting,
 /// lets every connection finish the request it is on, and returns once all have
 /// closed. An axum `Router` serves here too.
@@ -71,9 +73,10 @@ where
         let open = open.clone();
         let mut stopping = stopping.clone();
         drop(tokio::spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new()
-                .serve_connection(hyper_util::rt::TokioIo::new(stream), handler)
-                .with_upgrades();
+            // HTTP/1.1, or HTTP/2 with prior knowledge (gRPC, h2c), as the client starts.
+            let builder = Builder::new(hyper_util::rt::TokioExecutor::new());
+            let conn = builder
+                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), handler);
             let mut conn = std::pin::pin!(conn);
             let stop = async move {
                 let _ = stopping.wait_for(|stop| *stop).await;
@@ -124,7 +127,7 @@ pub async fn shutdown_signal() {
     tracing::info!("shutting down: finishing requests in flight");
 }
 
-/// Serves over HTTP/1.1 on `addr` from `threads` threads, each with a
+/// Serves over HTTP/1.1 and HTTP/2 on `addr` from `threads` threads, each with a
 /// current-thread tokio runtime and a listener of its own on the same address
 /// (`SO_REUSEPORT`: the kernel spreads connections over them), each serving the
 /// service `make` builds for it, as [`serve`] does, until Ctrl-C or SIGTERM
