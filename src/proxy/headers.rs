@@ -66,6 +66,20 @@ pub(crate) fn strip_hop_by_hop(
     request: bool,
 ) -> Hop {
     let mut hop = Hop::default();
+    // Most messages carry none: one pass over the names instead of a lookup each.
+    let hop_by_hop = |name: &HeaderName| {
+        name == header::CONNECTION
+            || name == header::TE
+            || name == header::UPGRADE
+            || name == header::TRANSFER_ENCODING
+            || name == header::PROXY_AUTHORIZATION
+            || name == header::PROXY_AUTHENTICATE
+            || name == KEEP_ALIVE
+            || name == PROXY_CONNECTION
+    };
+    if !headers.keys().any(hop_by_hop) {
+        return hop;
+    }
     // The fields `Connection` names. One value is the usual case: no allocation
     // (a clone shares the value's bytes).
     let mut values = headers.get_all(header::CONNECTION).iter();

@@ -137,7 +137,8 @@ pub async fn shutdown_signal() {
 /// once, outside `make`, and clone it in; build the client inside, so that its
 /// connections live on the thread that uses them.
 ///
-/// `on_bound` is told the address bound (its port, when `addr` has port 0).
+/// `on_bound` is told the address bound (its port, when `addr` has port 0) once
+/// every thread listens on it.
 /// Blocks until every thread has drained; returns the first bind error at once.
 /// Unix only (elsewhere: one thread, one listener).
 pub fn serve_threads<S, B, M, D, F>(
@@ -177,24 +178,44 @@ where
     for _ in 1..threads {
         sockets.push(bind(bound)?);
     }
-    on_bound(bound);
     let make = std::sync::Arc::new((make, shutdown));
+    // Each thread says when its listener listens: only then is `on_bound` told.
+    let (listening, listened) = std::sync::mpsc::channel::<std::io::Result<()>>();
     let handles: Vec<_> = sockets
         .into_iter()
         .map(|socket| {
             let make = make.clone();
+            let listening = listening.clone();
             std::thread::spawn(move || -> std::io::Result<()> {
                 let runtime = tokio::runtime::Builder::new_current_thread()
                     .enable_all()
                     .build()?;
                 runtime.block_on(async move {
-                    let listener = socket.listen(1024)?;
+                    let listener = match socket.listen(1024) {
+                        Ok(listener) => listener,
+                        Err(err) => {
+                            let _ = listening
+                                .send(Err(std::io::Error::new(err.kind(), err.to_string())));
+                            return Err(err);
+                        }
+                    };
+                    let _ = listening.send(Ok(()));
+                    drop(listening);
                     let (make, shutdown) = &*make;
                     serve(listener, make(), shutdown()).await
                 })
             })
         })
         .collect();
+    drop(listening);
+    // Every thread reports once (or drops its sender when its runtime fails).
+    if listened
+        .iter()
+        .take(threads)
+        .all(|listened| listened.is_ok())
+    {
+        on_bound(bound);
+    }
     let mut result = Ok(());
     for handle in handles {
         let outcome = handle
