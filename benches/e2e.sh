@@ -1,14 +1,21 @@
 #!/usr/bin/env bash
 # End-to-end, on loopback, run by hand (not in CI):
 #   the reverse_proxy example with the whole GatewayLayer (release build),
-#   the same proxy with no middleware (--bare: axum's HandleErrorLayer answers 502),
+#   the same proxy core and client with no gateway layer (benches/baselines/bare_proxy.rs,
+#   the `bare_proxy` example: every client error a plain 502),
 #   nginx as a reverse proxy with one worker,
 # in front of nginx serving a fixed small body; interleaved rounds of wrk against
 # each, then the same with the upstream port closed (every answer a 502), then
 # three replicas of which one is dead (its port closed).
 #
-#   bash benches/e2e.sh                  # DURATION=10s ROUNDS=3 CONNECTIONS=64
+# Besides requests/s and p99, each row has the gateway process's CPU time per
+# request: its user + system time (/proc/PID/stat, before and after each wrk run)
+# over the requests wrk completed, the median of the rounds. On a shared machine
+# it is steadier than throughput.
+#
+#   bash benches/e2e.sh                  # DURATION=10s ROUNDS=3 CONNECTIONS=32
 #   DURATION=5s ROUNDS=2 bash benches/e2e.sh
+#   THREADS=2 bash benches/e2e.sh        # each gateway with two serving threads
 #
 # Installs wrk and nginx (Debian packages) if missing; stops everything it starts.
 set -euo pipefail
@@ -16,7 +23,7 @@ cd "$(dirname "$0")/.."
 
 DURATION=${DURATION:-10s}
 ROUNDS=${ROUNDS:-3}
-CONNECTIONS=${CONNECTIONS:-64}
+CONNECTIONS=${CONNECTIONS:-32}
 UPSTREAM=18080 NGINX=18081 NGINX_DEAD=18082 FULL=18083 BARE=18084 FULL_DEAD=18085 BARE_DEAD=18086 DEAD=18089
 UPSTREAM2=18090 UPSTREAM3=18091 FULL_SET=18087 NGINX_SET=18088
 
@@ -26,7 +33,7 @@ need() {
   apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
 }
 need wrk wrk
-need nginx nginx-light
+need nginx nginx
 
 work=$(mktemp -d)
 pids=()
@@ -66,43 +73,62 @@ nginx_conf proxy "
   server { listen 127.0.0.1:$NGINX; location / { proxy_pass http://live; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }
   server { listen 127.0.0.1:$NGINX_DEAD; location / { proxy_pass http://dead; } }"
 
-cargo build -q --release --example reverse_proxy
-bin=target/release/examples/reverse_proxy
-start() { "$bin" "$@" >/dev/null 2>&1 & pids+=($!); }
-start --listen 127.0.0.1:$FULL --upstream http://127.0.0.1:$UPSTREAM
-start --listen 127.0.0.1:$BARE --upstream http://127.0.0.1:$UPSTREAM --bare
-start --listen 127.0.0.1:$FULL_DEAD --upstream http://127.0.0.1:$DEAD
-start --listen 127.0.0.1:$BARE_DEAD --upstream http://127.0.0.1:$DEAD --bare
-start --listen 127.0.0.1:$FULL_SET --upstream http://127.0.0.1:$UPSTREAM \
+cargo build -q --release --example reverse_proxy --example bare_proxy
+bins=${CARGO_TARGET_DIR:-target}/release/examples
+declare -A pid_of # port -> the gateway process serving it
+# THREADS serving threads per gateway (default 1: the nginx proxy has one worker).
+start() { # binary, port, flags
+  local bin=$1 port=$2; shift 2
+  "$bins/$bin" --listen 127.0.0.1:$port --threads "${THREADS:-1}" "$@" >/dev/null 2>&1 & pids+=($!)
+  pid_of[$port]=$!
+}
+start reverse_proxy $FULL --upstream http://127.0.0.1:$UPSTREAM
+start bare_proxy $BARE --upstream http://127.0.0.1:$UPSTREAM
+start reverse_proxy $FULL_DEAD --upstream http://127.0.0.1:$DEAD
+start bare_proxy $BARE_DEAD --upstream http://127.0.0.1:$DEAD
+start reverse_proxy $FULL_SET --upstream http://127.0.0.1:$UPSTREAM \
   --upstream http://127.0.0.1:$UPSTREAM2 --upstream http://127.0.0.1:$UPSTREAM3
+# nginx's proxy: its one worker does the work (the master only waits).
+worker=$(pgrep -P "$(cat "$work/proxy.pid")" | head -1)
+for port in $NGINX $NGINX_DEAD $NGINX_SET; do pid_of[$port]=$worker; done
 for port in $UPSTREAM $NGINX $FULL $BARE $FULL_DEAD $BARE_DEAD $FULL_SET $NGINX_SET; do
   for _ in $(seq 50); do curl -s -o /dev/null "http://127.0.0.1:$port/" && break; sleep 0.1; done
 done
 
-# wrk's requests/sec and p99 (ms) for one run.
-measure() {
-  wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$1/" | awk '
+# A process's user + system CPU time so far, in clock ticks (fields 14 and 15 of
+# /proc/PID/stat, counted after the `)` that ends its name).
+ticks() { awk '{ sub(/.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; }
+hz=$(getconf CLK_TCK)
+
+# wrk's requests/sec, p99 (ms) and the gateway's CPU µs per request for one run.
+measure() { # port
+  local pid=${pid_of[$1]} before after out
+  before=$(ticks "$pid")
+  out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$1/")
+  after=$(ticks "$pid")
+  awk -v cpu=$((after - before)) -v hz="$hz" '
+    /requests in/ { n = $1 }
     /Requests\/sec/ { rps = $2 }
     /^ +99%/ { v = $2; if (v ~ /us$/) { sub(/us/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms/, "", v) } else if (v ~ /s$/) { sub(/s/, "", v); v *= 1000 } p99 = v }
-    END { printf "%s %s\n", rps, p99 }'
+    END { printf "%s %s %.1f\n", rps, p99, (n > 0 ? cpu / hz * 1e6 / n : 0) }' <<<"$out"
 }
 
-declare -A rps p99
+declare -A rps p99 cpu
 scenario() { # title, then name=port pairs
   local title=$1; shift
   for round in $(seq "$ROUNDS"); do
     for pair in "$@"; do
       local name=${pair%%=*} port=${pair##*=}
-      read -r r p < <(measure "$port")
-      rps[$name]="${rps[$name]:-} $r"; p99[$name]="${p99[$name]:-} $p"
+      read -r r p c < <(measure "$port")
+      rps[$name]="${rps[$name]:-} $r"; p99[$name]="${p99[$name]:-} $p"; cpu[$name]="${cpu[$name]:-} $c"
     done
   done
   echo
   echo "$title ($ROUNDS interleaved rounds of $DURATION, $CONNECTIONS connections; median of rounds)"
-  printf "  %-22s %12s %10s\n" gateway "requests/s" "p99 ms"
+  printf "  %-22s %12s %10s %16s\n" gateway "requests/s" "p99 ms" "CPU µs/request"
   for pair in "$@"; do
     local name=${pair%%=*}
-    printf "  %-22s %12s %10s\n" "$name" "$(median ${rps[$name]})" "$(median ${p99[$name]})"
+    printf "  %-22s %12s %10s %16s\n" "$name" "$(median ${rps[$name]})" "$(median ${p99[$name]})" "$(median ${cpu[$name]})"
   done
 }
 median() { printf "%s\n" "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
@@ -111,7 +137,9 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 echo "machine: $(nproc) cores, $(uname -r); $(date -u +%Y-%m-%d)"
 scenario "success path" full_stack=$FULL bare=$BARE nginx=$NGINX
 full=$(median ${rps[full_stack]}) bare=$(median ${rps[bare]}) ngx=$(median ${rps[nginx]})
-echo "  full stack / bare: $(ratio "$full" "$bare")   full stack / nginx: $(ratio "$full" "$ngx")"
+echo "  throughput: full stack / bare: $(ratio "$full" "$bare")   full stack / nginx: $(ratio "$full" "$ngx")"
+full=$(median ${cpu[full_stack]}) bare=$(median ${cpu[bare]}) ngx=$(median ${cpu[nginx]})
+echo "  CPU per request: full stack / bare: $(ratio "$full" "$bare")   full stack / nginx: $(ratio "$full" "$ngx")"
 scenario "failure path (upstream port closed: every answer a 502)" full_stack_502=$FULL_DEAD bare_502=$BARE_DEAD nginx_502=$NGINX_DEAD
 full=$(median ${rps[full_stack_502]}) bare=$(median ${rps[bare_502]}) ngx=$(median ${rps[nginx_502]})
 echo "  full stack / bare: $(ratio "$full" "$bare")   full stack / nginx: $(ratio "$full" "$ngx")"

@@ -59,6 +59,8 @@
 //!   replayable bodies.
 //! - [`bad_gateway`]: the middleware that answers, [`BadGatewayLayer`] and [`BadGateway`].
 //! - [`gateway`]: [`GatewayLayer`], the whole stack in the right order.
+//! - `proxy` (feature): what a gateway does around the stack: hop-by-hop and
+//!   forwarding headers, `Via`, base paths, upgrades, CONNECT refused.
 //! - `reqwest` / `reqwest013` (features): a `reqwest::Client` as a tower service.
 //! - `tonic` (feature): `GatewayError` → `tonic::Status`, and the layer that makes
 //!   every failure around a tonic `Channel` one.
@@ -83,6 +85,7 @@
 //! | `h2` | no | HTTP/2 reason codes (`REFUSED_STREAM`, `GOAWAY`) |
 //! | `axum` | no | `GatewayError` implements axum's `IntoResponse` |
 //! | `metrics` | no | counters and histograms through the `metrics` facade (see [`metrics`]) |
+//! | `proxy` | no | the proxy core ([`proxy`]): hop-by-hop and forwarding headers, `Via`, upgrades, CONNECT refused, a hyper server loop |
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -130,6 +133,9 @@ mod macros;
 pub mod metrics;
 pub mod otel;
 pub mod outcome;
+#[cfg(feature = "proxy")]
+#[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
+pub mod proxy;
 mod random;
 pub mod render;
 #[cfg(feature = "reqwest")]

@@ -98,7 +98,12 @@ where
         Poll::Ready(Ok(match result {
             Ok(res) => ex.pass(res),
             Err(error) => {
+                let mut ex = ex;
                 let err = ex.classify(error, Phase::AwaitHead);
+                if ex.next_hop.is_none() {
+                    // An origin-form request: the endpoint set below named it.
+                    ex.next_hop = err.next_hop().and_then(crate::error::NextHop::of_authority);
+                }
                 ex.measure(None, Some(err.kind().as_str()));
                 ex.answer(err)
             }
@@ -109,11 +114,20 @@ where
 impl Answering {
     /// An upstream answer: judged by the policy, then passed on with its body watched.
     #[inline]
-    fn pass<B>(self, res: Response<B>) -> Response<ResponseBody<B>>
+    #[cfg_attr(not(feature = "metrics"), allow(unused_mut))]
+    fn pass<B>(mut self, res: Response<B>) -> Response<ResponseBody<B>>
     where
         B: Body<Data = bytes::Bytes>,
         B::Error: Into<BoxError>,
     {
+        #[cfg(feature = "metrics")]
+        if self.next_hop.is_none() {
+            // An origin-form request: the endpoint set below says who answered.
+            self.next_hop = res
+                .extensions()
+                .get::<crate::upstreams::ServedBy>()
+                .map(|s| s.0);
+        }
         let policy = &self.settings.policy;
         let status = res.status();
         // RFC 9110 §15: a status outside 100..=599 is invalid, and a client must

@@ -11,7 +11,11 @@ pub(crate) struct NextHop {
 
 impl NextHop {
     pub(crate) fn of(uri: &http::Uri) -> Option<Self> {
-        let authority = uri.authority()?.as_str().as_bytes();
+        Self::of_authority(uri.authority()?)
+    }
+
+    pub(crate) fn of_authority(authority: &http::uri::Authority) -> Option<Self> {
+        let authority = authority.as_str().as_bytes();
         if authority.len() > 64 {
             return None;
         }

@@ -4,8 +4,11 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
-/// One replica of an upstream: a scheme (`http` or `https`) and an authority
-/// (host and optional port). Requests sent to it keep their path and query.
+/// One replica of an upstream: a scheme (`http` or `https`), an authority
+/// (host and optional port) and an optional base path. Requests sent to it keep
+/// their path and query, under the base path if it has one
+/// (`http://10.0.0.7:8080/api` sends `/orders?id=7` as `/api/orders?id=7`, as
+/// nginx's `proxy_pass http://host/api` does).
 ///
 /// Parsing checks everything a request would otherwise trip on later, and says
 /// what is wrong:
@@ -20,6 +23,11 @@ use std::str::FromStr;
 /// assert_eq!(err.to_string(), "upstream endpoint `10.0.0.7:8080`: no scheme (write http:// or https://)");
 /// assert!("ftp://files.internal".parse::<Endpoint>().is_err());
 /// assert!("http://".parse::<Endpoint>().is_err());
+///
+/// let api: Endpoint = "http://10.0.0.7:8080/api/".parse().unwrap();
+/// assert_eq!(api.base_path(), "/api");
+/// assert_eq!(api.to_string(), "http://10.0.0.7:8080/api");
+/// assert!("http://10.0.0.7:8080/?q=1".parse::<Endpoint>().is_err());
 /// ```
 ///
 /// An endpoint found by resolving a name ([`Dns`](super::Dns)) also has the
@@ -41,6 +49,8 @@ use std::str::FromStr;
 pub struct Endpoint {
     scheme: Scheme,
     authority: Authority,
+    /// The base path without its trailing `/`: empty for none.
+    base: Box<str>,
     address: Option<SocketAddr>,
 }
 
@@ -60,12 +70,17 @@ impl Endpoint {
         if authority.as_str().contains('@') {
             return Err(error(Problem::Credentials));
         }
-        if uri.path_and_query().is_some_and(|p| p.as_str() != "/") {
-            return Err(error(Problem::Path));
+        if uri.query().is_some() {
+            return Err(error(Problem::Query));
+        }
+        let base = uri.path().trim_end_matches('/');
+        if !base.is_empty() && !base.starts_with('/') {
+            return Err(error(Problem::Invalid));
         }
         Ok(Self {
             scheme,
             authority: authority.clone(),
+            base: base.into(),
             address: None,
         })
     }
@@ -75,6 +90,7 @@ impl Endpoint {
         Self {
             scheme: self.scheme.clone(),
             authority: self.authority.clone(),
+            base: self.base.clone(),
             address: Some(address),
         }
     }
@@ -119,14 +135,35 @@ impl Endpoint {
         &self.authority
     }
 
-    /// `uri` sent to this endpoint: its path and query, this scheme and authority.
+    /// The base path every request's path goes under, without its trailing `/`:
+    /// `""` for none.
+    pub fn base_path(&self) -> &str {
+        &self.base
+    }
+
+    /// `uri` sent to this endpoint: its path and query under this base path, this
+    /// scheme and authority. Without a base path nothing is copied.
     pub(crate) fn rewrite(&self, uri: Uri) -> Uri {
         let mut parts = uri.into_parts();
         parts.scheme = Some(self.scheme.clone());
         parts.authority = Some(self.authority.clone());
-        if parts.path_and_query.is_none() {
-            parts.path_and_query = Some(http::uri::PathAndQuery::from_static("/"));
-        }
+        let path = match parts.path_and_query.take() {
+            None => http::uri::PathAndQuery::from_static("/"),
+            Some(path) if self.base.is_empty() => path,
+            Some(path) => {
+                let rest = path.as_str();
+                // `*` (OPTIONS) and a path without its `/` get one.
+                let slash = if rest.starts_with('/') { "" } else { "/" };
+                let mut joined = String::with_capacity(self.base.len() + slash.len() + rest.len());
+                joined.push_str(&self.base);
+                joined.push_str(slash);
+                joined.push_str(rest);
+                // Cannot fail: both halves were valid path (and query) text.
+                http::uri::PathAndQuery::from_maybe_shared(bytes::Bytes::from(joined))
+                    .unwrap_or(path)
+            }
+        };
+        parts.path_and_query = Some(path);
         // Cannot fail: a scheme, an authority and a path are all there.
         Uri::from_parts(parts).unwrap_or_default()
     }
@@ -174,7 +211,7 @@ impl fmt::Debug for Endpoint {
 
 impl fmt::Display for Endpoint {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}://{}", self.scheme, self.authority)?;
+        write!(f, "{}://{}{}", self.scheme, self.authority, self.base)?;
         match self.address {
             Some(addr) => write!(f, " at {addr}"),
             None => Ok(()),
@@ -204,7 +241,7 @@ pub(crate) enum Problem {
     Scheme,
     NoHost,
     Credentials,
-    Path,
+    Query,
     Empty,
     Duplicate,
 }
@@ -233,7 +270,7 @@ impl fmt::Display for EndpointError {
             Problem::Scheme => "the scheme must be http or https",
             Problem::NoHost => "no host",
             Problem::Credentials => "credentials in the URL are not supported",
-            Problem::Path => "a path or query is not supported (requests keep their own)",
+            Problem::Query => "a query is not supported (requests keep their own)",
             Problem::Duplicate => "listed twice",
         };
         write!(f, "upstream endpoint `{}`: {problem}", self.input)
@@ -255,8 +292,8 @@ mod tests {
             ("unix:///run/app.sock", "the scheme must be http or https"),
             ("http://", "not a URL"),
             ("http://user:pw@host", "credentials"),
-            ("http://host/api", "a path or query"),
-            ("http://host/?q=1", "a path or query"),
+            ("http://host/?q=1", "a query is not supported"),
+            ("http://host/api?q=1", "a query is not supported"),
             ("http://ho st", "not a URL"),
             ("http://host\r\nx: y", "not a URL"),
         ] {
@@ -293,5 +330,27 @@ mod tests {
         assert_eq!(uri, "https://b.internal:8443/x");
         let uri = ep.rewrite("gateway.example:80".parse().unwrap());
         assert_eq!(uri, "https://b.internal:8443/");
+    }
+
+    #[test]
+    fn a_base_path_prefixes_the_request_path_and_keeps_its_query() {
+        for base in ["http://b:1/api", "http://b:1/api/", "http://b:1/api//"] {
+            let ep: Endpoint = base.parse().unwrap();
+            assert_eq!(ep.base_path(), "/api", "{base}");
+            assert_eq!(
+                ep.rewrite("/orders?id=7".parse().unwrap()),
+                "http://b:1/api/orders?id=7"
+            );
+            assert_eq!(ep.rewrite("/".parse().unwrap()), "http://b:1/api/");
+            assert_eq!(
+                ep.rewrite("http://evil.example/x".parse().unwrap()),
+                "http://b:1/api/x"
+            );
+        }
+        let root: Endpoint = "http://b:1/".parse().unwrap();
+        assert_eq!(root.base_path(), "");
+        assert_eq!(root, "http://b:1".parse().unwrap());
+        let other: Endpoint = "http://b:1/v2".parse().unwrap();
+        assert_ne!(other, "http://b:1/api".parse().unwrap());
     }
 }

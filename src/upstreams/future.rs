@@ -118,6 +118,12 @@ where
                     {
                         res.extensions_mut().insert(AnsweredBy(pick.key()));
                     }
+                    #[cfg(feature = "metrics")]
+                    if let Some(hop) =
+                        crate::error::NextHop::of_authority(pick.endpoint().authority())
+                    {
+                        res.extensions_mut().insert(super::ServedBy(hop));
+                    }
                     Poll::Ready(Ok(res))
                 }
                 Err(error) => {

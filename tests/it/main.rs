@@ -18,6 +18,7 @@ mod invariants;
 mod load_under_faults;
 mod observability;
 mod one_classifier;
+mod proxy;
 mod retry;
 mod reverse_proxy;
 mod timed_out_attempts;

@@ -714,13 +714,16 @@ async fn a_websocket_upgrade_passes_through_and_the_two_connections_are_joined_b
     }
 }
 
+/// An upstream may ignore an upgrade and answer as to a plain request (RFC 9110
+/// §7.8): its `200` passes through, as nginx and Envoy pass it (issue 21; it was a
+/// `502 http_upgrade_failed` before), and so do its refusals.
 #[tokio::test]
-async fn an_upgrade_the_upstream_ignores_is_http_upgrade_failed_and_its_refusal_passes_through() {
+async fn an_upgrade_the_upstream_ignores_passes_through_and_so_does_its_refusal() {
     let upstream = upgrading_upstream().await;
     let gateway = proxy(upstream, Options::default()).await;
     let (head, _) = ask_upgrade(gateway, "/plain").await;
-    assert!(head.starts_with("http/1.1 502 "), "{head}");
-    assert!(head.contains("error=http_upgrade_failed"), "{head}");
+    assert!(head.starts_with("http/1.1 200 "), "{head}");
+    assert!(!head.contains("proxy-status"), "{head}");
     let (head, _) = ask_upgrade(gateway, "/auth").await;
     assert!(head.starts_with("http/1.1 401 "), "{head}");
 }
@@ -878,4 +881,156 @@ async fn a_replica_failing_its_health_path_gets_no_requests_through_the_proxy() 
         }
     })
     .await;
+}
+
+/// `--upstream http://NAME:PORT --dns-server ADDR`: the replicas are the name's
+/// addresses (two here, on 127.0.0.2 and 127.0.0.3), both get requests, and each
+/// request keeps the name in `Host`.
+#[tokio::test]
+async fn an_upstream_by_name_is_its_addresses_and_requests_keep_the_name() {
+    use std::net::Ipv4Addr;
+    use support::{DnsServer, Replica, Zone};
+    let ips = [Ipv4Addr::new(127, 0, 0, 2), Ipv4Addr::new(127, 0, 0, 3)];
+    let replicas = Replica::start_at(&["two", "three"], &ips).await;
+    let port = replicas[0].addr.port();
+    let dns = DnsServer::start(Zone::Records(ips.to_vec(), 30)).await;
+    let options = Options::parse(
+        ["--dns-server", &dns.addr.to_string()]
+            .iter()
+            .map(|s| s.to_string()),
+    )
+    .unwrap();
+    let proxy = proxy_to(&[format!("http://orders.test:{port}")], options).await;
+    let client = client();
+    support::within("both addresses answer", async {
+        let mut seen = std::collections::HashSet::new();
+        while seen.len() < 2 {
+            let res = client
+                .get(format!("http://{proxy}/orders"))
+                .send()
+                .await
+                .unwrap();
+            if res.status() == 200 {
+                seen.insert(res.text().await.unwrap());
+            } else {
+                // Before the first answer of the name server: 503, come back soon.
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+    })
+    .await;
+    for replica in &replicas {
+        let hosts = replica.hosts();
+        assert!(!hosts.is_empty());
+        assert!(
+            hosts.iter().all(|h| *h == format!("orders.test:{port}")),
+            "{hosts:?}"
+        );
+    }
+}
+
+/// `--upstream https://NAME:PORT --ca-file PATH`: TLS to the address the name
+/// resolved to, SNI and verification by the name, with the roots of the file;
+/// with another CA's roots, `502` and `tls_certificate_error`.
+#[tokio::test]
+async fn an_https_upstream_is_verified_by_name_with_the_ca_file() {
+    use support::tls::{Ca, TlsUpstream};
+    use support::{DnsServer, Zone};
+    let ca = Ca::new("reverse_proxy test ca");
+    let upstream = TlsUpstream::start(ca.leaf(&["orders.test"])).await;
+    let port = upstream.addr.port();
+    let dns = DnsServer::start(Zone::Records(vec![std::net::Ipv4Addr::LOCALHOST], 30)).await;
+    let dir = std::env::temp_dir().join(format!("tbg-ca-{}-{port}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let (good, other) = (dir.join("good.pem"), dir.join("other.pem"));
+    std::fs::write(&good, ca.pem()).unwrap();
+    std::fs::write(&other, Ca::new("another ca").pem()).unwrap();
+    let get = |ca_file: &std::path::Path| {
+        let options = Options::parse(
+            [
+                "--dns-server",
+                &dns.addr.to_string(),
+                "--ca-file",
+                ca_file.to_str().unwrap(),
+            ]
+            .iter()
+            .map(|s| s.to_string()),
+        )
+        .unwrap();
+        let upstream = format!("https://orders.test:{port}");
+        async move {
+            let proxy = proxy_to(&[upstream], options).await;
+            support::within("an answer past the first lookup", async {
+                loop {
+                    let res = client()
+                        .get(format!("http://{proxy}/orders"))
+                        .send()
+                        .await
+                        .unwrap();
+                    if res.status() != 503 {
+                        return res;
+                    }
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                }
+            })
+            .await
+        }
+    };
+    let res = get(&good).await;
+    assert_eq!(res.status(), 200);
+    assert!(
+        upstream
+            .server_names()
+            .contains(&Some("orders.test".to_owned())),
+        "SNI is the name: {:?}",
+        upstream.server_names()
+    );
+    let res = get(&other).await;
+    assert_eq!(res.status(), 502);
+    let proxy_status = res.headers()["proxy-status"].to_str().unwrap().to_owned();
+    assert!(
+        proxy_status.contains("error=tls_certificate_error"),
+        "{proxy_status}"
+    );
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn the_dns_and_tls_flags_are_checked() {
+    let parse = |args: &[&str]| Options::parse(args.iter().map(|s| s.to_string()));
+    let ok = parse(&[
+        "--dns-server",
+        "127.0.0.1:5353",
+        "--dns-min-ttl-ms",
+        "1000",
+        "--ca-file",
+        "/x.pem",
+    ])
+    .unwrap();
+    assert_eq!(ok.dns_server, Some("127.0.0.1:5353".parse().unwrap()));
+    assert_eq!(ok.dns_min_ttl, 1000 * MS);
+    assert_eq!(ok.ca_file.as_deref(), Some(std::path::Path::new("/x.pem")));
+    assert_eq!(Options::default().dns_min_ttl, 5000 * MS);
+    assert!(
+        parse(&["--dns-server", "nowhere"])
+            .unwrap_err()
+            .contains("--dns-server")
+    );
+    assert!(
+        parse(&["--dns-min-ttl-ms", "soon"])
+            .unwrap_err()
+            .contains("--dns-min-ttl-ms")
+    );
+    assert!(
+        parse(&["--upstream", "ftp://x:1"])
+            .unwrap_err()
+            .contains("https://")
+    );
+    assert!(parse(&["--upstream", "https://x:1"]).is_ok());
+    // A CA file that cannot be read is a clear error when the proxy is built.
+    let options = parse(&["--ca-file", "/nonexistent/ca.pem"]).unwrap();
+    let err = reverse_proxy::app(&options, &["https://127.0.0.1:1".parse().unwrap()])
+        .err()
+        .unwrap();
+    assert!(err.contains("--ca-file /nonexistent/ca.pem"), "{err}");
 }
