@@ -335,7 +335,7 @@ impl Peers for Shared {
         let (mut sum, mut seen) = (0u64, 0u64);
         let mut visit = |s: &Arc<EndpointState>| {
             if !std::ptr::eq(s.as_ref(), state) {
-                if let Some(rate) = s.window_rate() {
+                if let Some(rate) = s.window_rate(self.policy.rate_window) {
                     sum += u64::from(rate);
                     seen += 1;
                 }

@@ -60,8 +60,42 @@ impl EndpointState {
         (rate >= peer + peer.max(policy.rate_margin)).then_some(peer)
     }
 
-    /// The last window's failure rate, in thousandths, if one closed.
-    pub(in crate::upstreams) fn window_rate(&self) -> Option<u32> {
-        self.rate.load(Ordering::Relaxed).checked_sub(1)
+    /// The last window's failure rate, in thousandths, if one closed; else the
+    /// rate of the window under way once it holds at least half of `window`
+    /// outcomes, so that the first endpoint to fill a window has peers to be
+    /// judged against (peers' windows fill at about the same pace).
+    pub(in crate::upstreams) fn window_rate(&self, window: u32) -> Option<u32> {
+        if let Some(rate) = self.rate.load(Ordering::Relaxed).checked_sub(1) {
+            return Some(rate);
+        }
+        let current = self.window.load(Ordering::Relaxed);
+        let (outcomes, failures) = (u64::from(current as u32), current >> 32);
+        (outcomes > 0 && outcomes * 2 >= u64::from(window))
+            .then(|| u32::try_from(failures.min(outcomes) * 1000 / outcomes).unwrap_or(1000))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::{EndpointState, Verdict};
+
+    #[test]
+    fn a_window_under_way_counts_for_the_peers_once_half_full() {
+        let s = EndpointState::new("http://127.0.0.1:1".parse().unwrap());
+        for i in 0..24 {
+            let outcome = if i % 4 == 0 {
+                Verdict::Failure
+            } else {
+                Verdict::Success
+            };
+            assert_eq!(s.count_in_window(outcome, 50), None);
+        }
+        assert_eq!(s.window_rate(50), None, "24 of 50: not yet");
+        let _ = s.count_in_window(Verdict::Success, 50);
+        assert_eq!(s.window_rate(50), Some(240), "25 of 50, 6 failures");
+        for _ in 0..25 {
+            let _ = s.count_in_window(Verdict::Failure, 50);
+        }
+        assert_eq!(s.window_rate(50), Some(620), "the closed window's rate");
     }
 }
