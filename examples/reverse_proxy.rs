@@ -386,14 +386,17 @@ fn app_with(o: &Options, upstreams: &[Uri], set: EndpointSet) -> Result<App, Str
     Ok(ProxyLayer::new().upstream_http2(o.http2).layer(gateway))
 }
 
-/// The Prometheus recorder the gateway's metrics go to (buckets in seconds).
+/// The Prometheus recorder the gateway's metrics go to: the durations in the
+/// OpenTelemetry conventions' buckets, and the recommended naming (`_total` on
+/// counters, `_seconds` on durations), as Prometheus users and OpenTelemetry's own
+/// Prometheus translation expect.
 pub fn metrics_recorder() -> metrics_exporter_prometheus::PrometheusRecorder {
-    let buckets = [
-        0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-    ];
-    metrics_exporter_prometheus::PrometheusBuilder::new()
-        .set_buckets(&buckets)
+    use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
+    use tower_bad_gateway::metrics::DURATION_BUCKETS;
+    PrometheusBuilder::new()
+        .set_buckets_for_metric(Matcher::Suffix("duration".into()), &DURATION_BUCKETS)
         .expect("the buckets are not empty")
+        .with_recommended_naming(true)
         .build_recorder()
 }
 

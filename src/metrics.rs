@@ -8,7 +8,8 @@
 //!
 //! | metric | type | labels | what |
 //! |---|---|---|---|
-//! | `http.client.request.duration` | histogram, seconds | `http.request.method`, `server.address`, `http.response.status_code` (when the upstream answered), `error.type` (on failure) | each exchange [`BadGateway`](crate::BadGateway) sees, all attempts, until the response head or the failure |
+//! | `http.client.request.duration` | histogram, seconds | `http.request.method`, `server.address` and `server.port` (the endpoint the attempt went to: the replica an endpoint set picked, else the request URI's), `http.response.status_code` (when the upstream answered), `error.type` (on failure) | each attempt, as the conventions define it, until the response head or the failure; recorded by the [`Upstreams`](crate::upstreams::Upstreams) layer every [`GatewayLayer`](crate::GatewayLayer) has |
+//! | `tower_bad_gateway.exchange.duration` | histogram, seconds | `http.request.method`, `http.response.status_code`, `error.type` | each exchange [`BadGateway`](crate::BadGateway) sees, all its attempts, until the response head or the failure |
 //! | `tower_bad_gateway.failures` | counter, `{failure}` | `error.type`, `tower_bad_gateway.phase` | each failure reported (the failure event), before the head or mid-body |
 //! | `tower_bad_gateway.intercepted` | counter, `{response}` | `http.response.status_code` | each upstream error answer the [`ResponsePolicy`](crate::ResponsePolicy) intercepted (replaced by the gateway's page) |
 //! | `tower_bad_gateway.retries` | counter, `{retry}` | `error.type` | each retry a [`RetryLayer`](crate::retry::RetryLayer) makes: one resend in OpenTelemetry's `http.request.resend_count` sense (an exchange of *n* attempts adds *n* − 1) |
@@ -41,8 +42,11 @@ use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
 use std::time::Duration;
 
-/// `http.client.request.duration`.
+/// `http.client.request.duration`: each attempt, as OpenTelemetry's conventions
+/// define it (one HTTP client request per attempt).
 pub const REQUEST_DURATION: &str = "http.client.request.duration";
+/// `tower_bad_gateway.exchange.duration`: each exchange, all its attempts.
+pub const EXCHANGE_DURATION: &str = "tower_bad_gateway.exchange.duration";
 /// `tower_bad_gateway.failures`.
 pub const FAILURES: &str = "tower_bad_gateway.failures";
 /// `tower_bad_gateway.retries`.
@@ -88,7 +92,13 @@ pub fn describe() {
         r.describe_histogram(
             REQUEST_DURATION.into(),
             Some(Unit::Seconds),
-            "Duration of each exchange with the upstream, all attempts, until the response head or the failure.".into(),
+            "Duration of each attempt to the upstream, until the response head or the failure."
+                .into(),
+        );
+        r.describe_histogram(
+            EXCHANGE_DURATION.into(),
+            Some(Unit::Seconds),
+            "Duration of each exchange with the upstream, all its attempts, until the response head or the failure.".into(),
         );
         // OpenTelemetry's units for counts are annotations (`{failure}`); the
         // `metrics` crate's is a count.
@@ -144,6 +154,7 @@ fn status_label(status: StatusCode) -> SharedString {
 /// cache of `http.client.request.duration` keys.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct Labels {
+    name: &'static str,
     method: &'static str,
     next_hop: Option<NextHop>,
     status: Option<StatusCode>,
@@ -190,16 +201,49 @@ type KeyMap = HashMap<Labels, &'static Key, BuildHasherDefault<Fx>>;
 /// label set not seen before.
 type KeyCache = arc_swap::ArcSwap<KeyMap>;
 
-/// One exchange, as [`BadGateway`](crate::BadGateway) saw it: `status` when the
-/// upstream answered, `error` (a token) when the exchange failed or the answer
-/// was rejected.
-///
-/// The key of each label set is built (allocated and hashed) once and kept, so
-/// an exchange costs a cache lookup, not two allocations and a hash of the
-/// labels, with or without a recorder: at most [`MAX_CACHED_KEYS`] keys
-/// (a few hundred bytes each) live for the rest of the process.
+/// One exchange, as [`BadGateway`](crate::BadGateway) saw it, in
+/// `tower_bad_gateway.exchange.duration`: `status` when the upstream answered,
+/// `error` (a token) when the exchange failed or the answer was rejected.
 pub(crate) fn exchange(
     method: &Method,
+    status: Option<StatusCode>,
+    error: Option<&'static str>,
+    duration: Duration,
+) {
+    record_duration(EXCHANGE_DURATION, method, None, status, error, duration);
+}
+
+/// One attempt, to the endpoint `next_hop` names, in
+/// `http.client.request.duration`.
+pub(crate) fn attempt(
+    method: &'static str,
+    next_hop: Option<&NextHop>,
+    status: Option<StatusCode>,
+    error: Option<&'static str>,
+    duration: Duration,
+) {
+    record_duration_named(REQUEST_DURATION, method, next_hop, status, error, duration);
+}
+
+fn record_duration(
+    name: &'static str,
+    method: &Method,
+    next_hop: Option<&NextHop>,
+    status: Option<StatusCode>,
+    error: Option<&'static str>,
+    duration: Duration,
+) {
+    let method = crate::otel::method(method);
+    record_duration_named(name, method, next_hop, status, error, duration);
+}
+
+/// The key of each label set is built (allocated and hashed) once and kept, so
+/// a record costs a cache lookup, not two allocations and a hash of the labels,
+/// with or without a recorder: at most [`MAX_CACHED_KEYS`] keys (a few hundred
+/// bytes each) live for the rest of the process.
+fn record_duration_named(
+    name: &'static str,
+    method: &'static str,
     next_hop: Option<&NextHop>,
     status: Option<StatusCode>,
     error: Option<&'static str>,
@@ -207,7 +251,8 @@ pub(crate) fn exchange(
 ) {
     static KEYS: OnceLock<KeyCache> = OnceLock::new();
     let labels = Labels {
-        method: crate::otel::method(method),
+        name,
+        method,
         next_hop: next_hop.copied(),
         status,
         error,
@@ -240,13 +285,16 @@ pub(crate) fn exchange(
     record(key);
 }
 
-/// The `http.client.request.duration` key for `labels`.
+/// The duration key for `labels`.
 fn exchange_key(l: &Labels) -> Key {
-    let mut labels = Vec::with_capacity(4);
+    let mut labels = Vec::with_capacity(5);
     labels.push(Label::from_static_parts("http.request.method", l.method));
     let (next_hop, status, error) = (l.next_hop.as_ref(), l.status, l.error);
     if let Some(host) = next_hop.and_then(NextHop::host) {
         labels.push(Label::new("server.address", host.to_owned()));
+        if let Some(port) = next_hop.and_then(NextHop::port) {
+            labels.push(Label::new("server.port", port.to_string()));
+        }
     }
     if let Some(status) = status {
         labels.push(Label::new(
@@ -262,7 +310,7 @@ fn exchange_key(l: &Labels) -> Key {
     if let Some(error) = error {
         labels.push(Label::new("error.type", error));
     }
-    Key::from_parts(REQUEST_DURATION, labels)
+    Key::from_parts(l.name, labels)
 }
 
 /// A failure reported once (the failure event).

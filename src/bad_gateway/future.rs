@@ -114,20 +114,11 @@ where
 impl Answering {
     /// An upstream answer: judged by the policy, then passed on with its body watched.
     #[inline]
-    #[cfg_attr(not(feature = "metrics"), allow(unused_mut))]
-    fn pass<B>(mut self, res: Response<B>) -> Response<ResponseBody<B>>
+    fn pass<B>(self, res: Response<B>) -> Response<ResponseBody<B>>
     where
         B: Body<Data = bytes::Bytes>,
         B::Error: Into<BoxError>,
     {
-        #[cfg(feature = "metrics")]
-        if self.next_hop.is_none() {
-            // An origin-form request: the endpoint set below says who answered.
-            self.next_hop = res
-                .extensions()
-                .get::<crate::upstreams::ServedBy>()
-                .map(|s| s.0);
-        }
         let policy = &self.settings.policy;
         let status = res.status();
         // RFC 9110 §15: a status outside 100..=599 is invalid, and a client must
@@ -184,13 +175,7 @@ impl Answering {
     /// Records the exchange: the upstream's `status` when it answered, the
     /// `error` token on failure.
     fn measure(&self, status: Option<http::StatusCode>, error: Option<&'static str>) {
-        super::report::exchange(
-            self.info.method(),
-            self.next_hop.as_ref(),
-            status,
-            error,
-            self.start,
-        );
+        super::report::exchange(self.info.method(), status, error, self.start);
     }
 
     /// A synthetic answer to an upstream answer that is not passed on. The

@@ -45,19 +45,19 @@ pub(super) fn intercepted(status: StatusCode, info: &RequestInfo, next_hop: Opti
     }
 }
 
-/// An exchange, in `http.client.request.duration` (feature `metrics`): the
-/// upstream's `status` when it answered, the `error` token on failure. The clock
-/// is read only when it is recorded.
+/// An exchange, in `tower_bad_gateway.exchange.duration` (feature `metrics`):
+/// the upstream's `status` when it answered, the `error` token on failure. The
+/// clock is read only when it is recorded. (Each attempt is in
+/// `http.client.request.duration`, recorded by the endpoint layer below.)
 #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
 pub(super) fn exchange(
     method: &Method,
-    next_hop: Option<&NextHop>,
     status: Option<StatusCode>,
     error: Option<&'static str>,
     start: Instant,
 ) {
     #[cfg(feature = "metrics")]
-    crate::metrics::exchange(method, next_hop, status, error, start.elapsed());
+    crate::metrics::exchange(method, status, error, start.elapsed());
 }
 
 /// The failure event: OpenTelemetry's names where they exist (`error.type`,

@@ -39,6 +39,14 @@ impl NextHop {
         Some(host).filter(|h| !h.is_empty())
     }
 
+    /// The port, when the authority has one.
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(crate) fn port(&self) -> Option<u16> {
+        let authority = std::str::from_utf8(&self.buf[..usize::from(self.len)]).ok()?;
+        let (_, port) = authority.rsplit_once(':')?;
+        port.parse().ok()
+    }
+
     pub(crate) fn authority(&self) -> Option<http::uri::Authority> {
         http::uri::Authority::try_from(&self.buf[..usize::from(self.len)]).ok()
     }

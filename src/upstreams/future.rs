@@ -1,5 +1,6 @@
 use super::health::Verdict;
 use super::pick::{Pick, Unavailable};
+use super::report::Attempt;
 use super::set::Unresolved;
 use super::{AnsweredBy, NoHealthyEndpoint};
 use crate::classify::Classifier;
@@ -41,12 +42,14 @@ pin_project! {
         Passthrough {
             #[pin]
             future: F,
+            attempt: Attempt,
         },
         Picked {
             #[pin]
             future: F,
             pick: Pick,
             classifier: Arc<Classifier>,
+            attempt: Attempt,
         },
         Unavailable {
             unavailable: Unavailable,
@@ -55,18 +58,24 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn passthrough(future: F) -> Self {
+    pub(super) fn passthrough(future: F, attempt: Attempt) -> Self {
         Self {
-            kind: Kind::Passthrough { future },
+            kind: Kind::Passthrough { future, attempt },
         }
     }
 
-    pub(super) fn picked(future: F, pick: Pick, classifier: Arc<Classifier>) -> Self {
+    pub(super) fn picked(
+        future: F,
+        pick: Pick,
+        classifier: Arc<Classifier>,
+        attempt: Attempt,
+    ) -> Self {
         Self {
             kind: Kind::Picked {
                 future,
                 pick,
                 classifier,
+                attempt,
             },
         }
     }
@@ -99,14 +108,26 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Passthrough { future } => future.poll(cx).map_err(Into::into),
+            KindProj::Passthrough { future, attempt } => match ready!(future.poll(cx)) {
+                Ok(res) => {
+                    attempt.answered(res.status());
+                    Poll::Ready(Ok(res))
+                }
+                Err(error) => {
+                    let error: BoxError = error.into();
+                    attempt.failed_with(&*error);
+                    Poll::Ready(Err(error))
+                }
+            },
             KindProj::Picked {
                 future,
                 pick,
                 classifier,
+                attempt,
             } => match ready!(future.poll(cx)) {
                 Ok(mut res) => {
                     let status = res.status();
+                    attempt.answered(status);
                     let counts = pick.policy().counts_answer(status, res.headers());
                     pick.record(if counts {
                         Verdict::Failure
@@ -118,18 +139,13 @@ where
                     {
                         res.extensions_mut().insert(AnsweredBy(pick.key()));
                     }
-                    #[cfg(feature = "metrics")]
-                    if let Some(hop) =
-                        crate::error::NextHop::of_authority(pick.endpoint().authority())
-                    {
-                        res.extensions_mut().insert(super::ServedBy(hop));
-                    }
                     Poll::Ready(Ok(res))
                 }
                 Err(error) => {
                     let err = classifier
                         .classify_owned(error.into(), Phase::AwaitHead)
                         .with_next_hop(pick.hop().clone());
+                    attempt.failed(err.kind());
                     let counts = pick.policy().counts_error(&err);
                     pick.record(if counts {
                         Verdict::Failure

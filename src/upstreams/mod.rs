@@ -219,13 +219,6 @@ impl Tried {
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct AnsweredBy(pub(crate) u64);
 
-/// The endpoint that answered, on every answer (feature `metrics`): the
-/// exchange's `server.address` when the request's own URI names none (a proxy
-/// sends origin-form URIs and lets the set choose).
-#[cfg(feature = "metrics")]
-#[derive(Clone, Copy)]
-pub(crate) struct ServedBy(pub(crate) crate::error::NextHop);
-
 /// The source of the error a request gets when no endpoint may take it.
 #[derive(Debug)]
 pub(crate) enum NoHealthyEndpoint {

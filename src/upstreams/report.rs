@@ -147,3 +147,80 @@ pub(super) fn lookup_failed(name: &Endpoint, reason: &str) {
     #[cfg(feature = "tracing")]
     tracing::warn!(name = %name, reason, "upstream name lookup failed");
 }
+
+/// One attempt, for `http.client.request.duration` (feature `metrics`): when it
+/// started, its method and the endpoint it went to; nothing without the feature.
+pub(crate) struct Attempt {
+    #[cfg(feature = "metrics")]
+    start: tokio::time::Instant,
+    #[cfg(feature = "metrics")]
+    method: &'static str,
+    #[cfg(feature = "metrics")]
+    hop: Option<crate::error::NextHop>,
+    /// What a passthrough attempt's error is classified by (a picked one's is
+    /// classified anyway).
+    #[cfg(feature = "metrics")]
+    classifier: Option<std::sync::Arc<crate::classify::Classifier>>,
+}
+
+impl Attempt {
+    /// An attempt of a request with `method` to the endpoint `hop` names, starting
+    /// now; `classifier` for the errors of one that is not picked (passthrough).
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(super) fn start(
+        method: &http::Method,
+        hop: Option<&http::uri::Authority>,
+        classifier: impl FnOnce() -> Option<std::sync::Arc<crate::classify::Classifier>>,
+    ) -> Self {
+        Self {
+            #[cfg(feature = "metrics")]
+            start: tokio::time::Instant::now(),
+            #[cfg(feature = "metrics")]
+            method: crate::otel::method(method),
+            #[cfg(feature = "metrics")]
+            hop: hop.and_then(crate::error::NextHop::of_authority),
+            #[cfg(feature = "metrics")]
+            classifier: classifier(),
+        }
+    }
+
+    /// The upstream answered with `status`.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(super) fn answered(&self, status: http::StatusCode) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::attempt(
+            self.method,
+            self.hop.as_ref(),
+            Some(status),
+            None,
+            self.start.elapsed(),
+        );
+    }
+
+    /// The attempt failed, as `kind`.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(super) fn failed(&self, kind: crate::error::ErrorKind) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::attempt(
+            self.method,
+            self.hop.as_ref(),
+            None,
+            Some(kind.as_str()),
+            self.start.elapsed(),
+        );
+    }
+
+    /// A passthrough attempt failed with `error`: classified (by the rules the
+    /// request carries) only to be recorded.
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    pub(super) fn failed_with(&self, error: &(dyn std::error::Error + 'static)) {
+        #[cfg(feature = "metrics")]
+        if let Some(classifier) = &self.classifier {
+            self.failed(
+                classifier
+                    .classify(error, crate::error::Phase::AwaitHead)
+                    .kind(),
+            );
+        }
+    }
+}

@@ -1,5 +1,6 @@
 use super::layer::Steering;
 use super::pick::{Pick, Unavailable};
+use super::report::Attempt;
 use super::{Address, EndpointSet, ResponseFuture, Tried, UpstreamsLayer};
 use crate::classify::Carried;
 use crate::error::BoxError;
@@ -107,7 +108,11 @@ where
 
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let Some(set) = &self.steering.set else {
-            return ResponseFuture::passthrough(self.inner.call(req));
+            let steering = &self.steering;
+            let attempt = Attempt::start(req.method(), req.uri().authority(), || {
+                Some(Carried::read(&steering.classifier, req.extensions()))
+            });
+            return ResponseFuture::passthrough(self.inner.call(req), attempt);
         };
         // The retry layer adds it only after an attempt, so it is never empty.
         let tried = req.extensions().get::<Tried>();
@@ -138,7 +143,8 @@ where
                 }
                 // Judged by the classifier the request carries, with this layer's.
                 let classifier = Carried::read(&self.steering.classifier, req.extensions());
-                ResponseFuture::picked(self.inner.call(req), pick, classifier)
+                let attempt = Attempt::start(req.method(), Some(pick.hop()), || None);
+                ResponseFuture::picked(self.inner.call(req), pick, classifier, attempt)
             }
             Err(unavailable) => ResponseFuture::unavailable(unavailable),
         }

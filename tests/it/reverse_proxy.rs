@@ -729,8 +729,10 @@ async fn an_upgrade_the_upstream_ignores_passes_through_and_so_does_its_refusal(
 }
 
 /// `--metrics`: the example's Prometheus endpoint, scraped with a real client,
-/// shows a refused connection (a failure, two retries, the exchange's duration
-/// with its `error.type`) and a success (its status code), each with its labels.
+/// shows a refused connection (a failure, two retries, each attempt's duration
+/// with the endpoint and `error.type`, the whole exchange's) and a success (its
+/// status code), each with its labels, in the conventions' buckets and with the
+/// recommended names (`_total`, `_seconds`).
 /// The recorder is this test's own (a thread-local default: the test's runtime,
 /// its servers and clients run on its thread), so other tests cannot move it.
 #[tokio::test]
@@ -786,37 +788,56 @@ async fn metrics_show_a_refused_connection_its_retries_and_a_success_with_their_
         .unwrap();
     let value = |series: &str| support::prometheus_value(&text, series);
     assert_eq!(
-        value(r#"tower_bad_gateway_retries{error_type="connection_refused"}"#),
+        value(r#"tower_bad_gateway_retries_total{error_type="connection_refused"}"#),
         Some(2.0),
         "{text}"
     );
     assert_eq!(
         value(
-            r#"tower_bad_gateway_failures{error_type="connection_refused",tower_bad_gateway_phase="connect"}"#
+            r#"tower_bad_gateway_failures_total{error_type="connection_refused",tower_bad_gateway_phase="connect"}"#
+        ),
+        Some(1.0),
+        "{text}"
+    );
+    // Each attempt, with the endpoint's address and port: three refused.
+    let (refused_port, ok_port, unavailable_port) = (
+        refused.addr.port(),
+        upstream.addr.port(),
+        unavailable.addr.port(),
+    );
+    assert_eq!(
+        value(&format!(
+            r#"http_client_request_duration_seconds_count{{http_request_method="GET",server_address="127.0.0.1",server_port="{refused_port}",error_type="connection_refused"}}"#
+        )),
+        Some(3.0),
+        "{text}"
+    );
+    // The whole exchange, once, in the crate's own metric.
+    assert_eq!(
+        value(
+            r#"tower_bad_gateway_exchange_duration_seconds_count{http_request_method="GET",error_type="connection_refused"}"#
         ),
         Some(1.0),
         "{text}"
     );
     assert_eq!(
-        value(
-            r#"http_client_request_duration_count{http_request_method="GET",server_address="127.0.0.1",error_type="connection_refused"}"#
-        ),
+        value(&format!(
+            r#"http_client_request_duration_seconds_count{{http_request_method="POST",server_address="127.0.0.1",server_port="{ok_port}",http_response_status_code="200"}}"#
+        )),
         Some(1.0),
         "{text}"
     );
     assert_eq!(
-        value(
-            r#"http_client_request_duration_count{http_request_method="POST",server_address="127.0.0.1",http_response_status_code="200"}"#
-        ),
-        Some(1.0),
-        "{text}"
-    );
-    assert_eq!(
-        value(
-            r#"http_client_request_duration_count{http_request_method="_OTHER",server_address="127.0.0.1",http_response_status_code="503",error_type="503"}"#
-        ),
+        value(&format!(
+            r#"http_client_request_duration_seconds_count{{http_request_method="_OTHER",server_address="127.0.0.1",server_port="{unavailable_port}",http_response_status_code="503",error_type="503"}}"#
+        )),
         Some(1.0),
         "an error status is the error.type; an unknown method is _OTHER: {text}"
+    );
+    // The conventions' bucket boundaries.
+    assert!(
+        text.contains(r#"le="0.075""#) && text.contains(r#"le="7.5""#),
+        "{text}"
     );
     for secret in ["secret-query", "secret-id", "/orders", "PURGE"] {
         assert!(!text.contains(secret), "a label carries {secret}: {text}");
@@ -1033,4 +1054,57 @@ fn the_dns_and_tls_flags_are_checked() {
         .err()
         .unwrap();
     assert!(err.contains("--ca-file /nonexistent/ca.pem"), "{err}");
+}
+
+/// Behind an endpoint set of two replicas and one dead, each attempt's duration
+/// names the replica it went to (address and port), the dead one's with its
+/// error: never the address the client asked the gateway for.
+#[tokio::test]
+async fn the_duration_histogram_names_each_replica_an_attempt_went_to() {
+    let recorder = reverse_proxy::metrics_recorder();
+    let handle = recorder.handle();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    tower_bad_gateway::metrics::describe();
+    let (a, b) = (
+        support::Replica::start("a").await,
+        support::Replica::start("b").await,
+    );
+    let dead = support::refused_port();
+    let urls: Vec<String> = [a.addr, b.addr, dead.addr]
+        .iter()
+        .map(|addr| format!("http://{addr}"))
+        .collect();
+    let gateway = proxy_to(&urls, Options::default()).await;
+    let client = client();
+    for _ in 0..30 {
+        let res = client
+            .get(format!("http://{gateway}/x"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            res.status(),
+            200,
+            "a refused attempt is retried on another replica"
+        );
+    }
+    let text = handle.render();
+    for (addr, labels) in [
+        (a.addr, r#"http_response_status_code="200""#),
+        (b.addr, r#"http_response_status_code="200""#),
+        (dead.addr, r#"error_type="connection_refused""#),
+    ] {
+        let series = format!(
+            r#"http_client_request_duration_seconds_count{{http_request_method="GET",server_address="127.0.0.1",server_port="{}",{labels}}}"#,
+            addr.port()
+        );
+        assert!(
+            support::prometheus_value(&text, &series).is_some_and(|n| n >= 1.0),
+            "{series} in {text}"
+        );
+    }
+    assert!(
+        !text.contains(&gateway.port().to_string()),
+        "the gateway's own address: {text}"
+    );
 }
