@@ -185,7 +185,7 @@ impl Attempt {
     }
 
     /// The upstream answered with `status`.
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables, clippy::unused_self))]
     pub(super) fn answered(&self, status: http::StatusCode) {
         #[cfg(feature = "metrics")]
         crate::metrics::attempt(
@@ -198,7 +198,7 @@ impl Attempt {
     }
 
     /// The attempt failed, as `kind`.
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables, clippy::unused_self))]
     pub(super) fn failed(&self, kind: crate::error::ErrorKind) {
         #[cfg(feature = "metrics")]
         crate::metrics::attempt(
@@ -212,7 +212,7 @@ impl Attempt {
 
     /// A passthrough attempt failed with `error`: classified (by the rules the
     /// request carries) only to be recorded.
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables, clippy::unused_self))]
     pub(super) fn failed_with(&self, error: &(dyn std::error::Error + 'static)) {
         #[cfg(feature = "metrics")]
         if let Some(classifier) = &self.classifier {
