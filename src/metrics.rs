@@ -161,9 +161,10 @@ struct Labels {
     error: Option<&'static str>,
 }
 
-/// At most this many label sets are kept built (the labels are bounded sets, so
-/// a gateway normally has far fewer); past it, keys are built per exchange.
-const MAX_CACHED_KEYS: usize = 1024;
+/// At most this many label sets are kept built (the labels are bounded sets: an
+/// endpoint set's replicas times the statuses they answer, a few hundred bytes
+/// each); past it, keys are built per record.
+const MAX_CACHED_KEYS: usize = 16 * 1024;
 
 /// A multiply-rotate hasher (as rustc's `FxHasher`): the cache's keys are small
 /// and trusted (bounded label values), so no need for SipHash's cost.
