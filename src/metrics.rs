@@ -154,11 +154,33 @@ fn status_label(status: StatusCode) -> SharedString {
 /// cache of `http.client.request.duration` keys.
 #[derive(Clone, Copy, PartialEq, Eq, Hash)]
 struct Labels {
-    name: &'static str,
-    method: &'static str,
+    name: Static,
+    method: Static,
     next_hop: Option<NextHop>,
     status: Option<StatusCode>,
-    error: Option<&'static str>,
+    error: Option<Static>,
+}
+
+/// A `'static` label value, told apart by where it is, not by its text: every
+/// one comes from a table of constants (the metric names, the methods, the error
+/// tokens), so one address is one text, and the cache's lookup hashes a pointer
+/// instead of the bytes. Two copies of one text would only be two cached keys.
+#[derive(Clone, Copy)]
+struct Static(&'static str);
+
+impl PartialEq for Static {
+    fn eq(&self, other: &Self) -> bool {
+        std::ptr::eq(self.0, other.0)
+    }
+}
+
+impl Eq for Static {}
+
+impl std::hash::Hash for Static {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        state.write_usize(self.0.as_ptr() as usize);
+        state.write_usize(self.0.len());
+    }
 }
 
 /// At most this many label sets are kept built (the labels are bounded sets: an
@@ -252,11 +274,11 @@ fn record_duration_named(
 ) {
     static KEYS: OnceLock<KeyCache> = OnceLock::new();
     let labels = Labels {
-        name,
-        method,
+        name: Static(name),
+        method: Static(method),
         next_hop: next_hop.copied(),
         status,
-        error,
+        error: error.map(Static),
     };
     let keys = KEYS.get_or_init(KeyCache::default);
     let cached = keys.load().get(&labels).copied();
@@ -289,7 +311,7 @@ fn record_duration_named(
 /// The duration key for `labels`.
 fn exchange_key(l: &Labels) -> Key {
     let mut labels = Vec::with_capacity(5);
-    labels.push(Label::from_static_parts("http.request.method", l.method));
+    labels.push(Label::from_static_parts("http.request.method", l.method.0));
     let (next_hop, status, error) = (l.next_hop.as_ref(), l.status, l.error);
     if let Some(host) = next_hop.and_then(NextHop::host) {
         labels.push(Label::new("server.address", host.to_owned()));
@@ -303,7 +325,7 @@ fn exchange_key(l: &Labels) -> Key {
             status_label(status),
         ));
     }
-    let error: Option<SharedString> = match (error, status) {
+    let error: Option<SharedString> = match (error.map(|e| e.0), status) {
         (Some(token), _) => Some(SharedString::const_str(token)),
         (None, Some(s)) if s.is_client_error() || s.is_server_error() => Some(status_label(s)),
         _ => None,
@@ -311,7 +333,7 @@ fn exchange_key(l: &Labels) -> Key {
     if let Some(error) = error {
         labels.push(Label::new("error.type", error));
     }
-    Key::from_parts(l.name, labels)
+    Key::from_parts(l.name.0, labels)
 }
 
 /// A failure reported once (the failure event).
