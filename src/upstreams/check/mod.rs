@@ -230,12 +230,9 @@ pub struct HealthCheckError {
 
 impl HealthCheckError {
     fn new(input: &str) -> Self {
-        let input = input
-            .chars()
-            .take(100)
-            .flat_map(char::escape_default)
-            .collect();
-        Self { input }
+        Self {
+            input: super::endpoint::escaped(input),
+        }
     }
 }
 
@@ -309,7 +306,18 @@ impl EndpointSet {
         ResB::Data: Send,
         ResB::Error: Into<crate::error::BoxError>,
     {
-        run::run(self.shared.clone(), check, client)
+        let check = std::sync::Arc::new(check);
+        // Every check goes through `client`, bounded by the check's timeout.
+        let checking = check.clone();
+        let launch = move |key, endpoint: super::Endpoint| -> run::Check {
+            let (client, check) = (client.clone(), checking.clone());
+            Box::pin(async move {
+                let found = probe::probe(&check, &endpoint, client);
+                let found = tokio::time::timeout(check.timeout, found).await;
+                (key, found.unwrap_or(probe::Found::TimedOut))
+            })
+        };
+        run::run(self.shared.clone(), check, launch)
     }
 }
 

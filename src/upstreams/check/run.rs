@@ -3,10 +3,10 @@
 //! at once), and applies their outcomes to the endpoints' states.
 
 use super::HealthCheck;
-use super::probe::{Found, probe};
+use super::probe::Found;
+use crate::upstreams::Endpoint;
 use crate::upstreams::health::{Checked, EndpointState};
 use crate::upstreams::set::{Members, Shared};
-use bytes::Bytes;
 use std::cmp::Reverse;
 use std::collections::{BinaryHeap, HashMap};
 use std::future::Future;
@@ -17,7 +17,8 @@ use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::time::{Instant, Sleep};
 
-type Check = Pin<Box<dyn Future<Output = (u64, Found)> + Send>>;
+/// One endpoint's check under way: its key, and what the check found.
+pub(super) type Check = Pin<Box<dyn Future<Output = (u64, Found)> + Send>>;
 
 /// What the checker knows of one endpoint.
 struct Tracked {
@@ -42,22 +43,15 @@ impl Drop for Running {
     }
 }
 
-pub(super) async fn run<C, ReqB, ResB>(set: Arc<Shared>, check: HealthCheck, client: C)
-where
-    C: tower_service::Service<http::Request<ReqB>, Response = http::Response<ResB>>
-        + Clone
-        + Send
-        + 'static,
-    C::Future: Send + 'static,
-    C::Error: Into<crate::error::BoxError>,
-    ReqB: From<Bytes> + Send + 'static,
-    ResB: http_body::Body + Send + 'static,
-    ResB::Data: Send,
-    ResB::Error: Into<crate::error::BoxError>,
-{
+/// Checks `set`'s endpoints by `check`: `launch` makes the check of one endpoint
+/// (its key, the endpoint).
+pub(super) async fn run(
+    set: Arc<Shared>,
+    check: Arc<HealthCheck>,
+    mut launch: impl FnMut(u64, Endpoint) -> Check,
+) {
     set.checkers.fetch_add(1, Ordering::Relaxed);
     let _running = Running(Arc::downgrade(&set));
-    let check = Arc::new(check);
     let mut checker = Checker {
         tracked: HashMap::new(),
         schedule: BinaryHeap::new(),
@@ -76,7 +70,7 @@ where
         if std::mem::take(&mut checker.scan) {
             checker.schedule_probes(&set, now);
         }
-        checker.start_due(&check, &client, now);
+        checker.start_due(&check, &mut launch, now);
         let wake = checker.schedule.peek().map(|Reverse((at, ..))| *at);
         let ejected = set.ejections.notified();
         let (done, ejected) = Wait {
@@ -186,19 +180,12 @@ impl Checker {
     /// Starts every check due at `now`: an endpoint's scheduled check (and its
     /// next one scheduled), or an ejected endpoint's probe; never a second check
     /// of an endpoint whose check is under way.
-    fn start_due<C, ReqB, ResB>(&mut self, check: &Arc<HealthCheck>, client: &C, now: Instant)
-    where
-        C: tower_service::Service<http::Request<ReqB>, Response = http::Response<ResB>>
-            + Clone
-            + Send
-            + 'static,
-        C::Future: Send + 'static,
-        C::Error: Into<crate::error::BoxError>,
-        ReqB: From<Bytes> + Send + 'static,
-        ResB: http_body::Body + Send + 'static,
-        ResB::Data: Send,
-        ResB::Error: Into<crate::error::BoxError>,
-    {
+    fn start_due(
+        &mut self,
+        check: &HealthCheck,
+        launch: &mut impl FnMut(u64, Endpoint) -> Check,
+        now: Instant,
+    ) {
         while let Some(&Reverse((at, key, is_probe))) = self.schedule.peek() {
             if at > now {
                 break;
@@ -220,14 +207,7 @@ impl Checker {
                 continue;
             }
             t.busy = true;
-            let (endpoint, client, check) =
-                (t.state.endpoint.clone(), client.clone(), check.clone());
-            self.running.push(Box::pin(async move {
-                let found = tokio::time::timeout(check.timeout, probe(&check, &endpoint, client))
-                    .await
-                    .unwrap_or(Found::TimedOut);
-                (key, found)
-            }));
+            self.running.push(launch(key, t.state.endpoint.clone()));
         }
     }
 
