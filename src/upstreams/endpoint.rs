@@ -248,17 +248,25 @@ pub(crate) enum Problem {
 
 impl EndpointError {
     pub(crate) fn new(input: &str, problem: Problem) -> Self {
-        let input = input
-            .chars()
-            .take(100)
-            .flat_map(char::escape_default)
-            .collect();
-        Self { input, problem }
+        Self {
+            input: escaped(input),
+            problem,
+        }
     }
 
     pub(crate) fn is_empty(&self) -> bool {
         self.problem == Problem::Empty
     }
+}
+
+/// At most 100 characters of `input`, control characters escaped: what an error
+/// about a configuration string quotes of it (it may end up in a log line).
+pub(crate) fn escaped(input: &str) -> String {
+    input
+        .chars()
+        .take(100)
+        .flat_map(char::escape_default)
+        .collect()
 }
 
 impl fmt::Display for EndpointError {

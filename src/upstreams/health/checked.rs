@@ -99,19 +99,8 @@ impl EndpointState {
 #[cfg(test)]
 mod tests {
     use super::super::Health;
+    use super::super::tests::Room;
     use super::*;
-
-    struct Room;
-
-    impl Peers for Room {
-        fn may_eject_fully(&self, _: &EndpointState) -> bool {
-            true
-        }
-        fn peer_rate(&self, _: &EndpointState) -> Option<u32> {
-            None
-        }
-        fn ejected(&self) {}
-    }
 
     const SEC: u64 = 1_000_000_000;
 

@@ -324,7 +324,7 @@ mod tests {
     use super::*;
 
     /// Peers that always leave room for a full ejection and have no rate.
-    struct Room;
+    pub(super) struct Room;
 
     impl Peers for Room {
         fn may_eject_fully(&self, _: &EndpointState) -> bool {
