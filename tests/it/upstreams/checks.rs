@@ -210,6 +210,85 @@ fn checker_client() -> Answered<
     Answered::new(hyper_client())
 }
 
+/// A tonic server with only the standard health service, on loopback: its
+/// reporter, and its URL.
+async fn grpc_replica() -> (tonic_health::server::HealthReporter, String) {
+    let (reporter, service) = tonic_health::server::health_reporter();
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(
+        tonic::transport::Server::builder()
+            .add_service(service)
+            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
+    );
+    (reporter, url)
+}
+
+/// The checker's client for gRPC checks: HTTP/2 with prior knowledge.
+fn h2_checker_client() -> Answered<
+    hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        Full<Bytes>,
+    >,
+> {
+    Answered::new(
+        hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
+            .http2_only(true)
+            .build_http(),
+    )
+}
+
+/// A set of two replicas that one failure ejects, checked so rarely (hourly) that
+/// only the probe at an ejection's end is a check in the test's time; both first
+/// checks answered.
+async fn rarely_checked(
+    urls: [String; 2],
+) -> (
+    EndpointSet,
+    Answered<
+        hyper_util::client::legacy::Client<
+            hyper_util::client::legacy::connect::HttpConnector,
+            Full<Bytes>,
+        >,
+    >,
+) {
+    let set = EndpointSet::from_urls(urls)
+        .unwrap()
+        .health_policy(HealthPolicy::new().no_jitter().consecutive_failures(1));
+    let check = HealthCheck::http("/healthz")
+        .unwrap()
+        .interval(Duration::from_secs(3600))
+        .no_jitter();
+    let checks = checker_client();
+    tokio::spawn(set.health_checks(check, checks.clone()));
+    checks.until(2).await;
+    (set, checks)
+}
+
+/// Sends GETs until the replica at `url` is ejected (each refusal retried on the
+/// other): how many failed.
+async fn until_ejected<S, B>(svc: &S, set: &EndpointSet, url: &str) -> usize
+where
+    S: tower::Service<
+            Request<crate::support::TestBody>,
+            Response = Response<B>,
+            Error = Infallible,
+        > + Clone,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
+    let mut failed = 0;
+    for i in 0..40 {
+        let answer = send(svc, Method::GET, &format!("dead-{i}")).await;
+        failed += usize::from(answer.status != 200);
+        if matches!(health_of(set, url), Health::Ejected { .. }) {
+            break;
+        }
+    }
+    assert!(matches!(health_of(set, url), Health::Ejected { .. }));
+    failed
+}
+
 #[tokio::test(start_paused = true)]
 async fn a_replica_failing_its_checks_is_taken_out_and_passing_again_brings_it_back() {
     let clock = Frozen::hold();
@@ -284,33 +363,14 @@ async fn an_ejected_replica_that_comes_back_is_restored_by_the_checker_with_no_u
         HealthServer::start("a").await,
         HealthServer::start("b").await,
     );
-    let set = EndpointSet::from_urls([a.url(), b.url()])
-        .unwrap()
-        .health_policy(HealthPolicy::new().no_jitter().consecutive_failures(1));
-    // Checks so rare that only the probe at the ejection's end can restore b.
-    let check = HealthCheck::http("/healthz")
-        .unwrap()
-        .interval(Duration::from_secs(3600))
-        .no_jitter();
-    let checks = checker_client();
-    tokio::spawn(set.health_checks(check, checks.clone()));
-    checks.until(2).await;
+    let (set, checks) = rarely_checked([a.url(), b.url()]).await;
     let svc = GatewayLayer::new()
         .upstreams(set.clone())
         .retry_policy(no_backoff())
         .layer(client());
 
     b.kill();
-    // Requests find b dead (each refusal retried on a) until it is ejected.
-    let mut failed = 0;
-    for i in 0..40 {
-        let answer = send(&svc, Method::GET, &format!("dead-{i}")).await;
-        failed += usize::from(answer.status != 200);
-        if matches!(health_of(&set, &b.url()), Health::Ejected { .. }) {
-            break;
-        }
-    }
-    assert!(matches!(health_of(&set, &b.url()), Health::Ejected { .. }));
+    let mut failed = until_ejected(&svc, &set, &b.url()).await;
 
     // b comes back during its ejection, its health answer slow; the ejection
     // (10 s) ends.
@@ -347,30 +407,13 @@ async fn an_ejected_replica_that_comes_back_is_restored_by_the_checker_with_no_u
 async fn a_failed_probe_check_ejects_again_for_twice_as_long() {
     let clock = Frozen::hold();
     let (a, b) = (Replica::start("a").await, Replica::start("b").await);
-    let set = EndpointSet::from_urls([a.url(), b.url()])
-        .unwrap()
-        .health_policy(HealthPolicy::new().no_jitter().consecutive_failures(1));
-    let check = HealthCheck::http("/healthz")
-        .unwrap()
-        .interval(Duration::from_secs(3600))
-        .no_jitter();
-    let checks = checker_client();
-    tokio::spawn(set.health_checks(check, checks.clone()));
-    checks.until(2).await;
+    let (set, checks) = rarely_checked([a.url(), b.url()]).await;
     let svc = GatewayLayer::new()
         .upstreams(set.clone())
         .retry_policy(no_backoff())
         .layer(client());
     b.kill();
-    for i in 0..40 {
-        assert_eq!(
-            send(&svc, Method::GET, &format!("dead-{i}")).await.status,
-            200
-        );
-        if matches!(health_of(&set, &b.url()), Health::Ejected { .. }) {
-            break;
-        }
-    }
+    assert_eq!(until_ejected(&svc, &set, &b.url()).await, 0);
     clock.advance(Duration::from_secs(10)).await;
     checks.until(3).await;
     assert_eq!(
@@ -391,21 +434,9 @@ async fn a_failed_probe_check_ejects_again_for_twice_as_long() {
 async fn a_grpc_replica_answering_not_serving_is_taken_out_and_serving_brings_it_back() {
     use tonic_health::ServingStatus;
     let clock = Frozen::hold();
-    let (reporter, service) = tonic_health::server::health_reporter();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
-    let set = EndpointSet::from_urls([format!("http://{addr}")]).unwrap();
-    let url = format!("http://{addr}");
-    // gRPC needs HTTP/2: a client with prior knowledge.
-    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<Full<Bytes>>();
-    let checks = Answered::new(h2);
+    let (reporter, url) = grpc_replica().await;
+    let set = EndpointSet::from_urls([&url]).unwrap();
+    let checks = h2_checker_client();
     reporter
         .set_service_status("", ServingStatus::NotServing)
         .await;
@@ -437,19 +468,9 @@ async fn a_grpc_replica_answering_not_serving_is_taken_out_and_serving_brings_it
 #[tokio::test(start_paused = true)]
 async fn a_grpc_check_of_a_named_service_the_server_does_not_know_fails() {
     let clock = Frozen::hold();
-    let (_reporter, service) = tonic_health::server::health_reporter();
-    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let url = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(
-        tonic::transport::Server::builder()
-            .add_service(service)
-            .serve_with_incoming(tokio_stream::wrappers::TcpListenerStream::new(listener)),
-    );
+    let (_reporter, url) = grpc_replica().await;
     let set = EndpointSet::from_urls([&url]).unwrap();
-    let h2 = hyper_util::client::legacy::Client::builder(hyper_util::rt::TokioExecutor::new())
-        .http2_only(true)
-        .build_http::<Full<Bytes>>();
-    let checks = Answered::new(h2);
+    let checks = h2_checker_client();
     let check =
         every_second(HealthCheck::grpc().service("orders.v1.Orders")).unhealthy_threshold(1);
     tokio::spawn(set.health_checks(check, checks.clone()));
