@@ -138,7 +138,10 @@
 
 mod carried;
 mod default;
+mod head;
 mod policy;
+#[cfg(feature = "rustls")]
+mod tls;
 
 pub(crate) use self::carried::Carried;
 
