@@ -14,6 +14,9 @@
 //! | `tower_bad_gateway.intercepted` | counter, `{response}` | `http.response.status_code` | each upstream error answer the [`ResponsePolicy`](crate::ResponsePolicy) intercepted (replaced by the gateway's page) |
 //! | `tower_bad_gateway.retries` | counter, `{retry}` | `error.type` | each retry a [`RetryLayer`](crate::retry::RetryLayer) makes: one resend in OpenTelemetry's `http.request.resend_count` sense (an exchange of *n* attempts adds *n* − 1) |
 //! | `tower_bad_gateway.retries.refused` | counter, `{retry}` | — | each retry the [budget](crate::retry::RetryBudget) refused |
+//! | `tower_bad_gateway.hedges` | counter, `{hedge}` | — | each hedge sent: an attempt of a request whose earlier attempt is still in flight ([`HedgePolicy`](crate::retry::HedgePolicy)) |
+//! | `tower_bad_gateway.hedges.won` | counter, `{hedge}` | — | each hedge whose answer was used (the other attempts cancelled) |
+//! | `tower_bad_gateway.hedges.refused` | counter, `{hedge}` | — | each hedge the hedging budget refused |
 //! | `tower_bad_gateway.deadline.expirations` | counter, `{expiration}` | `tower_bad_gateway.phase` | each time the exchange's [`Deadline`](crate::deadline::Deadline) ended an attempt's wait for its head or its body |
 //!
 //! Label values come from bounded sets only: `http.request.method` is one of
@@ -53,6 +56,12 @@ pub const FAILURES: &str = "tower_bad_gateway.failures";
 pub const RETRIES: &str = "tower_bad_gateway.retries";
 /// `tower_bad_gateway.retries.refused`: retries the budget refused.
 pub const RETRIES_REFUSED: &str = "tower_bad_gateway.retries.refused";
+/// `tower_bad_gateway.hedges`: hedges sent.
+pub const HEDGES: &str = "tower_bad_gateway.hedges";
+/// `tower_bad_gateway.hedges.won`: hedges whose answer was used.
+pub const HEDGES_WON: &str = "tower_bad_gateway.hedges.won";
+/// `tower_bad_gateway.hedges.refused`: hedges the hedging budget refused.
+pub const HEDGES_REFUSED: &str = "tower_bad_gateway.hedges.refused";
 /// `tower_bad_gateway.deadline.expirations`: waits the exchange's deadline ended.
 pub const DEADLINE_EXPIRATIONS: &str = "tower_bad_gateway.deadline.expirations";
 
@@ -117,6 +126,21 @@ pub fn describe() {
             RETRIES_REFUSED.into(),
             count,
             "Retries the retry budget refused ({retry}).".into(),
+        );
+        r.describe_counter(
+            HEDGES.into(),
+            count,
+            "Hedges sent: attempts of requests whose earlier attempt was still in flight ({hedge}).".into(),
+        );
+        r.describe_counter(
+            HEDGES_WON.into(),
+            count,
+            "Hedges whose answer was used ({hedge}).".into(),
+        );
+        r.describe_counter(
+            HEDGES_REFUSED.into(),
+            count,
+            "Hedges the hedging budget refused ({hedge}).".into(),
         );
         r.describe_counter(
             DEADLINE_EXPIRATIONS.into(),
@@ -373,6 +397,21 @@ pub(crate) fn intercepted(status: StatusCode) {
 /// A retry the budget refused.
 pub(crate) fn retry_budget_exhausted() {
     counter(&Key::from_static_name(RETRIES_REFUSED));
+}
+
+/// A hedge sent.
+pub(crate) fn hedge() {
+    counter(&Key::from_static_name(HEDGES));
+}
+
+/// A hedge's answer used.
+pub(crate) fn hedge_won() {
+    counter(&Key::from_static_name(HEDGES_WON));
+}
+
+/// A hedge the budget refused.
+pub(crate) fn hedge_refused() {
+    counter(&Key::from_static_name(HEDGES_REFUSED));
 }
 
 /// The deadline ended a wait, in `phase` (`await_head` or `read_body`).

@@ -3,7 +3,7 @@ use crate::bad_gateway::BadGatewayLayer;
 use crate::classify::Classifier;
 use crate::deadline::SetDeadlineLayer;
 use crate::error::ErrorKind;
-use crate::retry::{RetryLayer, RetryPolicy};
+use crate::retry::{HedgePolicy, RetryLayer, RetryPolicy};
 use crate::timeout::TimeoutLayer;
 use crate::upstreams::{EndpointSet, UpstreamsLayer};
 use crate::write_timeout::WriteTimeoutLayer;
@@ -41,6 +41,7 @@ pub struct GatewayLayer {
     write_timeout: Option<Duration>,
     deadline: Option<Duration>,
     upstreams: Option<EndpointSet>,
+    hedge: Option<HedgePolicy>,
 }
 
 impl GatewayLayer {
@@ -117,6 +118,28 @@ impl GatewayLayer {
         self
     }
 
+    /// Hedges idempotent requests by `policy`: after its delay, another attempt
+    /// goes to another endpoint of the [set](Self::upstreams) while the first is
+    /// still waiting; the first acceptable answer wins and the others are
+    /// cancelled. Wins over the [`retry_policy`](Self::retry_policy)'s. See
+    /// [`HedgePolicy`].
+    ///
+    /// ```
+    /// use tower_bad_gateway::GatewayLayer;
+    /// use tower_bad_gateway::retry::HedgePolicy;
+    /// use tower_bad_gateway::upstreams::EndpointSet;
+    /// use std::time::Duration;
+    /// let set = EndpointSet::from_urls(["http://10.0.0.1:8080", "http://10.0.0.2:8080"]).unwrap();
+    /// let layer = GatewayLayer::new()
+    ///     .upstreams(set)
+    ///     .hedge(HedgePolicy::after(Duration::from_millis(50)));
+    /// # let _ = layer;
+    /// ```
+    pub fn hedge(mut self, policy: HedgePolicy) -> Self {
+        self.hedge = Some(policy);
+        self
+    }
+
     /// Retries by `policy`. [`max_attempts`](Self::max_attempts),
     /// [`retry_timeouts`](Self::retry_timeouts) and
     /// [`classifier`](Self::classifier), whenever they are called, still apply on
@@ -157,6 +180,9 @@ impl GatewayLayer {
         let mut policy = self.retry.clone().shared_classifier(classifier);
         if let Some(attempts) = self.max_attempts {
             policy = policy.max_attempts(attempts);
+        }
+        if let Some(hedge) = &self.hedge {
+            policy = policy.hedge(hedge.clone());
         }
         match self.retry_timeouts {
             Some(on) => policy.force_kind(ErrorKind::ResponseHeaderTimeout, on),

@@ -137,6 +137,19 @@ impl<B> ReplayBody<B> {
         }
     }
 
+    /// Whether the whole body was read and kept, so that another attempt can send
+    /// it while this one is still in flight (a hedge): older attempts go on
+    /// reading the kept chunks.
+    pub(crate) fn is_complete(&self) -> bool {
+        match &self.inner {
+            Inner::Empty => true,
+            Inner::Shared { shared, .. } => {
+                let s = lock(shared);
+                s.ended && !s.capped && !s.failed
+            }
+        }
+    }
+
     /// The body for a new attempt: it replays from the start, and older attempts
     /// may no longer read the original.
     pub(crate) fn next_attempt(&self) -> Self {

@@ -1,12 +1,13 @@
 use super::ReplayBody;
 use super::decide::{Attempt, Decision};
+use super::hedge::{Race, Racer};
 use super::policy::RetryPolicy;
 use super::replay::Replay;
 use super::report;
 use crate::classify::{Carried, Classifier};
 use crate::deadline::Deadline;
 use crate::error::{Attempts, BoxError, GatewayError, Phase, stamp};
-use crate::upstreams::{AnsweredBy, Tried, key_of};
+use crate::upstreams::{AnsweredBy, Trail, Tried, key_of};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
 use std::fmt;
@@ -62,6 +63,10 @@ pin_project! {
             #[pin]
             future: F,
         },
+        // A hedged request's attempts in flight.
+        Racing {
+            race: Box<Race<F>>,
+        },
         Waiting {
             #[pin]
             sleep: Sleep,
@@ -88,15 +93,20 @@ pub(super) struct Retrying<S, B> {
     pub(super) tried: Tried,
     /// When the attempt under way began (for the retry event).
     pub(super) attempt_start: Instant,
+    /// Where a hedged request's attempts went: `Some` when it may be hedged.
+    pub(super) trail: Option<Trail>,
 }
 
 impl<S, F, B> ResponseFuture<S, F, B> {
     #[inline(always)]
     pub(super) fn new(future: F, retrying: Retrying<S, B>) -> Self {
-        Self {
-            state: State::Calling { future },
-            retrying,
-        }
+        let state = match retrying.trail {
+            None => State::Calling { future },
+            Some(_) => State::Racing {
+                race: Box::new(retrying.race(future)),
+            },
+        };
+        Self { state, retrying }
     }
 }
 
@@ -110,43 +120,165 @@ where
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         let mut this = self.project();
         loop {
-            match this.state.as_mut().project() {
+            let delay = match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
-                    let delay = match ready!(future.poll(cx)) {
-                        Ok(mut res) => match this.retrying.after_answer(&mut res) {
-                            None => return Poll::Ready(Ok(res)),
-                            Some(delay) => delay,
-                        },
-                        Err(error) => match this.retrying.after_error(error.into()) {
-                            Err(err) => return Poll::Ready(Err(err)),
-                            Ok(delay) => delay,
-                        },
-                    };
-                    if delay.is_zero() {
-                        this.state.set(State::Ready);
-                    } else {
-                        this.state.set(State::Waiting {
-                            sleep: tokio::time::sleep(delay),
-                        });
+                    match this.retrying.decide(ready!(future.poll(cx))) {
+                        Next::Done(result) => return Poll::Ready(result),
+                        Next::After(delay) => delay,
+                    }
+                }
+                StateProj::Racing { race } => {
+                    let outcome = ready!(this.retrying.poll_race(race, cx));
+                    // The losers are dropped at once: their streams reset, their
+                    // connections closed.
+                    this.retrying.cancel(race);
+                    match this.retrying.decide(outcome) {
+                        Next::Done(result) => {
+                            this.state.set(State::Ready);
+                            return Poll::Ready(result);
+                        }
+                        Next::After(delay) => delay,
                     }
                 }
                 StateProj::Waiting { sleep } => {
                     ready!(sleep.poll(cx));
                     this.state.set(State::Ready);
+                    continue;
                 }
                 StateProj::Ready => {
                     let future = match ready!(this.retrying.next_attempt(cx)) {
                         Ok(future) => future,
                         Err(err) => return Poll::Ready(Err(err)),
                     };
-                    this.state.set(State::Calling { future });
+                    if this.retrying.trail.is_some() {
+                        let race = Box::new(this.retrying.race(future));
+                        this.state.set(State::Racing { race });
+                    } else {
+                        this.state.set(State::Calling { future });
+                    }
+                    continue;
                 }
+            };
+            if delay.is_zero() {
+                this.state.set(State::Ready);
+            } else {
+                this.state.set(State::Waiting {
+                    sleep: tokio::time::sleep(delay),
+                });
             }
         }
     }
 }
 
+/// What comes after an attempt's outcome.
+enum Next<T> {
+    Done(Result<T, GatewayError>),
+    /// Another attempt, after this wait.
+    After(Duration),
+}
+
+/// Whether a hedge may go out now.
+enum HedgeNow {
+    Yes,
+    /// Not yet: the body is still being read.
+    Later(Duration),
+    Never,
+}
+
 impl<S, B> Retrying<S, B> {
+    /// What comes after an attempt's outcome: it is final, or another attempt
+    /// goes out after a wait.
+    #[inline]
+    fn decide<ResB, E: Into<BoxError>>(
+        &mut self,
+        outcome: Result<Response<ResB>, E>,
+    ) -> Next<Response<ResB>> {
+        match outcome {
+            Ok(mut res) => match self.after_answer(&mut res) {
+                None => Next::Done(Ok(res)),
+                Some(delay) => Next::After(delay),
+            },
+            Err(error) => match self.after_error(error.into()) {
+                Err(err) => Next::Done(Err(err)),
+                Ok(delay) => Next::After(delay),
+            },
+        }
+    }
+
+    /// A race of one: the attempt just sent, and the first hedge's timer.
+    fn race<F>(&self, future: F) -> Race<F> {
+        let first = Racer {
+            future: Box::pin(future),
+            number: self.attempts,
+            start: self.attempt_start,
+        };
+        Race::new(first, self.next_hedge_delay())
+    }
+
+    /// The wait before the next hedge, if another may be sent.
+    fn next_hedge_delay(&self) -> Option<Duration> {
+        let hedge = self.policy.hedge.as_ref()?;
+        (self.attempts < hedge.max_attempts).then(|| hedge.delay())
+    }
+
+    /// Whether a hedge may go out now; the budget is spent only when it may.
+    fn may_hedge(&self) -> HedgeNow {
+        let Some(hedge) = &self.policy.hedge else {
+            return HedgeNow::Never;
+        };
+        if self.attempts >= hedge.max_attempts || self.replay.parts().is_none() {
+            return HedgeNow::Never;
+        }
+        if self.deadline.is_some_and(|d| Instant::now() >= d.at()) {
+            return HedgeNow::Never;
+        }
+        if !self.body.is_complete() {
+            // Still streaming into the replay buffer: try again after another delay.
+            return if self.body.is_replayable() {
+                HedgeNow::Later(hedge.delay())
+            } else {
+                HedgeNow::Never
+            };
+        }
+        if hedge.budget.as_ref().is_some_and(|b| !b.withdraw()) {
+            report::hedge_refused();
+            return HedgeNow::Never;
+        }
+        HedgeNow::Yes
+    }
+
+    /// Whether an attempt's outcome must wait for the others in flight: a failure
+    /// (no answer), or an answer the policy would retry.
+    fn loses_to_pending<ResB, E>(&self, outcome: &Result<Response<ResB>, E>) -> bool {
+        match outcome {
+            Err(_) => true,
+            Ok(res) => {
+                !self.policy.outcomes.counts_no_answer()
+                    && self
+                        .policy
+                        .outcomes
+                        .counts(&crate::outcome::Outcome::Response {
+                            status: res.status(),
+                            headers: res.headers(),
+                        })
+            }
+        }
+    }
+
+    /// Drops the attempts still in flight: a winner was found.
+    fn cancel<F>(&self, race: &mut Race<F>) {
+        if race.racers.is_empty() {
+            return;
+        }
+        if let Some(hedge) = &self.policy.hedge {
+            for racer in &race.racers {
+                hedge.observe(racer.start.elapsed());
+            }
+        }
+        report::race_won(&self.replay, &self.policy, self.attempts, race.racers.len());
+        race.racers.clear();
+    }
+
     /// What the retry decision needs to know of the exchange so far.
     fn attempt<'a>(&self, replayable: &'a dyn Fn() -> bool) -> Attempt<'a> {
         Attempt {
@@ -229,9 +361,7 @@ impl<S, B> Retrying<S, B> {
         }
     }
 
-    /// Sends the next attempt, once the service is ready: a copy of the request
-    /// head (the last attempt the policy allows takes the kept one), the body
-    /// replayed, and what the layers below need to know of the attempts so far.
+    /// Sends the next attempt, once the service is ready.
     #[inline]
     fn next_attempt(&mut self, cx: &mut Context<'_>) -> Poll<Result<S::Future, GatewayError>>
     where
@@ -241,12 +371,24 @@ impl<S, B> Retrying<S, B> {
         if let Err(error) = ready!(self.service.poll_ready(cx)) {
             return Poll::Ready(Err(self.failure(error.into(), Phase::Connect)));
         }
-        let last = self.attempts + 1 >= self.policy.max_attempts;
+        let tried = self.tried;
+        Poll::Ready(self.send(tried))
+    }
+
+    /// Sends an attempt through the ready service: a copy of the request head
+    /// (the last attempt the policy allows takes the kept one), the body
+    /// replayed, and what the layers below need to know of the attempts so far:
+    /// `tried`, the endpoints to avoid.
+    fn send(&mut self, tried: Tried) -> Result<S::Future, GatewayError>
+    where
+        S: Service<Request<ReplayBody<B>>>,
+    {
+        let last = self.attempts + 1 >= self.policy.attempt_cap();
         let Some(parts) = self.replay.next(last) else {
             // Unreachable: a retry is decided only while the parts are kept.
             let err = GatewayError::new(crate::error::ErrorKind::Unclassified);
             let err = stamp(err, self.start, self.replay.next_hop().as_ref());
-            return Poll::Ready(Err(err.with_attempts(self.attempts)));
+            return Err(err.with_attempts(self.attempts));
         };
         self.attempts += 1;
         self.attempt_start = Instant::now();
@@ -257,8 +399,11 @@ impl<S, B> Retrying<S, B> {
                 extensions.insert(deadline);
             }
         }
-        if !self.tried.is_empty() {
-            extensions.insert(self.tried);
+        if !tried.is_empty() {
+            extensions.insert(tried);
+        }
+        if let Some(trail) = &self.trail {
+            extensions.insert(trail.for_attempt(self.attempts));
         }
         let policy = &self.policy;
         let below_hold_own = policy.stack_shares_classifier;
@@ -268,7 +413,96 @@ impl<S, B> Retrying<S, B> {
             below_hold_own,
             extensions,
         );
-        Poll::Ready(Ok(self.service.call(req)))
+        Ok(self.service.call(req))
+    }
+
+    /// Polls a hedged request's attempts, and sends the next hedge when it is
+    /// due. Ready with the first outcome that wins (an answer the policy would
+    /// not retry), or with the last attempt's outcome.
+    fn poll_race<ResB>(
+        &mut self,
+        race: &mut Race<S::Future>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Result<Response<ResB>, S::Error>>
+    where
+        S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
+        S::Error: Into<BoxError>,
+    {
+        loop {
+            let mut i = 0;
+            while i < race.racers.len() {
+                let Poll::Ready(outcome) = race.racers[i].future.as_mut().poll(cx) else {
+                    i += 1;
+                    continue;
+                };
+                let racer = race.racers.swap_remove(i);
+                if let Some(hedge) = &self.policy.hedge {
+                    hedge.observe(racer.start.elapsed());
+                }
+                if race.racers.is_empty() || !self.loses_to_pending(&outcome) {
+                    self.attempt_start = racer.start;
+                    if racer.number > 1 {
+                        report::hedge_won();
+                    }
+                    return Poll::Ready(outcome);
+                }
+                // Another attempt in flight may still answer; this endpoint is
+                // not asked again.
+                if let Some(key) = self.trail.as_ref().and_then(|t| t.key(racer.number)) {
+                    self.tried.push(key);
+                }
+            }
+            if !race.due {
+                let Some(timer) = race.timer.as_mut() else {
+                    return Poll::Pending;
+                };
+                ready!(timer.as_mut().poll(cx));
+                match self.may_hedge() {
+                    HedgeNow::Yes => race.due = true,
+                    HedgeNow::Later(delay) => {
+                        timer.as_mut().reset(Instant::now() + delay);
+                        continue;
+                    }
+                    HedgeNow::Never => {
+                        race.timer = None;
+                        return Poll::Pending;
+                    }
+                }
+            }
+            match self.service.poll_ready(cx) {
+                Poll::Pending => return Poll::Pending,
+                Poll::Ready(Ok(())) => race.due = false,
+                Poll::Ready(Err(_)) => {
+                    // No hedge: the attempts in flight go on.
+                    race.due = false;
+                    race.timer = None;
+                    return Poll::Pending;
+                }
+            }
+            // Away from every endpoint still in flight.
+            let mut tried = self.tried;
+            if let Some(trail) = &self.trail {
+                for racer in &race.racers {
+                    if let Some(key) = trail.key(racer.number) {
+                        tried.push(key);
+                    }
+                }
+            }
+            let Ok(future) = self.send(tried) else {
+                race.timer = None;
+                return Poll::Pending;
+            };
+            report::hedged(&self.replay, &self.policy, self.attempts);
+            race.racers.push(Racer {
+                future: Box::pin(future),
+                number: self.attempts,
+                start: self.attempt_start,
+            });
+            match (self.next_hedge_delay(), race.timer.as_mut()) {
+                (Some(delay), Some(timer)) => timer.as_mut().reset(Instant::now() + delay),
+                _ => race.timer = None,
+            }
+        }
     }
 
     /// The error the exchange gives up with: classified, timed, with its next hop

@@ -1,4 +1,4 @@
-use super::{Backoff, RetryBudget};
+use super::{Backoff, HedgePolicy, RetryBudget};
 use crate::classify::Classifier;
 use crate::error::KindSet;
 use crate::outcome::{OnOff, Outcomes};
@@ -71,6 +71,8 @@ pub struct RetryPolicy {
     pub(crate) stack_shares_classifier: bool,
     /// The header the retry event reads the request id from.
     pub(crate) request_id_header: http::HeaderName,
+    /// Hedging, when opted in.
+    pub(super) hedge: Option<HedgePolicy>,
 }
 
 impl Default for RetryPolicy {
@@ -97,6 +99,7 @@ impl RetryPolicy {
             classifier: Arc::default(),
             stack_shares_classifier: false,
             request_id_header: crate::render::X_REQUEST_ID,
+            hedge: None,
         }
     }
 
@@ -230,6 +233,29 @@ impl RetryPolicy {
         self
     }
 
+    /// Hedges idempotent requests by `policy`: after its delay, another attempt
+    /// goes to another endpoint while the first is still waiting, and the first
+    /// acceptable answer wins. Off by default; see [`HedgePolicy`].
+    ///
+    /// ```
+    /// use tower_bad_gateway::retry::{HedgePolicy, RetryPolicy};
+    /// use std::time::Duration;
+    /// let policy = RetryPolicy::new().hedge(HedgePolicy::after(Duration::from_millis(50)));
+    /// # let _ = policy;
+    /// ```
+    pub fn hedge(mut self, policy: HedgePolicy) -> Self {
+        self.hedge = Some(policy);
+        self
+    }
+
+    /// The most attempts any request may take: retries and hedges.
+    pub(super) fn attempt_cap(&self) -> u32 {
+        match &self.hedge {
+            Some(hedge) => self.max_attempts.max(hedge.max_attempts),
+            None => self.max_attempts,
+        }
+    }
+
     /// Classifies failures with `classifier`, here and in the layers below (an
     /// [`UpstreamsLayer`](crate::upstreams::UpstreamsLayer) judging endpoints). A
     /// classifier set further out, on a [`BadGatewayLayer`](crate::BadGatewayLayer),
@@ -283,6 +309,7 @@ impl fmt::Debug for RetryPolicy {
             .field("max_retry_after", &self.max_retry_after)
             .field("budget", &self.budget)
             .field("max_replay_body", &self.max_replay_body)
+            .field("hedge", &self.hedge)
             .finish()
     }
 }

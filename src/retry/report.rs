@@ -76,3 +76,69 @@ fn log_retry(
         "retrying upstream request",
     );
 }
+
+/// A hedge sent, as attempt number `attempt`: counted (feature `metrics`) and
+/// logged (feature `tracing`).
+#[cfg_attr(
+    not(all(feature = "metrics", feature = "tracing")),
+    allow(unused_variables)
+)]
+pub(super) fn hedged(replay: &Replay, policy: &RetryPolicy, attempt: u32) {
+    #[cfg(feature = "metrics")]
+    crate::metrics::hedge();
+    #[cfg(feature = "tracing")]
+    log_hedge(replay, policy, attempt, None);
+}
+
+/// A hedge's answer won over the attempts still in flight (feature `metrics`).
+pub(super) fn hedge_won() {
+    #[cfg(feature = "metrics")]
+    crate::metrics::hedge_won();
+}
+
+/// A hedge the hedging budget refused (feature `metrics`).
+pub(super) fn hedge_refused() {
+    #[cfg(feature = "metrics")]
+    crate::metrics::hedge_refused();
+}
+
+/// A hedged request answered by one of `attempts`, the `cancelled` others
+/// dropped (feature `tracing`).
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+pub(super) fn race_won(replay: &Replay, policy: &RetryPolicy, attempts: u32, cancelled: usize) {
+    #[cfg(feature = "tracing")]
+    log_hedge(replay, policy, attempts, Some(cancelled));
+}
+
+/// The hedge events: `attempt` is the hedge's number (2 for the first hedge);
+/// on the answer, `attempts` sent in all and how many were `cancelled`.
+#[cfg(feature = "tracing")]
+fn log_hedge(replay: &Replay, policy: &RetryPolicy, attempt: u32, cancelled: Option<usize>) {
+    use crate::render::for_log;
+    let parts = replay.parts();
+    let hop = replay.next_hop().and_then(|h| h.authority());
+    let method = parts.map(|p| crate::otel::method(&p.method));
+    let path = parts.map(|p| for_log::path(p.uri.path()));
+    let request_id = parts
+        .and_then(|p| p.headers.get(&policy.request_id_header))
+        .map(|id| for_log::request_id(id.as_bytes()));
+    match cancelled {
+        None => tracing::info!(
+            "http.request.method" = method,
+            "url.path" = path.as_deref(),
+            "server.address" = hop.as_ref().map(|a| a.host()),
+            request_id = request_id.as_deref(),
+            attempt,
+            "hedging upstream request",
+        ),
+        Some(cancelled) => tracing::info!(
+            "http.request.method" = method,
+            "url.path" = path.as_deref(),
+            "server.address" = hop.as_ref().map(|a| a.host()),
+            request_id = request_id.as_deref(),
+            attempts = attempt,
+            cancelled,
+            "hedged request answered, the other attempts cancelled",
+        ),
+    }
+}

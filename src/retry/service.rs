@@ -4,7 +4,7 @@ use super::{ReplayBody, ResponseFuture, RetryLayer, RetryPolicy};
 use crate::classify::Carried;
 use crate::deadline::Deadline;
 use crate::error::{BoxError, GatewayError, NextHop, Phase};
-use crate::upstreams::Tried;
+use crate::upstreams::{Trail, Tried};
 use bytes::Bytes;
 use http::{Request, Response};
 use http_body::Body;
@@ -107,7 +107,15 @@ where
         let policy = self.policy.clone();
         policy.deposit_at(start);
         let idempotent = policy.is_idempotent(&parts);
-        let retries = policy.max_attempts > 1;
+        // Hedged: only what may be sent twice, each paying into the hedging budget.
+        let hedge = policy
+            .hedge
+            .as_ref()
+            .filter(|h| idempotent && h.max_attempts > 1);
+        if let Some(budget) = hedge.and_then(|h| h.budget.as_ref()) {
+            budget.deposit_at(start);
+        }
+        let retries = policy.attempt_cap() > 1;
         let body = ReplayBody::new(body, if retries { policy.max_replay_body } else { 0 });
         // The next hop is read from the kept parts; only without them is it copied.
         let replay = if retries {
@@ -115,8 +123,12 @@ where
         } else {
             Replay::Taken(NextHop::of(&parts.uri))
         };
+        let trail = hedge.map(|_| Trail::new());
         let below_hold_own = policy.stack_shares_classifier;
         let extensions = &mut parts.extensions;
+        if let Some(trail) = &trail {
+            extensions.insert(trail.for_attempt(1));
+        }
         Carried::put(
             classifier.as_ref(),
             &policy.classifier,
@@ -142,6 +154,7 @@ where
                 attempts: 1,
                 tried: Tried::default(),
                 attempt_start: start,
+                trail,
             },
         )
     }

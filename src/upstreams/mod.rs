@@ -214,6 +214,45 @@ impl Tried {
     }
 }
 
+/// Where the endpoint each attempt of a hedged request went to is written, as it
+/// is picked: the retry layer puts one in every attempt's extensions, so that a
+/// hedge sent while earlier attempts are still in flight avoids their endpoints.
+/// Clones share the keys; each attempt writes its own slot (the last four).
+#[derive(Debug, Clone)]
+pub(crate) struct Trail {
+    keys: std::sync::Arc<[std::sync::atomic::AtomicU64; 4]>,
+    slot: u8,
+}
+
+impl Trail {
+    pub(crate) fn new() -> Self {
+        Self {
+            keys: std::sync::Arc::default(),
+            slot: 0,
+        }
+    }
+
+    /// The handle attempt number `attempt` (from 1) writes its endpoint through.
+    pub(crate) fn for_attempt(&self, attempt: u32) -> Self {
+        Self {
+            keys: self.keys.clone(),
+            slot: (attempt.wrapping_sub(1) % 4) as u8,
+        }
+    }
+
+    /// Records the endpoint this handle's attempt went to.
+    pub(crate) fn mark(&self, key: u64) {
+        self.keys[usize::from(self.slot)].store(key, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// The endpoint attempt number `attempt` went to, once it was picked.
+    pub(crate) fn key(&self, attempt: u32) -> Option<u64> {
+        let key = self.keys[(attempt.wrapping_sub(1) % 4) as usize]
+            .load(std::sync::atomic::Ordering::Relaxed);
+        (key != 0).then_some(key)
+    }
+}
+
 /// The endpoint an upstream answer came from, on answers a retry may follow (not
 /// 2xx or 3xx, or carrying `grpc-status`), for [`Tried`].
 #[derive(Debug, Clone, Copy)]

@@ -1,7 +1,7 @@
 use super::layer::Steering;
 use super::pick::{Pick, Unavailable};
 use super::report::Attempt;
-use super::{Address, EndpointSet, ResponseFuture, Tried, UpstreamsLayer};
+use super::{Address, EndpointSet, ResponseFuture, Trail, Tried, UpstreamsLayer};
 use crate::classify::Carried;
 use crate::error::BoxError;
 use crate::timeout::HeadDeadline;
@@ -127,6 +127,10 @@ where
         };
         match pick {
             Ok(mut pick) => {
+                // A hedged request's attempts say where they went, for the next hedge.
+                if let Some(trail) = req.extensions().get::<Trail>() {
+                    trail.mark(pick.key());
+                }
                 let uri = std::mem::take(req.uri_mut());
                 *req.uri_mut() = pick.endpoint().rewrite(uri);
                 // A resolved endpoint: the URI keeps its name, the client is told

@@ -1,0 +1,423 @@
+//! Hedged requests over real loopback replicas, on a frozen clock: a slow attempt
+//! is hedged to another replica and the loser's connection is closed, a `POST` is
+//! never hedged, a failure or a retryable answer never wins over an attempt in
+//! flight, a cancelled loser does not eject its endpoint, and the budget caps the
+//! extra load when every replica is slow.
+
+use crate::support::{Counting, Frozen, TestBody, eventually, hyper_client, within};
+use http::{Request, StatusCode};
+use http_body_util::{BodyExt, Full};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
+use tower::{Layer, ServiceExt};
+use tower_bad_gateway::retry::{HedgePolicy, RetryPolicy};
+use tower_bad_gateway::upstreams::{EndpointSet, Health, HealthPolicy};
+use tower_bad_gateway::{Attempts, GatewayLayer, UpstreamBody};
+
+type Body = tower_bad_gateway::bad_gateway::ResponseBody<
+    tower_bad_gateway::timeout::TimeoutBody<hyper::body::Incoming>,
+>;
+
+type Client = Counting<
+    hyper_util::client::legacy::Client<
+        hyper_util::client::legacy::connect::HttpConnector,
+        UpstreamBody<TestBody>,
+    >,
+>;
+
+/// What a [`Slow`] replica does with each request it reads.
+#[derive(Debug, Clone, Copy)]
+enum Then {
+    /// Answers with this status after the wait (on tokio's clock).
+    Answer(u16, Duration),
+    /// Resets the connection after the wait.
+    Reset(Duration),
+}
+
+/// A raw HTTP/1.1 replica: reads each request head, then does what it is told;
+/// counts the requests it read and the connections closed by the client while
+/// it was still working on a request (a cancelled attempt).
+struct Slow {
+    addr: std::net::SocketAddr,
+    received: Arc<AtomicUsize>,
+    cancelled: Arc<AtomicUsize>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Slow {
+    async fn start(then: Then) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let then = Arc::new(Mutex::new(then));
+        let received = Arc::new(AtomicUsize::new(0));
+        let cancelled = Arc::new(AtomicUsize::new(0));
+        let task = tokio::spawn({
+            let (then, received, cancelled) =
+                (then.clone(), received.clone(), Arc::clone(&cancelled));
+            async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let (then, received, cancelled) =
+                        (then.clone(), received.clone(), cancelled.clone());
+                    tokio::spawn(serve(stream, then, received, cancelled));
+                }
+            }
+        });
+        Self {
+            addr,
+            received,
+            cancelled,
+            task,
+        }
+    }
+
+    fn url(&self) -> String {
+        format!("http://{}", self.addr)
+    }
+
+    fn received(&self) -> usize {
+        self.received.load(Ordering::SeqCst)
+    }
+
+    fn cancelled(&self) -> usize {
+        self.cancelled.load(Ordering::SeqCst)
+    }
+}
+
+impl Drop for Slow {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+async fn serve(
+    mut stream: TcpStream,
+    then: Arc<Mutex<Then>>,
+    received: Arc<AtomicUsize>,
+    cancelled: Arc<AtomicUsize>,
+) {
+    let mut buf = Vec::new();
+    loop {
+        // One request head (the tests send no bodies).
+        while !buf.windows(4).any(|w| w == b"\r\n\r\n") {
+            let mut chunk = [0u8; 1024];
+            match stream.read(&mut chunk).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => buf.extend_from_slice(&chunk[..n]),
+            }
+        }
+        buf.clear();
+        received.fetch_add(1, Ordering::SeqCst);
+        let then = *then.lock().unwrap();
+        let wait = match then {
+            Then::Answer(_, wait) | Then::Reset(wait) => wait,
+        };
+        // Waiting, and watching for the client closing the connection.
+        let mut probe = [0u8; 1];
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            _ = stream.read(&mut probe) => {
+                cancelled.fetch_add(1, Ordering::SeqCst);
+                return;
+            }
+        }
+        match then {
+            Then::Answer(status, _) => {
+                let head = format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\n\r\nok");
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
+            Then::Reset(_) => {
+                let _ = socket2::SockRef::from(&stream).set_linger(Some(Duration::ZERO));
+                return;
+            }
+        }
+    }
+}
+
+fn get() -> Request<TestBody> {
+    Request::get("/items").body(Full::default()).unwrap()
+}
+
+/// What came back, and how many attempts it took.
+async fn answer(pending: tokio::task::JoinHandle<http::Response<Body>>) -> (StatusCode, u32) {
+    let res = within("the answer", pending).await.unwrap();
+    let attempts = Attempts::of(&res);
+    let status = res.status();
+    let _ = res.into_body().collect().await;
+    (status, attempts)
+}
+
+/// A gateway over `set` hedging after 50 ms (no budget, unless `policy` says),
+/// the client counted.
+fn gateway(
+    set: &EndpointSet,
+    hedge: HedgePolicy,
+    retry: RetryPolicy,
+) -> (tower_bad_gateway::Gateway<Client>, Client) {
+    let client = Counting::new(hyper_client());
+    let svc = GatewayLayer::new()
+        .upstreams(set.clone())
+        .retry_policy(retry.no_backoff())
+        .hedge(hedge)
+        .layer(client.clone());
+    (svc, client)
+}
+
+fn after_50ms() -> HedgePolicy {
+    HedgePolicy::after(Duration::from_millis(50)).no_budget()
+}
+
+/// `slow` alone in the set for the first attempt, then `fast` joins: the hedge,
+/// which avoids the endpoint in flight, can only go to `fast`.
+async fn first_attempt_to(
+    slow: &Slow,
+    fast: &Slow,
+    set: &EndpointSet,
+    svc: &tower_bad_gateway::Gateway<Client>,
+    req: Request<TestBody>,
+) -> tokio::task::JoinHandle<http::Response<Body>> {
+    let before = slow.received();
+    let pending = tokio::spawn(svc.clone().oneshot(req).map(Result::unwrap));
+    eventually("the first attempt reaching the slow replica", || {
+        slow.received() > before
+    })
+    .await;
+    set.replace([slow.url().parse().unwrap(), fast.url().parse().unwrap()])
+        .unwrap();
+    pending
+}
+
+use futures_util::FutureExt;
+
+#[tokio::test(start_paused = true)]
+async fn a_slow_attempt_is_hedged_to_another_replica_which_wins_and_the_loser_is_closed() {
+    let clock = Frozen::hold();
+    let slow = Slow::start(Then::Answer(200, Duration::from_secs(1))).await;
+    let fast = Slow::start(Then::Answer(200, Duration::ZERO)).await;
+    // One failure would eject: a cancelled loser must not count as one.
+    let set = EndpointSet::from_urls([slow.url()])
+        .unwrap()
+        .health_policy(HealthPolicy::new().consecutive_failures(1).no_jitter());
+    let (svc, client) = gateway(&set, after_50ms(), RetryPolicy::new());
+
+    let pending = first_attempt_to(&slow, &fast, &set, &svc, get()).await;
+    clock.advance(Duration::from_millis(49)).await;
+    assert_eq!(client.calls(), 1, "no hedge before its delay");
+    clock.advance(Duration::from_millis(1)).await;
+    let (status, attempts) = answer(pending).await;
+    assert_eq!(status, 200);
+    assert_eq!(attempts, 2, "the hedge's answer, the second attempt");
+    assert_eq!(fast.received(), 1, "the hedge went to the other replica");
+    eventually("the slow replica seeing its connection closed", || {
+        slow.cancelled() == 1
+    })
+    .await;
+    let health = set.health();
+    assert!(
+        health.iter().all(|(_, h)| *h == Health::Healthy),
+        "a cancelled loser ejects nothing: {health:?}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_fast_answer_is_not_hedged() {
+    let clock = Frozen::hold();
+    let fast = Slow::start(Then::Answer(200, Duration::from_millis(10))).await;
+    let other = Slow::start(Then::Answer(200, Duration::ZERO)).await;
+    let set = EndpointSet::from_urls([fast.url()]).unwrap();
+    let (svc, client) = gateway(&set, after_50ms(), RetryPolicy::new());
+    let pending = first_attempt_to(&fast, &other, &set, &svc, get()).await;
+    clock.advance(Duration::from_millis(10)).await;
+    let (status, attempts) = answer(pending).await;
+    assert_eq!((status, attempts), (StatusCode::OK, 1));
+    clock.advance(Duration::from_millis(100)).await;
+    assert_eq!(client.calls(), 1, "no hedge after the answer");
+    assert_eq!(other.received(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_post_is_never_hedged() {
+    let clock = Frozen::hold();
+    let slow = Slow::start(Then::Answer(200, Duration::from_secs(1))).await;
+    let fast = Slow::start(Then::Answer(200, Duration::ZERO)).await;
+    let set = EndpointSet::from_urls([slow.url()]).unwrap();
+    let (svc, client) = gateway(&set, after_50ms(), RetryPolicy::new());
+    let post = Request::post("/orders").body(Full::default()).unwrap();
+    let pending = first_attempt_to(&slow, &fast, &set, &svc, post).await;
+    for _ in 0..20 {
+        clock.advance(Duration::from_millis(50)).await;
+    }
+    let (status, attempts) = answer(pending).await;
+    assert_eq!((status, attempts), (StatusCode::OK, 1));
+    assert_eq!(client.calls(), 1, "sent exactly once");
+    assert_eq!(fast.received(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_failure_in_flight_never_wins_over_the_hedge() {
+    let clock = Frozen::hold();
+    // The first attempt's connection is reset at 100 ms; the hedge, sent at 50 ms,
+    // answers at 150 ms.
+    let resets = Slow::start(Then::Reset(Duration::from_millis(100))).await;
+    let late = Slow::start(Then::Answer(200, Duration::from_millis(100))).await;
+    let set = EndpointSet::from_urls([resets.url()]).unwrap();
+    let (svc, client) = gateway(&set, after_50ms(), RetryPolicy::new());
+    let pending = first_attempt_to(&resets, &late, &set, &svc, get()).await;
+    clock.advance(Duration::from_millis(50)).await;
+    eventually("the hedge reaching the other replica", || {
+        late.received() == 1
+    })
+    .await;
+    clock.advance(Duration::from_millis(50)).await;
+    clock.advance(Duration::from_millis(50)).await;
+    let (status, attempts) = answer(pending).await;
+    assert_eq!(status, 200, "the reset lost to the hedge in flight");
+    assert_eq!(attempts, 2);
+    assert_eq!(client.calls(), 2, "and was not retried meanwhile");
+}
+
+#[tokio::test(start_paused = true)]
+async fn an_answer_the_policy_would_retry_waits_for_the_hedge_and_one_it_would_not_wins() {
+    for (retry_503, want) in [(true, 200), (false, 503)] {
+        let clock = Frozen::hold();
+        // The first attempt answers 503 at 100 ms; the hedge 200 at 150 ms.
+        let unavailable = Slow::start(Then::Answer(503, Duration::from_millis(100))).await;
+        let late = Slow::start(Then::Answer(200, Duration::from_millis(100))).await;
+        let set = EndpointSet::from_urls([unavailable.url()]).unwrap();
+        let retry = if retry_503 {
+            RetryPolicy::new().retry_on(StatusCode::SERVICE_UNAVAILABLE)
+        } else {
+            RetryPolicy::new()
+        };
+        let (svc, _client) = gateway(&set, after_50ms(), retry);
+        let pending = first_attempt_to(&unavailable, &late, &set, &svc, get()).await;
+        clock.advance(Duration::from_millis(50)).await;
+        eventually("the hedge reaching the other replica", || {
+            late.received() == 1
+        })
+        .await;
+        clock.advance(Duration::from_millis(50)).await;
+        if !retry_503 {
+            let (status, _) = answer(pending).await;
+            assert_eq!(status, 503, "a final answer wins at once");
+            eventually("the hedge cancelled", || late.cancelled() == 1).await;
+            continue;
+        }
+        clock.advance(Duration::from_millis(50)).await;
+        let (status, attempts) = answer(pending).await;
+        assert_eq!(status.as_u16(), want, "retry_on(503): {retry_503}");
+        assert_eq!(attempts, 2);
+        drop(clock);
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn when_every_replica_is_slow_the_budget_holds_hedges_to_a_tenth_of_the_requests() {
+    for (budget, hedges) in [(true, 10), (false, 100)] {
+        let clock = Frozen::hold();
+        let replicas = [
+            Slow::start(Then::Answer(200, Duration::from_millis(200))).await,
+            Slow::start(Then::Answer(200, Duration::from_millis(200))).await,
+            Slow::start(Then::Answer(200, Duration::from_millis(200))).await,
+        ];
+        let set = EndpointSet::from_urls(replicas.iter().map(Slow::url)).unwrap();
+        let hedge = HedgePolicy::after(Duration::from_millis(50));
+        let hedge = if budget { hedge } else { hedge.no_budget() };
+        let (svc, client) = gateway(&set, hedge, RetryPolicy::new());
+        let pending: Vec<_> = (0..100)
+            .map(|_| tokio::spawn(svc.clone().oneshot(get()).map(Result::unwrap)))
+            .collect();
+        let received = || replicas.iter().map(Slow::received).sum::<usize>();
+        eventually("every first attempt arriving", || received() == 100).await;
+        clock.advance(Duration::from_millis(50)).await;
+        eventually("the hedges arriving", || received() == 100 + hedges).await;
+        clock.advance(Duration::from_millis(150)).await;
+        for p in pending {
+            assert_eq!(answer(p).await.0, 200);
+        }
+        assert_eq!(
+            client.calls(),
+            100 + hedges,
+            "budget {budget}: {hedges} hedges for 100 requests"
+        );
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn no_hedge_starts_past_the_deadline() {
+    let clock = Frozen::hold();
+    let slow = Slow::start(Then::Answer(200, Duration::from_secs(1))).await;
+    let fast = Slow::start(Then::Answer(200, Duration::ZERO)).await;
+    let set = EndpointSet::from_urls([slow.url()]).unwrap();
+    let client = Counting::new(hyper_client());
+    let svc = GatewayLayer::new()
+        .upstreams(set.clone())
+        .deadline(Duration::from_millis(40))
+        .hedge(after_50ms())
+        .layer(client.clone());
+    let pending = first_attempt_to(&slow, &fast, &set, &svc, get()).await;
+    clock.advance(Duration::from_millis(40)).await;
+    let (status, _) = answer(pending).await;
+    assert_eq!(status, StatusCode::GATEWAY_TIMEOUT);
+    clock.advance(Duration::from_millis(20)).await;
+    assert_eq!(
+        client.calls(),
+        1,
+        "the deadline ended the exchange, no hedge"
+    );
+    assert_eq!(fast.received(), 0);
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_hedge_avoids_the_endpoint_in_flight_even_when_it_is_the_least_loaded() {
+    let clock = Frozen::hold();
+    let slow = Slow::start(Then::Answer(200, Duration::from_secs(1))).await;
+    let busy = Slow::start(Then::Answer(200, Duration::from_secs(1))).await;
+    // `busy` holds three requests in flight, the slow replica one (the first
+    // attempt): picking by load alone, the hedge would go to the slow one.
+    let set = EndpointSet::from_urls([busy.url()]).unwrap();
+    let (svc, client) = gateway(&set, after_50ms(), RetryPolicy::new());
+    let posts: Vec<_> = (0..3)
+        .map(|_| {
+            let post = Request::post("/orders").body(Full::default()).unwrap();
+            tokio::spawn(svc.clone().oneshot(post).map(Result::unwrap))
+        })
+        .collect();
+    eventually("three requests in flight at the busy replica", || {
+        busy.received() == 3
+    })
+    .await;
+    // Picking by load, the first attempt goes to the idle slow replica.
+    set.replace([busy.url().parse().unwrap(), slow.url().parse().unwrap()])
+        .unwrap();
+    let pending = tokio::spawn(svc.clone().oneshot(get()).map(Result::unwrap));
+    eventually("the first attempt reaching the slow replica", || {
+        slow.received() == 1
+    })
+    .await;
+    clock.advance(Duration::from_millis(50)).await;
+    eventually("the hedge reaching the busy replica", || {
+        busy.received() == 4
+    })
+    .await;
+    assert_eq!(
+        slow.received(),
+        1,
+        "the endpoint in flight is not asked twice"
+    );
+    clock.advance(Duration::from_millis(950)).await;
+    let (status, attempts) = answer(pending).await;
+    assert_eq!(
+        (status, attempts),
+        (StatusCode::OK, 2),
+        "the first attempt won"
+    );
+    for post in posts {
+        assert_eq!(answer(post).await.0, 200);
+    }
+    assert_eq!(client.calls(), 5);
+}
