@@ -33,6 +33,7 @@ use tower_bad_gateway::proxy::{self, Proxy, ProxyLayer, TakeUpgrade, TakeUpgrade
 use tower_bad_gateway::upstreams::ResolveTo;
 use tower_bad_gateway::upstreams::{ByAddress, Dns, EndpointSet, HealthCheck, HealthPolicy};
 use tower_bad_gateway::{Gateway, GatewayLayer, UpstreamBody};
+use tower_bad_gateway::retry::{HedgePolicy, RetryBudget};
 
 // mimalloc keeps the peaks of bursts of connections flat where glibc's arenas
 // fragment (`python3 benches/memory.py`, BENCHMARKS.md); `no_thp`: without
@@ -78,6 +79,12 @@ pub struct Options {
     pub dns_min_ttl: Duration,
     /// The roots `https://` upstreams are verified with (`None`: the system's).
     pub ca_file: Option<PathBuf>,
+    /// Hedge idempotent requests after this long (`None`: no hedging).
+    pub hedge_after: Option<Duration>,
+    /// Hedges allowed, in percent of the requests that could be hedged.
+    pub hedge_budget_percent: u32,
+    /// Attempts in all of a hedged request, the first included.
+    pub hedge_max_attempts: u32,
 }
 
 impl Default for Options {
@@ -106,6 +113,9 @@ impl Default for Options {
             dns_server: None,
             dns_min_ttl: Duration::from_secs(5),
             ca_file: None,
+            hedge_after: None,
+            hedge_budget_percent: 10,
+            hedge_max_attempts: 2,
         }
     }
 }
@@ -115,7 +125,8 @@ const USAGE: &str = "usage: reverse_proxy [--listen ADDR] [--upstream URL]... [-
 [--base-ejection-ms N] [--max-ejection-ms N] [--max-ejection-percent N] [--short-ejection-ms N] \
 [--failure-rate-window N] [--slow-start-ms N] [--health-check-path PATH | --health-check-grpc | \
 --health-check-tcp] [--health-check-interval-ms N] [--dns-server ADDR] [--dns-min-ttl-ms N] \
-[--ca-file PATH] [--metrics ADDR] [--threads N]";
+[--ca-file PATH] [--hedge-after-ms N] [--hedge-budget-percent N] [--hedge-max-attempts N] \
+[--metrics ADDR] [--threads N]";
 
 impl Options {
     pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
@@ -177,6 +188,9 @@ impl Options {
                 "--dns-server" => o.dns_server = Some(num!()),
                 "--dns-min-ttl-ms" => o.dns_min_ttl = ms(num!()),
                 "--ca-file" => o.ca_file = Some(value()?.into()),
+                "--hedge-after-ms" => o.hedge_after = Some(ms(num!())),
+                "--hedge-budget-percent" => o.hedge_budget_percent = num!(),
+                "--hedge-max-attempts" => o.hedge_max_attempts = num!(),
                 "-h" | "--help" => return Err(USAGE.into()),
                 other => return Err(format!("unknown flag {other}\n{USAGE}")),
             }
@@ -380,6 +394,14 @@ fn app_with(o: &Options, upstreams: &[Uri], set: EndpointSet) -> Result<App, Str
         .body_idle_timeout(o.body_idle);
     if let Some(deadline) = o.deadline {
         gateway = gateway.deadline(deadline);
+    }
+    if let Some(after) = o.hedge_after {
+        let budget = f32::from(u16::try_from(o.hedge_budget_percent).unwrap_or(u16::MAX)) / 100.0;
+        gateway = gateway.hedge(
+            HedgePolicy::after(after)
+                .max_attempts(o.hedge_max_attempts)
+                .budget(RetryBudget::new(budget, 0, Duration::from_secs(10))),
+        );
     }
     let client = client(o, upstreams, &set, o.http2)?;
     let gateway = gateway.layer(TakeUpgradeLayer::new().layer(client));
