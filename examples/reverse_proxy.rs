@@ -30,10 +30,10 @@ use hyper_util::client::legacy::{Client, connect::HttpConnector};
 use std::{future::Future, net::SocketAddr, path::PathBuf, time::Duration};
 use tower::{Layer, util::Either};
 use tower_bad_gateway::proxy::{self, Proxy, ProxyLayer, TakeUpgrade, TakeUpgradeLayer};
+use tower_bad_gateway::retry::{HedgePolicy, RetryBudget};
 use tower_bad_gateway::upstreams::ResolveTo;
 use tower_bad_gateway::upstreams::{ByAddress, Dns, EndpointSet, HealthCheck, HealthPolicy};
 use tower_bad_gateway::{Gateway, GatewayLayer, UpstreamBody};
-use tower_bad_gateway::retry::{HedgePolicy, RetryBudget};
 
 // mimalloc keeps the peaks of bursts of connections flat where glibc's arenas
 // fragment (`python3 benches/memory.py`, BENCHMARKS.md); `no_thp`: without

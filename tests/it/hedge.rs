@@ -421,3 +421,53 @@ async fn the_hedge_avoids_the_endpoint_in_flight_even_when_it_is_the_least_loade
     }
     assert_eq!(client.calls(), 5);
 }
+
+/// A hedge sent and won is one event each and one count each; a refused one is
+/// counted. A recorder of the test's own (thread-local: the test's runtime runs
+/// its tasks on its thread).
+#[tokio::test(start_paused = true)]
+async fn hedges_sent_won_and_refused_are_events_and_counters() {
+    let events = crate::support::EventLog::install();
+    let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+    let handle = recorder.handle();
+    let _local = metrics::set_default_local_recorder(&recorder);
+    let clock = Frozen::hold();
+    let slow = Slow::start(Then::Answer(200, Duration::from_secs(1))).await;
+    let fast = Slow::start(Then::Answer(200, Duration::ZERO)).await;
+    let set = EndpointSet::from_urls([fast.url()]).unwrap();
+    // The default budget: ten requests pay for one hedge. Nine answered at once...
+    let hedge = HedgePolicy::after(Duration::from_millis(50));
+    let (svc, _client) = gateway(&set, hedge, RetryPolicy::new());
+    for _ in 0..9 {
+        let quick = tokio::spawn(svc.clone().oneshot(get()).map(Result::unwrap));
+        assert_eq!(answer(quick).await, (StatusCode::OK, 1));
+    }
+    // ...and the tenth, slow, is hedged.
+    set.replace([slow.url().parse().unwrap()]).unwrap();
+    let pending = first_attempt_to(&slow, &fast, &set, &svc, get()).await;
+    clock.advance(Duration::from_millis(50)).await;
+    assert_eq!(answer(pending).await, (StatusCode::OK, 2));
+    // The budget is spent: the next slow request is not hedged.
+    set.replace([slow.url().parse().unwrap()]).unwrap();
+    let pending = first_attempt_to(&slow, &fast, &set, &svc, get()).await;
+    clock.advance(Duration::from_millis(1000)).await;
+    assert_eq!(answer(pending).await, (StatusCode::OK, 1));
+
+    let text = handle.render();
+    let value = |series: &str| crate::support::prometheus_value(&text, series);
+    assert_eq!(value("tower_bad_gateway_hedges "), Some(1.0), "{text}");
+    assert_eq!(value("tower_bad_gateway_hedges_won "), Some(1.0), "{text}");
+    assert_eq!(
+        value("tower_bad_gateway_hedges_refused "),
+        Some(1.0),
+        "{text}"
+    );
+    let log = events.messages().join("\n");
+    assert!(log.contains("hedging upstream request"), "{log}");
+    assert!(log.contains("attempt=2"), "{log}");
+    assert!(
+        log.contains("hedged request answered, the other attempts cancelled"),
+        "{log}"
+    );
+    assert!(log.contains("cancelled=1"), "{log}");
+}

@@ -12,6 +12,14 @@ pub struct EventLog {
 impl EventLog {
     pub fn install() -> Self {
         use tracing_subscriber::layer::SubscriberExt;
+        // tracing decides whether a callsite is enabled once, when it is first hit,
+        // over the live dispatchers; with exactly one live it asks the hitting
+        // thread's default instead. So a test on another thread (no subscriber)
+        // hitting a callsite first, while this log is the only dispatcher, would
+        // disable it for this log too. A second dispatcher, alive for the whole run,
+        // makes every decision ask all of them.
+        static SECOND: std::sync::OnceLock<tracing::Dispatch> = std::sync::OnceLock::new();
+        SECOND.get_or_init(|| tracing::Dispatch::new(tracing_subscriber::registry()));
         let events: Arc<std::sync::Mutex<Vec<String>>> = Arc::default();
         let subscriber = tracing_subscriber::registry().with(EventRecorder(events.clone()));
         let guard = tracing::subscriber::set_default(subscriber);
