@@ -471,3 +471,120 @@ async fn hedges_sent_won_and_refused_are_events_and_counters() {
     );
     assert!(log.contains("cancelled=1"), "{log}");
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_learned_percentile_hedges_just_past_what_attempts_usually_take() {
+    let clock = Frozen::hold();
+    let usual = Slow::start(Then::Answer(200, Duration::from_millis(10))).await;
+    let slow = Slow::start(Then::Answer(200, Duration::from_secs(1))).await;
+    let set = EndpointSet::from_urls([usual.url()]).unwrap();
+    // Until learned, a second: far beyond the test's wait below.
+    let hedge = HedgePolicy::percentile(95.0, Duration::from_secs(1)).no_budget();
+    let (svc, client) = gateway(&set, hedge, RetryPolicy::new());
+    let learning: Vec<_> = (0..128)
+        .map(|_| tokio::spawn(svc.clone().oneshot(get()).map(Result::unwrap)))
+        .collect();
+    eventually("every request at the usual replica", || {
+        usual.received() == 128
+    })
+    .await;
+    clock.advance(Duration::from_millis(10)).await;
+    for l in learning {
+        assert_eq!(answer(l).await, (StatusCode::OK, 1));
+    }
+    // Attempts take 10 ms: the 95th percentile's bucket ends under 12 ms.
+    set.replace([slow.url().parse().unwrap()]).unwrap();
+    let pending = first_attempt_to(&slow, &usual, &set, &svc, get()).await;
+    clock.advance(Duration::from_millis(9)).await;
+    assert_eq!(client.calls(), 129, "not before the learned delay");
+    clock.advance(Duration::from_millis(3)).await;
+    eventually("the hedge reaching the usual replica", || {
+        usual.received() == 129
+    })
+    .await;
+    clock.advance(Duration::from_millis(10)).await;
+    assert_eq!(answer(pending).await, (StatusCode::OK, 2));
+}
+
+/// Over HTTP/2 the loser's stream is reset: the upstream's handler is dropped,
+/// its connection stays up for the next request.
+#[tokio::test(start_paused = true)]
+async fn over_http2_the_losers_stream_is_reset_and_its_connection_kept() {
+    use hyper::service::service_fn;
+    use hyper_util::rt::{TokioExecutor, TokioIo};
+    let clock = Frozen::hold();
+    struct Dropped(Arc<AtomicUsize>);
+    impl Drop for Dropped {
+        fn drop(&mut self) {
+            self.0.fetch_add(1, Ordering::SeqCst);
+        }
+    }
+    // Two h2 replicas: each answers after `wait`, counting handlers dropped
+    // before they answered, the connections accepted and the requests.
+    type Counts = (Arc<AtomicUsize>, Arc<AtomicUsize>, Arc<AtomicUsize>);
+    async fn h2(wait: Duration) -> (String, Counts) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let counts: Counts = Default::default();
+        let (d, c, r) = counts.clone();
+        tokio::spawn(async move {
+            while let Ok((stream, _)) = listener.accept().await {
+                c.fetch_add(1, Ordering::SeqCst);
+                let (d, r) = (d.clone(), r.clone());
+                let svc = service_fn(move |_req: http::Request<hyper::body::Incoming>| {
+                    r.fetch_add(1, Ordering::SeqCst);
+                    let guard = Dropped(d.clone());
+                    async move {
+                        tokio::time::sleep(wait).await;
+                        std::mem::forget(guard);
+                        Ok::<_, std::convert::Infallible>(http::Response::new(Full::new(
+                            bytes::Bytes::from_static(b"ok"),
+                        )))
+                    }
+                });
+                tokio::spawn(
+                    hyper::server::conn::http2::Builder::new(TokioExecutor::new())
+                        .serve_connection(TokioIo::new(stream), svc),
+                );
+            }
+        });
+        (url, counts)
+    }
+    let (slow, (slow_dropped, slow_conns, slow_requests)) = h2(Duration::from_secs(1)).await;
+    let (fast, _) = h2(Duration::ZERO).await;
+    let set = EndpointSet::from_urls([slow.clone()]).unwrap();
+    let client = Counting::new(
+        hyper_util::client::legacy::Client::builder(TokioExecutor::new())
+            .http2_only(true)
+            .build_http(),
+    );
+    let svc = GatewayLayer::new()
+        .upstreams(set.clone())
+        .hedge(after_50ms())
+        .layer(client.clone());
+    let pending = tokio::spawn(svc.clone().oneshot(get()).map(Result::unwrap));
+    eventually("the first attempt at the slow replica", || {
+        slow_requests.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    set.replace([slow.parse().unwrap(), fast.parse().unwrap()])
+        .unwrap();
+    clock.advance(Duration::from_millis(50)).await;
+    let res = within("the hedge's answer", pending).await.unwrap();
+    assert_eq!((res.status(), Attempts::of(&res)), (StatusCode::OK, 2));
+    eventually("the loser's handler dropped by its stream's reset", || {
+        slow_dropped.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    // The same connection takes the next request to the slow replica.
+    set.replace([slow.parse().unwrap()]).unwrap();
+    let next = tokio::spawn(svc.clone().oneshot(get()).map(Result::unwrap));
+    eventually("the next request at the slow replica", || {
+        slow_requests.load(Ordering::SeqCst) == 2
+    })
+    .await;
+    clock.advance(Duration::from_secs(1)).await;
+    let res = within("the next answer", next).await.unwrap();
+    assert_eq!(res.status(), StatusCode::OK);
+    assert_eq!(slow_conns.load(Ordering::SeqCst), 1, "one connection");
+}
