@@ -14,6 +14,12 @@
 //! body is replayed from a bounded buffer ([`ReplayBody`]) filled as the first
 //! attempt streams it.
 //!
+//! **Hedging** (opt-in, [`HedgePolicy`]): an idempotent request whose attempt has
+//! not answered after a delay is sent again, to another endpoint, and the first
+//! acceptable answer wins; the others are dropped. Unlike `tower::hedge`, the
+//! hedge goes to another replica, a fast failure never wins over a slower
+//! success, and a budget caps the extra load.
+//!
 //! Unlike `tower::retry`, there is no policy to write, bodies need not be `Clone`,
 //! idempotency and `Retry-After` are understood, and the budget is exact.
 //!
