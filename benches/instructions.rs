@@ -29,7 +29,7 @@ use http_body_util::Full;
 use std::hint::black_box;
 use std::time::Duration;
 use tower::{Layer, Service};
-use tower_bad_gateway::retry::{ReplayBody, RetryPolicy};
+use tower_bad_gateway::retry::{HedgePolicy, ReplayBody, RetryPolicy};
 use tower_bad_gateway::timeout::TimeoutLayer;
 use tower_bad_gateway::upstreams::Upstreams;
 use tower_bad_gateway::write_timeout::UploadBody;
@@ -60,6 +60,16 @@ where
     }
 }
 
+/// `svc` given `GET`s instead of the bench's `POST`s.
+fn get<S: Service<Request<Full<Bytes>>>>(
+    svc: S,
+) -> impl Service<Request<Full<Bytes>>, Response = S::Response, Error = S::Error> {
+    tower::util::MapRequest::new(svc, |mut req: Request<Full<Bytes>>| {
+        *req.method_mut() = http::Method::GET;
+        req
+    })
+}
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let (stacks, n): (Vec<&str>, usize) = match args.as_slice() {
@@ -79,6 +89,8 @@ fn main() {
                 "upstreams_10000",
                 "gateway_default",
                 "gateway_set_of_3",
+                "gateway_set_of_3_get",
+                "gateway_hedge_set_of_3",
                 "upstreams_timeout_3",
                 "timeout_upstreams_3",
             ],
@@ -144,6 +156,19 @@ fn main() {
             ),
             "gateway_default" => run(GatewayLayer::new().layer(client()), n),
             "gateway_set_of_3" => run(GatewayLayer::new().upstreams(set_of(3)).layer(client()), n),
+            // The same with `GET`s, and hedged after 50 ms (none is: each answers at
+            // once): what a hedgeable request costs when no hedge is sent.
+            "gateway_set_of_3_get" => run(
+                get(GatewayLayer::new().upstreams(set_of(3)).layer(client())),
+                n,
+            ),
+            "gateway_hedge_set_of_3" => run(
+                get(GatewayLayer::new()
+                    .upstreams(set_of(3))
+                    .hedge(HedgePolicy::after(Duration::from_millis(50)))
+                    .layer(client())),
+                n,
+            ),
             "upstreams_timeout_3" => run(
                 Upstreams::new(
                     TimeoutLayer::new()

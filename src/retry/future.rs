@@ -1,6 +1,6 @@
 use super::ReplayBody;
 use super::decide::{Attempt, Decision};
-use super::hedge::{Race, Racer};
+use super::hedge::Race;
 use super::policy::RetryPolicy;
 use super::replay::Replay;
 use super::report;
@@ -65,7 +65,7 @@ pin_project! {
         },
         // A hedged request's attempts in flight.
         Racing {
-            race: Box<Race<F>>,
+            race: Pin<Box<Race<F>>>,
         },
         Waiting {
             #[pin]
@@ -103,7 +103,7 @@ impl<S, F, B> ResponseFuture<S, F, B> {
         let state = match retrying.trail {
             None => State::Calling { future },
             Some(_) => State::Racing {
-                race: Box::new(retrying.race(future)),
+                race: Box::pin(retrying.race(future)),
             },
         };
         Self { state, retrying }
@@ -128,10 +128,10 @@ where
                     }
                 }
                 StateProj::Racing { race } => {
-                    let outcome = ready!(this.retrying.poll_race(race, cx));
+                    let outcome = ready!(this.retrying.poll_race(race.as_mut(), cx));
                     // The losers are dropped at once: their streams reset, their
                     // connections closed.
-                    this.retrying.cancel(race);
+                    this.retrying.cancel(race.as_mut());
                     match this.retrying.decide(outcome) {
                         Next::Done(result) => {
                             this.state.set(State::Ready);
@@ -151,7 +151,7 @@ where
                         Err(err) => return Poll::Ready(Err(err)),
                     };
                     if this.retrying.trail.is_some() {
-                        let race = Box::new(this.retrying.race(future));
+                        let race = Box::pin(this.retrying.race(future));
                         this.state.set(State::Racing { race });
                     } else {
                         this.state.set(State::Calling { future });
@@ -207,12 +207,12 @@ impl<S, B> Retrying<S, B> {
 
     /// A race of one: the attempt just sent, and the first hedge's timer.
     fn race<F>(&self, future: F) -> Race<F> {
-        let first = Racer {
-            future: Box::pin(future),
-            number: self.attempts,
-            start: self.attempt_start,
-        };
-        Race::new(first, self.next_hedge_delay())
+        Race::new(
+            future,
+            self.attempts,
+            self.attempt_start,
+            self.next_hedge_delay(),
+        )
     }
 
     /// The wait before the next hedge, if another may be sent.
@@ -266,17 +266,16 @@ impl<S, B> Retrying<S, B> {
     }
 
     /// Drops the attempts still in flight: a winner was found.
-    fn cancel<F>(&self, race: &mut Race<F>) {
-        if race.racers.is_empty() {
-            return;
-        }
-        if let Some(hedge) = &self.policy.hedge {
-            for racer in &race.racers {
-                hedge.observe(racer.start.elapsed());
+    fn cancel<F: Future>(&self, race: Pin<&mut Race<F>>) {
+        let hedge = self.policy.hedge.as_ref();
+        let cancelled = race.cancel(|start| {
+            if let Some(hedge) = hedge {
+                hedge.observe(start.elapsed());
             }
+        });
+        if cancelled > 0 {
+            report::race_won(&self.replay, &self.policy, self.attempts, cancelled);
         }
-        report::race_won(&self.replay, &self.policy, self.attempts, race.racers.len());
-        race.racers.clear();
     }
 
     /// What the retry decision needs to know of the exchange so far.
@@ -421,7 +420,7 @@ impl<S, B> Retrying<S, B> {
     /// not retry), or with the last attempt's outcome.
     fn poll_race<ResB>(
         &mut self,
-        race: &mut Race<S::Future>,
+        mut race: Pin<&mut Race<S::Future>>,
         cx: &mut Context<'_>,
     ) -> Poll<Result<Response<ResB>, S::Error>>
     where
@@ -429,79 +428,63 @@ impl<S, B> Retrying<S, B> {
         S::Error: Into<BoxError>,
     {
         loop {
-            let mut i = 0;
-            while i < race.racers.len() {
-                let Poll::Ready(outcome) = race.racers[i].future.as_mut().poll(cx) else {
-                    i += 1;
-                    continue;
-                };
-                let racer = race.racers.swap_remove(i);
+            while let Poll::Ready(ended) = race.as_mut().poll_finished(cx) {
                 if let Some(hedge) = &self.policy.hedge {
-                    hedge.observe(racer.start.elapsed());
+                    hedge.observe(ended.start.elapsed());
                 }
-                if race.racers.is_empty() || !self.loses_to_pending(&outcome) {
-                    self.attempt_start = racer.start;
-                    if racer.number > 1 {
+                if ended.last || !self.loses_to_pending(&ended.outcome) {
+                    self.attempt_start = ended.start;
+                    if ended.hedge {
                         report::hedge_won();
                     }
-                    return Poll::Ready(outcome);
+                    return Poll::Ready(ended.outcome);
                 }
                 // Another attempt in flight may still answer; this endpoint is
                 // not asked again.
-                if let Some(key) = self.trail.as_ref().and_then(|t| t.key(racer.number)) {
+                if let Some(key) = self.trail.as_ref().and_then(|t| t.key(ended.number)) {
                     self.tried.push(key);
                 }
             }
-            if !race.due {
-                let Some(timer) = race.timer.as_mut() else {
-                    return Poll::Pending;
-                };
-                ready!(timer.as_mut().poll(cx));
+            let paid = ready!(race.as_mut().poll_due(cx));
+            if !paid {
                 match self.may_hedge() {
-                    HedgeNow::Yes => race.due = true,
+                    HedgeNow::Yes => race.as_mut().set_due(true),
                     HedgeNow::Later(delay) => {
-                        timer.as_mut().reset(Instant::now() + delay);
+                        race.as_mut().rearm(Some(delay));
                         continue;
                     }
                     HedgeNow::Never => {
-                        race.timer = None;
+                        race.as_mut().rearm(None);
                         return Poll::Pending;
                     }
                 }
             }
             match self.service.poll_ready(cx) {
                 Poll::Pending => return Poll::Pending,
-                Poll::Ready(Ok(())) => race.due = false,
+                Poll::Ready(Ok(())) => race.as_mut().set_due(false),
                 Poll::Ready(Err(_)) => {
                     // No hedge: the attempts in flight go on.
-                    race.due = false;
-                    race.timer = None;
+                    race.as_mut().set_due(false);
+                    race.as_mut().rearm(None);
                     return Poll::Pending;
                 }
             }
             // Away from every endpoint still in flight.
             let mut tried = self.tried;
             if let Some(trail) = &self.trail {
-                for racer in &race.racers {
-                    if let Some(key) = trail.key(racer.number) {
+                for number in race.in_flight() {
+                    if let Some(key) = trail.key(number) {
                         tried.push(key);
                     }
                 }
             }
             let Ok(future) = self.send(tried) else {
-                race.timer = None;
+                race.as_mut().rearm(None);
                 return Poll::Pending;
             };
             report::hedged(&self.replay, &self.policy, self.attempts);
-            race.racers.push(Racer {
-                future: Box::pin(future),
-                number: self.attempts,
-                start: self.attempt_start,
-            });
-            match (self.next_hedge_delay(), race.timer.as_mut()) {
-                (Some(delay), Some(timer)) => timer.as_mut().reset(Instant::now() + delay),
-                _ => race.timer = None,
-            }
+            race.as_mut().push(future, self.attempts, self.attempt_start);
+            race.as_mut().rearm(self.next_hedge_delay());
         }
     }
 
