@@ -75,11 +75,13 @@ mod body;
 mod budget;
 mod decide;
 mod future;
+mod grpc;
 mod layer;
 mod policy;
 mod replay;
 mod report;
 mod service;
+mod throttle;
 
 pub use self::backoff::{Backoff, parse_retry_after};
 pub use self::body::{ReplayBody, ReplayError};
@@ -88,3 +90,4 @@ pub use self::future::ResponseFuture;
 pub use self::layer::RetryLayer;
 pub use self::policy::{IDEMPOTENCY_KEY, RetryPolicy};
 pub use self::service::Retry;
+pub use self::throttle::RetryThrottle;

@@ -142,6 +142,7 @@ where
                 attempts: 1,
                 tried: Tried::default(),
                 attempt_start: start,
+                backoff_from: 0,
             },
         )
     }
