@@ -12,6 +12,7 @@ mod backpressure;
 mod cancellation;
 mod classify_real_clients;
 mod grpc;
+mod grpc_retry;
 mod http2;
 mod intercept;
 mod invariants;
