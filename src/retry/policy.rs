@@ -115,7 +115,8 @@ impl RetryPolicy {
     /// The default policy: 3 attempts in all; retry the kinds listed under
     /// [`retry_on`](Self::retry_on); no status or gRPC retries; full-jitter backoff
     /// from 25 ms to 250 ms; `Retry-After` honoured up to 3 s; a budget of 20% of
-    /// requests plus 10 retries a second; bodies replayed up to 64 KiB.
+    /// requests plus 10 retries a second, and no [throttle](Self::throttle); bodies
+    /// replayed up to 64 KiB.
     pub fn new() -> Self {
         Self {
             max_attempts: 3,
