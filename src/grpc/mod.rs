@@ -2,10 +2,16 @@
 //! calls, the header names, `grpc-timeout` (gRPC `PROTOCOL-HTTP2.md`), reading a
 //! `grpc-status`, and the percent-encoding of `grpc-message`. The status codes are
 //! [`GrpcCode`], and which code answers which failure is a column of the
-//! [`ErrorKind`](crate::ErrorKind) table.
+//! [`ErrorKind`](crate::ErrorKind) table. The retry metadata of gRFC A6
+//! (`grpc-retry-pushback-ms`, `grpc-previous-rpc-attempts`) is in `retry`.
 
+mod retry;
 mod web;
 
+pub(crate) use self::retry::{
+    GRPC_PREVIOUS_RPC_ATTEMPTS, GRPC_RETRY_PUSHBACK_MS, Pushback, format_pushback,
+    previous_attempts, pushback,
+};
 pub(crate) use self::web::{Framing, trailer_frame};
 
 use crate::error::GrpcCode;

@@ -103,12 +103,19 @@ impl Renderer {
         // The error's own estimate (the time until an ejected endpoint's probe)
         // wins over the configured one, which only a 503 carries.
         let retry_after = match err.retry_after() {
-            Some(after) => Some(retry_after_secs(after)),
-            None if status == StatusCode::SERVICE_UNAVAILABLE => self.retry_after,
+            Some(after) => Some(after),
+            None if status == StatusCode::SERVICE_UNAVAILABLE => {
+                self.retry_after.map(std::time::Duration::from_secs)
+            }
             None => None,
         };
-        if let Some(secs) = retry_after {
-            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        if let Some(after) = retry_after {
+            headers.insert(header::RETRY_AFTER, retry_after_secs(after));
+            // A gRPC client reads the wait from its own metadata (gRFC A6), in
+            // milliseconds.
+            if format == Format::Grpc {
+                headers.insert(grpc::GRPC_RETRY_PUSHBACK_MS, grpc::format_pushback(after));
+            }
         }
         if format == Format::Grpc {
             self.insert_grpc_status(headers, err, plain);
@@ -145,7 +152,7 @@ impl Renderer {
 
 /// Whole seconds, rounded up, at least one: `Retry-After: 0` would invite an
 /// immediate retry into the same failure.
-fn retry_after_secs(after: std::time::Duration) -> u64 {
+fn retry_after_secs(after: std::time::Duration) -> HeaderValue {
     let secs = after.as_secs() + u64::from(after.subsec_nanos() > 0);
-    secs.max(1)
+    HeaderValue::from(secs.max(1))
 }

@@ -17,7 +17,8 @@
 //!
 //! and adds the headers every answer carries: `Proxy-Status` (RFC 9209),
 //! `Cache-Control: no-store`, the request id when the request had one, and
-//! `Retry-After` on 503 when configured. The [`GatewayError`] goes into the
+//! `Retry-After` on 503 when configured or when the error knows the wait (on a
+//! gRPC answer also as `grpc-retry-pushback-ms`, gRFC A6). The [`GatewayError`] goes into the
 //! response extensions.
 //!
 //! Nothing internal leaks by default: no upstream host, port or io message appears
@@ -305,7 +306,27 @@ impl Renderer {
         }
     }
 
-    /// Adds `Retry-After` (in whole seconds, at least 1) to every 503 answer.
+    /// Adds `Retry-After` (in whole seconds, at least 1) to every 503 answer; a
+    /// gRPC answer carries the same wait as `grpc-retry-pushback-ms`, in
+    /// milliseconds (gRFC A6), as it does whenever the error has its own
+    /// [`retry_after`](GatewayError::retry_after) (an endpoint set with nothing
+    /// healthy: the time until its next probe).
+    ///
+    /// ```
+    /// use tower_bad_gateway::render::{Renderer, RequestInfo};
+    /// use tower_bad_gateway::{ErrorKind, GatewayError};
+    /// use std::time::Duration;
+    ///
+    /// let renderer = Renderer::new().retry_after(Duration::from_secs(2));
+    /// let err = GatewayError::new(ErrorKind::DestinationUnavailable);
+    /// let http = renderer.render(&err, &RequestInfo::default());
+    /// assert_eq!(http.headers()["retry-after"], "2");
+    ///
+    /// let call = http::Request::post("/pkg.Svc/Get").header("content-type", "application/grpc").body(()).unwrap();
+    /// let grpc = renderer.render(&err, &RequestInfo::from_request(&call));
+    /// assert_eq!(grpc.headers()["grpc-status"], "14");
+    /// assert_eq!(grpc.headers()["grpc-retry-pushback-ms"], "2000");
+    /// ```
     pub fn retry_after(self, after: Duration) -> Self {
         self.set(|r| r.retry_after = Some(after.as_secs().max(1)))
     }

@@ -135,3 +135,29 @@ async fn a_tls_alert_shows_its_id_and_with_details_its_message() {
     let (_, _, proxy_status) = text_of(&renderer, &other).await;
     assert_eq!(proxy_status, "tower-bad-gateway; error=tls_protocol_error");
 }
+
+/// The wait an error knows (an endpoint set's next probe) reaches a gRPC caller
+/// as `grpc-retry-pushback-ms`, to the millisecond, beside the `Retry-After` in
+/// whole seconds; other callers get `Retry-After` alone.
+#[test]
+fn a_grpc_answer_carries_the_errors_wait_as_pushback_in_milliseconds() {
+    let err = GatewayError::new(ErrorKind::DestinationUnavailable)
+        .with_retry_after(Duration::from_millis(1500));
+    let call = Request::post("/pkg.Svc/Get")
+        .header("content-type", "application/grpc+proto")
+        .body(())
+        .unwrap();
+    let res = Renderer::new().render(&err, &RequestInfo::from_request(&call));
+    assert_eq!(res.headers()["grpc-status"], "14");
+    assert_eq!(res.headers()["grpc-retry-pushback-ms"], "1500");
+    assert_eq!(res.headers()["retry-after"], "2");
+
+    let res = Renderer::new().render(&err, &RequestInfo::default());
+    assert_eq!(res.headers()["retry-after"], "2");
+    assert!(!res.headers().contains_key("grpc-retry-pushback-ms"));
+
+    let without_wait = GatewayError::new(ErrorKind::DestinationUnavailable);
+    let res = Renderer::new().render(&without_wait, &RequestInfo::from_request(&call));
+    assert!(!res.headers().contains_key("grpc-retry-pushback-ms"));
+    assert!(!res.headers().contains_key("retry-after"));
+}

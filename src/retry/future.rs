@@ -95,6 +95,8 @@ pub(super) struct Retrying<S, B> {
     pub(super) attempt_start: Instant,
     /// Where a hedged request's attempts went: `Some` when it may be hedged.
     pub(super) trail: Option<Trail>,
+    /// The attempts made when a gRPC pushback last set the wait (0: never).
+    pub(super) backoff_from: u32,
 }
 
 impl<S, F, B> ResponseFuture<S, F, B> {
@@ -285,6 +287,7 @@ impl<S, B> Retrying<S, B> {
             idempotent: self.idempotent,
             replayable,
             deadline: self.deadline.map(Deadline::at),
+            backoff_from: self.backoff_from,
         }
     }
 
@@ -309,6 +312,9 @@ impl<S, B> Retrying<S, B> {
                 None
             }
             Decision::Retry(delay) => {
+                if super::grpc::pushed_back(res.headers()) {
+                    self.backoff_from = self.attempts;
+                }
                 if let Some(AnsweredBy(key)) = res.extensions().get() {
                     self.tried.push(*key);
                 }
@@ -392,6 +398,7 @@ impl<S, B> Retrying<S, B> {
         self.attempts += 1;
         self.attempt_start = Instant::now();
         let mut req = Request::from_parts(parts, self.body.next_attempt());
+        super::grpc::mark_attempt(req.headers_mut(), self.attempts - 1);
         let extensions = req.extensions_mut();
         if let Some(deadline) = self.deadline {
             if extensions.get::<Deadline>().is_none() {

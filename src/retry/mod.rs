@@ -3,8 +3,8 @@
 //! ```text
 //! BadGateway ──▶ Retry ──▶ [Upstreams] ──▶ [per-attempt Timeout] ──▶ upstream client
 //!                  │ failure or opted-in status ─▶ retry? (condition, safety,
-//!                  │                                 attempts, body, deadline, budget)
-//!                  │   yes ─▶ wait (full jitter, or Retry-After) ─▶ poll_ready ─▶ call again
+//!                  │                                 attempts, body, deadline, budget, throttle)
+//!                  │   yes ─▶ wait (full jitter, or Retry-After / gRPC pushback) ─▶ poll_ready ─▶ call again
 //!                  └   no  ─▶ the last answer, or a GatewayError with its attempts
 //! ```
 //!
@@ -22,6 +22,27 @@
 //!
 //! Unlike `tower::retry`, there is no policy to write, bodies need not be `Clone`,
 //! idempotency and `Retry-After` are understood, and the budget is exact.
+//!
+//! gRPC calls get gRPC's retry protocol (gRFC A6): the upstream's
+//! `grpc-retry-pushback-ms` sets the wait before the next attempt (or, negative
+//! or malformed, stops the retries), each further attempt tells the upstream how
+//! many came before it in `grpc-previous-rpc-attempts`, and a [`RetryThrottle`]
+//! is A6's retry throttling (see [`RetryPolicy`], "gRPC's retry protocol").
+//!
+//! ```
+//! use tower_bad_gateway::retry::{RetryLayer, RetryPolicy, RetryThrottle};
+//! use tower_bad_gateway::GrpcCode;
+//!
+//! // A6's service config, `retryPolicy` and `retryThrottling`, for idempotent methods.
+//! let layer = RetryLayer::new(
+//!     RetryPolicy::new()
+//!         .max_attempts(4)
+//!         .retry_on(GrpcCode::Unavailable)
+//!         .idempotent_if(|req| req.uri.path().starts_with("/catalog.Catalog/Get"))
+//!         .throttle(RetryThrottle::new(10, 0.1)),
+//! );
+//! # let _ = layer;
+//! ```
 //!
 //! Each attempt that is retried leaves the endpoint it went to (its
 //! [`next_hop`](crate::GatewayError::next_hop), or the endpoint that answered) in
@@ -82,11 +103,13 @@ mod budget;
 mod decide;
 mod future;
 mod hedge;
+mod grpc;
 mod layer;
 mod policy;
 mod replay;
 mod report;
 mod service;
+mod throttle;
 
 pub use self::backoff::{Backoff, parse_retry_after};
 pub use self::body::{ReplayBody, ReplayError};
@@ -96,3 +119,4 @@ pub use self::hedge::HedgePolicy;
 pub use self::layer::RetryLayer;
 pub use self::policy::{IDEMPOTENCY_KEY, RetryPolicy};
 pub use self::service::Retry;
+pub use self::throttle::RetryThrottle;

@@ -1,4 +1,4 @@
-use super::{Backoff, HedgePolicy, RetryBudget};
+use super::{Backoff, HedgePolicy, RetryBudget, RetryThrottle};
 use crate::classify::Classifier;
 use crate::error::KindSet;
 use crate::outcome::{OnOff, Outcomes};
@@ -35,9 +35,40 @@ type Idempotent = dyn Fn(&Parts) -> bool + Send + Sync;
 /// 3. fewer than [`max_attempts`](Self::max_attempts) attempts were made;
 /// 4. its body can be sent again (it fit the [replay buffer](Self::max_replay_body));
 /// 5. a [`Deadline`](crate::deadline::Deadline), if set, leaves time after the wait;
-/// 6. the [budget](Self::budget) has a retry to spend.
+/// 6. the [budget](Self::budget) has a retry to spend, and the
+///    [throttle](Self::throttle), if set, allows one (gRFC A6).
 ///
 /// A `POST` that may have reached the upstream is never sent twice.
+///
+/// # gRPC's retry protocol (gRFC A6)
+///
+/// - **Pushback.** An answer retried for its `grpc-status` (or status) may carry
+///   the server's `grpc-retry-pushback-ms`. A non-negative integer is the wait
+///   before the next attempt, exactly, instead of the backoff (and of any
+///   `Retry-After`), and the backoff after it starts again from its first step;
+///   a wait over [`max_retry_after`](Self::max_retry_after) returns the answer at
+///   once. A negative or malformed value means do not retry: the answer is
+///   returned. Pushback never makes an answer retryable that the policy does not
+///   retry.
+/// - **Attempts.** Every further attempt of a gRPC call (`content-type:
+///   application/grpc...`) carries `grpc-previous-rpc-attempts`: 1 on the second
+///   attempt, 2 on the third (added to the caller's own count, when it sent
+///   one). The first attempt goes as it came.
+/// - **Throttling.** [`throttle`](Self::throttle) with a [`RetryThrottle`]: A6's
+///   `retryThrottling` (`maxTokens`, `tokenRatio`).
+///
+/// ```
+/// use tower_bad_gateway::retry::{RetryPolicy, RetryThrottle};
+/// use tower_bad_gateway::GrpcCode;
+///
+/// // A6's `retryPolicy` for idempotent methods, and its `retryThrottling`.
+/// let grpc = RetryPolicy::new()
+///     .max_attempts(4)
+///     .retry_on(GrpcCode::Unavailable)
+///     .idempotent_if(|req| req.uri.path().starts_with("/catalog.Catalog/Get"))
+///     .throttle(RetryThrottle::new(10, 0.1));
+/// # let _ = grpc;
+/// ```
 ///
 /// ```
 /// use tower_bad_gateway::retry::{RetryBudget, RetryPolicy};
@@ -64,6 +95,7 @@ pub struct RetryPolicy {
     pub(super) backoff: Backoff,
     pub(super) max_retry_after: Duration,
     pub(super) budget: Option<RetryBudget>,
+    pub(crate) throttle: Option<RetryThrottle>,
     pub(crate) max_replay_body: u64,
     pub(crate) classifier: Arc<Classifier>,
     /// Every layer below holds the same classifier (a `GatewayLayer`'s stack):
@@ -85,7 +117,8 @@ impl RetryPolicy {
     /// The default policy: 3 attempts in all; retry the kinds listed under
     /// [`retry_on`](Self::retry_on); no status or gRPC retries; full-jitter backoff
     /// from 25 ms to 250 ms; `Retry-After` honoured up to 3 s; a budget of 20% of
-    /// requests plus 10 retries a second; bodies replayed up to 64 KiB.
+    /// requests plus 10 retries a second, and no [throttle](Self::throttle); bodies
+    /// replayed up to 64 KiB.
     pub fn new() -> Self {
         Self {
             max_attempts: 3,
@@ -95,6 +128,7 @@ impl RetryPolicy {
             backoff: Backoff::default(),
             max_retry_after: Duration::from_secs(3),
             budget: Some(RetryBudget::default()),
+            throttle: None,
             max_replay_body: 64 * 1024,
             classifier: Arc::default(),
             stack_shares_classifier: false,
@@ -205,8 +239,8 @@ impl RetryPolicy {
         self
     }
 
-    /// The longest `Retry-After` waited for (default 3 s); longer ones return the
-    /// upstream's answer at once.
+    /// The longest `Retry-After` (or gRPC `grpc-retry-pushback-ms`) waited for
+    /// (default 3 s); longer ones return the upstream's answer at once.
     pub fn max_retry_after(mut self, max: Duration) -> Self {
         self.max_retry_after = max;
         self
@@ -216,6 +250,29 @@ impl RetryPolicy {
     /// a clone of it).
     pub fn budget(mut self, budget: RetryBudget) -> Self {
         self.budget = Some(budget);
+        self
+    }
+
+    /// Throttles retries as gRPC does (gRFC A6): `throttle`'s token count falls
+    /// by one with every failure the policy would retry and rises by its ratio
+    /// with every success, and retries go only while it is above half of its
+    /// maximum. Shared by every clone of the throttle (so it can also serve
+    /// another policy, or a hedging layer, for the same upstream); on top of
+    /// the [budget](Self::budget), which still applies. No throttle by default.
+    ///
+    /// ```
+    /// use tower_bad_gateway::retry::{RetryPolicy, RetryThrottle};
+    /// use tower_bad_gateway::GrpcCode;
+    ///
+    /// let throttle = RetryThrottle::new(10, 0.1);
+    /// let policy = RetryPolicy::new()
+    ///     .retry_on(GrpcCode::Unavailable)
+    ///     .throttle(throttle.clone());
+    /// assert!(throttle.allows());
+    /// # let _ = policy;
+    /// ```
+    pub fn throttle(mut self, throttle: RetryThrottle) -> Self {
+        self.throttle = Some(throttle);
         self
     }
 
@@ -308,6 +365,7 @@ impl fmt::Debug for RetryPolicy {
             .field("backoff", &self.backoff)
             .field("max_retry_after", &self.max_retry_after)
             .field("budget", &self.budget)
+            .field("throttle", &self.throttle)
             .field("max_replay_body", &self.max_replay_body)
             .field("hedge", &self.hedge)
             .finish()

@@ -155,6 +155,7 @@ where
                 tried: Tried::default(),
                 attempt_start: start,
                 trail,
+                backoff_from: 0,
             },
         )
     }

@@ -13,6 +13,7 @@ mod cancellation;
 mod classify_real_clients;
 mod grpc;
 mod hedge;
+mod grpc_retry;
 mod http2;
 mod intercept;
 mod invariants;
