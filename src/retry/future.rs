@@ -231,7 +231,9 @@ impl<S, B> Retrying<S, B> {
         if self.attempts >= hedge.max_attempts || self.replay.parts().is_none() {
             return HedgeNow::Never;
         }
-        if self.deadline.is_some_and(|d| Instant::now() >= d.at()) {
+        if self.deadline.is_some_and(|d| Instant::now() >= d.at())
+            || self.policy.throttle.as_ref().is_some_and(|t| !t.allows())
+        {
             return HedgeNow::Never;
         }
         if !self.body.is_complete() {
@@ -263,6 +265,29 @@ impl<S, B> Retrying<S, B> {
                             status: res.status(),
                             headers: res.headers(),
                         })
+            }
+        }
+    }
+
+    /// An attempt that ended while others are in flight, and lost to them: the
+    /// throttle counts it (gRFC A6), and its gRPC pushback, if any, says when
+    /// the next hedge may go (`Some(None)`: none may).
+    fn lost<ResB, E>(&self, outcome: &Result<Response<ResB>, E>) -> Option<Option<Duration>> {
+        match outcome {
+            Err(_) => {
+                if let Some(throttle) = &self.policy.throttle {
+                    throttle.record_failure();
+                }
+                None
+            }
+            Ok(res) => {
+                if let Some(throttle) = &self.policy.throttle {
+                    throttle.record_answer(true, res.status(), res.headers());
+                }
+                match crate::grpc::pushback(res.headers())? {
+                    crate::grpc::Pushback::Stop => Some(None),
+                    crate::grpc::Pushback::After(wait) => Some(Some(wait)),
+                }
             }
         }
     }
@@ -451,6 +476,9 @@ impl<S, B> Retrying<S, B> {
                 if let Some(key) = self.trail.as_ref().and_then(|t| t.key(ended.number)) {
                     self.tried.push(key);
                 }
+                if let Some(pushback) = self.lost(&ended.outcome) {
+                    race.as_mut().rearm(pushback);
+                }
             }
             let paid = ready!(race.as_mut().poll_due(cx));
             if !paid {
@@ -490,7 +518,8 @@ impl<S, B> Retrying<S, B> {
                 return Poll::Pending;
             };
             report::hedged(&self.replay, &self.policy, self.attempts);
-            race.as_mut().push(future, self.attempts, self.attempt_start);
+            race.as_mut()
+                .push(future, self.attempts, self.attempt_start);
             race.as_mut().rearm(self.next_hedge_delay());
         }
     }

@@ -36,6 +36,11 @@ use tokio::time::{Instant, Sleep};
 /// - **A budget** caps the extra load: hedges may be at most 10% of the requests
 ///   that could be hedged, by default ([`budget`](Self::budget)). So when every
 ///   replica is slow, hedging does not double their load.
+/// - **gRPC** (gRFC A6): each hedge carries `grpc-previous-rpc-attempts`; a
+///   [throttle](super::RetryPolicy::throttle) at half its tokens stops hedges as
+///   it stops retries, and counts the attempts that lose; a losing attempt's
+///   `grpc-retry-pushback-ms` delays the next hedge by that much (a negative one
+///   stops them).
 /// - Everything else keeps its meaning: the [`Deadline`](crate::deadline::Deadline)
 ///   (and `grpc-timeout`) ends the whole exchange, hedges included, and no hedge
 ///   starts past it; each attempt has its own attempt timeout; the retry budget
@@ -382,7 +387,9 @@ impl<F: Future> Race<F> {
     /// The numbers of the attempts in flight.
     pub(super) fn in_flight(&self) -> impl Iterator<Item = u32> + '_ {
         let first = self.first.is_some().then_some(self.first_number);
-        first.into_iter().chain(self.hedges.iter().map(|r| r.number))
+        first
+            .into_iter()
+            .chain(self.hedges.iter().map(|r| r.number))
     }
 
     /// Ready when the next hedge is due (and then at once until it is sent or

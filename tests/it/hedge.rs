@@ -42,6 +42,7 @@ enum Then {
 /// it was still working on a request (a cancelled attempt).
 struct Slow {
     addr: std::net::SocketAddr,
+    heads: Arc<Mutex<Vec<String>>>,
     received: Arc<AtomicUsize>,
     cancelled: Arc<AtomicUsize>,
     task: tokio::task::JoinHandle<()>,
@@ -54,19 +55,21 @@ impl Slow {
         let then = Arc::new(Mutex::new(then));
         let received = Arc::new(AtomicUsize::new(0));
         let cancelled = Arc::new(AtomicUsize::new(0));
+        let heads: Arc<Mutex<Vec<String>>> = Arc::default();
         let task = tokio::spawn({
-            let (then, received, cancelled) =
-                (then.clone(), received.clone(), Arc::clone(&cancelled));
+            let (then, heads) = (then.clone(), heads.clone());
+            let (received, cancelled) = (received.clone(), cancelled.clone());
             async move {
                 while let Ok((stream, _)) = listener.accept().await {
-                    let (then, received, cancelled) =
-                        (then.clone(), received.clone(), cancelled.clone());
-                    tokio::spawn(serve(stream, then, received, cancelled));
+                    let (then, heads) = (then.clone(), heads.clone());
+                    let (received, cancelled) = (received.clone(), cancelled.clone());
+                    tokio::spawn(serve(stream, then, heads, received, cancelled));
                 }
             }
         });
         Self {
             addr,
+            heads,
             received,
             cancelled,
             task,
@@ -79,6 +82,12 @@ impl Slow {
 
     fn received(&self) -> usize {
         self.received.load(Ordering::SeqCst)
+    }
+
+    /// The heads of the requests read, lower case.
+    fn heads(&self) -> Vec<String> {
+        let heads = self.heads.lock().unwrap();
+        heads.iter().map(|h| h.to_ascii_lowercase()).collect()
     }
 
     fn cancelled(&self) -> usize {
@@ -95,6 +104,7 @@ impl Drop for Slow {
 async fn serve(
     mut stream: TcpStream,
     then: Arc<Mutex<Then>>,
+    heads: Arc<Mutex<Vec<String>>>,
     received: Arc<AtomicUsize>,
     cancelled: Arc<AtomicUsize>,
 ) {
@@ -108,6 +118,10 @@ async fn serve(
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
+        heads
+            .lock()
+            .unwrap()
+            .push(String::from_utf8_lossy(&buf).into_owned());
         buf.clear();
         received.fetch_add(1, Ordering::SeqCst);
         let then = *then.lock().unwrap();
@@ -587,4 +601,48 @@ async fn over_http2_the_losers_stream_is_reset_and_its_connection_kept() {
     let res = within("the next answer", next).await.unwrap();
     assert_eq!(res.status(), StatusCode::OK);
     assert_eq!(slow_conns.load(Ordering::SeqCst), 1, "one connection");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_hedged_grpc_call_declared_idempotent_tells_the_hedge_it_is_the_second_attempt() {
+    let clock = Frozen::hold();
+    let slow = Slow::start(Then::Answer(200, Duration::from_secs(1))).await;
+    let fast = Slow::start(Then::Answer(200, Duration::ZERO)).await;
+    let set = EndpointSet::from_urls([slow.url()]).unwrap();
+    let retry =
+        RetryPolicy::new().idempotent_if(|req| req.uri.path().starts_with("/catalog.Catalog/Get"));
+    let (svc, _client) = gateway(&set, after_50ms(), retry);
+    let call = Request::post("/catalog.Catalog/GetItem")
+        .header("content-type", "application/grpc")
+        .body(Full::default())
+        .unwrap();
+    let pending = first_attempt_to(&slow, &fast, &set, &svc, call).await;
+    clock.advance(Duration::from_millis(50)).await;
+    assert_eq!(answer(pending).await, (StatusCode::OK, 2));
+    let (first, hedge) = (&slow.heads()[0], &fast.heads()[0]);
+    assert!(!first.contains("grpc-previous-rpc-attempts"), "{first}");
+    assert!(
+        hedge.contains("grpc-previous-rpc-attempts: 1\r\n"),
+        "{hedge}"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_throttle_at_half_its_tokens_stops_hedges_as_it_stops_retries() {
+    use tower_bad_gateway::retry::RetryThrottle;
+    let clock = Frozen::hold();
+    let slow = Slow::start(Then::Answer(200, Duration::from_secs(1))).await;
+    let fast = Slow::start(Then::Answer(200, Duration::ZERO)).await;
+    let set = EndpointSet::from_urls([slow.url()]).unwrap();
+    // 2 tokens; one failure leaves 1, half: no more retries, no hedges (gRFC A6).
+    let throttle = RetryThrottle::new(2, 0.1);
+    throttle.record_failure();
+    assert!(!throttle.allows());
+    let (svc, client) = gateway(&set, after_50ms(), RetryPolicy::new().throttle(throttle));
+    let pending = first_attempt_to(&slow, &fast, &set, &svc, get()).await;
+    clock.advance(Duration::from_millis(50)).await;
+    clock.advance(Duration::from_millis(950)).await;
+    assert_eq!(answer(pending).await, (StatusCode::OK, 1));
+    assert_eq!(client.calls(), 1, "not hedged");
+    assert_eq!(fast.received(), 0);
 }
