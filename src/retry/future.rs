@@ -7,6 +7,7 @@ use super::report;
 use crate::classify::{Carried, Classifier};
 use crate::deadline::Deadline;
 use crate::error::{Attempts, BoxError, GatewayError, Phase, stamp};
+use crate::grpc::Pushback;
 use crate::upstreams::{AnsweredBy, Trail, Tried, key_of};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -271,8 +272,8 @@ impl<S, B> Retrying<S, B> {
 
     /// An attempt that ended while others are in flight, and lost to them: the
     /// throttle counts it (gRFC A6), and its gRPC pushback, if any, says when
-    /// the next hedge may go (`Some(None)`: none may).
-    fn lost<ResB, E>(&self, outcome: &Result<Response<ResB>, E>) -> Option<Option<Duration>> {
+    /// the next hedge may go.
+    fn lost<ResB, E>(&self, outcome: &Result<Response<ResB>, E>) -> Option<Pushback> {
         match outcome {
             Err(_) => {
                 if let Some(throttle) = &self.policy.throttle {
@@ -284,10 +285,7 @@ impl<S, B> Retrying<S, B> {
                 if let Some(throttle) = &self.policy.throttle {
                     throttle.record_answer(true, res.status(), res.headers());
                 }
-                match crate::grpc::pushback(res.headers())? {
-                    crate::grpc::Pushback::Stop => Some(None),
-                    crate::grpc::Pushback::After(wait) => Some(Some(wait)),
-                }
+                crate::grpc::pushback(res.headers())
             }
         }
     }
@@ -476,8 +474,10 @@ impl<S, B> Retrying<S, B> {
                 if let Some(key) = self.trail.as_ref().and_then(|t| t.key(ended.number)) {
                     self.tried.push(key);
                 }
-                if let Some(pushback) = self.lost(&ended.outcome) {
-                    race.as_mut().rearm(pushback);
+                match self.lost(&ended.outcome) {
+                    Some(Pushback::Stop) => race.as_mut().rearm(None),
+                    Some(Pushback::After(wait)) => race.as_mut().rearm(Some(wait)),
+                    None => {}
                 }
             }
             let paid = ready!(race.as_mut().poll_due(cx));
