@@ -131,10 +131,10 @@ where
                     }
                 }
                 StateProj::Racing { race } => {
-                    let outcome = ready!(this.retrying.poll_race(race.as_mut(), cx));
+                    let (outcome, winner) = ready!(this.retrying.poll_race(race.as_mut(), cx));
                     // The losers are dropped at once: their streams reset, their
                     // connections closed.
-                    this.retrying.cancel(race.as_mut());
+                    this.retrying.cancel(race.as_mut(), winner);
                     match this.retrying.decide(outcome) {
                         Next::Done(result) => {
                             this.state.set(State::Ready);
@@ -291,7 +291,7 @@ impl<S, B> Retrying<S, B> {
     }
 
     /// Drops the attempts still in flight: a winner was found.
-    fn cancel<F: Future>(&self, race: Pin<&mut Race<F>>) {
+    fn cancel<F: Future>(&self, race: Pin<&mut Race<F>>, winner: u32) {
         let hedge = self.policy.hedge.as_ref();
         let cancelled = race.cancel(|start| {
             if let Some(hedge) = hedge {
@@ -299,7 +299,7 @@ impl<S, B> Retrying<S, B> {
             }
         });
         if cancelled > 0 {
-            report::race_won(&self.replay, &self.policy, self.attempts, cancelled);
+            report::race_won(&self.replay, &self.policy, winner, self.attempts, cancelled);
         }
     }
 
@@ -447,12 +447,12 @@ impl<S, B> Retrying<S, B> {
 
     /// Polls a hedged request's attempts, and sends the next hedge when it is
     /// due. Ready with the first outcome that wins (an answer the policy would
-    /// not retry), or with the last attempt's outcome.
+    /// not retry), or with the last attempt's outcome; and its attempt's number.
     fn poll_race<ResB>(
         &mut self,
         mut race: Pin<&mut Race<S::Future>>,
         cx: &mut Context<'_>,
-    ) -> Poll<Result<Response<ResB>, S::Error>>
+    ) -> Poll<(Result<Response<ResB>, S::Error>, u32)>
     where
         S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
         S::Error: Into<BoxError>,
@@ -467,7 +467,7 @@ impl<S, B> Retrying<S, B> {
                     if ended.hedge {
                         report::hedge_won();
                     }
-                    return Poll::Ready(ended.outcome);
+                    return Poll::Ready((ended.outcome, ended.number));
                 }
                 // Another attempt in flight may still answer; this endpoint is
                 // not asked again.

@@ -102,18 +102,25 @@ pub(super) fn hedge_refused() {
     crate::metrics::hedge_refused();
 }
 
-/// A hedged request answered by one of `attempts`, the `cancelled` others
-/// dropped (feature `tracing`).
+/// A hedged request answered by attempt `winner` of `attempts`, the `cancelled`
+/// others dropped (feature `tracing`).
 #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
-pub(super) fn race_won(replay: &Replay, policy: &RetryPolicy, attempts: u32, cancelled: usize) {
+pub(super) fn race_won(
+    replay: &Replay,
+    policy: &RetryPolicy,
+    winner: u32,
+    attempts: u32,
+    cancelled: usize,
+) {
     #[cfg(feature = "tracing")]
-    log_hedge(replay, policy, attempts, Some(cancelled));
+    log_hedge(replay, policy, attempts, Some((winner, cancelled)));
 }
 
 /// The hedge events: `attempt` is the hedge's number (2 for the first hedge);
-/// on the answer, `attempts` sent in all and how many were `cancelled`.
+/// on the answer, the `winner`'s number, `attempts` sent in all and how many
+/// were `cancelled`.
 #[cfg(feature = "tracing")]
-fn log_hedge(replay: &Replay, policy: &RetryPolicy, attempt: u32, cancelled: Option<usize>) {
+fn log_hedge(replay: &Replay, policy: &RetryPolicy, attempt: u32, answered: Option<(u32, usize)>) {
     use crate::render::for_log;
     let parts = replay.parts();
     let hop = replay.next_hop().and_then(|h| h.authority());
@@ -122,7 +129,7 @@ fn log_hedge(replay: &Replay, policy: &RetryPolicy, attempt: u32, cancelled: Opt
     let request_id = parts
         .and_then(|p| p.headers.get(&policy.request_id_header))
         .map(|id| for_log::request_id(id.as_bytes()));
-    match cancelled {
+    match answered {
         None => tracing::info!(
             "http.request.method" = method,
             "url.path" = path.as_deref(),
@@ -131,11 +138,12 @@ fn log_hedge(replay: &Replay, policy: &RetryPolicy, attempt: u32, cancelled: Opt
             attempt,
             "hedging upstream request",
         ),
-        Some(cancelled) => tracing::info!(
+        Some((winner, cancelled)) => tracing::info!(
             "http.request.method" = method,
             "url.path" = path.as_deref(),
             "server.address" = hop.as_ref().map(|a| a.host()),
             request_id = request_id.as_deref(),
+            winner,
             attempts = attempt,
             cancelled,
             "hedged request answered, the other attempts cancelled",

@@ -484,6 +484,7 @@ async fn hedges_sent_won_and_refused_are_events_and_counters() {
         "{log}"
     );
     assert!(log.contains("cancelled=1"), "{log}");
+    assert!(log.contains("winner=2 attempts=2"), "the hedge won: {log}");
 }
 
 #[tokio::test(start_paused = true)]
