@@ -173,6 +173,9 @@ where
     }
 }
 
+/// The outcome a race ended with, and its attempt's number.
+type Won<T, E> = (Result<T, E>, u32);
+
 /// What comes after an attempt's outcome.
 enum Next<T> {
     Done(Result<T, GatewayError>),
@@ -452,7 +455,7 @@ impl<S, B> Retrying<S, B> {
         &mut self,
         mut race: Pin<&mut Race<S::Future>>,
         cx: &mut Context<'_>,
-    ) -> Poll<(Result<Response<ResB>, S::Error>, u32)>
+    ) -> Poll<Won<Response<ResB>, S::Error>>
     where
         S: Service<Request<ReplayBody<B>>, Response = Response<ResB>>,
         S::Error: Into<BoxError>,
