@@ -35,6 +35,8 @@ enum Then {
     Answer(u16, Duration),
     /// Resets the connection after the wait.
     Reset(Duration),
+    /// Answers `200`, after the wait if the request carries `x-slow`, else at once.
+    SlowIfMarked(Duration),
 }
 
 /// A raw HTTP/1.1 replica: reads each request head, then does what it is told;
@@ -86,8 +88,7 @@ impl Slow {
 
     /// The heads of the requests read, lower case.
     fn heads(&self) -> Vec<String> {
-        let heads = self.heads.lock().unwrap();
-        heads.iter().map(|h| h.to_ascii_lowercase()).collect()
+        self.heads.lock().unwrap().clone()
     }
 
     fn cancelled(&self) -> usize {
@@ -118,15 +119,16 @@ async fn serve(
                 Ok(n) => buf.extend_from_slice(&chunk[..n]),
             }
         }
-        heads
-            .lock()
-            .unwrap()
-            .push(String::from_utf8_lossy(&buf).into_owned());
+        let head = String::from_utf8_lossy(&buf).to_ascii_lowercase();
+        let marked = head.contains("\r\nx-slow:");
+        heads.lock().unwrap().push(head);
         buf.clear();
         received.fetch_add(1, Ordering::SeqCst);
         let then = *then.lock().unwrap();
         let wait = match then {
             Then::Answer(_, wait) | Then::Reset(wait) => wait,
+            Then::SlowIfMarked(wait) if marked => wait,
+            Then::SlowIfMarked(_) => Duration::ZERO,
         };
         // Waiting, and watching for the client closing the connection.
         let mut probe = [0u8; 1];
@@ -138,6 +140,12 @@ async fn serve(
             }
         }
         match then {
+            Then::SlowIfMarked(_) => {
+                let head = "HTTP/1.1 200 X\r\ncontent-length: 2\r\n\r\nok";
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
             Then::Answer(status, _) => {
                 let head = format!("HTTP/1.1 {status} X\r\ncontent-length: 2\r\n\r\nok");
                 if stream.write_all(head.as_bytes()).await.is_err() {
@@ -646,4 +654,59 @@ async fn a_throttle_at_half_its_tokens_stops_hedges_as_it_stops_retries() {
     assert_eq!(answer(pending).await, (StatusCode::OK, 1));
     assert_eq!(client.calls(), 1, "not hedged");
     assert_eq!(fast.received(), 0);
+}
+
+/// The tail, on a frozen clock: one replica of three delays the requests
+/// marked slow by a second (5 of 100), the others answer at once. With hedging
+/// after 50 ms and the default budget, every request is answered by 50 ms, none
+/// waits the second, and the extra requests are the delayed ones' hedges.
+#[tokio::test(start_paused = true)]
+async fn the_tail_one_slow_replica_delaying_5_percent_by_a_second_ends_at_the_hedge_delay() {
+    let clock = Frozen::hold();
+    let replicas = [
+        Slow::start(Then::SlowIfMarked(Duration::from_secs(1))).await,
+        Slow::start(Then::SlowIfMarked(Duration::ZERO)).await,
+        Slow::start(Then::SlowIfMarked(Duration::ZERO)).await,
+    ];
+    let set = EndpointSet::from_urls(replicas.iter().map(Slow::url)).unwrap();
+    let hedge = HedgePolicy::after(Duration::from_millis(50));
+    let (svc, client) = gateway(&set, hedge, RetryPolicy::new());
+    // The delayed ones must go to the slow replica: it alone in the set for them.
+    let mut pending = Vec::new();
+    for i in 0..100 {
+        let marked = i % 20 == 19;
+        set.replace(if marked {
+            vec![replicas[0].url().parse().unwrap()]
+        } else {
+            replicas.iter().map(|r| r.url().parse().unwrap()).collect()
+        })
+        .unwrap();
+        let mut req = get();
+        if marked {
+            req.headers_mut()
+                .insert("x-slow", http::HeaderValue::from_static("1"));
+        }
+        let before = client.calls();
+        pending.push(tokio::spawn(svc.clone().oneshot(req).map(Result::unwrap)));
+        eventually("the request sent", || client.calls() > before).await;
+    }
+    set.replace(
+        replicas
+            .iter()
+            .map(|r| r.url().parse().unwrap())
+            .collect::<Vec<_>>(),
+    )
+    .unwrap();
+    clock.advance(Duration::from_millis(50)).await;
+    let mut hedged = 0;
+    for p in pending {
+        let (status, attempts) = answer(p).await;
+        assert_eq!(status, 200);
+        hedged += usize::from(attempts == 2);
+    }
+    assert_eq!(
+        hedged, 5,
+        "the five delayed requests, answered by their hedges"
+    );
+    assert_eq!(client.calls(), 105, "5% extra upstream requests");
 }
