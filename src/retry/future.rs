@@ -477,11 +477,13 @@ impl<S, B> Retrying<S, B> {
                 if let Some(key) = self.trail.as_ref().and_then(|t| t.key(ended.number)) {
                     self.tried.push(key);
                 }
-                match self.lost(&ended.outcome) {
+                let pushback = self.lost(&ended.outcome);
+                match pushback {
                     Some(Pushback::Stop) => race.as_mut().rearm(None),
                     Some(Pushback::After(wait)) => race.as_mut().rearm(Some(wait)),
                     None => {}
                 }
+                report::race_lost(ended.number, pushback);
             }
             let paid = ready!(race.as_mut().poll_due(cx));
             if !paid {

@@ -102,6 +102,24 @@ pub(super) fn hedge_refused() {
     crate::metrics::hedge_refused();
 }
 
+/// Attempt `attempt` of a hedged request ended with a failure, or an answer the
+/// policy would retry, while others were still in flight: it lost (a `debug`
+/// event, feature `tracing`); `pushback` is the gRPC pushback it carried.
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
+pub(super) fn race_lost(attempt: u32, pushback: Option<crate::grpc::Pushback>) {
+    #[cfg(feature = "tracing")]
+    tracing::debug!(
+        attempt,
+        pushback_ms = match pushback {
+            Some(crate::grpc::Pushback::After(wait)) =>
+                Some(u64::try_from(wait.as_millis()).unwrap_or(u64::MAX)),
+            _ => None,
+        },
+        no_more_hedges = matches!(pushback, Some(crate::grpc::Pushback::Stop)),
+        "hedged attempt lost, the others still in flight",
+    );
+}
+
 /// A hedged request answered by attempt `winner` of `attempts`, the `cancelled`
 /// others dropped (feature `tracing`).
 #[cfg_attr(not(feature = "tracing"), allow(unused_variables))]

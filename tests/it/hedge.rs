@@ -37,6 +37,9 @@ enum Then {
     Reset(Duration),
     /// Answers `200`, after the wait if the request carries `x-slow`, else at once.
     SlowIfMarked(Duration),
+    /// Answers `200` with `grpc-status: 14` (`UNAVAILABLE`) and this
+    /// `grpc-retry-pushback-ms`, after the wait.
+    Unavailable(&'static str, Duration),
 }
 
 /// A raw HTTP/1.1 replica: reads each request head, then does what it is told;
@@ -126,7 +129,7 @@ async fn serve(
         received.fetch_add(1, Ordering::SeqCst);
         let then = *then.lock().unwrap();
         let wait = match then {
-            Then::Answer(_, wait) | Then::Reset(wait) => wait,
+            Then::Answer(_, wait) | Then::Reset(wait) | Then::Unavailable(_, wait) => wait,
             Then::SlowIfMarked(wait) if marked => wait,
             Then::SlowIfMarked(_) => Duration::ZERO,
         };
@@ -140,6 +143,15 @@ async fn serve(
             }
         }
         match then {
+            Then::Unavailable(pushback, _) => {
+                let head = format!(
+                    "HTTP/1.1 200 X\r\ncontent-type: application/grpc\r\ngrpc-status: 14\r\n\
+                     grpc-retry-pushback-ms: {pushback}\r\ncontent-length: 0\r\n\r\n"
+                );
+                if stream.write_all(head.as_bytes()).await.is_err() {
+                    return;
+                }
+            }
             Then::SlowIfMarked(_) => {
                 let head = "HTTP/1.1 200 X\r\ncontent-length: 2\r\n\r\nok";
                 if stream.write_all(head.as_bytes()).await.is_err() {
@@ -709,4 +721,76 @@ async fn the_tail_one_slow_replica_delaying_5_percent_by_a_second_ends_at_the_he
         "the five delayed requests, answered by their hedges"
     );
     assert_eq!(client.calls(), 105, "5% extra upstream requests");
+}
+
+/// A losing attempt's gRPC pushback (gRFC A6) delays the next hedge by its value;
+/// a negative one stops hedging. The first attempt answers `UNAVAILABLE` at 60 ms
+/// while the first hedge (sent at 50 ms) is in flight; the third attempt would go
+/// at 100 ms. Its pushback of 100 ms sends it at 160 ms, of 0 at once.
+#[tokio::test(start_paused = true)]
+async fn a_losing_attempts_pushback_delays_the_next_hedge_and_a_negative_one_stops_them() {
+    use tower_bad_gateway::GrpcCode;
+    for (pushback, third_at) in [("-1", None), ("100", Some(160)), ("0", Some(60))] {
+        let events = crate::support::EventLog::install();
+        let clock = Frozen::hold();
+        let first = Slow::start(Then::Unavailable(pushback, Duration::from_millis(60))).await;
+        let second = Slow::start(Then::Answer(200, Duration::from_secs(1))).await;
+        let third = Slow::start(Then::Answer(200, Duration::ZERO)).await;
+        let set = EndpointSet::from_urls([first.url()]).unwrap();
+        let hedge = after_50ms().max_attempts(3);
+        let retry = RetryPolicy::new()
+            .max_attempts(3)
+            .retry_on(GrpcCode::Unavailable);
+        let (svc, client) = gateway(&set, hedge, retry);
+        let pending = first_attempt_to(&first, &second, &set, &svc, get()).await;
+        clock.advance(Duration::from_millis(50)).await;
+        eventually("the first hedge", || second.received() == 1).await;
+        set.replace([first.url(), second.url(), third.url()].map(|u| u.parse().unwrap()))
+            .unwrap();
+        clock.advance(Duration::from_millis(10)).await;
+        let lines = events.lines();
+        eventually("the first attempt losing", || {
+            lines
+                .messages()
+                .iter()
+                .any(|e| e.contains("hedged attempt lost"))
+        })
+        .await;
+        // Millisecond by millisecond: no third attempt before its time.
+        let until = third_at.unwrap_or(200);
+        for at in 61..=until {
+            clock.advance(Duration::from_millis(1)).await;
+            if at < until {
+                assert_eq!(
+                    client.calls(),
+                    2,
+                    "pushback {pushback}: a third attempt at {at} ms"
+                );
+            }
+        }
+        match third_at {
+            Some(_) => {
+                eventually("the third attempt", || third.received() == 1).await;
+                assert_eq!(
+                    answer(pending).await,
+                    (StatusCode::OK, 3),
+                    "pushback {pushback}"
+                );
+            }
+            None => {
+                assert_eq!(
+                    client.calls(),
+                    2,
+                    "no more hedges after a negative pushback"
+                );
+                clock.advance(Duration::from_millis(850)).await;
+                assert_eq!(
+                    answer(pending).await,
+                    (StatusCode::OK, 2),
+                    "the hedge's answer"
+                );
+                assert_eq!(third.received(), 0);
+            }
+        }
+    }
 }
