@@ -106,6 +106,7 @@ mod grpc;
 mod hedge;
 mod layer;
 mod policy;
+mod race;
 mod replay;
 mod report;
 mod service;
