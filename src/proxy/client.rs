@@ -34,6 +34,8 @@ pub struct UpstreamClient<B> {
 }
 
 enum Inner<B> {
+    /// HTTP/1.1 to `http://` endpoints: this crate's own small client.
+    H1(super::h1::H1<B>),
     Plain(Client<HttpConnector, B>),
     ByAddress(ByAddress<Make<B>, Client<AddressConnector, B>>),
 }
@@ -42,6 +44,7 @@ impl<B> Clone for UpstreamClient<B> {
     fn clone(&self) -> Self {
         Self {
             inner: match &self.inner {
+                Inner::H1(c) => Inner::H1(c.clone()),
                 Inner::Plain(c) => Inner::Plain(c.clone()),
                 Inner::ByAddress(c) => Inner::ByAddress(c.clone()),
             },
@@ -52,6 +55,7 @@ impl<B> Clone for UpstreamClient<B> {
 impl<B> fmt::Debug for UpstreamClient<B> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match &self.inner {
+            Inner::H1(_) => f.write_str("UpstreamClient::H1"),
             Inner::Plain(_) => f.write_str("UpstreamClient::Plain"),
             Inner::ByAddress(c) => f.debug_tuple("UpstreamClient::ByAddress").field(c).finish(),
         }
@@ -214,14 +218,25 @@ impl ClientBuilder {
         connector.set_nodelay(true);
     }
 
-    /// One pool for every endpoint, by the request URI's authority (which the
-    /// endpoint set writes per attempt): `http://` endpoints, by address or by
-    /// a name the system resolves.
+    /// One pool of connections per endpoint, by the request URI's authority
+    /// (which the endpoint set writes per attempt): `http://` endpoints, by
+    /// address or by a name the system resolves. HTTP/1.1 goes through this
+    /// crate's own small client on hyper's connections (no task per request,
+    /// nothing formatted), HTTP/2 through hyper-util's.
+    ///
+    /// Build one per serving thread (as [`serve_threads`](super::serve_threads)'
+    /// `make` does): its connections then live on the thread that uses them.
     pub fn build<B>(&self) -> UpstreamClient<B>
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,
+        B::Error: Into<crate::error::BoxError>,
     {
+        if !self.http2 {
+            return UpstreamClient {
+                inner: Inner::H1(super::h1::H1::new(self.connect_timeout, self.idle_timeout)),
+            };
+        }
         let mut connector = HttpConnector::new();
         self.connector(&mut connector);
         UpstreamClient {
@@ -322,6 +337,7 @@ pin_project_lite::pin_project! {
 pin_project_lite::pin_project! {
     #[project = KindProj]
     enum Kind {
+        H1 { future: super::h1::H1Future },
         Plain { #[pin] future: hyper_util::client::legacy::ResponseFuture },
         ByAddress { future: Boxed },
     }
@@ -334,12 +350,13 @@ impl fmt::Debug for ResponseFuture {
 }
 
 impl Future for ResponseFuture {
-    type Output = Result<Response<Incoming>, hyper_util::client::legacy::Error>;
+    type Output = Result<Response<Incoming>, crate::error::BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Plain { future } => future.poll(cx),
-            KindProj::ByAddress { future } => future.as_mut().poll(cx),
+            KindProj::H1 { future } => future.as_mut().poll(cx),
+            KindProj::Plain { future } => future.poll(cx).map_err(Into::into),
+            KindProj::ByAddress { future } => future.as_mut().poll(cx).map_err(Into::into),
         }
     }
 }
@@ -351,7 +368,7 @@ where
     B::Error: Into<crate::error::BoxError>,
 {
     type Response = Response<Incoming>;
-    type Error = hyper_util::client::legacy::Error;
+    type Error = crate::error::BoxError;
     type Future = ResponseFuture;
 
     /// Always ready: the pools wait for a connection in the call's future.
@@ -361,6 +378,9 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let kind = match &mut self.inner {
+            Inner::H1(client) => Kind::H1 {
+                future: client.request(req),
+            },
             Inner::Plain(client) => Kind::Plain {
                 future: client.request(req),
             },

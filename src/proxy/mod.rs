@@ -81,6 +81,7 @@
 mod body;
 mod client;
 mod future;
+mod h1;
 mod headers;
 mod layer;
 mod serve;

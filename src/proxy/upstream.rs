@@ -244,6 +244,7 @@ impl Upstream {
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,
+        B::Error: Into<crate::error::BoxError>,
     {
         let tls = self.urls.iter().any(|u| u.scheme_str() == Some("https"));
         if tls || self.follows_name() {
