@@ -40,18 +40,20 @@ macro_rules! options {
         impl Default for Options { fn default() -> Self { Self { $($field: $default,)* } } }
         const USAGE: &str = concat!("usage: reverse_proxy", $(" [", $flag, "]",)*);
         impl Options {
-            /// Reads `flag` (its value, if it has one, from `rest`) into the options.
-            fn set(&mut self, flag: &str, rest: &mut dyn Iterator<Item = String>) -> Result<(), String> {
-                let arg = &mut Arg { flag, rest };
-                match flag {
-                    $($flag => {
-                        let read: fn(&Self, &mut Arg<'_>) -> Result<$ty, String> = $read;
-                        self.$field = read(self, arg)?;
-                    })*
-                    "-h" | "--help" => return Err(USAGE.into()),
-                    other => return Err(format!("unknown flag {other}\n{USAGE}")),
+            pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
+                let mut o = Options::default();
+                while let Some(flag) = args.next() {
+                    let arg = &mut Arg { flag: &flag, rest: &mut args };
+                    match arg.flag {
+                        $($flag => {
+                            let read: fn(&Self, &mut Arg<'_>) -> Result<$ty, String> = $read;
+                            o.$field = read(&o, arg)?;
+                        })*
+                        "-h" | "--help" => return Err(USAGE.into()),
+                        other => return Err(format!("unknown flag {other}\n{USAGE}")),
+                    }
                 }
-                Ok(())
+                o.health_check().map(|_| o)
             }
         }
     };
@@ -68,30 +70,30 @@ options! {
         Upstream::new(list.clone()).map_err(|e| format!("--upstream: {e}"))?;
         Ok(list)
     };
-    timeout: Duration = ms(10_000), "--timeout-ms" |_, a| a.ms();
-    body_idle: Duration = ms(30_000), "--body-idle-ms" |_, a| a.ms();
+    timeout: Duration = ms(10_000), "--timeout-ms" |_, a| a.num().map(ms);
+    body_idle: Duration = ms(30_000), "--body-idle-ms" |_, a| a.num().map(ms);
     attempts: u32 = 3, "--attempts" |_, a| a.num();
-    deadline: Option<Duration> = None, "--deadline-ms" |_, a| a.ms().map(Some);
+    deadline: Option<Duration> = None, "--deadline-ms" |_, a| a.num().map(ms).map(Some);
     http2: bool = false, "--http2" |_, _| Ok(true);
     // `None`: 5 for several upstreams, ejection off for a lone one; `Some(0)`: off.
     consecutive_failures: Option<u32> = None, "--consecutive-failures" |_, a| a.num().map(Some);
-    base_ejection: Duration = ms(10_000), "--base-ejection-ms" |_, a| a.ms();
-    max_ejection: Duration = ms(300_000), "--max-ejection-ms" |_, a| a.ms();
+    base_ejection: Duration = ms(10_000), "--base-ejection-ms" |_, a| a.num().map(ms);
+    max_ejection: Duration = ms(300_000), "--max-ejection-ms" |_, a| a.num().map(ms);
     max_ejection_percent: u8 = 10, "--max-ejection-percent" |_, a| match a.num()? {
         p @ 0..=100 => Ok(p),
         _ => Err("--max-ejection-percent: at most 100".into()),
     };
-    short_ejection: Duration = ms(1000), "--short-ejection-ms" |_, a| a.ms();
+    short_ejection: Duration = ms(1000), "--short-ejection-ms" |_, a| a.num().map(ms);
     failure_rate_window: u32 = 50, "--failure-rate-window" |_, a| a.num();
-    slow_start: Duration = Duration::ZERO, "--slow-start-ms" |_, a| a.ms();
+    slow_start: Duration = Duration::ZERO, "--slow-start-ms" |_, a| a.num().map(ms);
     health_check_path: Option<String> = None, "--health-check-path" |_, a| a.text().map(Some);
     health_check_grpc: bool = false, "--health-check-grpc" |_, _| Ok(true);
     health_check_tcp: bool = false, "--health-check-tcp" |_, _| Ok(true);
     // `None`: the library's 5 s.
-    health_check_interval: Option<Duration> = None, "--health-check-interval-ms" |_, a| a.ms().map(Some);
+    health_check_interval: Option<Duration> = None, "--health-check-interval-ms" |_, a| a.num().map(ms).map(Some);
     // `None`: the system's resolver.
     dns_server: Option<SocketAddr> = None, "--dns-server" |_, a| a.num().map(Some);
-    dns_min_ttl: Duration = ms(5000), "--dns-min-ttl-ms" |_, a| a.ms();
+    dns_min_ttl: Duration = ms(5000), "--dns-min-ttl-ms" |_, a| a.num().map(ms);
     // The roots `https://` upstreams are verified with (`None`: the system's).
     ca_file: Option<PathBuf> = None, "--ca-file" |_, a| a.text().map(|p| Some(p.into()));
     metrics: Option<SocketAddr> = None, "--metrics" |_, a| a.num().map(Some);
@@ -114,35 +116,25 @@ impl Arg<'_> {
         let text = self.text()?;
         text.parse().map_err(|e| format!("{}: {e}", self.flag))
     }
-    fn ms(&mut self) -> Result<Duration, String> {
-        self.num().map(ms)
-    }
 }
 
 impl Options {
-    pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
-        let mut o = Options::default();
-        while let Some(flag) = args.next() {
-            o.set(&flag, &mut args)?;
-        }
-        o.health_check()?;
-        Ok(o)
-    }
-
     /// The active health check the flags ask for, if any.
     fn health_check(&self) -> Result<Option<HealthCheck>, String> {
-        let check = match (&self.health_check_path, self.health_check_grpc, self.health_check_tcp) {
-            (None, false, false) if self.health_check_interval.is_some() => Err("--health-check-interval-ms needs --health-check-path, --health-check-grpc or --health-check-tcp".into()),
+        let path = self.health_check_path.as_deref();
+        let check = match (path, self.health_check_grpc, self.health_check_tcp) {
+            (None, false, false) if self.health_check_interval.is_some() => return Err("--health-check-interval-ms needs --health-check-path, --health-check-grpc or --health-check-tcp".into()),
             (None, false, false) => return Ok(None),
-            (Some(path), false, false) => HealthCheck::http(path).map_err(|e| format!("--health-check-path: {e}")),
-            (None, true, false) => Ok(HealthCheck::grpc()),
-            (None, false, true) => Ok(HealthCheck::tcp()),
-            _ => Err("choose one of --health-check-path, --health-check-grpc and --health-check-tcp".into()),
-        }?;
-        Ok(Some(match self.health_check_interval {
-            Some(interval) => check.interval(interval),
-            None => check,
-        }))
+            (Some(path), false, false) => HealthCheck::http(path).map_err(|e| format!("--health-check-path: {e}"))?,
+            (None, true, false) => HealthCheck::grpc(),
+            (None, false, true) => HealthCheck::tcp(),
+            _ => return Err("choose one of --health-check-path, --health-check-grpc and --health-check-tcp".into()),
+        };
+        Ok(Some(
+            self.health_check_interval
+                .into_iter()
+                .fold(check, HealthCheck::interval),
+        ))
     }
 
     /// The upstream of `urls` with the health, DNS and TLS the flags give.
@@ -170,22 +162,21 @@ impl Options {
     /// The client's settings; TLS (ring, the roots of `--ca-file` or the system's)
     /// for `https://` upstreams.
     fn client(&self, urls: &[Uri]) -> Result<ClientBuilder, String> {
-        let builder = ClientBuilder::new()
-            .http2(self.http2)
-            .connect_timeout(self.timeout);
+        let builder = ClientBuilder::new().http2(self.http2);
+        let builder = builder.connect_timeout(self.timeout);
         if !urls.iter().any(|u| u.scheme_str() == Some("https")) {
             return Ok(builder);
         }
-        let roots = match &self.ca_file {
-            Some(path) => ClientBuilder::pem_roots(path)
-                .map_err(|e| format!("--ca-file {}: {e}", path.display()))?,
-            None => rustls_native_certs::load_native_certs()
-                .certs
-                .into_iter()
-                .fold(rustls::RootCertStore::empty(), |mut roots, cert| {
-                    (roots.add(cert).ok(), roots).1
-                }),
-        };
+        let mut roots = rustls::RootCertStore::empty();
+        match &self.ca_file {
+            Some(path) => {
+                roots = ClientBuilder::pem_roots(path)
+                    .map_err(|e| format!("--ca-file {}: {e}", path.display()))?
+            }
+            None => drop(
+                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs),
+            ),
+        }
         let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
         builder
             .tls_roots(provider, roots)
