@@ -157,15 +157,20 @@ where
     fn checkout(&self, authority: &Authority) -> Option<SendRequest<B>> {
         let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
         let list = idle.get_mut(authority)?;
-        let now = Instant::now();
+        let mut now = None;
         let mut i = list.len();
         while i > 0 {
             i -= 1;
             let entry = &list[i];
-            if entry.sender.is_closed() || now.duration_since(entry.since) > self.idle_timeout {
+            if entry.sender.is_closed() {
                 drop(list.swap_remove(i));
             } else if entry.sender.is_ready() {
-                return Some(list.swap_remove(i).sender);
+                // Only an idle connection can have been idle too long.
+                let now = *now.get_or_insert_with(Instant::now);
+                let entry = list.swap_remove(i);
+                if now.duration_since(entry.since) <= self.idle_timeout {
+                    return Some(entry.sender);
+                }
             }
         }
         None
