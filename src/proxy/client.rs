@@ -36,7 +36,8 @@ pub struct UpstreamClient<B> {
 enum Inner<B> {
     /// HTTP/1.1 to `http://` endpoints: this crate's own small client.
     H1(super::h1::H1<B>),
-    Plain(Client<HttpConnector, B>),
+    /// HTTP/2 (one `Arc`: the client is large, its clone several).
+    Plain(Arc<Client<HttpConnector, B>>),
     ByAddress(ByAddress<Make<B>, Client<AddressConnector, B>>),
 }
 
@@ -240,7 +241,7 @@ impl ClientBuilder {
         let mut connector = HttpConnector::new();
         self.connector(&mut connector);
         UpstreamClient {
-            inner: Inner::Plain(self.hyper::<B>().build(connector)),
+            inner: Inner::Plain(Arc::new(self.hyper::<B>().build(connector))),
         }
     }
 
@@ -256,10 +257,10 @@ impl ClientBuilder {
         let make: Make<B> = Box::new(move |address| {
             let mut http = HttpConnector::new_with_resolver(ResolveTo::new(address));
             this.connector(&mut http);
-            http.enforce_http(false);
             #[cfg(feature = "rustls")]
             let http = match this.tls.as_deref() {
                 Some(config) => {
+                    http.enforce_http(false);
                     let https = hyper_rustls::HttpsConnectorBuilder::new()
                         .with_tls_config(config.clone())
                         .https_or_http();

@@ -5,7 +5,6 @@ use super::client::{ClientBuilder, UpstreamClient};
 use crate::upstreams::{EndpointError, EndpointSet, HealthPolicy};
 use http::Uri;
 use std::fmt;
-use std::time::Duration;
 
 /// The upstream of a gateway as its user names it (feature `proxy`): one
 /// `http://` or `https://` URL, or several (the replicas), each with the same
@@ -49,7 +48,7 @@ pub struct Upstream {
     #[cfg(feature = "dns")]
     dns_server: Option<std::net::SocketAddr>,
     #[cfg(feature = "dns")]
-    dns_min_ttl: Option<Duration>,
+    dns_min_ttl: Option<std::time::Duration>,
     #[cfg(feature = "health-checks")]
     check: Option<crate::upstreams::HealthCheck>,
     check_client: Option<ClientBuilder>,
@@ -162,7 +161,7 @@ impl Upstream {
     /// ([`Dns::min_ttl`](crate::upstreams::Dns::min_ttl)).
     #[cfg(feature = "dns")]
     #[cfg_attr(docsrs, doc(cfg(feature = "dns")))]
-    pub fn dns_min_ttl(mut self, ttl: Duration) -> Self {
+    pub fn dns_min_ttl(mut self, ttl: std::time::Duration) -> Self {
         self.dns_min_ttl = Some(ttl);
         self
     }
