@@ -63,28 +63,21 @@ impl<B> fmt::Debug for UpstreamClient<B> {
     }
 }
 
-impl<B> UpstreamClient<B> {
-    /// A [`ClientBuilder`] with its defaults.
-    pub fn builder() -> ClientBuilder {
-        ClientBuilder::new()
-    }
-}
-
 /// Builds an [`UpstreamClient`]: HTTP/1.1 (or HTTP/2 with
 /// [`http2`](Self::http2)), `TCP_NODELAY`, idle connections kept 90 s.
 ///
 /// ```
 /// use tower::Layer;
-/// use tower_bad_gateway::proxy::{ProxyLayer, TakeUpgradeLayer, UpstreamClient};
+/// use tower_bad_gateway::proxy::{ClientBuilder, ProxyLayer, TakeUpgradeLayer};
 /// use tower_bad_gateway::upstreams::EndpointSet;
 /// use tower_bad_gateway::{GatewayLayer, UpstreamBody};
 /// use std::time::Duration;
 ///
 /// # #[tokio::main(flavor = "current_thread")] async fn main() {
 /// let set = EndpointSet::from_urls(["http://10.0.0.1:8080", "http://10.0.0.2:8080"]).unwrap();
-/// let client = UpstreamClient::<UpstreamBody<hyper::body::Incoming>>::builder()
+/// let client = ClientBuilder::new()
 ///     .connect_timeout(Duration::from_secs(2))
-///     .build();
+///     .build::<UpstreamBody<hyper::body::Incoming>>();
 /// let gateway = GatewayLayer::new().upstreams(set).layer(TakeUpgradeLayer::new().layer(client));
 /// let proxy = ProxyLayer::new().layer(gateway);
 /// # let _ = proxy;
