@@ -1,5 +1,5 @@
 //! The end-to-end baseline (`benches/e2e.sh`; it was `reverse_proxy --bare`): the
-//! same proxy core, client and server as `examples/reverse_proxy.rs`, without any
+//! same proxy core, client (`proxy::ClientBuilder`) and server as `examples/reverse_proxy.rs`, without any
 //! gateway layer, every client error answered with a plain 502. The difference to
 //! the example is what the `GatewayLayer` costs.
 //!
@@ -9,10 +9,8 @@
 
 use http::{Response, StatusCode, Uri};
 use http_body_util::{BodyExt, Empty, combinators::UnsyncBoxBody};
-use hyper_util::client::legacy::{Client, connect::HttpConnector};
-use std::time::Duration;
-use tower::Layer;
-use tower_bad_gateway::proxy::{self, ProxyLayer};
+use tower::{Layer, Service};
+use tower_bad_gateway::proxy::{self, ClientBuilder, ProxyLayer};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -38,19 +36,13 @@ fn main() {
     let (scheme, authority) = (upstream.scheme().cloned(), upstream.authority().cloned());
     let make = move || {
         let (scheme, authority) = (scheme.clone(), authority.clone());
-        let mut connector = HttpConnector::new();
-        connector.set_nodelay(true);
-        let client: Client<_, hyper::body::Incoming> =
-            Client::builder(hyper_util::rt::TokioExecutor::new())
-                .pool_idle_timeout(Duration::from_secs(90))
-                .http1_read_buf_exact_size(4096)
-                .build(connector);
+        let mut client = ClientBuilder::new().build::<hyper::body::Incoming>();
         let bare = tower::service_fn(move |mut req: http::Request<hyper::body::Incoming>| {
             let mut parts = std::mem::take(req.uri_mut()).into_parts();
             parts.scheme = scheme.clone();
             parts.authority = authority.clone();
             *req.uri_mut() = Uri::from_parts(parts).unwrap_or_default();
-            let answer = client.request(req);
+            let answer = client.call(req);
             async move {
                 Ok::<_, std::convert::Infallible>(match answer.await {
                     Ok(res) => res.map(|b| b.boxed_unsync()),

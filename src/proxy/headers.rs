@@ -66,18 +66,36 @@ pub(crate) fn strip_hop_by_hop(
     request: bool,
 ) -> Hop {
     let mut hop = Hop::default();
-    // Most messages carry none: one pass over the names instead of a lookup each.
-    let hop_by_hop = |name: &HeaderName| {
-        name == header::CONNECTION
-            || name == header::TE
-            || name == header::UPGRADE
-            || name == header::TRANSFER_ENCODING
-            || name == header::PROXY_AUTHORIZATION
-            || name == header::PROXY_AUTHENTICATE
-            || name == KEEP_ALIVE
-            || name == PROXY_CONNECTION
+    // Most messages carry none, or one or two: one pass over the names
+    // instead of a lookup each, and later only the fields seen are removed.
+    const CONNECTION: u8 = 1;
+    const TE: u8 = 2;
+    const UPGRADE: u8 = 4;
+    const TRANSFER_ENCODING: u8 = 8;
+    const PROXY_AUTH: u8 = 16;
+    const KEEP_ALIVE_FIELD: u8 = 32;
+    const PROXY_CONNECTION_FIELD: u8 = 64;
+    let bit = |name: &HeaderName| {
+        if name == header::CONNECTION {
+            CONNECTION
+        } else if name == header::TE {
+            TE
+        } else if name == header::UPGRADE {
+            UPGRADE
+        } else if name == header::TRANSFER_ENCODING {
+            TRANSFER_ENCODING
+        } else if name == header::PROXY_AUTHORIZATION || name == header::PROXY_AUTHENTICATE {
+            PROXY_AUTH
+        } else if name == KEEP_ALIVE {
+            KEEP_ALIVE_FIELD
+        } else if name == PROXY_CONNECTION {
+            PROXY_CONNECTION_FIELD
+        } else {
+            0
+        }
     };
-    if !headers.keys().any(hop_by_hop) {
+    let seen = headers.keys().fold(0u8, |seen, name| seen | bit(name));
+    if seen == 0 {
         return hop;
     }
     // The fields `Connection` names. One value is the usual case: no allocation
@@ -85,7 +103,9 @@ pub(crate) fn strip_hop_by_hop(
     let mut values = headers.get_all(header::CONNECTION).iter();
     let first = values.next().cloned();
     let rest: Vec<HeaderValue> = values.cloned().collect();
-    headers.remove(header::CONNECTION);
+    if seen & CONNECTION != 0 {
+        headers.remove(header::CONNECTION);
+    }
     for value in first.iter().chain(rest.iter()) {
         for member in value.as_bytes().split(|b| *b == b',') {
             let name = trim(member);
@@ -105,10 +125,10 @@ pub(crate) fn strip_hop_by_hop(
     }
     hop.upgrade &= headers.contains_key(header::UPGRADE);
     let keep_upgrade = keep_upgrade && hop.upgrade;
-    if !keep_upgrade {
+    if !keep_upgrade && seen & UPGRADE != 0 {
         headers.remove(header::UPGRADE);
     }
-    if headers.contains_key(header::TE) {
+    if seen & TE != 0 && headers.contains_key(header::TE) {
         hop.trailers = request
             && headers
                 .get_all(header::TE)
@@ -125,13 +145,23 @@ pub(crate) fn strip_hop_by_hop(
             }
         }
     }
-    headers.remove(KEEP_ALIVE);
-    headers.remove(PROXY_CONNECTION);
-    headers.remove(header::TRANSFER_ENCODING);
-    if request {
-        headers.remove(header::PROXY_AUTHORIZATION);
-    } else {
-        headers.remove(header::PROXY_AUTHENTICATE);
+    // A field named in `Connection` is gone already: removing it again is a
+    // lookup, never a mistake.
+    if seen & KEEP_ALIVE_FIELD != 0 {
+        headers.remove(KEEP_ALIVE);
+    }
+    if seen & PROXY_CONNECTION_FIELD != 0 {
+        headers.remove(PROXY_CONNECTION);
+    }
+    if seen & TRANSFER_ENCODING != 0 {
+        headers.remove(header::TRANSFER_ENCODING);
+    }
+    if seen & PROXY_AUTH != 0 {
+        if request {
+            headers.remove(header::PROXY_AUTHORIZATION);
+        } else {
+            headers.remove(header::PROXY_AUTHENTICATE);
+        }
     }
     if announce {
         let connection = match (keep_upgrade, hop.trailers) {
@@ -220,15 +250,40 @@ pub(crate) struct Forwarding {
     pub(crate) host: Option<HeaderValue>,
 }
 
-/// An address as field text, written on the stack.
+/// An address as field text, written on the stack (IPv4 digit by digit: the
+/// formatting machinery costs more than the rest of the field).
 pub(crate) fn ip_value(ip: IpAddr) -> HeaderValue {
-    use std::io::Write;
     let mut buf = [0u8; 64];
-    let len = {
-        let mut cursor = &mut buf[..];
-        // 64 bytes hold any address.
-        let _ = write!(cursor, "{ip}");
-        64 - cursor.len()
+    let len = match ip {
+        IpAddr::V4(ip) => {
+            let mut len = 0;
+            for (i, octet) in ip.octets().into_iter().enumerate() {
+                if i > 0 {
+                    buf[len] = b'.';
+                    len += 1;
+                }
+                let digits = [octet / 100, octet / 10 % 10, octet % 10];
+                let skip = if octet >= 100 {
+                    0
+                } else if octet >= 10 {
+                    1
+                } else {
+                    2
+                };
+                for digit in &digits[skip..] {
+                    buf[len] = b'0' + digit;
+                    len += 1;
+                }
+            }
+            len
+        }
+        IpAddr::V6(ip) => {
+            use std::io::Write;
+            let mut cursor = &mut buf[..];
+            // 64 bytes hold any address.
+            let _ = write!(cursor, "{ip}");
+            64 - cursor.len()
+        }
     };
     HeaderValue::from_bytes(&buf[..len]).unwrap_or_else(|_| HeaderValue::from_static("unknown"))
 }
@@ -364,6 +419,22 @@ mod tests {
         strip_hop_by_hop(&mut headers, false, true, true);
         assert_eq!(headers["x"], "1");
         assert!(headers.get("connection").is_none());
+    }
+
+    #[test]
+    fn an_address_is_written_as_display_writes_it() {
+        for ip in [
+            "0.0.0.0",
+            "1.2.3.4",
+            "10.20.30.40",
+            "100.200.255.9",
+            "255.255.255.255",
+            "::1",
+            "2001:db8::7",
+        ] {
+            let ip: IpAddr = ip.parse().unwrap();
+            assert_eq!(ip_value(ip), ip.to_string().as_str());
+        }
     }
 
     #[test]

@@ -79,20 +79,25 @@
 //! ```
 
 mod body;
+mod client;
 mod future;
+mod h1;
 mod headers;
 mod layer;
 mod serve;
 mod service;
 mod upgrade;
+mod upstream;
 
 pub use self::body::ProxyBody;
+pub use self::client::{ClientBuilder, ResponseFuture as UpstreamClientFuture, UpstreamClient};
 pub use self::future::ResponseFuture;
 pub use self::headers::Trust;
 pub use self::layer::ProxyLayer;
 pub use self::serve::{serve, serve_threads, shutdown_signal};
 pub use self::service::Proxy;
 pub use self::upgrade::{TakeUpgrade, TakeUpgradeFuture, TakeUpgradeLayer};
+pub use self::upstream::{Upstream, UpstreamError};
 
 /// The address of the client a request came from, in its extensions: what
 /// `X-Forwarded-For` and `Forwarded` tell the upstream. [`serve`] puts it

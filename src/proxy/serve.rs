@@ -6,6 +6,7 @@ use hyper::body::Incoming;
 use hyper_util::server::conn::auto::Builder;
 use std::convert::Infallible;
 use std::future::Future;
+use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_service::Service;
@@ -65,11 +66,11 @@ where
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
-        let service = service.clone();
-        let handler = hyper::service::service_fn(move |mut req: Request<Incoming>| {
-            req.extensions_mut().insert(ClientAddr(peer));
-            tower::ServiceExt::oneshot(service.clone(), req)
-        });
+        let handler = Handler {
+            service: std::cell::RefCell::new(service.clone()),
+            spare: service.clone(),
+            peer,
+        };
         let open = open.clone();
         let mut stopping = stopping.clone();
         drop(tokio::spawn(async move {
@@ -96,6 +97,72 @@ where
     drop(open);
     let _ = closed.recv().await;
     Ok(())
+}
+
+/// The service of one connection. A request goes to it at once when it is
+/// ready (the usual case: no clone of the whole stack per request, no clone to
+/// drop after it); a service that is not ready yet gets a clone, which waits for
+/// its readiness in the request's future, as `oneshot` does.
+struct Handler<S> {
+    service: std::cell::RefCell<S>,
+    /// What serves should the cell be borrowed already (it never is).
+    spare: S,
+    peer: std::net::SocketAddr,
+}
+
+impl<S, B> hyper::service::Service<Request<Incoming>> for Handler<S>
+where
+    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Clone,
+{
+    type Response = Response<B>;
+    type Error = Infallible;
+    type Future = Handled<S::Future, tower::util::Oneshot<S, Request<Incoming>>>;
+
+    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
+        req.extensions_mut().insert(ClientAddr(self.peer));
+        // hyper calls one request at a time and never from within a call: the
+        // cell is never borrowed twice. Were it, the clone below would serve.
+        let Ok(mut service) = self.service.try_borrow_mut() else {
+            let service = self.spare.clone();
+            return Handled::Waiting {
+                future: tower::util::Oneshot::new(service, req),
+            };
+        };
+        let mut cx = Context::from_waker(std::task::Waker::noop());
+        match service.poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => Handled::Called {
+                future: service.call(req),
+            },
+            Poll::Ready(Err(never)) => match never {},
+            Poll::Pending => Handled::Waiting {
+                future: tower::util::Oneshot::new(service.clone(), req),
+            },
+        }
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// The future of a [`Handler`]: the service's own, or a clone's `oneshot`.
+    #[project = HandledProj]
+    enum Handled<F, O> {
+        Called { #[pin] future: F },
+        Waiting { #[pin] future: O },
+    }
+}
+
+impl<F, O, T> Future for Handled<F, O>
+where
+    F: Future<Output = Result<T, Infallible>>,
+    O: Future<Output = Result<T, Infallible>>,
+{
+    type Output = Result<T, Infallible>;
+
+    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        match self.project() {
+            HandledProj::Called { future } => future.poll(cx),
+            HandledProj::Waiting { future } => future.poll(cx),
+        }
+    }
 }
 
 fn is_connection_error(err: &std::io::Error) -> bool {

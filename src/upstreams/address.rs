@@ -177,12 +177,15 @@ where
 /// });
 /// # let _ = client;
 /// ```
-#[cfg(all(feature = "hyper", feature = "dns"))]
-#[cfg_attr(docsrs, doc(cfg(all(feature = "hyper", feature = "dns"))))]
+#[cfg(all(feature = "hyper", any(feature = "dns", feature = "proxy")))]
+#[cfg_attr(
+    docsrs,
+    doc(cfg(all(feature = "hyper", any(feature = "dns", feature = "proxy"))))
+)]
 #[derive(Debug, Clone, Copy)]
 pub struct ResolveTo(Option<SocketAddr>);
 
-#[cfg(all(feature = "hyper", feature = "dns"))]
+#[cfg(all(feature = "hyper", any(feature = "dns", feature = "proxy")))]
 impl ResolveTo {
     /// Answers `address`, or resolves as the system does with `None`.
     pub fn new(address: Option<SocketAddr>) -> Self {
@@ -195,7 +198,7 @@ impl ResolveTo {
     }
 }
 
-#[cfg(all(feature = "hyper", feature = "dns"))]
+#[cfg(all(feature = "hyper", any(feature = "dns", feature = "proxy")))]
 impl Service<hyper_util::client::legacy::connect::dns::Name> for ResolveTo {
     type Response = std::vec::IntoIter<SocketAddr>;
     type Error = std::io::Error;

@@ -160,7 +160,7 @@ mod report;
 mod service;
 mod set;
 
-#[cfg(all(feature = "hyper", feature = "dns"))]
+#[cfg(all(feature = "hyper", any(feature = "dns", feature = "proxy")))]
 pub use self::address::ResolveTo;
 pub use self::address::{Address, ByAddress};
 #[cfg(feature = "health-checks")]

@@ -735,3 +735,107 @@ async fn serve_threads_serves_one_address_from_every_thread_and_drains_on_shutdo
         "still accepting"
     );
 }
+
+/// An upstream that answers every request `ok` and counts its connections;
+/// with `close`, it closes each connection right after its answer (without
+/// saying so in `Connection`), as an upstream whose idle timeout fired does.
+async fn counting_upstream(close: bool) -> (SocketAddr, Arc<Mutex<usize>>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let accepted = Arc::new(Mutex::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Ok((mut stream, _)) = listener.accept().await {
+            *count.lock().unwrap() += 1;
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 1024];
+                while let Ok(n @ 1..) = stream.read(&mut chunk).await {
+                    buf.extend_from_slice(&chunk[..n]);
+                    while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        buf.drain(..end + 4);
+                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        if stream.write_all(answer).await.is_err() {
+                            return;
+                        }
+                        if close {
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+    });
+    (addr, accepted)
+}
+
+async fn get_through(
+    client: &proxy::UpstreamClient<http_body_util::Empty<Bytes>>,
+    url: &str,
+) -> Result<http::StatusCode, tower_bad_gateway::BoxError> {
+    use http_body_util::BodyExt;
+    let req = http::Request::get(url)
+        .body(http_body_util::Empty::new())
+        .unwrap();
+    let res = tower::ServiceExt::oneshot(client.clone(), req).await?;
+    let status = res.status();
+    res.into_body().collect().await?;
+    Ok(status)
+}
+
+/// `ClientBuilder::build`'s HTTP/1.1 client keeps a connection for the next
+/// request, sets `Host`, and a pooled connection the upstream closed is
+/// replaced without the request failing.
+#[tokio::test]
+async fn the_upstream_client_reuses_its_connections_and_replaces_closed_ones() {
+    within("the requests", async {
+        let client = proxy::ClientBuilder::new().build();
+        let (addr, accepted) = counting_upstream(false).await;
+        for _ in 0..3 {
+            let status = get_through(&client, &format!("http://{addr}/x"))
+                .await
+                .unwrap();
+            assert_eq!(status, 200);
+        }
+        assert_eq!(*accepted.lock().unwrap(), 1, "one connection, reused");
+
+        let (addr, accepted) = counting_upstream(true).await;
+        for _ in 0..3 {
+            let status = get_through(&client, &format!("http://{addr}/x"))
+                .await
+                .unwrap();
+            assert_eq!(status, 200);
+        }
+        assert_eq!(*accepted.lock().unwrap(), 3, "a new connection each time");
+    })
+    .await;
+}
+
+/// A refused connection is the client's connect error, which the default
+/// classifier reads as `connection_refused` (so the gateway retries it on
+/// another endpoint whatever the method); a URI that is not `http://` is a
+/// configuration error.
+#[tokio::test]
+async fn the_upstream_clients_errors_are_classified() {
+    use tower_bad_gateway::{Classifier, ErrorKind, Phase, RequestSent};
+    within("the errors", async {
+        let client = proxy::ClientBuilder::new().build();
+        let refused = support::refused_port();
+        let err = get_through(&client, &format!("http://{}/x", refused.addr))
+            .await
+            .unwrap_err();
+        let classified = Classifier::new().classify(&*err, Phase::AwaitHead);
+        assert_eq!(classified.kind(), ErrorKind::ConnectionRefused, "{err}");
+        assert_eq!(classified.request_sent(), RequestSent::No);
+        let err = get_through(&client, "ftp://127.0.0.1:1/x")
+            .await
+            .unwrap_err();
+        let classified = Classifier::new().classify(&*err, Phase::AwaitHead);
+        assert_eq!(
+            classified.kind(),
+            ErrorKind::ProxyConfigurationError,
+            "{err}"
+        );
+    })
+    .await;
+}

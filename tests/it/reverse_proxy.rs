@@ -413,6 +413,39 @@ async fn several_upstreams_are_balanced_and_a_dead_one_costs_no_client_a_failure
     );
 }
 
+/// `--hedge-after-ms`: a GET whose first attempt went to a replica that takes
+/// 10 s is answered by the other replica's hedge, well inside the client's 5 s;
+/// `--hedge-budget-percent 100` lets every request pay for its own hedge.
+#[tokio::test]
+async fn with_hedge_after_ms_a_get_stuck_at_a_slow_replica_is_answered_by_the_other() {
+    use support::Replica;
+    let slow = Replica::start_slow("slow", Duration::from_secs(10)).await;
+    let fast = Replica::start("fast").await;
+    let flags = ["--hedge-after-ms", "50", "--hedge-budget-percent", "100"];
+    let options = Options::parse(flags.iter().map(|s| s.to_string())).unwrap();
+    let gateway = proxy_to(&[slow.url(), fast.url()], options).await;
+    let client = client();
+    for i in 0..12 {
+        let res = client
+            .get(format!("http://{gateway}/items"))
+            .header("x-id", format!("get-{i}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(res.status(), StatusCode::OK, "GET {i}");
+        assert_eq!(res.text().await.unwrap(), "fast", "GET {i}");
+    }
+    assert!(
+        !slow.seen().is_empty(),
+        "some first attempts went to the slow replica, and were hedged"
+    );
+    let parse = |args: &[&str]| Options::parse(args.iter().map(|s| s.to_string()));
+    let throttled = parse(&["--grpc-retry-throttle", "10,0.1"]).unwrap();
+    assert_eq!(throttled.retry_throttle, Some((10, 0.1)));
+    let err = parse(&["--grpc-retry-throttle", "ten"]).unwrap_err();
+    assert!(err.contains("MAX_TOKENS,TOKEN_RATIO"), "{err}");
+}
+
 #[tokio::test]
 async fn a_lone_upstream_is_not_ejected_unless_asked() {
     let upstream = Upstream::raw("", After::Close).await;

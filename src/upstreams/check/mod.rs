@@ -126,6 +126,11 @@ impl HealthCheck {
         Self::of(Kind::Tcp)
     }
 
+    /// Whether the check is gRPC health (HTTP/2 only).
+    pub(crate) fn speaks_grpc(&self) -> bool {
+        matches!(self.kind, Kind::Grpc { .. })
+    }
+
     /// How often each endpoint is checked (default 5 s; at least 1 ms). Each
     /// interval gets up to 10% more, at random, so checks of many endpoints spread
     /// out; the first check of an endpoint goes at a random point of its first

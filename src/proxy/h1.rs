@@ -1,0 +1,289 @@
+//! A small HTTP/1.1 client for plain `http://` upstreams: hyper's connection
+//! (`hyper::client::conn::http1`) and a pool of idle connections per authority,
+//! without what hyper-util's legacy client does around each request that a
+//! gateway does not need (a task spawned per request to put the connection
+//! back, the `Host` field formatted, a pool key hashed twice, boxed connector
+//! futures).
+//!
+//! Each [`UpstreamClient`](super::UpstreamClient) has its own pool; under
+//! [`serve_threads`](super::serve_threads) each thread builds its own client,
+//! so a pool's lock is never contended and a connection lives on the thread
+//! that uses it.
+
+use crate::error::BoxError;
+use http::header::{self, HeaderValue};
+use http::uri::{Authority, PathAndQuery};
+use http::{Request, Response, Uri};
+use hyper::body::Incoming;
+use hyper::client::conn::http1::{self, SendRequest};
+use hyper_util::rt::TokioIo;
+use std::collections::HashMap;
+use std::fmt;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::time::Instant;
+
+/// Idle connections kept per authority at most: more are closed when put back.
+const MAX_IDLE: usize = 256;
+
+pub(crate) struct H1<B> {
+    shared: Arc<Shared<B>>,
+}
+
+impl<B> Clone for H1<B> {
+    fn clone(&self) -> Self {
+        Self {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+struct Shared<B> {
+    idle: Mutex<HashMap<Authority, Vec<Idle<B>>, Fnv>>,
+    connect_timeout: Option<Duration>,
+    idle_timeout: Duration,
+}
+
+struct Idle<B> {
+    sender: SendRequest<B>,
+    since: Instant,
+}
+
+pub(crate) type H1Future =
+    Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>;
+
+/// An error of the client itself (hyper's errors pass through as they are):
+/// connecting failed, or the URI names no upstream. Its message is what the
+/// default classifier reads, the same as hyper-util's connector says.
+#[derive(Debug)]
+pub(crate) struct ClientError {
+    message: &'static str,
+    source: Option<BoxError>,
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message)
+    }
+}
+
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as _)
+    }
+}
+
+fn error(message: &'static str, source: impl Into<BoxError>) -> BoxError {
+    Box::new(ClientError {
+        message,
+        source: Some(source.into()),
+    })
+}
+
+impl<B> H1<B>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    pub(crate) fn new(connect_timeout: Option<Duration>, idle_timeout: Duration) -> Self {
+        Self {
+            shared: Arc::new(Shared {
+                idle: Mutex::new(HashMap::default()),
+                connect_timeout,
+                idle_timeout,
+            }),
+        }
+    }
+
+    pub(crate) fn request(&self, mut req: Request<B>) -> H1Future {
+        let shared = self.shared.clone();
+        let uri = req.uri();
+        let authority = match (uri.scheme_str(), uri.authority()) {
+            (Some("http"), Some(authority)) => authority.clone(),
+            _ => {
+                let err = ClientError {
+                    message: "invalid URL, scheme is not http or the authority is missing",
+                    source: None,
+                };
+                return Box::pin(std::future::ready(Err(Box::new(err) as BoxError)));
+            }
+        };
+        // The target is the path and query (the bytes shared, not copied).
+        let path = uri
+            .path_and_query()
+            .cloned()
+            .unwrap_or_else(|| PathAndQuery::from_static("/"));
+        if !req.headers().contains_key(header::HOST) {
+            if let Some(host) = host_value(&authority) {
+                req.headers_mut().insert(header::HOST, host);
+            }
+        }
+        *req.uri_mut() = Uri::from(path);
+        let idle = shared.checkout(&authority);
+        Box::pin(async move {
+            let mut req = req;
+            if let Some(mut sender) = idle {
+                match sender.try_send_request(req).await {
+                    Ok(res) => {
+                        shared.put_back(authority, sender);
+                        return Ok(res);
+                    }
+                    Err(mut err) => match err.take_message() {
+                        // Closed before the request went out: a new connection.
+                        Some(back) => req = back,
+                        None => return Err(err.into_error().into()),
+                    },
+                }
+            }
+            let mut sender = shared.connect(&authority).await?;
+            let res = sender.send_request(req).await?;
+            shared.put_back(authority, sender);
+            Ok(res)
+        })
+    }
+}
+
+impl<B> Shared<B>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    /// An idle connection to `authority` that can take a request now, if any;
+    /// closed and expired ones are dropped on the way.
+    fn checkout(&self, authority: &Authority) -> Option<SendRequest<B>> {
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.get_mut(authority)?;
+        let mut now = None;
+        let mut i = list.len();
+        while i > 0 {
+            i -= 1;
+            let entry = &list[i];
+            if entry.sender.is_closed() {
+                drop(list.swap_remove(i));
+            } else if entry.sender.is_ready() {
+                // Only an idle connection can have been idle too long.
+                let now = *now.get_or_insert_with(Instant::now);
+                let entry = list.swap_remove(i);
+                if now.duration_since(entry.since) <= self.idle_timeout {
+                    return Some(entry.sender);
+                }
+            }
+        }
+        None
+    }
+
+    /// Keeps a connection whose answer came: it takes the next request once
+    /// this answer's body is read.
+    fn put_back(&self, authority: Authority, sender: SendRequest<B>) {
+        if sender.is_closed() {
+            return;
+        }
+        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
+        let list = idle.entry(authority).or_default();
+        if list.len() < MAX_IDLE {
+            list.push(Idle {
+                sender,
+                since: Instant::now(),
+            });
+        }
+    }
+
+    async fn connect(&self, authority: &Authority) -> Result<SendRequest<B>, BoxError> {
+        let port = authority.port_u16().unwrap_or(80);
+        let host = authority
+            .host()
+            .trim_start_matches('[')
+            .trim_end_matches(']');
+        let addresses: Vec<std::net::SocketAddr> = match host.parse::<std::net::IpAddr>() {
+            Ok(ip) => vec![(ip, port).into()],
+            Err(_) => tokio::net::lookup_host((host, port))
+                .await
+                .map_err(|e| error("dns error", e))?
+                .collect(),
+        };
+        let mut last = None;
+        for address in addresses {
+            let connecting = tokio::net::TcpStream::connect(address);
+            let connected = match self.connect_timeout {
+                Some(timeout) => match tokio::time::timeout(timeout, connecting).await {
+                    Ok(connected) => connected,
+                    Err(_) => Err(std::io::Error::new(
+                        std::io::ErrorKind::TimedOut,
+                        "connect timed out",
+                    )),
+                },
+                None => connecting.await,
+            };
+            match connected {
+                Ok(stream) => {
+                    let _ = stream.set_nodelay(true);
+                    let (mut sender, conn) = http1::Builder::new()
+                        .handshake(TokioIo::new(stream))
+                        .await?;
+                    drop(tokio::spawn(conn.with_upgrades()));
+                    sender.ready().await?;
+                    return Ok(sender);
+                }
+                Err(err) => last = Some(err),
+            }
+        }
+        let err = last.unwrap_or_else(|| {
+            std::io::Error::new(std::io::ErrorKind::NotConnected, "no address to connect to")
+        });
+        Err(error("tcp connect error", err))
+    }
+}
+
+/// FNV-1a: the keys are the endpoints' authorities, from the configuration, not
+/// from clients; `Authority` hashes byte by byte, which SipHash makes slow.
+#[derive(Clone, Copy, Default)]
+struct Fnv;
+
+impl std::hash::BuildHasher for Fnv {
+    type Hasher = FnvHasher;
+
+    fn build_hasher(&self) -> FnvHasher {
+        FnvHasher(0xcbf2_9ce4_8422_2325)
+    }
+}
+
+struct FnvHasher(u64);
+
+impl std::hash::Hasher for FnvHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for byte in bytes {
+            self.0 = (self.0 ^ u64::from(*byte)).wrapping_mul(0x0100_0000_01b3);
+        }
+    }
+}
+
+/// `Host` for `authority`: the port left out when it is HTTP's default.
+fn host_value(authority: &Authority) -> Option<HeaderValue> {
+    let text = match authority.port_u16() {
+        Some(80) => authority.host(),
+        _ => authority.as_str(),
+    };
+    HeaderValue::from_str(text).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_leaves_the_default_port_out() {
+        let host = |a: &str| host_value(&a.parse().unwrap()).unwrap();
+        assert_eq!(host("a.example:80"), "a.example");
+        assert_eq!(host("a.example:8080"), "a.example:8080");
+        assert_eq!(host("[::1]:81"), "[::1]:81");
+        assert_eq!(host("a.example"), "a.example");
+    }
+}
