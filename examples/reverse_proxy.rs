@@ -31,15 +31,15 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 #[path = "support/broken_upstream.rs"]
 mod broken_upstream;
 
-/// One line per option: its field, type and default, its flag and how the
-/// flag's value is read.
+/// One line per option: its field, type and default, its flag, the flag's value
+/// in the usage, and how the value is read.
 macro_rules! options {
-    ($($field:ident: $ty:ty = $default:expr, $flag:literal $read:expr;)*) => {
+    ($($field:ident: $ty:ty = $default:expr, $flag:literal $value:literal, $read:expr;)*) => {
         /// The proxy's settings, from the command line.
         #[derive(Debug, Clone)]
         pub struct Options { $(pub $field: $ty,)* }
         impl Default for Options { fn default() -> Self { Self { $($field: $default,)* } } }
-        const USAGE: &str = concat!("usage: reverse_proxy", $(" [", $flag, "]",)*);
+        const USAGE: &str = concat!("usage: reverse_proxy", $(" [", $flag, $value, "]",)*);
         impl Options {
             pub fn parse(mut args: impl Iterator<Item = String>) -> Result<Self, String> {
                 let mut o = Options::default();
@@ -65,47 +65,47 @@ const fn ms(n: u64) -> Duration {
 }
 
 options! {
-    listen: SocketAddr = ([127, 0, 0, 1], 3000).into(), "--listen" |_, a| a.num();
-    upstreams: Vec<Uri> = Vec::new(), "--upstream" |o, a| {
+    listen: SocketAddr = ([127, 0, 0, 1], 3000).into(), "--listen" " ADDR", |_, a| a.num();
+    upstreams: Vec<Uri> = Vec::new(), "--upstream" " URL", |o, a| {
         let list = [&o.upstreams[..], &[a.num()?]].concat();
         Upstream::new(list.clone()).map_err(|e| format!("--upstream: {e}"))?;
         Ok(list)
     };
-    timeout: Duration = ms(10_000), "--timeout-ms" |_, a| a.num().map(ms);
-    body_idle: Duration = ms(30_000), "--body-idle-ms" |_, a| a.num().map(ms);
-    attempts: u32 = 3, "--attempts" |_, a| a.num();
-    deadline: Option<Duration> = None, "--deadline-ms" |_, a| a.num().map(ms).map(Some);
-    http2: bool = false, "--http2" |_, _| Ok(true);
+    timeout: Duration = ms(10_000), "--timeout-ms" " N", |_, a| a.num().map(ms);
+    body_idle: Duration = ms(30_000), "--body-idle-ms" " N", |_, a| a.num().map(ms);
+    attempts: u32 = 3, "--attempts" " N", |_, a| a.num();
+    deadline: Option<Duration> = None, "--deadline-ms" " N", |_, a| a.num().map(ms).map(Some);
+    http2: bool = false, "--http2" "", |_, _| Ok(true);
     // `None`: 5 for several upstreams, ejection off for a lone one; `Some(0)`: off.
-    consecutive_failures: Option<u32> = None, "--consecutive-failures" |_, a| a.num().map(Some);
-    base_ejection: Duration = ms(10_000), "--base-ejection-ms" |_, a| a.num().map(ms);
-    max_ejection: Duration = ms(300_000), "--max-ejection-ms" |_, a| a.num().map(ms);
-    max_ejection_percent: u8 = 10, "--max-ejection-percent" |_, a| match a.num()? {
+    consecutive_failures: Option<u32> = None, "--consecutive-failures" " N", |_, a| a.num().map(Some);
+    base_ejection: Duration = ms(10_000), "--base-ejection-ms" " N", |_, a| a.num().map(ms);
+    max_ejection: Duration = ms(300_000), "--max-ejection-ms" " N", |_, a| a.num().map(ms);
+    max_ejection_percent: u8 = 10, "--max-ejection-percent" " N", |_, a| match a.num()? {
         p @ 0..=100 => Ok(p),
         _ => Err("--max-ejection-percent: at most 100".into()),
     };
-    short_ejection: Duration = ms(1000), "--short-ejection-ms" |_, a| a.num().map(ms);
-    failure_rate_window: u32 = 50, "--failure-rate-window" |_, a| a.num();
-    slow_start: Duration = Duration::ZERO, "--slow-start-ms" |_, a| a.num().map(ms);
-    health_check_path: Option<String> = None, "--health-check-path" |_, a| a.text().map(Some);
-    health_check_grpc: bool = false, "--health-check-grpc" |_, _| Ok(true);
-    health_check_tcp: bool = false, "--health-check-tcp" |_, _| Ok(true);
+    short_ejection: Duration = ms(1000), "--short-ejection-ms" " N", |_, a| a.num().map(ms);
+    failure_rate_window: u32 = 50, "--failure-rate-window" " N", |_, a| a.num();
+    slow_start: Duration = Duration::ZERO, "--slow-start-ms" " N", |_, a| a.num().map(ms);
+    health_check_path: Option<String> = None, "--health-check-path" " PATH", |_, a| a.text().map(Some);
+    health_check_grpc: bool = false, "--health-check-grpc" "", |_, _| Ok(true);
+    health_check_tcp: bool = false, "--health-check-tcp" "", |_, _| Ok(true);
     // `None`: the library's 5 s.
-    health_check_interval: Option<Duration> = None, "--health-check-interval-ms" |_, a| a.num().map(ms).map(Some);
+    health_check_interval: Option<Duration> = None, "--health-check-interval-ms" " N", |_, a| a.num().map(ms).map(Some);
     // `None`: the system's resolver.
-    dns_server: Option<SocketAddr> = None, "--dns-server" |_, a| a.num().map(Some);
-    dns_min_ttl: Duration = ms(5000), "--dns-min-ttl-ms" |_, a| a.num().map(ms);
+    dns_server: Option<SocketAddr> = None, "--dns-server" " ADDR", |_, a| a.num().map(Some);
+    dns_min_ttl: Duration = ms(5000), "--dns-min-ttl-ms" " N", |_, a| a.num().map(ms);
     // The roots `https://` upstreams are verified with (`None`: the system's).
-    ca_file: Option<PathBuf> = None, "--ca-file" |_, a| a.text().map(|p| Some(p.into()));
-    metrics: Option<SocketAddr> = None, "--metrics" |_, a| a.num().map(Some);
+    ca_file: Option<PathBuf> = None, "--ca-file" " PATH", |_, a| a.text().map(|p| Some(p.into()));
+    metrics: Option<SocketAddr> = None, "--metrics" " ADDR", |_, a| a.num().map(Some);
     // Serving threads, each a runtime and a listener (`None`: one per core).
-    threads: Option<usize> = None, "--threads" |_, a| a.num().map(Some);
+    threads: Option<usize> = None, "--threads" " N", |_, a| a.num().map(Some);
     // Hedge idempotent requests to another replica after this long (`None`: off).
-    hedge_after: Option<Duration> = None, "--hedge-after-ms" |_, a| a.num().map(ms).map(Some);
-    hedge_budget_percent: u16 = 10, "--hedge-budget-percent" |_, a| a.num();
-    hedge_max_attempts: u32 = 2, "--hedge-max-attempts" |_, a| a.num();
-    // gRFC A6's retry throttle, `MAX_TOKENS,TOKEN_RATIO`, over every request.
-    retry_throttle: Option<(u32, f32)> = None, "--grpc-retry-throttle" |_, a| {
+    hedge_after: Option<Duration> = None, "--hedge-after-ms" " N", |_, a| a.num().map(ms).map(Some);
+    hedge_budget_percent: u16 = 10, "--hedge-budget-percent" " N", |_, a| a.num();
+    hedge_max_attempts: u32 = 2, "--hedge-max-attempts" " N", |_, a| a.num();
+    // gRFC A6's retry throttle over every request.
+    retry_throttle: Option<(u32, f32)> = None, "--grpc-retry-throttle" " MAX_TOKENS,TOKEN_RATIO", |_, a| {
         let text = a.text()?;
         let bad = || format!("--grpc-retry-throttle: MAX_TOKENS,TOKEN_RATIO, not {text:?}");
         let (max, ratio) = text.split_once(',').ok_or_else(bad)?;
@@ -149,8 +149,9 @@ impl Options {
         ))
     }
 
-    /// The upstream of `urls` with the health, DNS and TLS the flags give.
-    fn upstream(&self, urls: &[Uri]) -> Result<Upstream, String> {
+    /// The upstream of `urls` with the health, DNS and TLS the flags give, and its
+    /// endpoint set (its DNS and checks run on this runtime).
+    fn upstream(&self, urls: &[Uri]) -> Result<(Upstream, EndpointSet), String> {
         let upstream = Upstream::new(urls.to_vec()).map_err(|e| format!("--upstream: {e}"))?;
         let lone = if upstream.has_replicas() { 5 } else { 0 };
         let policy = HealthPolicy::new()
@@ -165,10 +166,13 @@ impl Options {
         if let Some(server) = self.dns_server {
             upstream = upstream.dns_server(server);
         }
-        match self.health_check()? {
-            Some(check) => Ok(upstream.health_check(check, &self.client(urls)?)),
-            None => Ok(upstream),
+        if let Some(check) = self.health_check()? {
+            upstream = upstream.health_check(check, &self.client(urls)?);
         }
+        let set = upstream
+            .endpoint_set()
+            .map_err(|e| format!("--upstream: {e}"))?;
+        Ok((upstream, set))
     }
 
     /// The client's settings; TLS (ring, the roots of `--ca-file` or the system's)
@@ -202,10 +206,7 @@ pub type App = Proxy<Gateway<TakeUpgrade<UpstreamClient<UpstreamBody<hyper::body
 /// The proxy in front of `urls` (what the tests serve).
 #[allow(dead_code)]
 pub fn app(o: &Options, urls: &[Uri]) -> Result<App, String> {
-    let upstream = o.upstream(urls)?;
-    let set = upstream
-        .endpoint_set()
-        .map_err(|e| format!("--upstream: {e}"))?;
+    let (upstream, set) = o.upstream(urls)?;
     app_with(o, &upstream, set)
 }
 
@@ -254,11 +255,8 @@ pub async fn serve_metrics(
     handle: metrics_exporter_prometheus::PrometheusHandle,
 ) -> std::io::Result<()> {
     let render = move || std::future::ready(handle.render());
-    axum::serve(
-        listener,
-        axum::Router::new().route("/metrics", axum::routing::get(render)),
-    )
-    .await
+    let app = axum::Router::new().route("/metrics", axum::routing::get(render));
+    axum::serve(listener, app).await
 }
 
 #[allow(unused_imports)] // what the tests serve the app with
@@ -274,22 +272,16 @@ async fn main() {
     let o = Options::parse(std::env::args().skip(1)).unwrap_or_else(|m| exit(m, 2));
     // Without --upstream, a deliberately broken one to try the failures on.
     let broken = match o.upstreams.is_empty() {
-        true => Some(
-            broken_upstream::BrokenUpstream::start()
-                .await
-                .unwrap_or_else(|e| exit(e, 1)),
-        ),
+        true => Some(broken_upstream::BrokenUpstream::start().await),
         false => None,
     };
+    let broken = broken.transpose().unwrap_or_else(|e| exit(e, 1));
     let urls = match &broken {
         Some(b) => vec![format!("http://{}", b.addr).parse().expect("a valid URI")],
         None => o.upstreams.clone(),
     };
-    // One set for every thread (one health); its DNS and checks run on this runtime.
-    let upstream = o.upstream(&urls).unwrap_or_else(|m| exit(m, 2));
-    let set = upstream
-        .endpoint_set()
-        .unwrap_or_else(|m| exit(format!("--upstream: {m}"), 2));
+    // One set for every thread (one health).
+    let (upstream, set) = o.upstream(&urls).unwrap_or_else(|m| exit(m, 2));
     if let Some(addr) = o.metrics {
         let recorder = metrics_recorder();
         let handle = recorder.handle();
@@ -300,15 +292,13 @@ async fn main() {
         let listener = tokio::net::TcpListener::bind(addr).await;
         let listener =
             listener.unwrap_or_else(|e| exit(format!("cannot listen on {addr}: {e}"), 1));
-        println!(
-            "metrics at http://{}/metrics",
-            listener.local_addr().unwrap_or(addr)
-        );
+        let addr = listener.local_addr().unwrap_or(addr);
+        println!("metrics at http://{addr}/metrics");
         tokio::spawn(serve_metrics(listener, handle));
     }
     let has_broken = broken.is_some();
     let bound = move |addr: SocketAddr| {
-        let list: Vec<String> = urls.iter().map(Uri::to_string).collect();
+        let list = urls.iter().map(Uri::to_string).collect::<Vec<_>>();
         println!("proxying http://{addr} -> {}", list.join(", "));
         if has_broken {
             println!("built-in broken upstream; try:");
