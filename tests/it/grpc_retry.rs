@@ -179,11 +179,22 @@ async fn real_pause(d: Duration) {
 /// millisecond before, although the backoff would have waited up to 10 s.
 #[tokio::test(start_paused = true)]
 async fn a_pushback_of_120_ms_is_the_exact_wait_before_the_retry() {
+    let events = crate::support::EventLog::install();
     let clock = Frozen::hold();
     let upstream =
         GrpcUpstream::start(vec![Answer::Status(14, Some("120")), Answer::Serving]).await;
     let call = tokio::spawn(check(upstream.addr, policy()));
     eventually("the first attempt", || upstream.calls() == 1).await;
+    // The wait starts when the retry layer has read the answer, which reaches
+    // it a moment after the upstream sent it: the retry event says when.
+    let lines = events.lines();
+    eventually("the retry decided", || {
+        lines
+            .messages()
+            .iter()
+            .any(|e| e.contains("retrying upstream request"))
+    })
+    .await;
     clock.advance(Duration::from_millis(119)).await;
     real_pause(Duration::from_millis(200)).await;
     assert_eq!(upstream.calls(), 1, "no retry before the pushback's 120 ms");
