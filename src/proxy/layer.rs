@@ -1,4 +1,4 @@
-use super::headers::{Trust, Via};
+use super::forwarding::{Trust, Via};
 use super::service::Proxy;
 use std::sync::Arc;
 use tower_layer::Layer;

@@ -80,6 +80,7 @@
 
 mod body;
 mod client;
+mod forwarding;
 mod future;
 mod h1;
 mod headers;
@@ -91,8 +92,8 @@ mod upstream;
 
 pub use self::body::ProxyBody;
 pub use self::client::{ClientBuilder, ResponseFuture as UpstreamClientFuture, UpstreamClient};
+pub use self::forwarding::Trust;
 pub use self::future::ResponseFuture;
-pub use self::headers::Trust;
 pub use self::layer::ProxyLayer;
 pub use self::serve::{serve, serve_threads, shutdown_signal};
 pub use self::service::Proxy;

@@ -1,10 +1,11 @@
 use super::ClientAddr;
 use super::body::ProxyBody;
-use super::future::ResponseFuture;
-use super::headers::{
-    self, FORWARDED, Forwarding, Trust, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
+use super::forwarding::{
+    FORWARDED, Forwarding, Trust, X_FORWARDED_FOR, X_FORWARDED_HOST, X_FORWARDED_PROTO,
     forwarded_value, ip_value,
 };
+use super::future::ResponseFuture;
+use super::headers;
 use super::layer::{ProxyLayer, Settings};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
