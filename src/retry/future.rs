@@ -1,7 +1,7 @@
 use super::ReplayBody;
 use super::decide::{Attempt, Decision};
-use super::hedge::Race;
 use super::policy::RetryPolicy;
+use super::race::Race;
 use super::replay::Replay;
 use super::report;
 use crate::classify::{Carried, Classifier};

@@ -104,6 +104,8 @@ mod decide;
 mod future;
 mod grpc;
 mod hedge;
+mod hedging;
+mod latency;
 mod layer;
 mod policy;
 mod race;
