@@ -71,7 +71,11 @@ pub struct HedgePolicy {
 #[derive(Clone)]
 enum Delay {
     Fixed(Duration),
-    Learned(Arc<Learner>),
+    Learned {
+        learner: Arc<Learner>,
+        until_learned: Duration,
+        min: Duration,
+    },
 }
 
 impl HedgePolicy {
@@ -92,10 +96,11 @@ impl HedgePolicy {
         } else {
             (percentile.clamp(0.0, 100.0) * 100.0).round() as u32
         };
-        Self::with_delay(Delay::Learned(Arc::new(Learner::new(
-            per_10k,
+        Self::with_delay(Delay::Learned {
+            learner: Arc::new(Learner::new(per_10k)),
             until_learned,
-        ))))
+            min: Duration::from_millis(1),
+        })
     }
 
     fn with_delay(delay: Delay) -> Self {
@@ -107,11 +112,9 @@ impl HedgePolicy {
     }
 
     /// The shortest learned delay (default 1 ms). No effect on a fixed one.
-    pub fn min_delay(mut self, min: Duration) -> Self {
-        if let Delay::Learned(learner) = &self.delay {
-            let mut l = Learner::new(learner.per_10k, learner.until_learned);
-            l.min = min;
-            self.delay = Delay::Learned(Arc::new(l));
+    pub fn min_delay(mut self, new: Duration) -> Self {
+        if let Delay::Learned { min, .. } = &mut self.delay {
+            *min = new;
         }
         self
     }
@@ -143,14 +146,18 @@ impl HedgePolicy {
     pub(super) fn delay(&self) -> Duration {
         match &self.delay {
             Delay::Fixed(delay) => *delay,
-            Delay::Learned(learner) => learner.delay(),
+            Delay::Learned {
+                learner,
+                until_learned,
+                min,
+            } => learner.learned().map_or(*until_learned, |d| d.max(*min)),
         }
     }
 
     /// An attempt of a hedged request ended (answered, failed or dropped) after
     /// `waited`.
     pub(super) fn observe(&self, waited: Duration) {
-        if let Delay::Learned(learner) = &self.delay {
+        if let Delay::Learned { learner, .. } = &self.delay {
             learner.record(waited);
         }
     }
@@ -161,9 +168,9 @@ impl fmt::Debug for HedgePolicy {
         let mut d = f.debug_struct("HedgePolicy");
         match &self.delay {
             Delay::Fixed(delay) => d.field("after", delay),
-            Delay::Learned(l) => d
-                .field("percentile", &(f64::from(l.per_10k) / 100.0))
-                .field("delay", &l.delay()),
+            Delay::Learned { learner, .. } => d
+                .field("percentile", &(f64::from(learner.per_10k) / 100.0))
+                .field("delay", &self.delay()),
         };
         d.field("max_attempts", &self.max_attempts)
             .field("budget", &self.budget)
@@ -186,7 +193,15 @@ mod tests {
         }
         let policy = HedgePolicy::percentile(50.0, Duration::from_millis(3))
             .min_delay(Duration::from_millis(20));
-        for _ in 0..200 {
+        for _ in 0..99 {
+            policy.observe(Duration::from_millis(2));
+        }
+        assert_eq!(
+            policy.delay(),
+            Duration::from_millis(3),
+            "until learned, not held to the floor"
+        );
+        for _ in 0..101 {
             policy.observe(Duration::from_millis(2));
         }
         assert_eq!(policy.delay(), Duration::from_millis(20));

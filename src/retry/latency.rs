@@ -21,8 +21,6 @@ const RECOMPUTE_EVERY: u32 = 32;
 /// Relaxed atomics: a count lost to a race only blurs a percentile.
 pub(super) struct Learner {
     pub(super) per_10k: u32,
-    pub(super) until_learned: Duration,
-    pub(super) min: Duration,
     counts: [[AtomicU32; BUCKETS]; 2],
     totals: [AtomicU32; 2],
     current: AtomicUsize,
@@ -32,11 +30,9 @@ pub(super) struct Learner {
 }
 
 impl Learner {
-    pub(super) fn new(per_10k: u32, until_learned: Duration) -> Self {
+    pub(super) fn new(per_10k: u32) -> Self {
         Self {
             per_10k,
-            until_learned,
-            min: Duration::from_millis(1),
             counts: std::array::from_fn(|_| std::array::from_fn(|_| AtomicU32::new(0))),
             totals: [AtomicU32::new(0), AtomicU32::new(0)],
             current: AtomicUsize::new(0),
@@ -45,10 +41,11 @@ impl Learner {
         }
     }
 
-    pub(super) fn delay(&self) -> Duration {
+    /// The percentile of the attempts seen lately, once enough were.
+    pub(super) fn learned(&self) -> Option<Duration> {
         match self.learned.load(Ordering::Relaxed) {
-            0 => self.until_learned,
-            micros => Duration::from_micros(micros).max(self.min),
+            0 => None,
+            micros => Some(Duration::from_micros(micros)),
         }
     }
 
@@ -110,12 +107,10 @@ fn bucket(micros: u64) -> usize {
     if micros < u64::from(SUB) {
         return micros as usize;
     }
-    let log = (63 - micros.leading_zeros()).min(29);
-    let sub = if log == 29 && micros >= 1 << 30 {
-        u64::from(SUB) - 1
-    } else {
-        (micros >> (log - 2)) & 3
-    };
+    // Longer ones fall in the last bucket.
+    let micros = micros.min((1 << 30) - 1);
+    let log = 63 - micros.leading_zeros();
+    let sub = (micros >> (log - 2)) & 3;
     (log * SUB) as usize + sub as usize
 }
 
@@ -154,44 +149,40 @@ mod tests {
 
     #[test]
     fn the_learned_delay_is_the_percentile_of_the_attempts() {
-        let learner = Learner::new(9_500, Duration::from_millis(200));
+        let learner = Learner::new(9_500);
         for _ in 0..99 {
             learner.record(Duration::from_millis(10));
         }
-        assert_eq!(
-            learner.delay(),
-            Duration::from_millis(200),
-            "not learned before 100 attempts"
-        );
+        assert_eq!(learner.learned(), None, "not learned before 100 attempts");
         // 100 attempts: 95 of 10 ms, 5 of 1 s. The 95th is 10 ms (its bucket's end).
-        let learner = Learner::new(9_500, Duration::from_millis(200));
+        let learner = Learner::new(9_500);
         for i in 0..128 {
             let slow = i % 20 == 19;
             learner.record(Duration::from_millis(if slow { 1000 } else { 10 }));
         }
-        let delay = learner.delay();
+        let delay = learner.learned().unwrap();
         assert!(
             delay >= Duration::from_millis(10) && delay < Duration::from_millis(12),
             "{delay:?}"
         );
         // The 99th is in the slow tail.
-        let learner = Learner::new(9_900, Duration::from_millis(200));
+        let learner = Learner::new(9_900);
         for i in 0..128 {
             learner.record(Duration::from_millis(if i % 20 == 19 { 1000 } else { 10 }));
         }
-        assert!(learner.delay() >= Duration::from_millis(1000));
+        assert!(learner.learned().unwrap() >= Duration::from_millis(1000));
     }
 
     #[test]
     fn old_latencies_age_out_in_two_generations() {
-        let learner = Learner::new(5_000, Duration::from_millis(200));
+        let learner = Learner::new(5_000);
         for _ in 0..GENERATION {
             learner.record(Duration::from_secs(1));
         }
         for _ in 0..2 * GENERATION {
             learner.record(Duration::from_millis(5));
         }
-        let delay = learner.delay();
+        let delay = learner.learned().unwrap();
         assert!(delay < Duration::from_millis(7), "{delay:?}");
     }
 }
