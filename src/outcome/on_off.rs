@@ -2,6 +2,7 @@
 
 use super::{Outcome, Outcomes};
 use crate::error::ErrorKind;
+use http::{HeaderMap, StatusCode};
 
 /// An outcome counts when it is in `on` and not in `off`: `no_` wins whatever the
 /// order of the calls.
@@ -49,5 +50,10 @@ impl OnOff {
     /// Whether no answer can count (a fast path for every answer).
     pub(crate) fn counts_no_answer(&self) -> bool {
         self.on.holds_no_answer()
+    }
+
+    /// Whether an upstream answer counts: the fast path first, then the sets.
+    pub(crate) fn counts_answer(&self, status: StatusCode, headers: &HeaderMap) -> bool {
+        !self.counts_no_answer() && self.counts(&Outcome::Response { status, headers })
     }
 }

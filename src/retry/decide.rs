@@ -39,8 +39,7 @@ impl RetryPolicy {
         headers: &HeaderMap,
         ctx: &Attempt<'_>,
     ) -> Decision {
-        let wanted = !self.outcomes.counts_no_answer()
-            && self.outcomes.counts(&Outcome::Response { status, headers });
+        let wanted = self.outcomes.counts_answer(status, headers);
         if let Some(throttle) = &self.throttle {
             throttle.record_answer(wanted, status, headers);
         }

@@ -76,16 +76,10 @@ impl<S, B> Retrying<S, B> {
     fn loses_to_pending<ResB, E>(&self, outcome: &Result<Response<ResB>, E>) -> bool {
         match outcome {
             Err(_) => true,
-            Ok(res) => {
-                !self.policy.outcomes.counts_no_answer()
-                    && self
-                        .policy
-                        .outcomes
-                        .counts(&crate::outcome::Outcome::Response {
-                            status: res.status(),
-                            headers: res.headers(),
-                        })
-            }
+            Ok(res) => self
+                .policy
+                .outcomes
+                .counts_answer(res.status(), res.headers()),
         }
     }
 

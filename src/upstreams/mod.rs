@@ -232,11 +232,16 @@ impl Trail {
         }
     }
 
+    /// The slot of attempt number `attempt` (from 1).
+    fn slot(attempt: u32) -> u8 {
+        (attempt.wrapping_sub(1) % 4) as u8
+    }
+
     /// The handle attempt number `attempt` (from 1) writes its endpoint through.
     pub(crate) fn for_attempt(&self, attempt: u32) -> Self {
         Self {
             keys: self.keys.clone(),
-            slot: (attempt.wrapping_sub(1) % 4) as u8,
+            slot: Self::slot(attempt),
         }
     }
 
@@ -247,8 +252,8 @@ impl Trail {
 
     /// The endpoint attempt number `attempt` went to, once it was picked.
     pub(crate) fn key(&self, attempt: u32) -> Option<u64> {
-        let key = self.keys[(attempt.wrapping_sub(1) % 4) as usize]
-            .load(std::sync::atomic::Ordering::Relaxed);
+        let key =
+            self.keys[usize::from(Self::slot(attempt))].load(std::sync::atomic::Ordering::Relaxed);
         (key != 0).then_some(key)
     }
 }

@@ -268,8 +268,7 @@ impl HealthPolicy {
 
     /// Whether an answer counts against its endpoint.
     pub(super) fn counts_answer(&self, status: StatusCode, headers: &HeaderMap) -> bool {
-        !self.outcomes.counts_no_answer()
-            && self.outcomes.counts(&Outcome::Response { status, headers })
+        self.outcomes.counts_answer(status, headers)
     }
 
     /// The length of the `n`th ejection in a row (from 1).
