@@ -225,6 +225,15 @@ async fn first_attempt_to(
     pending
 }
 
+/// A replica that answers after a second, one that answers at once, and a set of
+/// the slow one alone: the first attempt's (see [`first_attempt_to`]).
+async fn slow_and_fast() -> (Slow, Slow, EndpointSet) {
+    let slow = Slow::start(Then::Answer(200, Duration::from_secs(1))).await;
+    let fast = Slow::start(Then::Answer(200, Duration::ZERO)).await;
+    let set = EndpointSet::from_urls([slow.url()]).unwrap();
+    (slow, fast, set)
+}
+
 use futures_util::FutureExt;
 
 #[tokio::test(start_paused = true)]
@@ -276,9 +285,7 @@ async fn a_fast_answer_is_not_hedged() {
 #[tokio::test(start_paused = true)]
 async fn a_post_is_never_hedged() {
     let clock = Frozen::hold();
-    let slow = Slow::start(Then::Answer(200, Duration::from_secs(1))).await;
-    let fast = Slow::start(Then::Answer(200, Duration::ZERO)).await;
-    let set = EndpointSet::from_urls([slow.url()]).unwrap();
+    let (slow, fast, set) = slow_and_fast().await;
     let (svc, client) = gateway(&set, after_50ms(), RetryPolicy::new());
     let post = Request::post("/orders").body(Full::default()).unwrap();
     let pending = first_attempt_to(&slow, &fast, &set, &svc, post).await;
@@ -384,9 +391,7 @@ async fn when_every_replica_is_slow_the_budget_holds_hedges_to_a_tenth_of_the_re
 #[tokio::test(start_paused = true)]
 async fn no_hedge_starts_past_the_deadline() {
     let clock = Frozen::hold();
-    let slow = Slow::start(Then::Answer(200, Duration::from_secs(1))).await;
-    let fast = Slow::start(Then::Answer(200, Duration::ZERO)).await;
-    let set = EndpointSet::from_urls([slow.url()]).unwrap();
+    let (slow, fast, set) = slow_and_fast().await;
     let client = Counting::new(hyper_client());
     let svc = GatewayLayer::new()
         .upstreams(set.clone())
@@ -627,9 +632,7 @@ async fn over_http2_the_losers_stream_is_reset_and_its_connection_kept() {
 #[tokio::test(start_paused = true)]
 async fn a_hedged_grpc_call_declared_idempotent_tells_the_hedge_it_is_the_second_attempt() {
     let clock = Frozen::hold();
-    let slow = Slow::start(Then::Answer(200, Duration::from_secs(1))).await;
-    let fast = Slow::start(Then::Answer(200, Duration::ZERO)).await;
-    let set = EndpointSet::from_urls([slow.url()]).unwrap();
+    let (slow, fast, set) = slow_and_fast().await;
     let retry =
         RetryPolicy::new().idempotent_if(|req| req.uri.path().starts_with("/catalog.Catalog/Get"));
     let (svc, _client) = gateway(&set, after_50ms(), retry);
@@ -652,9 +655,7 @@ async fn a_hedged_grpc_call_declared_idempotent_tells_the_hedge_it_is_the_second
 async fn a_throttle_at_half_its_tokens_stops_hedges_as_it_stops_retries() {
     use tower_bad_gateway::retry::RetryThrottle;
     let clock = Frozen::hold();
-    let slow = Slow::start(Then::Answer(200, Duration::from_secs(1))).await;
-    let fast = Slow::start(Then::Answer(200, Duration::ZERO)).await;
-    let set = EndpointSet::from_urls([slow.url()]).unwrap();
+    let (slow, fast, set) = slow_and_fast().await;
     // 2 tokens; one failure leaves 1, half: no more retries, no hedges (gRFC A6).
     let throttle = RetryThrottle::new(2, 0.1);
     throttle.record_failure();
