@@ -7,26 +7,12 @@
 # that may have reached a replica is never retried, so each reset one fails unless the
 # gray replica is found. `--failure-rate-window 0` as an extra flag gives the baseline.
 import http.client, random, socket, socketserver, struct, subprocess, sys, threading, time
-
-class Replica(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
+from replica import Replica, read_request
 
 def handler(fail_share):
     class Handler(socketserver.StreamRequestHandler):
         def handle(self):
-            while True:
-                head = b""
-                while not head.endswith(b"\r\n\r\n"):
-                    b = self.rfile.readline()
-                    if not b:
-                        return
-                    head += b
-                length = 0
-                for line in head.split(b"\r\n"):
-                    if line.lower().startswith(b"content-length:"):
-                        length = int(line.split(b":")[1])
-                self.rfile.read(length)
+            while read_request(self.rfile) is not None:
                 if random.random() < fail_share:
                     self.connection.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     self.connection.close()

@@ -12,11 +12,7 @@
 #   3. the fleet slow: every replica takes 200 ms; 800 GETs from 16 connections to a
 #      fresh proxy: the extra upstream requests the budget allows.
 import http.client, random, socketserver, subprocess, sys, threading, time
-
-class Replica(socketserver.ThreadingTCPServer):
-    allow_reuse_address = True
-    daemon_threads = True
-    request_queue_size = 256
+from replica import Replica, read_request
 
 lock = threading.Lock()
 counts = {"GET": 0, "POST": 0}
@@ -26,23 +22,9 @@ behaviour = {}  # port -> (share delayed, delay s, base delay s)
 def handler(port):
     class Handler(socketserver.StreamRequestHandler):
         def handle(self):
-            while True:
-                head = b""
-                while not head.endswith(b"\r\n\r\n"):
-                    b = self.rfile.readline()
-                    if not b:
-                        return
-                    head += b
-                length, oid = 0, None
-                lines = head.split(b"\r\n")
-                method = lines[0].split(b" ")[0].decode()
-                for line in lines[1:]:
-                    k, _, v = line.partition(b":")
-                    if k.lower() == b"content-length":
-                        length = int(v)
-                    if k.lower() == b"x-id":
-                        oid = v.strip().decode()
-                self.rfile.read(length)
+            while (request := read_request(self.rfile)) is not None:
+                method, headers, _ = request
+                oid = headers.get("x-id")
                 with lock:
                     counts[method] = counts.get(method, 0) + 1
                     if method == "POST":
