@@ -81,6 +81,8 @@ pub enum Trust {
 /// The request facts the forwarding fields tell, read before any rewriting.
 pub(crate) struct Forwarding {
     pub(crate) client: Option<IpAddr>,
+    /// `client` as `X-Forwarded-For` writes it.
+    pub(crate) client_value: Option<HeaderValue>,
     pub(crate) host: Option<HeaderValue>,
 }
 

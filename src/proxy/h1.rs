@@ -41,9 +41,17 @@ impl<B> Clone for H1<B> {
 }
 
 struct Shared<B> {
-    idle: Mutex<HashMap<Authority, Vec<Idle<B>>, Fnv>>,
+    /// Keyed by the authority as written (bytes compared, not case-folded: the
+    /// endpoint set writes each endpoint's authority the same way every time).
+    pools: Mutex<HashMap<Box<str>, Pool<B>, Fnv>>,
     connect_timeout: Option<Duration>,
     idle_timeout: Duration,
+}
+
+/// The connections to one authority, and its `Host` value, made once.
+struct Pool<B> {
+    host: Option<HeaderValue>,
+    idle: Vec<Idle<B>>,
 }
 
 struct Idle<B> {
@@ -91,7 +99,7 @@ where
     pub(crate) fn new(connect_timeout: Option<Duration>, idle_timeout: Duration) -> Self {
         Self {
             shared: Arc::new(Shared {
-                idle: Mutex::new(HashMap::default()),
+                pools: Mutex::new(HashMap::default()),
                 connect_timeout,
                 idle_timeout,
             }),
@@ -116,13 +124,13 @@ where
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        if !req.headers().contains_key(header::HOST) {
-            if let Some(host) = host_value(&authority) {
+        let (host, idle) = shared.checkout(&authority);
+        if let Some(host) = host {
+            if !req.headers().contains_key(header::HOST) {
                 req.headers_mut().insert(header::HOST, host);
             }
         }
         *req.uri_mut() = Uri::from(path);
-        let idle = shared.checkout(&authority);
         Box::pin(async move {
             let mut req = req;
             if let Some(mut sender) = idle {
@@ -152,11 +160,20 @@ where
     B::Data: Send,
     B::Error: Into<BoxError>,
 {
-    /// An idle connection to `authority` that can take a request now, if any;
-    /// closed and expired ones are dropped on the way.
-    fn checkout(&self, authority: &Authority) -> Option<SendRequest<B>> {
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.get_mut(authority)?;
+    /// The `Host` value for `authority` (made on its first request), and an idle
+    /// connection to it that can take a request now, if any; closed and expired
+    /// ones are dropped on the way.
+    fn checkout(&self, authority: &Authority) -> (Option<HeaderValue>, Option<SendRequest<B>>) {
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        let pool = match pools.get_mut(authority.as_str()) {
+            Some(pool) => pool,
+            None => pools.entry(authority.as_str().into()).or_insert(Pool {
+                host: host_value(authority),
+                idle: Vec::new(),
+            }),
+        };
+        let host = pool.host.clone();
+        let list = &mut pool.idle;
         let mut now = None;
         let mut i = list.len();
         while i > 0 {
@@ -169,21 +186,22 @@ where
                 let now = *now.get_or_insert_with(Instant::now);
                 let entry = list.swap_remove(i);
                 if now.duration_since(entry.since) <= self.idle_timeout {
-                    return Some(entry.sender);
+                    return (host, Some(entry.sender));
                 }
             }
         }
-        None
+        (host, None)
     }
 
-    /// Keeps a connection whose answer came: it takes the next request once
-    /// this answer's body is read.
     fn put_back(&self, authority: Authority, sender: SendRequest<B>) {
         if sender.is_closed() {
             return;
         }
-        let mut idle = self.idle.lock().unwrap_or_else(|e| e.into_inner());
-        let list = idle.entry(authority).or_default();
+        let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
+        // The pool was made at checkout; were it gone, the connection goes too.
+        let Some(Pool { idle: list, .. }) = pools.get_mut(authority.as_str()) else {
+            return;
+        };
         if list.len() < MAX_IDLE {
             list.push(Idle {
                 sender,

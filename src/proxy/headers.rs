@@ -120,7 +120,7 @@ pub(crate) fn strip_hop_by_hop(
             }
         }
     }
-    hop.upgrade &= headers.contains_key(header::UPGRADE);
+    hop.upgrade &= seen & UPGRADE != 0 && headers.contains_key(header::UPGRADE);
     let keep_upgrade = keep_upgrade && hop.upgrade;
     if !keep_upgrade && seen & UPGRADE != 0 {
         headers.remove(header::UPGRADE);

@@ -10,6 +10,7 @@ use super::layer::{ProxyLayer, Settings};
 use http::header::{self, HeaderMap, HeaderValue};
 use http::uri::PathAndQuery;
 use http::{Request, Response, Uri, Version};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::task::{Context, Poll};
 use tower_service::Service;
@@ -28,6 +29,9 @@ use tower_service::Service;
 pub struct Proxy<S> {
     inner: S,
     settings: Arc<Settings>,
+    /// The last client's address and its `X-Forwarded-For` value: a service is
+    /// cloned per connection, so each connection writes its value once.
+    last_client: Option<(IpAddr, HeaderValue)>,
 }
 
 impl<S> Proxy<S> {
@@ -37,7 +41,11 @@ impl<S> Proxy<S> {
     }
 
     pub(crate) fn from_parts(inner: S, settings: Arc<Settings>) -> Self {
-        Self { inner, settings }
+        Self {
+            inner,
+            settings,
+            last_client: None,
+        }
     }
 
     /// A [`ProxyLayer`], to set it up.
@@ -81,8 +89,19 @@ where
         } else {
             None
         };
+        let client = req.extensions().get::<ClientAddr>().map(|c| c.0.ip());
+        let client_value = match (client, &self.last_client) {
+            (Some(ip), Some((last, value))) if ip == *last => Some(value.clone()),
+            (Some(ip), _) if settings.x_forwarded => {
+                let value = ip_value(ip);
+                self.last_client = Some((ip, value.clone()));
+                Some(value)
+            }
+            _ => None,
+        };
         let facts = Forwarding {
-            client: req.extensions().get::<ClientAddr>().map(|c| c.0.ip()),
+            client,
+            client_value,
             host: req.headers().get(header::HOST).cloned().or_else(|| {
                 req.uri()
                     .authority()
@@ -126,8 +145,8 @@ fn add_forwarding(
         HeaderValue::from_static("http")
     };
     if settings.x_forwarded {
-        if let Some(ip) = facts.client {
-            headers.append(X_FORWARDED_FOR, ip_value(ip));
+        if let Some(value) = facts.client_value {
+            headers.append(X_FORWARDED_FOR, value);
         }
         if let Some(host) = &facts.host {
             headers.append(X_FORWARDED_HOST, host.clone());
@@ -178,6 +197,46 @@ fn origin_form(uri: &Uri, prefix: Option<&str>) -> Uri {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The per-connection cache of the `X-Forwarded-For` value never tells one
+    /// client's address for another's (a service clone may serve several).
+    #[tokio::test]
+    async fn each_request_forwards_its_own_client_address() {
+        let echo = tower::service_fn(|req: Request<()>| async move {
+            let xff = req.headers().get_all(X_FORWARDED_FOR).iter();
+            let xff: Vec<_> = xff.map(|v| v.to_str().unwrap().to_owned()).collect();
+            Ok::<_, std::convert::Infallible>(Response::new(xff.join(" | ")))
+        });
+        let mut proxy = Proxy::new(echo);
+        for addr in [
+            "10.0.0.1:1",
+            "10.0.0.1:2",
+            "10.0.0.2:1",
+            "[::1]:1",
+            "10.0.0.1:3",
+        ] {
+            let mut req = Request::new(());
+            req.extensions_mut()
+                .insert(ClientAddr(addr.parse().unwrap()));
+            let ip = addr
+                .parse::<std::net::SocketAddr>()
+                .unwrap()
+                .ip()
+                .to_string();
+            assert_eq!(forwarded(&mut proxy, req).await, ip, "from {addr}");
+        }
+        let unknown = forwarded(&mut proxy, Request::new(())).await;
+        assert_eq!(unknown, "", "no address, no field");
+    }
+
+    async fn forwarded<S>(proxy: &mut Proxy<S>, req: Request<()>) -> String
+    where
+        S: Service<Request<()>, Response = Response<String>, Error = std::convert::Infallible>,
+    {
+        use http_body_util::BodyExt;
+        let body = proxy.call(req).await.unwrap().into_body().collect().await;
+        String::from_utf8(body.unwrap().to_bytes().to_vec()).unwrap()
+    }
 
     #[test]
     fn the_target_is_origin_form_and_a_prefix_comes_off_only_whole() {

@@ -753,8 +753,14 @@ async fn counting_upstream(close: bool) -> (SocketAddr, Arc<Mutex<usize>>) {
                 while let Ok(n @ 1..) = stream.read(&mut chunk).await {
                     buf.extend_from_slice(&chunk[..n]);
                     while let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end + 2]).to_lowercase();
                         buf.drain(..end + 4);
-                        let answer = b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok";
+                        // Its own address as `Host`, or a 400.
+                        let answer: &[u8] = if head.contains(&format!("\r\nhost: {addr}\r\n")) {
+                            b"HTTP/1.1 200 OK\r\ncontent-length: 2\r\n\r\nok"
+                        } else {
+                            b"HTTP/1.1 400 Bad Request\r\ncontent-length: 0\r\n\r\n"
+                        };
                         if stream.write_all(answer).await.is_err() {
                             return;
                         }
@@ -784,7 +790,8 @@ async fn get_through(
 }
 
 /// `ClientBuilder::build`'s HTTP/1.1 client keeps a connection for the next
-/// request, sets `Host`, and a pooled connection the upstream closed is
+/// request, sets each upstream's own `Host` (its value made once per
+/// authority), and a pooled connection the upstream closed is
 /// replaced without the request failing.
 #[tokio::test]
 async fn the_upstream_client_reuses_its_connections_and_replaces_closed_ones() {
