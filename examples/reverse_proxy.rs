@@ -5,7 +5,8 @@
 //!
 //! ```text
 //! cargo run --release --example reverse_proxy -- --upstream http://127.0.0.1:8080
-//! cargo run --release --example reverse_proxy -- --upstream http://10.0.0.1:8080 --upstream http://10.0.0.2:8080
+//! cargo run --release --example reverse_proxy -- --upstream http://10.0.0.1:8080 \
+//!     --upstream http://10.0.0.2:8080
 //! cargo run --example reverse_proxy            # built-in broken upstream to try
 //! ```
 //!
@@ -20,7 +21,7 @@ use tower_bad_gateway::proxy::{self, ClientBuilder, Proxy, ProxyLayer, TakeUpgra
 use tower_bad_gateway::proxy::{TakeUpgradeLayer, Upstream, UpstreamClient};
 use tower_bad_gateway::retry::{HedgePolicy, RetryBudget, RetryPolicy, RetryThrottle};
 use tower_bad_gateway::upstreams::{EndpointSet, HealthCheck, HealthPolicy};
-use tower_bad_gateway::{Gateway, GatewayLayer, UpstreamBody};
+use tower_bad_gateway::{Gateway, GatewayLayer, UpstreamBody, metrics::DURATION_BUCKETS};
 
 // mimalloc keeps the peaks of bursts of connections flat where glibc's arenas
 // fragment (`benches/memory.py`); `no_thp`: huge pages cost its first burst 60%.
@@ -32,7 +33,7 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 mod broken_upstream;
 
 /// One line per option: its field, type and default, its flag, the flag's value
-/// in the usage, and how the value is read.
+/// in the usage, and how the value is read (given the options so far).
 macro_rules! options {
     ($($field:ident: $ty:ty = $default:expr, $flag:literal $value:literal, $read:expr;)*) => {
         /// The proxy's settings, from the command line.
@@ -60,57 +61,61 @@ macro_rules! options {
     };
 }
 
-const fn ms(n: u64) -> Duration {
-    Duration::from_millis(n)
-}
-
 options! {
-    listen: SocketAddr = ([127, 0, 0, 1], 3000).into(), "--listen" " ADDR", |_, a| a.num();
+    listen: SocketAddr = ([127, 0, 0, 1], 3000).into(), "--listen" " ADDR", |_, a| a.value();
     upstreams: Vec<Uri> = Vec::new(), "--upstream" " URL", |o, a| {
-        let list = [&o.upstreams[..], &[a.num()?]].concat();
+        let list = [&o.upstreams[..], &[a.value()?]].concat();
         Upstream::new(list.clone()).map_err(|e| format!("--upstream: {e}"))?;
         Ok(list)
     };
-    timeout: Duration = ms(10_000), "--timeout-ms" " N", |_, a| a.num().map(ms);
-    body_idle: Duration = ms(30_000), "--body-idle-ms" " N", |_, a| a.num().map(ms);
-    attempts: u32 = 3, "--attempts" " N", |_, a| a.num();
-    deadline: Option<Duration> = None, "--deadline-ms" " N", |_, a| a.num().map(ms).map(Some);
+    timeout: Duration = ms(10_000), "--timeout-ms" " N", |_, a| a.ms();
+    body_idle: Duration = ms(30_000), "--body-idle-ms" " N", |_, a| a.ms();
+    attempts: u32 = 3, "--attempts" " N", |_, a| a.value();
+    deadline: Option<Duration> = None, "--deadline-ms" " N", |_, a| a.ms().map(Some);
     http2: bool = false, "--http2" "", |_, _| Ok(true);
     // `None`: 5 for several upstreams, ejection off for a lone one; `Some(0)`: off.
-    consecutive_failures: Option<u32> = None, "--consecutive-failures" " N", |_, a| a.num().map(Some);
-    base_ejection: Duration = ms(10_000), "--base-ejection-ms" " N", |_, a| a.num().map(ms);
-    max_ejection: Duration = ms(300_000), "--max-ejection-ms" " N", |_, a| a.num().map(ms);
-    max_ejection_percent: u8 = 10, "--max-ejection-percent" " N", |_, a| match a.num()? {
+    consecutive_failures: Option<u32> = None, "--consecutive-failures" " N",
+        |_, a| a.value().map(Some);
+    base_ejection: Duration = ms(10_000), "--base-ejection-ms" " N", |_, a| a.ms();
+    max_ejection: Duration = ms(300_000), "--max-ejection-ms" " N", |_, a| a.ms();
+    max_ejection_percent: u8 = 10, "--max-ejection-percent" " N", |_, a| match a.value()? {
         p @ 0..=100 => Ok(p),
         _ => Err("--max-ejection-percent: at most 100".into()),
     };
-    short_ejection: Duration = ms(1000), "--short-ejection-ms" " N", |_, a| a.num().map(ms);
-    failure_rate_window: u32 = 50, "--failure-rate-window" " N", |_, a| a.num();
-    slow_start: Duration = Duration::ZERO, "--slow-start-ms" " N", |_, a| a.num().map(ms);
-    health_check_path: Option<String> = None, "--health-check-path" " PATH", |_, a| a.text().map(Some);
+    short_ejection: Duration = ms(1000), "--short-ejection-ms" " N", |_, a| a.ms();
+    failure_rate_window: u32 = 50, "--failure-rate-window" " N", |_, a| a.value();
+    slow_start: Duration = Duration::ZERO, "--slow-start-ms" " N", |_, a| a.ms();
+    health_check_path: Option<String> = None, "--health-check-path" " PATH",
+        |_, a| a.value().map(Some);
     health_check_grpc: bool = false, "--health-check-grpc" "", |_, _| Ok(true);
     health_check_tcp: bool = false, "--health-check-tcp" "", |_, _| Ok(true);
     // `None`: the library's 5 s.
-    health_check_interval: Option<Duration> = None, "--health-check-interval-ms" " N", |_, a| a.num().map(ms).map(Some);
+    health_check_interval: Option<Duration> = None, "--health-check-interval-ms" " N",
+        |_, a| a.ms().map(Some);
     // `None`: the system's resolver.
-    dns_server: Option<SocketAddr> = None, "--dns-server" " ADDR", |_, a| a.num().map(Some);
-    dns_min_ttl: Duration = ms(5000), "--dns-min-ttl-ms" " N", |_, a| a.num().map(ms);
+    dns_server: Option<SocketAddr> = None, "--dns-server" " ADDR", |_, a| a.value().map(Some);
+    dns_min_ttl: Duration = ms(5000), "--dns-min-ttl-ms" " N", |_, a| a.ms();
     // The roots `https://` upstreams are verified with (`None`: the system's).
-    ca_file: Option<PathBuf> = None, "--ca-file" " PATH", |_, a| a.text().map(|p| Some(p.into()));
-    metrics: Option<SocketAddr> = None, "--metrics" " ADDR", |_, a| a.num().map(Some);
+    ca_file: Option<PathBuf> = None, "--ca-file" " PATH", |_, a| a.value().map(Some);
+    metrics: Option<SocketAddr> = None, "--metrics" " ADDR", |_, a| a.value().map(Some);
     // Serving threads, each a runtime and a listener (`None`: one per core).
-    threads: Option<usize> = None, "--threads" " N", |_, a| a.num().map(Some);
+    threads: Option<usize> = None, "--threads" " N", |_, a| a.value().map(Some);
     // Hedge idempotent requests to another replica after this long (`None`: off).
-    hedge_after: Option<Duration> = None, "--hedge-after-ms" " N", |_, a| a.num().map(ms).map(Some);
-    hedge_budget_percent: u16 = 10, "--hedge-budget-percent" " N", |_, a| a.num();
-    hedge_max_attempts: u32 = 2, "--hedge-max-attempts" " N", |_, a| a.num();
+    hedge_after: Option<Duration> = None, "--hedge-after-ms" " N", |_, a| a.ms().map(Some);
+    hedge_budget_percent: u16 = 10, "--hedge-budget-percent" " N", |_, a| a.value();
+    hedge_max_attempts: u32 = 2, "--hedge-max-attempts" " N", |_, a| a.value();
     // gRFC A6's retry throttle over every request.
-    retry_throttle: Option<(u32, f32)> = None, "--grpc-retry-throttle" " MAX_TOKENS,TOKEN_RATIO", |_, a| {
-        let text = a.text()?;
-        let bad = || format!("--grpc-retry-throttle: MAX_TOKENS,TOKEN_RATIO, not {text:?}");
-        let (max, ratio) = text.split_once(',').ok_or_else(bad)?;
-        Ok(Some((max.parse().map_err(|_| bad())?, ratio.parse().map_err(|_| bad())?)))
-    };
+    retry_throttle: Option<(u32, f32)> = None, "--grpc-retry-throttle" " MAX_TOKENS,TOKEN_RATIO",
+        |_, a| {
+            let text: String = a.value()?;
+            let bad = || format!("--grpc-retry-throttle: MAX_TOKENS,TOKEN_RATIO, not {text:?}");
+            let (max, ratio) = text.split_once(',').ok_or_else(bad)?;
+            Ok(Some((max.parse().map_err(|_| bad())?, ratio.parse().map_err(|_| bad())?)))
+        };
+}
+
+const fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
 }
 
 /// A flag, and the arguments its value comes from.
@@ -120,33 +125,34 @@ struct Arg<'a> {
 }
 
 impl Arg<'_> {
-    fn text(&mut self) -> Result<String, String> {
+    fn value<T: FromStr<Err: std::fmt::Display>>(&mut self) -> Result<T, String> {
         let needs = || format!("{} needs a value", self.flag);
-        self.rest.next().ok_or_else(needs)
-    }
-    fn num<T: FromStr<Err: std::fmt::Display>>(&mut self) -> Result<T, String> {
-        let text = self.text()?;
+        let text = self.rest.next().ok_or_else(needs)?;
         text.parse().map_err(|e| format!("{}: {e}", self.flag))
+    }
+    fn ms(&mut self) -> Result<Duration, String> {
+        self.value().map(ms)
     }
 }
 
 impl Options {
     /// The active health check the flags ask for, if any.
     fn health_check(&self) -> Result<Option<HealthCheck>, String> {
+        const KINDS: &str = "--health-check-path, --health-check-grpc or --health-check-tcp";
         let path = self.health_check_path.as_deref();
+        let bad_path = |e| format!("--health-check-path: {e}");
         let check = match (path, self.health_check_grpc, self.health_check_tcp) {
-            (None, false, false) if self.health_check_interval.is_some() => return Err("--health-check-interval-ms needs --health-check-path, --health-check-grpc or --health-check-tcp".into()),
+            (None, false, false) if self.health_check_interval.is_some() => {
+                return Err(format!("--health-check-interval-ms needs {KINDS}"));
+            }
             (None, false, false) => return Ok(None),
-            (Some(path), false, false) => HealthCheck::http(path).map_err(|e| format!("--health-check-path: {e}"))?,
+            (Some(path), false, false) => HealthCheck::http(path).map_err(bad_path)?,
             (None, true, false) => HealthCheck::grpc(),
             (None, false, true) => HealthCheck::tcp(),
-            _ => return Err("choose one of --health-check-path, --health-check-grpc and --health-check-tcp".into()),
+            _ => return Err(format!("choose one of {KINDS}")),
         };
-        Ok(Some(
-            self.health_check_interval
-                .into_iter()
-                .fold(check, HealthCheck::interval),
-        ))
+        let interval = self.health_check_interval.into_iter();
+        Ok(Some(interval.fold(check, HealthCheck::interval)))
     }
 
     /// The upstream of `urls` with the health, DNS and TLS the flags give, and its
@@ -171,31 +177,24 @@ impl Options {
         }
         let set = upstream
             .endpoint_set()
-            .map_err(|e| format!("--upstream: {e}"))?;
-        Ok((upstream, set))
+            .map_err(|e| format!("--upstream: {e}"));
+        Ok((upstream, set?))
     }
 
     /// The client's settings; TLS (ring, the roots of `--ca-file` or the system's)
     /// for `https://` upstreams.
     fn client(&self, urls: &[Uri]) -> Result<ClientBuilder, String> {
-        let builder = ClientBuilder::new().http2(self.http2);
-        let builder = builder.connect_timeout(self.timeout);
+        let builder = ClientBuilder::new()
+            .http2(self.http2)
+            .connect_timeout(self.timeout);
         if !urls.iter().any(|u| u.scheme_str() == Some("https")) {
             return Ok(builder);
         }
-        let mut roots = rustls::RootCertStore::empty();
-        match &self.ca_file {
-            Some(path) => {
-                roots = ClientBuilder::pem_roots(path)
-                    .map_err(|e| format!("--ca-file {}: {e}", path.display()))?
-            }
-            None => drop(
-                roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs),
-            ),
-        }
-        let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+        let roots = ClientBuilder::ca_roots(self.ca_file.as_deref());
+        let roots = roots.map_err(|e| format!("--ca-file {e}"))?;
+        let ring = std::sync::Arc::new(rustls::crypto::ring::default_provider());
         builder
-            .tls_roots(provider, roots)
+            .tls_roots(ring, roots)
             .map_err(|e| format!("TLS: {e}"))
     }
 }
@@ -240,13 +239,10 @@ fn app_with(o: &Options, upstream: &Upstream, set: EndpointSet) -> Result<App, S
 /// buckets, the recommended naming (`_total`, `_seconds`).
 pub fn metrics_recorder() -> metrics_exporter_prometheus::PrometheusRecorder {
     use metrics_exporter_prometheus::{Matcher, PrometheusBuilder};
-    let buckets = &tower_bad_gateway::metrics::DURATION_BUCKETS;
-    let builder = PrometheusBuilder::new()
-        .set_buckets_for_metric(Matcher::Suffix("duration".into()), buckets);
-    builder
-        .expect("the buckets are not empty")
-        .with_recommended_naming(true)
-        .build_recorder()
+    let (durations, buckets) = (Matcher::Suffix("duration".into()), DURATION_BUCKETS);
+    let builder = PrometheusBuilder::new().set_buckets_for_metric(durations, &buckets);
+    let builder = builder.expect("the buckets are not empty");
+    builder.with_recommended_naming(true).build_recorder()
 }
 
 /// Serves `GET /metrics` (Prometheus text) from `handle` on `listener`.
@@ -280,8 +276,9 @@ async fn main() {
         Some(b) => vec![format!("http://{}", b.addr).parse().expect("a valid URI")],
         None => o.upstreams.clone(),
     };
-    // One set for every thread (one health).
+    // One set for every thread (one health), and the client's settings checked.
     let (upstream, set) = o.upstream(&urls).unwrap_or_else(|m| exit(m, 2));
+    app_with(&o, &upstream, set.clone()).unwrap_or_else(|m| exit(m, 2));
     if let Some(addr) = o.metrics {
         let recorder = metrics_recorder();
         let handle = recorder.handle();
@@ -308,11 +305,8 @@ async fn main() {
         }
     };
     // One current-thread runtime and listener per core, as nginx has a worker per core.
-    let threads = o
-        .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    let listen = o.listen;
-    app_with(&o, &upstream, set.clone()).unwrap_or_else(|m| exit(m, 2)); // the client's settings, checked
+    let cores = || std::thread::available_parallelism().map_or(1, usize::from);
+    let (listen, threads) = (o.listen, o.threads.unwrap_or_else(cores));
     let make = move || app_with(&o, &upstream, set.clone()).expect("checked above");
     let served = tokio::task::spawn_blocking(move || {
         proxy::serve_threads(listen, threads, make, bound, proxy::shutdown_signal)

@@ -194,6 +194,38 @@ impl ClientBuilder {
         Ok(roots)
     }
 
+    /// The roots to trust, as a gateway's `--ca-file` flag means them: the
+    /// certificates of the PEM file at `ca_file` ([`pem_roots`](Self::pem_roots)),
+    /// or without one the system's, as `rustls-native-certs` finds them (the
+    /// platform's store; `SSL_CERT_FILE` and `SSL_CERT_DIR` when set). The
+    /// system's certificates that cannot be read or parsed are left out: with
+    /// none at all, every `https://` endpoint fails verification
+    /// ([`TlsCertificateError`](crate::ErrorKind::TlsCertificateError)). An error
+    /// names the file, then what could not be read or parsed in it.
+    ///
+    /// ```
+    /// use tower_bad_gateway::proxy::ClientBuilder;
+    /// # fn main() -> Result<(), Box<dyn std::error::Error>> {
+    /// let ca_file: Option<&std::path::Path> = None; // say, from the command line
+    /// let roots = ClientBuilder::ca_roots(ca_file)?;
+    /// let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    /// let builder = ClientBuilder::new().tls_roots(provider, roots)?;
+    /// # let _ = builder;
+    /// let missing = ClientBuilder::ca_roots(Some("/nonexistent/ca.pem".as_ref()));
+    /// assert!(missing.unwrap_err().starts_with("/nonexistent/ca.pem: "));
+    /// # Ok(()) }
+    /// ```
+    #[cfg(feature = "rustls")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "rustls")))]
+    pub fn ca_roots(ca_file: Option<&std::path::Path>) -> Result<rustls::RootCertStore, String> {
+        if let Some(path) = ca_file {
+            return Self::pem_roots(path).map_err(|e| format!("{}: {e}", path.display()));
+        }
+        let mut roots = rustls::RootCertStore::empty();
+        roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+        Ok(roots)
+    }
+
     fn hyper<B>(&self) -> hyper_util::client::legacy::Builder
     where
         B: http_body::Body + Send + 'static,
@@ -401,5 +433,23 @@ mod tests {
         std::fs::write(&empty, "no certificate here\n").unwrap();
         assert_eq!(ClientBuilder::pem_roots(&empty).unwrap().len(), 0);
         let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn the_roots_are_the_ca_files_or_else_the_systems() {
+        let missing = ClientBuilder::ca_roots(Some(std::path::Path::new("/nonexistent/ca.pem")));
+        assert!(missing.unwrap_err().starts_with("/nonexistent/ca.pem: "));
+        let dir = std::env::temp_dir().join(format!("tbg-ca-roots-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let (empty, bad) = (dir.join("empty.pem"), dir.join("bad.pem"));
+        std::fs::write(&empty, "no certificate here\n").unwrap();
+        let pem = "-----BEGIN CERTIFICATE-----\nnot base64!\n-----END CERTIFICATE-----\n";
+        std::fs::write(&bad, pem).unwrap();
+        assert_eq!(ClientBuilder::ca_roots(Some(&empty)).unwrap().len(), 0);
+        let err = ClientBuilder::ca_roots(Some(&bad)).unwrap_err();
+        assert!(err.starts_with(&format!("{}: ", bad.display())), "{err}");
+        let _ = std::fs::remove_dir_all(&dir);
+        // No file: the system's roots, whatever this machine has (none is no error).
+        assert!(ClientBuilder::ca_roots(None).is_ok());
     }
 }
