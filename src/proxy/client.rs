@@ -137,7 +137,12 @@ impl ClientBuilder {
         self
     }
 
-    /// How long an idle pooled connection is kept (default 90 s).
+    /// How long an idle pooled connection is kept (default 90 s). The HTTP/1.1
+    /// client closes an expired one when it would hand it out, and sweeps all
+    /// its pools as connections come back (every half timeout, between 1 s and
+    /// 30 s), so a connection to an authority no longer asked for (a replica
+    /// DNS dropped) is closed too; a client that sends nothing sweeps nothing
+    /// (the upstream's own keep-alive timeout closes its side).
     pub fn pool_idle_timeout(mut self, timeout: Duration) -> Self {
         self.idle_timeout = timeout;
         self

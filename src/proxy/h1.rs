@@ -5,6 +5,10 @@
 //! back, the `Host` field formatted, a pool key hashed twice, boxed connector
 //! futures).
 //!
+//! Idle connections expire after the pool's idle timeout: one is dropped when it
+//! would be handed out, and every pool is swept as connections come back (so an
+//! authority no longer asked for lets its connections and its pool go).
+//!
 //! Each [`UpstreamClient`](super::UpstreamClient) has its own pool; under
 //! [`serve_threads`](super::serve_threads) each thread builds its own client,
 //! so a pool's lock is never contended and a connection lives on the thread
@@ -28,6 +32,9 @@ use tokio::time::Instant;
 /// Idle connections kept per authority at most: more are closed when put back.
 const MAX_IDLE: usize = 256;
 
+/// The longest time between two sweeps of the idle connections.
+const SWEEP_AT_MOST: Duration = Duration::from_secs(30);
+
 pub(crate) struct H1<B> {
     shared: Arc<Shared<B>>,
 }
@@ -41,11 +48,62 @@ impl<B> Clone for H1<B> {
 }
 
 struct Shared<B> {
-    /// Keyed by the authority as written (bytes compared, not case-folded: the
-    /// endpoint set writes each endpoint's authority the same way every time).
-    pools: Mutex<HashMap<Box<str>, Pool<B>, Fnv>>,
+    pools: Mutex<Pools<B>>,
     connect_timeout: Option<Duration>,
     idle_timeout: Duration,
+}
+
+/// Every authority's pool, and when they are next swept.
+struct Pools<B> {
+    by_authority: HashMap<Key, Pool<B>, Fnv>,
+    /// `None` until the first connection comes back.
+    next_sweep: Option<Instant>,
+}
+
+impl<B> Pools<B> {
+    /// Drops every idle connection that is closed or has been idle longer than
+    /// `idle_timeout`, and the pools left without one (an authority the endpoint
+    /// set no longer names, after DNS moved on, goes with them; one still in use
+    /// is made again when its connection comes back).
+    fn sweep(&mut self, now: Instant, idle_timeout: Duration) {
+        self.by_authority.retain(|_, pool| {
+            pool.idle.retain(|entry| {
+                !entry.sender.is_closed() && now.duration_since(entry.since) <= idle_timeout
+            });
+            !pool.idle.is_empty()
+        });
+    }
+}
+
+impl<B> Pools<B> {
+    /// The pool of `authority`, made (with its `Host` value) when it has none.
+    fn pool(&mut self, authority: &Authority) -> &mut Pool<B> {
+        // The key shares the authority's bytes: no allocation.
+        let key = Key(authority.clone());
+        self.by_authority.entry(key).or_insert_with(|| Pool {
+            host: host_value(authority),
+            idle: Vec::new(),
+        })
+    }
+}
+
+/// An authority as a pool's key: hashed and compared as its text is (the
+/// endpoint set writes each endpoint's authority the same way every time), not
+/// case-folded as `Authority` itself is, byte by byte.
+struct Key(Authority);
+
+impl PartialEq for Key {
+    fn eq(&self, other: &Self) -> bool {
+        self.0.as_str() == other.0.as_str()
+    }
+}
+
+impl Eq for Key {}
+
+impl std::hash::Hash for Key {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        self.0.as_str().hash(state);
+    }
 }
 
 /// The connections to one authority, and its `Host` value, made once.
@@ -99,7 +157,10 @@ where
     pub(crate) fn new(connect_timeout: Option<Duration>, idle_timeout: Duration) -> Self {
         Self {
             shared: Arc::new(Shared {
-                pools: Mutex::new(HashMap::default()),
+                pools: Mutex::new(Pools {
+                    by_authority: HashMap::default(),
+                    next_sweep: None,
+                }),
                 connect_timeout,
                 idle_timeout,
             }),
@@ -165,13 +226,7 @@ where
     /// ones are dropped on the way.
     fn checkout(&self, authority: &Authority) -> (Option<HeaderValue>, Option<SendRequest<B>>) {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        let pool = match pools.get_mut(authority.as_str()) {
-            Some(pool) => pool,
-            None => pools.entry(authority.as_str().into()).or_insert(Pool {
-                host: host_value(authority),
-                idle: Vec::new(),
-            }),
-        };
+        let pool = pools.pool(authority);
         let host = pool.host.clone();
         let list = &mut pool.idle;
         let mut now = None;
@@ -197,16 +252,19 @@ where
         if sender.is_closed() {
             return;
         }
+        let now = Instant::now();
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        // The pool was made at checkout; were it gone, the connection goes too.
-        let Some(Pool { idle: list, .. }) = pools.get_mut(authority.as_str()) else {
-            return;
-        };
+        // Every few seconds, as connections come back: an idle connection is
+        // closed within about half the idle timeout after it expires, whether or
+        // not its authority is asked for again.
+        if pools.next_sweep.is_none_or(|at| now >= at) {
+            pools.sweep(now, self.idle_timeout);
+            let every = (self.idle_timeout / 2).clamp(Duration::from_secs(1), SWEEP_AT_MOST);
+            pools.next_sweep = Some(now + every);
+        }
+        let list = &mut pools.pool(&authority).idle;
         if list.len() < MAX_IDLE {
-            list.push(Idle {
-                sender,
-                since: Instant::now(),
-            });
+            list.push(Idle { sender, since: now });
         }
     }
 

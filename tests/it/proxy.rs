@@ -740,14 +740,23 @@ async fn serve_threads_serves_one_address_from_every_thread_and_drains_on_shutdo
 /// with `close`, it closes each connection right after its answer (without
 /// saying so in `Connection`), as an upstream whose idle timeout fired does.
 async fn counting_upstream(close: bool) -> (SocketAddr, Arc<Mutex<usize>>) {
+    let (addr, accepted, _closed) = counting_closes(close).await;
+    (addr, accepted)
+}
+
+/// [`counting_upstream`], which also counts the connections it saw closed.
+async fn counting_closes(close: bool) -> (SocketAddr, Arc<Mutex<usize>>, Arc<Mutex<usize>>) {
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let accepted = Arc::new(Mutex::new(0));
-    let count = accepted.clone();
+    let closed = Arc::new(Mutex::new(0));
+    let (count, closes) = (accepted.clone(), closed.clone());
     tokio::spawn(async move {
         while let Ok((mut stream, _)) = listener.accept().await {
             *count.lock().unwrap() += 1;
+            let closes = closes.clone();
             tokio::spawn(async move {
+                let _closed = Closed(closes);
                 let mut buf = Vec::new();
                 let mut chunk = [0u8; 1024];
                 while let Ok(n @ 1..) = stream.read(&mut chunk).await {
@@ -772,7 +781,16 @@ async fn counting_upstream(close: bool) -> (SocketAddr, Arc<Mutex<usize>>) {
             });
         }
     });
-    (addr, accepted)
+    (addr, accepted, closed)
+}
+
+/// Counts a connection as closed when its task ends, however it ends.
+struct Closed(Arc<Mutex<usize>>);
+
+impl Drop for Closed {
+    fn drop(&mut self) {
+        *self.0.lock().unwrap() += 1;
+    }
 }
 
 async fn get_through(
@@ -814,6 +832,43 @@ async fn the_upstream_client_reuses_its_connections_and_replaces_closed_ones() {
             assert_eq!(status, 200);
         }
         assert_eq!(*accepted.lock().unwrap(), 3, "a new connection each time");
+    })
+    .await;
+}
+
+/// A pooled connection idle past the pool's idle timeout is closed even when
+/// its authority is never asked for again (the pools are swept as connections
+/// come back), and not before: within the timeout it is reused.
+#[tokio::test(start_paused = true)]
+async fn idle_connections_are_closed_after_the_idle_timeout_without_another_request() {
+    let clock = support::Frozen::hold();
+    within("the requests", async {
+        let idle = std::time::Duration::from_secs(10);
+        let client = proxy::ClientBuilder::new().pool_idle_timeout(idle).build();
+        let (a, a_accepted, a_closed) = counting_closes(false).await;
+        let (b, _, _) = counting_closes(false).await;
+        async fn get(
+            client: &proxy::UpstreamClient<http_body_util::Empty<Bytes>>,
+            addr: SocketAddr,
+        ) -> http::StatusCode {
+            get_through(client, &format!("http://{addr}/x"))
+                .await
+                .unwrap()
+        }
+        assert_eq!(get(&client, a).await, 200);
+        clock.advance(idle / 2).await;
+        // A sweep within the timeout leaves `a`'s connection for its next request.
+        assert_eq!(get(&client, b).await, 200);
+        assert_eq!(get(&client, a).await, 200);
+        assert_eq!(*a_accepted.lock().unwrap(), 1, "reused within the timeout");
+        assert_eq!(*a_closed.lock().unwrap(), 0);
+        // Past it, requests to `b` alone close `a`'s idle connection.
+        clock.advance(idle + idle / 2).await;
+        assert_eq!(get(&client, b).await, 200);
+        support::eventually("a's idle connection closed", || {
+            *a_closed.lock().unwrap() == 1
+        })
+        .await;
     })
     .await;
 }
