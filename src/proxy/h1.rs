@@ -78,7 +78,8 @@ impl<B> Pools<B> {
 impl<B> Pools<B> {
     /// The pool of `authority`, made (with its `Host` value) when it has none.
     fn pool(&mut self, authority: &Authority) -> &mut Pool<B> {
-        // The key shares the authority's bytes: no allocation.
+        // The key shares the authority's bytes: no allocation (a lookup that
+        // finds one is by the borrowed text, with no clone at all).
         let key = Key(authority.clone());
         self.by_authority.entry(key).or_insert_with(|| Pool {
             host: host_value(authority),
@@ -103,6 +104,13 @@ impl Eq for Key {}
 impl std::hash::Hash for Key {
     fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
         self.0.as_str().hash(state);
+    }
+}
+
+/// Hashed and compared as its text is, so a lookup by text agrees.
+impl std::borrow::Borrow<str> for Key {
+    fn borrow(&self) -> &str {
+        self.0.as_str()
     }
 }
 
@@ -226,7 +234,11 @@ where
     /// ones are dropped on the way.
     fn checkout(&self, authority: &Authority) -> (Option<HeaderValue>, Option<SendRequest<B>>) {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
-        let pool = pools.pool(authority);
+        // Found by the borrowed text: no clone of the authority per request.
+        let pool = match pools.by_authority.get_mut(authority.as_str()) {
+            Some(pool) => pool,
+            None => pools.pool(authority),
+        };
         let host = pool.host.clone();
         let list = &mut pool.idle;
         let mut now = None;
@@ -262,7 +274,12 @@ where
             let every = (self.idle_timeout / 2).clamp(Duration::from_secs(1), SWEEP_AT_MOST);
             pools.next_sweep = Some(now + every);
         }
-        let list = &mut pools.pool(&authority).idle;
+        // Made again if a sweep let it go while this connection was out.
+        let pool = match pools.by_authority.get_mut(authority.as_str()) {
+            Some(pool) => pool,
+            None => pools.pool(&authority),
+        };
+        let list = &mut pool.idle;
         if list.len() < MAX_IDLE {
             list.push(Idle { sender, since: now });
         }
