@@ -6,16 +6,29 @@ use hyper::body::Incoming;
 use hyper_util::server::conn::auto::Builder;
 use std::convert::Infallible;
 use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_service::Service;
+
+/// How long [`serve`] keeps a connection that has no request in flight: one
+/// whose client sends nothing, trickles a request head (slowloris), or idles
+/// between requests is closed after between this and twice this (its
+/// connection's watch looks every `IDLE_TIMEOUT`; nginx's `client_header_timeout`
+/// and `keepalive_timeout` are 60 s and 75 s). A request in flight, its body
+/// streaming either way however slowly, keeps its connection.
+pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `service` over HTTP/1.1 and HTTP/2 (prior knowledge, as gRPC clients
 /// and h2c speak it) on `listener` (HTTP/1.1 with upgrades, each request
 /// carrying its [`ClientAddr`]) until `shutdown` completes; then stops accepting,
 /// lets every connection finish the request it is on, and returns once all have
 /// closed. An axum `Router` serves here too.
+///
+/// A connection without a request in flight for [`IDLE_TIMEOUT`] (to twice
+/// that) is closed: no answer is lost, as none is under way.
 ///
 /// A plain hyper server loop, without a router in front: the cheapest way in.
 ///
@@ -66,10 +79,12 @@ where
             () = &mut shutdown => break,
         };
         let _ = stream.set_nodelay(true);
+        let activity = Arc::new(Activity::default());
         let handler = Handler {
             service: std::cell::RefCell::new(service.clone()),
             spare: service.clone(),
             peer,
+            activity: activity.clone(),
         };
         let open = open.clone();
         let mut stopping = stopping.clone();
@@ -82,8 +97,22 @@ where
             let stop = async move {
                 let _ = stopping.wait_for(|stop| *stop).await;
             };
+            // A clock read per look, none per request: each request only marks
+            // that it began, and counts itself in flight until its answer's body
+            // is done with.
+            let idle = async move {
+                loop {
+                    tokio::time::sleep(IDLE_TIMEOUT).await;
+                    let began = activity.began.swap(false, Ordering::Relaxed);
+                    if !began && Arc::strong_count(&activity) <= WATCHERS {
+                        return;
+                    }
+                }
+            };
             tokio::select! {
                 _ = conn.as_mut() => {}
+                // Dropping the connection closes it; nothing was under way.
+                () = idle => {}
                 () = stop => {
                     conn.as_mut().graceful_shutdown();
                     let _ = conn.await;
@@ -108,60 +137,132 @@ struct Handler<S> {
     /// What serves should the cell be borrowed already (it never is).
     spare: S,
     peer: std::net::SocketAddr,
+    activity: Arc<Activity>,
+}
+
+/// What a connection's idle watch reads: whether a request began since it last
+/// looked, and (its `Arc`'s count beyond the watch's and the [`Handler`]'s
+/// own) how many are in flight.
+#[derive(Default)]
+struct Activity {
+    began: AtomicBool,
+}
+
+/// The holders of a connection's [`Activity`] while no request is in flight.
+const WATCHERS: usize = 2;
+
+/// One request in flight, from its head to the end of its answer's body: a
+/// count of its connection's [`Activity`].
+struct InFlight {
+    _count: Arc<Activity>,
+}
+
+impl InFlight {
+    fn begin(activity: &Arc<Activity>) -> Self {
+        activity.began.store(true, Ordering::Relaxed);
+        Self {
+            _count: activity.clone(),
+        }
+    }
 }
 
 impl<S, B> hyper::service::Service<Request<Incoming>> for Handler<S>
 where
     S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Clone,
 {
-    type Response = Response<B>;
+    type Response = Response<Tracked<B>>;
     type Error = Infallible;
     type Future = Handled<S::Future, tower::util::Oneshot<S, Request<Incoming>>>;
 
     fn call(&self, mut req: Request<Incoming>) -> Self::Future {
         req.extensions_mut().insert(ClientAddr(self.peer));
+        let in_flight = Some(InFlight::begin(&self.activity));
         // hyper calls one request at a time and never from within a call: the
         // cell is never borrowed twice. Were it, the clone below would serve.
         let Ok(mut service) = self.service.try_borrow_mut() else {
             let service = self.spare.clone();
-            return Handled::Waiting {
-                future: tower::util::Oneshot::new(service, req),
+            let future = tower::util::Oneshot::new(service, req);
+            return Handled {
+                kind: Kind::Waiting { future },
+                in_flight,
             };
         };
         let mut cx = Context::from_waker(std::task::Waker::noop());
-        match service.poll_ready(&mut cx) {
-            Poll::Ready(Ok(())) => Handled::Called {
+        let kind = match service.poll_ready(&mut cx) {
+            Poll::Ready(Ok(())) => Kind::Called {
                 future: service.call(req),
             },
             Poll::Ready(Err(never)) => match never {},
-            Poll::Pending => Handled::Waiting {
+            Poll::Pending => Kind::Waiting {
                 future: tower::util::Oneshot::new(service.clone(), req),
             },
-        }
+        };
+        Handled { kind, in_flight }
     }
 }
 
 pin_project_lite::pin_project! {
-    /// The future of a [`Handler`]: the service's own, or a clone's `oneshot`.
-    #[project = HandledProj]
-    enum Handled<F, O> {
+    /// The future of a [`Handler`]: the service's own, or a clone's `oneshot`;
+    /// the request counts as in flight until its answer's body is done with.
+    struct Handled<F, O> {
+        #[pin]
+        kind: Kind<F, O>,
+        in_flight: Option<InFlight>,
+    }
+}
+
+pin_project_lite::pin_project! {
+    #[project = KindProj]
+    enum Kind<F, O> {
         Called { #[pin] future: F },
         Waiting { #[pin] future: O },
     }
 }
 
-impl<F, O, T> Future for Handled<F, O>
+impl<F, O, B> Future for Handled<F, O>
 where
-    F: Future<Output = Result<T, Infallible>>,
-    O: Future<Output = Result<T, Infallible>>,
+    F: Future<Output = Result<Response<B>, Infallible>>,
+    O: Future<Output = Result<Response<B>, Infallible>>,
 {
-    type Output = Result<T, Infallible>;
+    type Output = Result<Response<Tracked<B>>, Infallible>;
 
     fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        match self.project() {
-            HandledProj::Called { future } => future.poll(cx),
-            HandledProj::Waiting { future } => future.poll(cx),
-        }
+        let this = self.project();
+        let res = match this.kind.project() {
+            KindProj::Called { future } => std::task::ready!(future.poll(cx)),
+            KindProj::Waiting { future } => std::task::ready!(future.poll(cx)),
+        };
+        let in_flight = this.in_flight.take();
+        Poll::Ready(res.map(|res| res.map(|body| Tracked { body, in_flight })))
+    }
+}
+
+pin_project_lite::pin_project! {
+    /// An answer's body, its request in flight until it is dropped.
+    struct Tracked<B> {
+        #[pin]
+        body: B,
+        in_flight: Option<InFlight>,
+    }
+}
+
+impl<B: http_body::Body> http_body::Body for Tracked<B> {
+    type Data = B::Data;
+    type Error = B::Error;
+
+    fn poll_frame(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        self.project().body.poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.body.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.body.size_hint()
     }
 }
 

@@ -682,6 +682,95 @@ async fn serve_returns_after_shutdown_once_connections_are_done() {
     );
 }
 
+/// `serve` keeps a connection without a request in flight for `IDLE_TIMEOUT`
+/// to twice that, and no longer: a head completed within it is answered, and a
+/// connection kept alive and idle past it, or one trickling its head, is closed
+/// (nothing served). Each wait is advanced twice past the timeout: the
+/// connection's watch looks once per timeout, from when it was accepted.
+#[tokio::test(start_paused = true)]
+async fn serve_closes_a_connection_without_a_request_in_flight_after_its_idle_timeout() {
+    let clock = support::Frozen::hold();
+    within("the connections", async {
+        let ok = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+            let body = http_body_util::Full::new(Bytes::from_static(b"ok"));
+            Ok::<_, std::convert::Infallible>(http::Response::new(body))
+        });
+        let addr = serve(ok).await;
+        let timeout = proxy::IDLE_TIMEOUT;
+        let second = std::time::Duration::from_secs(1);
+
+        let mut slow = TcpStream::connect(addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n")
+            .await
+            .unwrap();
+        clock.advance(timeout - second).await;
+        slow.write_all(b"\r\n").await.unwrap();
+        let head = read_head(&mut slow).await.expect("an answer");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        let mut body = [0; 2];
+        slow.read_exact(&mut body).await.unwrap();
+        for _ in 0..2 {
+            clock.advance(timeout + second).await;
+        }
+        let idle = slow.read(&mut [0; 1]).await;
+        assert!(
+            matches!(idle, Ok(0) | Err(_)),
+            "an idle connection closed: {idle:?}"
+        );
+
+        let mut trickle = TcpStream::connect(addr).await.unwrap();
+        trickle.write_all(b"GET / HTTP/1.1\r\nho").await.unwrap();
+        for _ in 0..2 {
+            clock.advance(timeout + second).await;
+        }
+        let mut rest = Vec::new();
+        let _ = trickle.read_to_end(&mut rest).await;
+        let rest = String::from_utf8_lossy(&rest);
+        assert!(
+            !rest.contains(" 200"),
+            "a trickled head is not served: {rest}"
+        );
+    })
+    .await;
+}
+
+/// A request in flight keeps its connection however long its answer takes:
+/// here a body whose last bytes come three idle timeouts after its head.
+#[tokio::test(start_paused = true)]
+async fn serve_keeps_a_connection_whose_answer_is_still_streaming() {
+    let clock = support::Frozen::hold();
+    let timeout = proxy::IDLE_TIMEOUT;
+    within("the answer", async {
+        let late = tower::service_fn(
+            move |_req: http::Request<hyper::body::Incoming>| async move {
+                let late = futures_util::stream::once(async move {
+                    tokio::time::sleep(3 * timeout).await;
+                    let data = http_body::Frame::data(Bytes::from_static(b"late"));
+                    Ok::<_, std::convert::Infallible>(data)
+                });
+                let body = http_body_util::StreamBody::new(late);
+                Ok::<_, std::convert::Infallible>(http::Response::new(body))
+            },
+        );
+        let addr = serve(late).await;
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        stream
+            .write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+            .await
+            .unwrap();
+        let head = read_head(&mut stream).await.expect("the head");
+        assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+        for _ in 0..3 {
+            clock.advance(timeout).await;
+        }
+        // Chunked: the size line, then the data.
+        let mut chunk = [0; 9];
+        stream.read_exact(&mut chunk).await.unwrap();
+        assert_eq!(&chunk, b"4\r\nlate\r\n");
+    })
+    .await;
+}
+
 /// `serve_threads`: one address, a listener and a current-thread runtime per
 /// thread, each serving its own service; every thread drains on shutdown.
 #[tokio::test]
