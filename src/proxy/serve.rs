@@ -18,7 +18,9 @@ use tower_service::Service;
 /// between requests is closed after between this and twice this (its
 /// connection's watch looks every `IDLE_TIMEOUT`; nginx's `client_header_timeout`
 /// and `keepalive_timeout` are 60 s and 75 s). A request in flight, its body
-/// streaming either way however slowly, keeps its connection.
+/// streaming either way however slowly, keeps its connection. An idle HTTP/2
+/// connection is closed the same way, without a `GOAWAY` (no stream is open to
+/// lose; its client connects again when it next has a call).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Serves `service` over HTTP/1.1 and HTTP/2 (prior knowledge, as gRPC clients
