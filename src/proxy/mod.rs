@@ -80,6 +80,7 @@
 
 mod body;
 mod client;
+mod connector;
 mod forwarding;
 mod future;
 mod h1;
@@ -87,6 +88,8 @@ mod headers;
 mod layer;
 mod serve;
 mod service;
+#[cfg(feature = "rustls")]
+mod tls;
 mod upgrade;
 mod upstream;
 
