@@ -27,11 +27,7 @@ CONNECTIONS=${CONNECTIONS:-32}
 UPSTREAM=18080 NGINX=18081 NGINX_DEAD=18082 FULL=18083 BARE=18084 FULL_DEAD=18085 BARE_DEAD=18086 DEAD=18089
 UPSTREAM2=18090 UPSTREAM3=18091 FULL_SET=18087 NGINX_SET=18088
 
-need() {
-  command -v "$1" >/dev/null 2>&1 && return
-  echo "installing $2" >&2
-  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
-}
+. benches/need.sh
 need wrk wrk
 need nginx nginx
 

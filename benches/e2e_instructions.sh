@@ -19,11 +19,7 @@ cd "$(dirname "$0")/.."
 DURATION=${DURATION:-15s}
 UPSTREAM=18180 FULL=18183 BARE=18184
 
-need() {
-  command -v "$1" >/dev/null 2>&1 && return
-  echo "installing $2" >&2
-  apt-get update -qq >/dev/null && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$2" >/dev/null
-}
+. benches/need.sh
 need wrk wrk
 need nginx nginx
 need valgrind valgrind

@@ -73,9 +73,7 @@ impl<B> Pools<B> {
             !pool.idle.is_empty()
         });
     }
-}
 
-impl<B> Pools<B> {
     /// The pool of `authority`, made (with its `Host` value) when it has none.
     fn pool(&mut self, authority: &Authority) -> &mut Pool<B> {
         // The key shares the authority's bytes: no allocation (a lookup that

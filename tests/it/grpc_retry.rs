@@ -168,13 +168,6 @@ fn channel(addr: std::net::SocketAddr) -> tonic::transport::Channel {
         .connect_lazy()
 }
 
-/// Lets `d` of real time pass without moving a paused clock.
-async fn real_pause(d: Duration) {
-    tokio::task::spawn_blocking(move || std::thread::sleep(d))
-        .await
-        .unwrap();
-}
-
 /// On a frozen clock: the retry goes exactly 120 ms after the pushback, not a
 /// millisecond before, although the backoff would have waited up to 10 s.
 #[tokio::test(start_paused = true)]
@@ -196,7 +189,7 @@ async fn a_pushback_of_120_ms_is_the_exact_wait_before_the_retry() {
     })
     .await;
     clock.advance(Duration::from_millis(119)).await;
-    real_pause(Duration::from_millis(200)).await;
+    crate::support::real_sleep(Duration::from_millis(200)).await;
     assert_eq!(upstream.calls(), 1, "no retry before the pushback's 120 ms");
     clock.advance(Duration::from_millis(1)).await;
     eventually("the retry at 120 ms", || upstream.calls() == 2).await;

@@ -112,7 +112,7 @@ pub async fn eventually(what: &str, mut cond: impl FnMut() -> bool) {
 
 /// Sleeps `d` of real time without tokio's timers (and so without letting a
 /// paused clock auto-advance meanwhile).
-async fn real_sleep(d: Duration) {
+pub async fn real_sleep(d: Duration) {
     tokio::task::spawn_blocking(move || std::thread::sleep(d))
         .await
         .unwrap();

@@ -12,7 +12,7 @@ mod upstreams;
 
 pub use bodies::{Upload, collect};
 pub use clients::{Counting, TestBody, get, hyper_client};
-pub use clock::{Frozen, PATIENCE, eventually, within};
+pub use clock::{Frozen, PATIENCE, eventually, real_sleep, within};
 pub use dns::{DnsServer, Zone};
 pub use prometheus::prometheus_value;
 pub use through::{through, through_with_timeout};
