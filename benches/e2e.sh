@@ -136,6 +136,15 @@ full=$(median ${rps[full_stack]}) bare=$(median ${rps[bare]}) ngx=$(median ${rps
 echo "  throughput: full stack / bare: $(ratio "$full" "$bare")   full stack / nginx: $(ratio "$full" "$ngx")"
 full=$(median ${cpu[full_stack]}) bare=$(median ${cpu[bare]}) ngx=$(median ${cpu[nginx]})
 echo "  CPU per request: full stack / bare: $(ratio "$full" "$bare")   full stack / nginx: $(ratio "$full" "$ngx")"
+# The same ratios round by round (each round's three runs are minutes apart at
+# most): how often a round meets the targets, not only the medians.
+per_round() { # numerator name, denominator name, values array name
+  local -n values=$3
+  paste <(tr ' ' '\n' <<<"${values[$1]}" | sed '/^$/d') <(tr ' ' '\n' <<<"${values[$2]}" | sed '/^$/d') |
+    awk '{ printf "%.3f ", $1 / $2 }'
+}
+echo "  per round, full stack / nginx: CPU $(per_round full_stack nginx cpu)  throughput $(per_round full_stack nginx rps)"
+echo "  per round, bare / nginx:       CPU $(per_round bare nginx cpu)  throughput $(per_round bare nginx rps)"
 scenario "failure path (upstream port closed: every answer a 502)" full_stack_502=$FULL_DEAD bare_502=$BARE_DEAD nginx_502=$NGINX_DEAD
 full=$(median ${rps[full_stack_502]}) bare=$(median ${rps[bare_502]}) ngx=$(median ${rps[nginx_502]})
 echo "  full stack / bare: $(ratio "$full" "$bare")   full stack / nginx: $(ratio "$full" "$ngx")"

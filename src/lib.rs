@@ -133,6 +133,7 @@ mod macros;
 pub mod metrics;
 pub mod otel;
 pub mod outcome;
+mod peer;
 #[cfg(feature = "proxy")]
 #[cfg_attr(docsrs, doc(cfg(feature = "proxy")))]
 pub mod proxy;

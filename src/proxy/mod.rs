@@ -103,17 +103,4 @@ pub use self::service::Proxy;
 pub use self::upgrade::{TakeUpgrade, TakeUpgradeFuture, TakeUpgradeLayer};
 pub use self::upstream::{Upstream, UpstreamError};
 
-/// The address of the client a request came from, in its extensions: what
-/// `X-Forwarded-For` and `Forwarded` tell the upstream. [`serve`] puts it
-/// there; under another server, put it there yourself:
-///
-/// ```
-/// use std::net::SocketAddr;
-/// use tower_bad_gateway::proxy::ClientAddr;
-///
-/// let mut req = http::Request::new(());
-/// let peer: SocketAddr = "192.0.2.7:50123".parse().unwrap();
-/// req.extensions_mut().insert(ClientAddr(peer));
-/// ```
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ClientAddr(pub std::net::SocketAddr);
+pub use crate::peer::ClientAddr;

@@ -7,6 +7,7 @@ use super::report;
 use crate::classify::{Carried, Classifier};
 use crate::deadline::Deadline;
 use crate::error::{Attempts, BoxError, GatewayError, Phase, stamp};
+use crate::peer::ClientAddr;
 use crate::upstreams::{AnsweredBy, Trail, Tried, key_of};
 use http::{Request, Response};
 use pin_project_lite::pin_project;
@@ -83,6 +84,9 @@ pub(super) struct Retrying<S, B> {
     pub(super) policy: Arc<RetryPolicy>,
     pub(super) idempotent: bool,
     pub(super) deadline: Option<Deadline>,
+    /// The request's [`ClientAddr`], put back on each further attempt (the kept
+    /// parts may have no extensions).
+    pub(super) client: Option<ClientAddr>,
     pub(super) start: Instant,
     /// The classifier carried from further out, with the policy's: `None` for the
     /// policy's alone.
@@ -322,6 +326,11 @@ impl<S, B> Retrying<S, B> {
         if let Some(deadline) = self.deadline {
             if extensions.get::<Deadline>().is_none() {
                 extensions.insert(deadline);
+            }
+        }
+        if let Some(client) = self.client {
+            if extensions.get::<ClientAddr>().is_none() {
+                extensions.insert(client);
             }
         }
         if !tried.is_empty() {

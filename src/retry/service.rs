@@ -4,6 +4,7 @@ use super::{ReplayBody, ResponseFuture, RetryLayer, RetryPolicy};
 use crate::classify::Carried;
 use crate::deadline::Deadline;
 use crate::error::{BoxError, GatewayError, NextHop, Phase};
+use crate::peer::ClientAddr;
 use crate::upstreams::{Trail, Tried};
 use bytes::Bytes;
 use http::{Request, Response};
@@ -62,17 +63,18 @@ impl<S> Retry<S> {
     crate::macros::define_inner_service_accessors!();
 }
 
-/// The parts retries are built from. When the request's only extension is its
-/// [`Deadline`] (the usual case in a [`GatewayLayer`](crate::GatewayLayer)), the
-/// extension map is not cloned: a retry puts the deadline back. That saves three
-/// allocations on every first-try success.
-fn parts_for_retries(parts: &http::request::Parts, has_deadline: bool) -> http::request::Parts {
+/// The parts retries are built from. When the request's only extensions are
+/// its [`Deadline`] and its [`ClientAddr`] (the usual case in a
+/// [`GatewayLayer`](crate::GatewayLayer) under `proxy::serve`), `kept` counts
+/// them and the extension map is not cloned: a retry puts them back. That saves
+/// an allocation per extension and the map's own on every first-try success.
+fn parts_for_retries(parts: &http::request::Parts, kept: usize) -> http::request::Parts {
     let mut clone = Request::new(());
     *clone.method_mut() = parts.method.clone();
     *clone.uri_mut() = parts.uri.clone();
     *clone.version_mut() = parts.version;
     *clone.headers_mut() = parts.headers.clone();
-    if parts.extensions.len() > usize::from(has_deadline) {
+    if parts.extensions.len() > kept {
         *clone.extensions_mut() = parts.extensions.clone();
     }
     clone.into_parts().0
@@ -103,6 +105,7 @@ where
         // it; every attempt gets it back.
         let classifier = Carried::take(&self.policy.classifier, &mut parts.extensions);
         let deadline = parts.extensions.get::<Deadline>().copied();
+        let client = parts.extensions.get::<ClientAddr>().copied();
         let start = Deadline::start_of(deadline.as_ref());
         let policy = self.policy.clone();
         policy.deposit_at(start);
@@ -119,7 +122,8 @@ where
         let body = ReplayBody::new(body, if retries { policy.max_replay_body } else { 0 });
         // The next hop is read from the kept parts; only without them is it copied.
         let replay = if retries {
-            Replay::Parts(parts_for_retries(&parts, deadline.is_some()))
+            let kept = usize::from(deadline.is_some()) + usize::from(client.is_some());
+            Replay::Parts(parts_for_retries(&parts, kept))
         } else {
             Replay::Taken(NextHop::of(&parts.uri))
         };
@@ -149,6 +153,7 @@ where
                 policy,
                 idempotent,
                 deadline,
+                client,
                 start,
                 classifier,
                 attempts: 1,

@@ -397,16 +397,18 @@ async fn every_retry_emits_a_tracing_event_with_kind_attempt_and_delay() {
 async fn every_attempt_carries_the_deadline_and_the_extensions() {
     use std::sync::Mutex;
     use tower_bad_gateway::deadline::Deadline;
+    use tower_bad_gateway::proxy::ClientAddr;
 
     #[derive(Clone, PartialEq, Debug)]
     struct Tenant(&'static str);
 
-    type Seen = Vec<(Option<Deadline>, Option<Tenant>)>;
+    type Seen = Vec<(Option<Deadline>, Option<ClientAddr>, Option<Tenant>)>;
     let seen: Arc<Mutex<Seen>> = Arc::default();
     let log = seen.clone();
     let refusing = tower::service_fn(move |req: Request<ReplayBody<Upload>>| {
         log.lock().unwrap().push((
             req.extensions().get::<Deadline>().copied(),
+            req.extensions().get::<ClientAddr>().copied(),
             req.extensions().get::<Tenant>().cloned(),
         ));
         std::future::ready(Err::<http::Response<http_body_util::Empty<Bytes>>, _>(
@@ -414,17 +416,31 @@ async fn every_attempt_carries_the_deadline_and_the_extensions() {
         ))
     });
     let deadline = Deadline::after(Duration::from_secs(60));
-    for tenant in [None, Some(Tenant("acme"))] {
+    let client = ClientAddr("192.0.2.7:50123".parse().unwrap());
+    // The deadline and the client's address alone are kept without a copy of
+    // the map, and put back; any other extension makes the map copied.
+    for (client, tenant) in [
+        (None, None),
+        (Some(client), None),
+        (None, Some(Tenant("acme"))),
+        (Some(client), Some(Tenant("acme"))),
+    ] {
         seen.lock().unwrap().clear();
         let mut req = request(Method::GET, "http://upstream/", Upload::empty());
         req.extensions_mut().insert(deadline);
+        if let Some(client) = client {
+            req.extensions_mut().insert(client);
+        }
         if let Some(tenant) = tenant.clone() {
             req.extensions_mut().insert(tenant);
         }
         let svc = RetryLayer::new(fast()).layer(refusing.clone());
         let err = svc.oneshot(req).await.unwrap_err();
         assert_eq!(err.attempts(), 3);
-        assert_eq!(*seen.lock().unwrap(), vec![(Some(deadline), tenant); 3]);
+        assert_eq!(
+            *seen.lock().unwrap(),
+            vec![(Some(deadline), client, tenant); 3]
+        );
     }
 }
 
