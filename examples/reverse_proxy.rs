@@ -98,6 +98,11 @@ options! {
     // The roots `https://` upstreams are verified with (`None`: the system's).
     ca_file: Option<PathBuf> = None, "--ca-file" " PATH", |_, a| a.value().map(Some);
     metrics: Option<SocketAddr> = None, "--metrics" " ADDR", |_, a| a.value().map(Some);
+    // A client connection without a request in flight is closed after N to 2N ms.
+    idle_timeout: Duration = proxy::IDLE_TIMEOUT, "--idle-timeout-ms" " N", |_, a| match a.ms()? {
+        d if d.is_zero() => Err("--idle-timeout-ms: at least 1".into()),
+        d => Ok(d),
+    };
     // Serving threads, each a runtime and a listener (`None`: one per core).
     threads: Option<usize> = None, "--threads" " N", |_, a| a.value().map(Some);
     // Hedge idempotent requests to another replica after this long (`None`: off).
@@ -307,9 +312,10 @@ async fn main() {
     // One current-thread runtime and listener per core, as nginx has a worker per core.
     let cores = || std::thread::available_parallelism().map_or(1, usize::from);
     let (listen, threads) = (o.listen, o.threads.unwrap_or_else(cores));
+    let server = proxy::Server::new().idle_timeout(o.idle_timeout);
     let make = move || app_with(&o, &upstream, set.clone()).expect("checked above");
     let served = tokio::task::spawn_blocking(move || {
-        proxy::serve_threads(listen, threads, make, bound, proxy::shutdown_signal)
+        server.serve_threads(listen, threads, make, bound, proxy::shutdown_signal)
     });
     match served.await {
         Ok(Ok(())) => eprintln!("shut down: the requests in flight were finished first"),

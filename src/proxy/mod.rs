@@ -98,7 +98,7 @@ pub use self::client::{ClientBuilder, ResponseFuture as UpstreamClientFuture, Up
 pub use self::forwarding::Trust;
 pub use self::future::ResponseFuture;
 pub use self::layer::ProxyLayer;
-pub use self::serve::{IDLE_TIMEOUT, serve, serve_threads, shutdown_signal};
+pub use self::serve::{IDLE_TIMEOUT, Server, serve, serve_threads, shutdown_signal};
 pub use self::service::Proxy;
 pub use self::upgrade::{TakeUpgrade, TakeUpgradeFuture, TakeUpgradeLayer};
 pub use self::upstream::{Upstream, UpstreamError};

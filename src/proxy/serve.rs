@@ -13,15 +13,242 @@ use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_service::Service;
 
-/// How long [`serve`] keeps a connection that has no request in flight: one
-/// whose client sends nothing, trickles a request head (slowloris), or idles
-/// between requests is closed after between this and twice this (its
-/// connection's watch looks every `IDLE_TIMEOUT`; nginx's `client_header_timeout`
-/// and `keepalive_timeout` are 60 s and 75 s). A request in flight, its body
-/// streaming either way however slowly, keeps its connection. An idle HTTP/2
-/// connection is closed the same way, without a `GOAWAY` (no stream is open to
-/// lose; its client connects again when it next has a call).
+/// How long [`serve`] keeps a connection that has no request in flight, unless
+/// [`Server::idle_timeout`] says otherwise: one whose client sends nothing,
+/// trickles a request head (slowloris), or idles between requests is closed
+/// after between this and twice this (its connection's watch looks every
+/// `IDLE_TIMEOUT`; nginx's `client_header_timeout` and `keepalive_timeout` are
+/// 60 s and 75 s). A request in flight, its body streaming either way however
+/// slowly, keeps its connection. An idle HTTP/2 connection is closed the same
+/// way, without a `GOAWAY` (no stream is open to lose; its client connects
+/// again when it next has a call).
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How [`serve`] and [`serve_threads`] serve, for what their defaults do not
+/// fit: today, how long a connection without a request in flight is kept.
+///
+/// Behind a load balancer that keeps idle connections to its backends (an AWS
+/// ALB: 60 s by default), keep them longer than it does, or it may send a
+/// request on a connection this side is closing, and answer its client 502:
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use tower_bad_gateway::proxy::Server;
+///
+/// # #[tokio::main] async fn main() -> std::io::Result<()> {
+/// # let app = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+/// #     Ok::<_, std::convert::Infallible>(http::Response::new(String::new()))
+/// # });
+/// let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
+/// Server::new()
+///     .idle_timeout(Duration::from_secs(75))
+///     .serve(listener, app, async { let _ = tokio::signal::ctrl_c().await; })
+///     .await
+/// # }
+/// ```
+#[derive(Debug, Clone, Copy)]
+pub struct Server {
+    idle_timeout: Duration,
+}
+
+impl Default for Server {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Server {
+    /// [`serve`]'s settings: connections idle for [`IDLE_TIMEOUT`] closed.
+    pub fn new() -> Self {
+        Self {
+            idle_timeout: IDLE_TIMEOUT,
+        }
+    }
+
+    /// Closes a connection without a request in flight after between `timeout`
+    /// and twice that (default [`IDLE_TIMEOUT`]); at least a millisecond. A
+    /// request in flight keeps its connection however long it takes.
+    pub fn idle_timeout(mut self, timeout: Duration) -> Self {
+        self.idle_timeout = timeout.max(Duration::from_millis(1));
+        self
+    }
+
+    /// [`serve`] with these settings.
+    pub async fn serve<S, B>(
+        self,
+        listener: TcpListener,
+        service: S,
+        shutdown: impl Future<Output = ()>,
+    ) -> std::io::Result<()>
+    where
+        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        // Every connection holds a sender; all dropped: all closed.
+        let (open, mut closed) = tokio::sync::mpsc::channel::<()>(1);
+        let (stop, stopping) = tokio::sync::watch::channel(false);
+        let mut shutdown = std::pin::pin!(shutdown);
+        loop {
+            let (stream, peer) = tokio::select! {
+                accepted = listener.accept() => match accepted {
+                    Ok(accepted) => accepted,
+                    Err(err) => {
+                        if !is_connection_error(&err) {
+                            // Out of file descriptors, most likely: let some close.
+                            #[cfg(feature = "tracing")]
+                            tracing::warn!(error = %err, "accept failed");
+                            tokio::time::sleep(Duration::from_millis(100)).await;
+                        }
+                        continue;
+                    }
+                },
+                () = &mut shutdown => break,
+            };
+            let _ = stream.set_nodelay(true);
+            let idle_timeout = self.idle_timeout;
+            let activity = Arc::new(Activity::default());
+            let handler = Handler {
+                service: std::cell::RefCell::new(service.clone()),
+                spare: service.clone(),
+                peer,
+                activity: activity.clone(),
+            };
+            let open = open.clone();
+            let mut stopping = stopping.clone();
+            drop(tokio::spawn(async move {
+                // HTTP/1.1, or HTTP/2 with prior knowledge (gRPC, h2c), as the client starts.
+                let builder = Builder::new(hyper_util::rt::TokioExecutor::new());
+                let conn = builder
+                    .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), handler);
+                let mut conn = std::pin::pin!(conn);
+                let stop = async move {
+                    let _ = stopping.wait_for(|stop| *stop).await;
+                };
+                // A clock read per look, none per request: each request only marks
+                // that it began, and counts itself in flight until its answer's body
+                // is done with.
+                let idle = async move {
+                    loop {
+                        tokio::time::sleep(idle_timeout).await;
+                        let began = activity.began.swap(false, Ordering::Relaxed);
+                        if !began && Arc::strong_count(&activity) <= WATCHERS {
+                            return;
+                        }
+                    }
+                };
+                tokio::select! {
+                    _ = conn.as_mut() => {}
+                    // Dropping the connection closes it; nothing was under way.
+                    () = idle => {}
+                    () = stop => {
+                        conn.as_mut().graceful_shutdown();
+                        let _ = conn.await;
+                    }
+                }
+                drop(open);
+            }));
+        }
+        drop(listener);
+        let _ = stop.send(true);
+        drop(open);
+        let _ = closed.recv().await;
+        Ok(())
+    }
+
+    /// [`serve_threads`] with these settings.
+    pub fn serve_threads<S, B, M, D, F>(
+        self,
+        addr: std::net::SocketAddr,
+        threads: usize,
+        make: M,
+        on_bound: impl FnOnce(std::net::SocketAddr),
+        shutdown: D,
+    ) -> std::io::Result<()>
+    where
+        M: Fn() -> S + Send + Sync + 'static,
+        D: Fn() -> F + Send + Sync + 'static,
+        F: Future<Output = ()>,
+        S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible>
+            + Clone
+            + Send
+            + 'static,
+        S::Future: Send + 'static,
+        B: http_body::Body<Data = Bytes> + Send + 'static,
+        B::Error: Into<BoxError>,
+    {
+        let threads = if cfg!(unix) { threads.max(1) } else { 1 };
+        let bind = |addr: std::net::SocketAddr| -> std::io::Result<tokio::net::TcpSocket> {
+            let socket = match addr {
+                std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
+                std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
+            };
+            socket.set_reuseaddr(true)?;
+            #[cfg(all(unix, not(target_os = "solaris"), not(target_os = "illumos")))]
+            socket.set_reuseport(true)?;
+            socket.bind(addr)?;
+            Ok(socket)
+        };
+        let first = bind(addr)?;
+        let bound = first.local_addr()?;
+        let mut sockets = vec![first];
+        for _ in 1..threads {
+            sockets.push(bind(bound)?);
+        }
+        let make = std::sync::Arc::new((make, shutdown));
+        // Each thread says when its listener listens: only then is `on_bound` told.
+        let (listening, listened) = std::sync::mpsc::channel::<std::io::Result<()>>();
+        let handles: Vec<_> = sockets
+            .into_iter()
+            .map(|socket| {
+                let make = make.clone();
+                let listening = listening.clone();
+                std::thread::spawn(move || -> std::io::Result<()> {
+                    let runtime = tokio::runtime::Builder::new_current_thread()
+                        .enable_all()
+                        .build()?;
+                    runtime.block_on(async move {
+                        let listener = match socket.listen(1024) {
+                            Ok(listener) => listener,
+                            Err(err) => {
+                                let _ = listening
+                                    .send(Err(std::io::Error::new(err.kind(), err.to_string())));
+                                return Err(err);
+                            }
+                        };
+                        let _ = listening.send(Ok(()));
+                        drop(listening);
+                        let (make, shutdown) = &*make;
+                        self.serve(listener, make(), shutdown()).await
+                    })
+                })
+            })
+            .collect();
+        drop(listening);
+        // Every thread reports once (or drops its sender when its runtime fails).
+        if listened
+            .iter()
+            .take(threads)
+            .all(|listened| listened.is_ok())
+        {
+            on_bound(bound);
+        }
+        let mut result = Ok(());
+        for handle in handles {
+            let outcome = handle
+                .join()
+                .unwrap_or_else(|_| Err(std::io::Error::other("a serving thread panicked")));
+            if result.is_ok() {
+                result = outcome;
+            }
+        }
+        result
+    }
+}
 
 /// Serves `service` over HTTP/1.1 and HTTP/2 (prior knowledge, as gRPC clients
 /// and h2c speak it) on `listener` (HTTP/1.1 with upgrades, each request
@@ -30,7 +257,8 @@ pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// closed. An axum `Router` serves here too.
 ///
 /// A connection without a request in flight for [`IDLE_TIMEOUT`] (to twice
-/// that) is closed: no answer is lost, as none is under way.
+/// that; [`Server::idle_timeout`] sets another) is closed: no answer is lost,
+/// as none is under way.
 ///
 /// A plain hyper server loop, without a router in front: the cheapest way in.
 ///
@@ -60,74 +288,7 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    // Every connection holds a sender; all dropped: all closed.
-    let (open, mut closed) = tokio::sync::mpsc::channel::<()>(1);
-    let (stop, stopping) = tokio::sync::watch::channel(false);
-    let mut shutdown = std::pin::pin!(shutdown);
-    loop {
-        let (stream, peer) = tokio::select! {
-            accepted = listener.accept() => match accepted {
-                Ok(accepted) => accepted,
-                Err(err) => {
-                    if !is_connection_error(&err) {
-                        // Out of file descriptors, most likely: let some close.
-                        #[cfg(feature = "tracing")]
-                        tracing::warn!(error = %err, "accept failed");
-                        tokio::time::sleep(Duration::from_millis(100)).await;
-                    }
-                    continue;
-                }
-            },
-            () = &mut shutdown => break,
-        };
-        let _ = stream.set_nodelay(true);
-        let activity = Arc::new(Activity::default());
-        let handler = Handler {
-            service: std::cell::RefCell::new(service.clone()),
-            spare: service.clone(),
-            peer,
-            activity: activity.clone(),
-        };
-        let open = open.clone();
-        let mut stopping = stopping.clone();
-        drop(tokio::spawn(async move {
-            // HTTP/1.1, or HTTP/2 with prior knowledge (gRPC, h2c), as the client starts.
-            let builder = Builder::new(hyper_util::rt::TokioExecutor::new());
-            let conn = builder
-                .serve_connection_with_upgrades(hyper_util::rt::TokioIo::new(stream), handler);
-            let mut conn = std::pin::pin!(conn);
-            let stop = async move {
-                let _ = stopping.wait_for(|stop| *stop).await;
-            };
-            // A clock read per look, none per request: each request only marks
-            // that it began, and counts itself in flight until its answer's body
-            // is done with.
-            let idle = async move {
-                loop {
-                    tokio::time::sleep(IDLE_TIMEOUT).await;
-                    let began = activity.began.swap(false, Ordering::Relaxed);
-                    if !began && Arc::strong_count(&activity) <= WATCHERS {
-                        return;
-                    }
-                }
-            };
-            tokio::select! {
-                _ = conn.as_mut() => {}
-                // Dropping the connection closes it; nothing was under way.
-                () = idle => {}
-                () = stop => {
-                    conn.as_mut().graceful_shutdown();
-                    let _ = conn.await;
-                }
-            }
-            drop(open);
-        }));
-    }
-    drop(listener);
-    let _ = stop.send(true);
-    drop(open);
-    let _ = closed.recv().await;
-    Ok(())
+    Server::new().serve(listener, service, shutdown).await
 }
 
 /// The service of one connection. A request goes to it at once when it is
@@ -330,70 +491,5 @@ where
     B: http_body::Body<Data = Bytes> + Send + 'static,
     B::Error: Into<BoxError>,
 {
-    let threads = if cfg!(unix) { threads.max(1) } else { 1 };
-    let bind = |addr: std::net::SocketAddr| -> std::io::Result<tokio::net::TcpSocket> {
-        let socket = match addr {
-            std::net::SocketAddr::V4(_) => tokio::net::TcpSocket::new_v4()?,
-            std::net::SocketAddr::V6(_) => tokio::net::TcpSocket::new_v6()?,
-        };
-        socket.set_reuseaddr(true)?;
-        #[cfg(all(unix, not(target_os = "solaris"), not(target_os = "illumos")))]
-        socket.set_reuseport(true)?;
-        socket.bind(addr)?;
-        Ok(socket)
-    };
-    let first = bind(addr)?;
-    let bound = first.local_addr()?;
-    let mut sockets = vec![first];
-    for _ in 1..threads {
-        sockets.push(bind(bound)?);
-    }
-    let make = std::sync::Arc::new((make, shutdown));
-    // Each thread says when its listener listens: only then is `on_bound` told.
-    let (listening, listened) = std::sync::mpsc::channel::<std::io::Result<()>>();
-    let handles: Vec<_> = sockets
-        .into_iter()
-        .map(|socket| {
-            let make = make.clone();
-            let listening = listening.clone();
-            std::thread::spawn(move || -> std::io::Result<()> {
-                let runtime = tokio::runtime::Builder::new_current_thread()
-                    .enable_all()
-                    .build()?;
-                runtime.block_on(async move {
-                    let listener = match socket.listen(1024) {
-                        Ok(listener) => listener,
-                        Err(err) => {
-                            let _ = listening
-                                .send(Err(std::io::Error::new(err.kind(), err.to_string())));
-                            return Err(err);
-                        }
-                    };
-                    let _ = listening.send(Ok(()));
-                    drop(listening);
-                    let (make, shutdown) = &*make;
-                    serve(listener, make(), shutdown()).await
-                })
-            })
-        })
-        .collect();
-    drop(listening);
-    // Every thread reports once (or drops its sender when its runtime fails).
-    if listened
-        .iter()
-        .take(threads)
-        .all(|listened| listened.is_ok())
-    {
-        on_bound(bound);
-    }
-    let mut result = Ok(());
-    for handle in handles {
-        let outcome = handle
-            .join()
-            .unwrap_or_else(|_| Err(std::io::Error::other("a serving thread panicked")));
-        if result.is_ok() {
-            result = outcome;
-        }
-    }
-    result
+    Server::new().serve_threads(addr, threads, make, on_bound, shutdown)
 }

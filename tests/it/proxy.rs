@@ -734,6 +734,55 @@ async fn serve_closes_a_connection_without_a_request_in_flight_after_its_idle_ti
     .await;
 }
 
+/// `Server::idle_timeout` replaces `IDLE_TIMEOUT`: under three times the
+/// default, a connection idle for twice the default (when `serve` would have
+/// closed it) still takes a request, and is closed once idle for twice its own.
+/// The clock moves a second at a time, so that each look of the watch comes
+/// when it would (one long jump would put them all at its end).
+#[tokio::test(start_paused = true)]
+async fn a_server_with_a_longer_idle_timeout_keeps_an_idle_connection_longer() {
+    let clock = support::Frozen::hold();
+    within("the connection", async {
+        let ok = tower::service_fn(|_req: http::Request<hyper::body::Incoming>| async {
+            let body = http_body_util::Full::new(Bytes::from_static(b"ok"));
+            Ok::<_, std::convert::Infallible>(http::Response::new(body))
+        });
+        let timeout = 3 * proxy::IDLE_TIMEOUT;
+        let second = std::time::Duration::from_secs(1);
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = proxy::Server::new().idle_timeout(timeout);
+        tokio::spawn(server.serve(listener, ok, std::future::pending()));
+
+        let mut conn = TcpStream::connect(addr).await.unwrap();
+        for (i, wait) in [std::time::Duration::ZERO, 2 * proxy::IDLE_TIMEOUT + second]
+            .into_iter()
+            .enumerate()
+        {
+            for _ in 0..wait.as_secs() {
+                clock.advance(second).await;
+            }
+            conn.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n\r\n")
+                .await
+                .unwrap();
+            let head = read_head(&mut conn).await;
+            let head = head.unwrap_or_else(|| panic!("request {i}: the connection was closed"));
+            assert!(head.starts_with("HTTP/1.1 200"), "request {i}: {head}");
+            let mut body = [0; 2];
+            conn.read_exact(&mut body).await.unwrap();
+        }
+        for _ in 0..2 * (timeout + second).as_secs() {
+            clock.advance(second).await;
+        }
+        let idle = conn.read(&mut [0; 1]).await;
+        assert!(
+            matches!(idle, Ok(0) | Err(_)),
+            "closed once idle for twice its own timeout: {idle:?}"
+        );
+    })
+    .await;
+}
+
 /// A request in flight keeps its connection however long its answer takes:
 /// here a body whose last bytes come three idle timeouts after its head.
 #[tokio::test(start_paused = true)]

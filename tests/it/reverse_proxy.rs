@@ -1065,6 +1065,14 @@ fn the_dns_and_tls_flags_are_checked() {
     assert_eq!(ok.dns_min_ttl, 1000 * MS);
     assert_eq!(ok.ca_file.as_deref(), Some(std::path::Path::new("/x.pem")));
     assert_eq!(Options::default().dns_min_ttl, 5000 * MS);
+    let idle = parse(&["--idle-timeout-ms", "75000"]).unwrap();
+    assert_eq!(idle.idle_timeout, 75_000 * MS);
+    assert_eq!(
+        Options::default().idle_timeout,
+        tower_bad_gateway::proxy::IDLE_TIMEOUT
+    );
+    let err = parse(&["--idle-timeout-ms", "0"]).unwrap_err();
+    assert!(err.contains("--idle-timeout-ms: at least 1"), "{err}");
     assert!(
         parse(&["--dns-server", "nowhere"])
             .unwrap_err()
