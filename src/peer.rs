@@ -17,5 +17,8 @@
 /// ```
 ///
 /// [`serve`]: crate::proxy::serve
+// Public as `proxy::ClientAddr`; without the `proxy` feature only the retry
+// layer reads it.
+#[cfg_attr(not(feature = "proxy"), allow(unreachable_pub))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ClientAddr(pub std::net::SocketAddr);
