@@ -305,7 +305,14 @@ fn record_duration_named(
         error: error.map(Static),
     };
     let keys = KEYS.get_or_init(KeyCache::default);
-    let cached = keys.load().get(&labels).copied();
+    // This thread's last label sets first: no shared snapshot, no hash.
+    let cached = Recent::get(&labels).or_else(|| {
+        let found = keys.load().get(&labels).copied();
+        if let Some(key) = found {
+            Recent::put(labels, key);
+        }
+        found
+    });
     let record = |key: &Key| {
         metrics::with_recorder(|r| {
             r.register_histogram(key, &METADATA)
@@ -330,6 +337,44 @@ fn record_duration_named(
         map
     });
     record(key);
+}
+
+/// The label sets a thread recorded last, and their keys: an exchange and its
+/// attempt record two, and a gateway in front of a few replicas sees few, so
+/// most records are found here, without the shared cache's snapshot and hash.
+struct Recent {
+    entries: [Option<(Labels, &'static Key)>; RECENT],
+    /// The entry the next new label set replaces.
+    next: usize,
+}
+
+/// Entries in each thread's [`Recent`].
+const RECENT: usize = 4;
+
+thread_local! {
+    static RECENT_KEYS: std::cell::RefCell<Recent> = const {
+        std::cell::RefCell::new(Recent { entries: [None; RECENT], next: 0 })
+    };
+}
+
+impl Recent {
+    fn get(labels: &Labels) -> Option<&'static Key> {
+        RECENT_KEYS.with(|recent| {
+            let recent = recent.try_borrow().ok()?;
+            let found = recent.entries.iter().flatten().find(|(l, _)| l == labels);
+            found.map(|(_, key)| *key)
+        })
+    }
+
+    fn put(labels: Labels, key: &'static Key) {
+        RECENT_KEYS.with(|recent| {
+            if let Ok(mut recent) = recent.try_borrow_mut() {
+                let at = recent.next;
+                recent.entries[at] = Some((labels, key));
+                recent.next = (at + 1) % RECENT;
+            }
+        });
+    }
 }
 
 /// The duration key for `labels`.
@@ -437,4 +482,81 @@ pub(crate) fn endpoint_state_change(state: &'static str, host: &str, port: u16) 
             Label::new("server.port", port.to_string()),
         ],
     ));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use metrics::{Counter, Gauge, Histogram, HistogramFn, KeyName, Recorder, SharedString, Unit};
+    use std::sync::{Arc, Mutex};
+
+    /// Counts the records of each histogram, by its key's labels.
+    #[derive(Default)]
+    struct Records(Arc<Mutex<Vec<String>>>);
+
+    struct Recorded {
+        key: String,
+        log: Arc<Mutex<Vec<String>>>,
+    }
+
+    impl HistogramFn for Recorded {
+        fn record(&self, _: f64) {
+            self.log.lock().unwrap().push(self.key.clone());
+        }
+    }
+
+    impl Recorder for Records {
+        fn describe_counter(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_gauge(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn describe_histogram(&self, _: KeyName, _: Option<Unit>, _: SharedString) {}
+        fn register_counter(&self, _: &Key, _: &Metadata<'_>) -> Counter {
+            Counter::noop()
+        }
+        fn register_gauge(&self, _: &Key, _: &Metadata<'_>) -> Gauge {
+            Gauge::noop()
+        }
+        fn register_histogram(&self, key: &Key, _: &Metadata<'_>) -> Histogram {
+            let labels: Vec<String> = key.labels().map(|l| l.value().to_owned()).collect();
+            let key = format!("{} {}", key.name(), labels.join(" "));
+            Histogram::from_arc(Arc::new(Recorded {
+                key,
+                log: self.0.clone(),
+            }))
+        }
+    }
+
+    /// Twelve label sets in turn, more than a thread's recent keys hold, each
+    /// recorded twice in a row, all of it twice over: each record goes to its own
+    /// series, whether its key came from the thread's recent ones or from the
+    /// shared cache.
+    #[test]
+    fn each_record_goes_to_its_own_labels_through_the_recent_keys() {
+        let recorder = Records::default();
+        let log = recorder.0.clone();
+        let hop = NextHop::of(&"http://10.0.0.1:8080/".parse().unwrap());
+        let statuses = [200, 201, 202, 203, 204, 206].map(|s| StatusCode::from_u16(s).unwrap());
+        metrics::with_local_recorder(&recorder, || {
+            for _ in 0..2 {
+                for status in statuses {
+                    // The second time, both keys are this thread's recent ones.
+                    for _ in 0..2 {
+                        attempt("GET", hop.as_ref(), Some(status), None, Duration::ZERO);
+                        exchange(&Method::GET, Some(status), None, Duration::ZERO);
+                    }
+                }
+            }
+        });
+        let log = log.lock().unwrap();
+        let expected: Vec<String> = (0..2)
+            .flat_map(|_| statuses.iter().flat_map(|s| [*s, *s]))
+            .flat_map(|status| {
+                let code = status.as_str().to_owned();
+                [
+                    format!("{REQUEST_DURATION} GET 10.0.0.1 8080 {code}"),
+                    format!("{EXCHANGE_DURATION} GET {code}"),
+                ]
+            })
+            .collect();
+        assert_eq!(*log, expected);
+    }
 }
