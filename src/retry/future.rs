@@ -323,16 +323,8 @@ impl<S, B> Retrying<S, B> {
         let mut req = Request::from_parts(parts, self.body.next_attempt());
         super::grpc::mark_attempt(req.headers_mut(), self.attempts - 1);
         let extensions = req.extensions_mut();
-        if let Some(deadline) = self.deadline {
-            if extensions.get::<Deadline>().is_none() {
-                extensions.insert(deadline);
-            }
-        }
-        if let Some(client) = self.client {
-            if extensions.get::<ClientAddr>().is_none() {
-                extensions.insert(client);
-            }
-        }
+        restore(extensions, self.deadline);
+        restore(extensions, self.client);
         if !tried.is_empty() {
             extensions.insert(tried);
         }
@@ -359,5 +351,15 @@ impl<S, B> Retrying<S, B> {
             .unwrap_or(&self.policy.classifier);
         let err = classifier.classify_owned(error, phase);
         stamp(err, self.start, self.replay.next_hop().as_ref()).with_attempts(self.attempts)
+    }
+}
+
+/// Puts back an extension kept aside for further attempts, unless the kept
+/// parts carry it already (their extension map was copied whole).
+fn restore<T: Clone + Send + Sync + 'static>(extensions: &mut http::Extensions, kept: Option<T>) {
+    if let Some(value) = kept {
+        if extensions.get::<T>().is_none() {
+            extensions.insert(value);
+        }
     }
 }
