@@ -305,14 +305,7 @@ fn record_duration_named(
         error: error.map(Static),
     };
     let keys = KEYS.get_or_init(KeyCache::default);
-    // This thread's last label sets first: no shared snapshot, no hash.
-    let cached = Recent::get(&labels).or_else(|| {
-        let found = keys.load().get(&labels).copied();
-        if let Some(key) = found {
-            Recent::put(labels, key);
-        }
-        found
-    });
+    let cached = keys.load().get(&labels).copied();
     let record = |key: &Key| {
         metrics::with_recorder(|r| {
             r.register_histogram(key, &METADATA)
@@ -337,44 +330,6 @@ fn record_duration_named(
         map
     });
     record(key);
-}
-
-/// The label sets a thread recorded last, and their keys: an exchange and its
-/// attempt record two, and a gateway in front of a few replicas sees few, so
-/// most records are found here, without the shared cache's snapshot and hash.
-struct Recent {
-    entries: [Option<(Labels, &'static Key)>; RECENT],
-    /// The entry the next new label set replaces.
-    next: usize,
-}
-
-/// Entries in each thread's [`Recent`].
-const RECENT: usize = 4;
-
-thread_local! {
-    static RECENT_KEYS: std::cell::RefCell<Recent> = const {
-        std::cell::RefCell::new(Recent { entries: [None; RECENT], next: 0 })
-    };
-}
-
-impl Recent {
-    fn get(labels: &Labels) -> Option<&'static Key> {
-        RECENT_KEYS.with(|recent| {
-            let recent = recent.try_borrow().ok()?;
-            let found = recent.entries.iter().flatten().find(|(l, _)| l == labels);
-            found.map(|(_, key)| *key)
-        })
-    }
-
-    fn put(labels: Labels, key: &'static Key) {
-        RECENT_KEYS.with(|recent| {
-            if let Ok(mut recent) = recent.try_borrow_mut() {
-                let at = recent.next;
-                recent.entries[at] = Some((labels, key));
-                recent.next = (at + 1) % RECENT;
-            }
-        });
-    }
 }
 
 /// The duration key for `labels`.
@@ -525,12 +480,11 @@ mod tests {
         }
     }
 
-    /// Twelve label sets in turn, more than a thread's recent keys hold, each
-    /// recorded twice in a row, all of it twice over: each record goes to its own
-    /// series, whether its key came from the thread's recent ones or from the
-    /// shared cache.
+    /// Twelve label sets in turn, each recorded twice in a row, all of it twice
+    /// over: each record goes to its own series, whether its key was built for
+    /// it or found in the cache.
     #[test]
-    fn each_record_goes_to_its_own_labels_through_the_recent_keys() {
+    fn each_record_goes_to_its_own_labels_through_the_key_cache() {
         let recorder = Records::default();
         let log = recorder.0.clone();
         let hop = NextHop::of(&"http://10.0.0.1:8080/".parse().unwrap());
@@ -538,7 +492,7 @@ mod tests {
         metrics::with_local_recorder(&recorder, || {
             for _ in 0..2 {
                 for status in statuses {
-                    // The second time, both keys are this thread's recent ones.
+                    // The second time, both keys come from the cache.
                     for _ in 0..2 {
                         attempt("GET", hop.as_ref(), Some(status), None, Duration::ZERO);
                         exchange(&Method::GET, Some(status), None, Duration::ZERO);
