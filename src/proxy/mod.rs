@@ -84,6 +84,7 @@ mod connector;
 mod forwarding;
 mod future;
 mod h1;
+mod handler;
 mod headers;
 mod layer;
 mod serve;

@@ -1,4 +1,4 @@
-use super::ClientAddr;
+use super::handler::Handler;
 use crate::error::BoxError;
 use bytes::Bytes;
 use http::{Request, Response};
@@ -6,9 +6,6 @@ use hyper::body::Incoming;
 use hyper_util::server::conn::auto::Builder;
 use std::convert::Infallible;
 use std::future::Future;
-use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tower_service::Service;
@@ -111,13 +108,7 @@ impl Server {
             };
             let _ = stream.set_nodelay(true);
             let idle_timeout = self.idle_timeout;
-            let activity = Arc::new(Activity::default());
-            let handler = Handler {
-                service: std::cell::RefCell::new(service.clone()),
-                spare: service.clone(),
-                peer,
-                activity: activity.clone(),
-            };
+            let (handler, activity) = Handler::new(&service, peer);
             let open = open.clone();
             let mut stopping = stopping.clone();
             drop(tokio::spawn(async move {
@@ -135,8 +126,7 @@ impl Server {
                 let idle = async move {
                     loop {
                         tokio::time::sleep(idle_timeout).await;
-                        let began = activity.began.swap(false, Ordering::Relaxed);
-                        if !began && Arc::strong_count(&activity) <= WATCHERS {
+                        if activity.idle_since_last_look() {
                             return;
                         }
                     }
@@ -252,7 +242,7 @@ impl Server {
 
 /// Serves `service` over HTTP/1.1 and HTTP/2 (prior knowledge, as gRPC clients
 /// and h2c speak it) on `listener` (HTTP/1.1 with upgrades, each request
-/// carrying its [`ClientAddr`]) until `shutdown` completes; then stops accepting,
+/// carrying its [`ClientAddr`](super::ClientAddr)) until `shutdown` completes; then stops accepting,
 /// lets every connection finish the request it is on, and returns once all have
 /// closed. An axum `Router` serves here too.
 ///
@@ -289,144 +279,6 @@ where
     B::Error: Into<BoxError>,
 {
     Server::new().serve(listener, service, shutdown).await
-}
-
-/// The service of one connection. A request goes to it at once when it is
-/// ready (the usual case: no clone of the whole stack per request, no clone to
-/// drop after it); a service that is not ready yet gets a clone, which waits for
-/// its readiness in the request's future, as `oneshot` does.
-struct Handler<S> {
-    service: std::cell::RefCell<S>,
-    /// What serves should the cell be borrowed already (it never is).
-    spare: S,
-    peer: std::net::SocketAddr,
-    activity: Arc<Activity>,
-}
-
-/// What a connection's idle watch reads: whether a request began since it last
-/// looked, and (its `Arc`'s count beyond the watch's and the [`Handler`]'s
-/// own) how many are in flight.
-#[derive(Default)]
-struct Activity {
-    began: AtomicBool,
-}
-
-/// The holders of a connection's [`Activity`] while no request is in flight.
-const WATCHERS: usize = 2;
-
-/// One request in flight, from its head to the end of its answer's body: a
-/// count of its connection's [`Activity`].
-struct InFlight {
-    _count: Arc<Activity>,
-}
-
-impl InFlight {
-    fn begin(activity: &Arc<Activity>) -> Self {
-        activity.began.store(true, Ordering::Relaxed);
-        Self {
-            _count: activity.clone(),
-        }
-    }
-}
-
-impl<S, B> hyper::service::Service<Request<Incoming>> for Handler<S>
-where
-    S: Service<Request<Incoming>, Response = Response<B>, Error = Infallible> + Clone,
-{
-    type Response = Response<Tracked<B>>;
-    type Error = Infallible;
-    type Future = Handled<S::Future, tower::util::Oneshot<S, Request<Incoming>>>;
-
-    fn call(&self, mut req: Request<Incoming>) -> Self::Future {
-        req.extensions_mut().insert(ClientAddr(self.peer));
-        let in_flight = Some(InFlight::begin(&self.activity));
-        // hyper calls one request at a time and never from within a call: the
-        // cell is never borrowed twice. Were it, the clone below would serve.
-        let Ok(mut service) = self.service.try_borrow_mut() else {
-            let service = self.spare.clone();
-            let future = tower::util::Oneshot::new(service, req);
-            return Handled {
-                kind: Kind::Waiting { future },
-                in_flight,
-            };
-        };
-        let mut cx = Context::from_waker(std::task::Waker::noop());
-        let kind = match service.poll_ready(&mut cx) {
-            Poll::Ready(Ok(())) => Kind::Called {
-                future: service.call(req),
-            },
-            Poll::Ready(Err(never)) => match never {},
-            Poll::Pending => Kind::Waiting {
-                future: tower::util::Oneshot::new(service.clone(), req),
-            },
-        };
-        Handled { kind, in_flight }
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// The future of a [`Handler`]: the service's own, or a clone's `oneshot`;
-    /// the request counts as in flight until its answer's body is done with.
-    struct Handled<F, O> {
-        #[pin]
-        kind: Kind<F, O>,
-        in_flight: Option<InFlight>,
-    }
-}
-
-pin_project_lite::pin_project! {
-    #[project = KindProj]
-    enum Kind<F, O> {
-        Called { #[pin] future: F },
-        Waiting { #[pin] future: O },
-    }
-}
-
-impl<F, O, B> Future for Handled<F, O>
-where
-    F: Future<Output = Result<Response<B>, Infallible>>,
-    O: Future<Output = Result<Response<B>, Infallible>>,
-{
-    type Output = Result<Response<Tracked<B>>, Infallible>;
-
-    fn poll(self: std::pin::Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let this = self.project();
-        let res = match this.kind.project() {
-            KindProj::Called { future } => std::task::ready!(future.poll(cx)),
-            KindProj::Waiting { future } => std::task::ready!(future.poll(cx)),
-        };
-        let in_flight = this.in_flight.take();
-        Poll::Ready(res.map(|res| res.map(|body| Tracked { body, in_flight })))
-    }
-}
-
-pin_project_lite::pin_project! {
-    /// An answer's body, its request in flight until it is dropped.
-    struct Tracked<B> {
-        #[pin]
-        body: B,
-        in_flight: Option<InFlight>,
-    }
-}
-
-impl<B: http_body::Body> http_body::Body for Tracked<B> {
-    type Data = B::Data;
-    type Error = B::Error;
-
-    fn poll_frame(
-        self: std::pin::Pin<&mut Self>,
-        cx: &mut Context<'_>,
-    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
-        self.project().body.poll_frame(cx)
-    }
-
-    fn is_end_stream(&self) -> bool {
-        self.body.is_end_stream()
-    }
-
-    fn size_hint(&self) -> http_body::SizeHint {
-        self.body.size_hint()
-    }
 }
 
 fn is_connection_error(err: &std::io::Error) -> bool {
