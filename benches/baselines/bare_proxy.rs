@@ -15,7 +15,7 @@ use tower_bad_gateway::proxy::{self, ClientBuilder, ProxyLayer};
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
-type Body = UnsyncBoxBody<bytes::Bytes, hyper::Error>;
+type Body = UnsyncBoxBody<bytes::Bytes, tower_bad_gateway::BoxError>;
 
 fn main() {
     let mut args = std::env::args().skip(1);

@@ -97,6 +97,8 @@ fn step(e: &(dyn Error + 'static), phase: Phase, hints: &mut Hints) -> Option<Er
             return Some(dns_kind(e));
         }
         "tcp connect error" | "tcp open error" | "tcp bind local error" => hints.connect = true,
+        // hyper's message, which the proxy's own HTTP/1.1 path says too.
+        "message head is too large" => return Some(ErrorKind::HeaderSectionTooLarge),
         m if m.starts_with("invalid URL") => return Some(ErrorKind::ProxyConfigurationError),
         _ => {}
     }

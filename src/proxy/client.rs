@@ -15,6 +15,7 @@ use std::time::Duration;
 use tower_service::Service;
 
 use super::connector::AddressConnector;
+use super::h1::UpstreamClientBody;
 
 type Make<B> = Box<dyn Fn(Option<SocketAddr>) -> Client<AddressConnector, B> + Send + Sync>;
 
@@ -257,13 +258,16 @@ impl fmt::Debug for ResponseFuture {
 }
 
 impl Future for ResponseFuture {
-    type Output = Result<Response<Incoming>, crate::error::BoxError>;
+    type Output = Result<Response<UpstreamClientBody>, crate::error::BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
+        let hyper = |res: Response<Incoming>| res.map(UpstreamClientBody::hyper);
         match self.project().kind.project() {
             KindProj::H1 { future } => future.as_mut().poll(cx),
-            KindProj::Plain { future } => future.poll(cx).map_err(Into::into),
-            KindProj::ByAddress { future } => future.as_mut().poll(cx).map_err(Into::into),
+            KindProj::Plain { future } => future.poll(cx).map_ok(hyper).map_err(Into::into),
+            KindProj::ByAddress { future } => {
+                future.as_mut().poll(cx).map_ok(hyper).map_err(Into::into)
+            }
         }
     }
 }
@@ -274,7 +278,7 @@ where
     B::Data: Send,
     B::Error: Into<crate::error::BoxError>,
 {
-    type Response = Response<Incoming>;
+    type Response = Response<UpstreamClientBody>;
     type Error = crate::error::BoxError;
     type Future = ResponseFuture;
 

@@ -98,6 +98,7 @@ pub use self::body::ProxyBody;
 pub use self::client::{ClientBuilder, ResponseFuture as UpstreamClientFuture, UpstreamClient};
 pub use self::forwarding::Trust;
 pub use self::future::ResponseFuture;
+pub use self::h1::UpstreamClientBody;
 pub use self::layer::ProxyLayer;
 pub use self::serve::{IDLE_TIMEOUT, Server, serve, serve_threads, shutdown_signal};
 pub use self::service::Proxy;

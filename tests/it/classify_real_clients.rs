@@ -1,5 +1,7 @@
 //! Every failure case of the core issue, produced by the real hyper-util legacy
-//! `Client` and by reqwest (0.12 and 0.13, through `ReqwestService`) against deliberately broken upstreams on loopback, seen
+//! `Client`, by reqwest (0.12 and 0.13, through `ReqwestService`) and by the
+//! proxy's own `UpstreamClient` (a request without a body takes its own HTTP/1.1
+//! path, one with a body goes through hyper) against deliberately broken upstreams on loopback, seen
 //! through `BadGatewayLayer`: the status and `Proxy-Status` the client gets, and the
 //! `GatewayError` (kind, phase, whether the request was sent) the layer made.
 
@@ -13,6 +15,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use support::{After, Upstream, blackhole_port, collect, refused_port};
 use tower::{Service, ServiceBuilder, ServiceExt};
+use tower_bad_gateway::proxy::ClientBuilder;
 use tower_bad_gateway::reqwest::ReqwestService;
 use tower_bad_gateway::timeout::TimeoutLayer;
 use tower_bad_gateway::{BadGatewayLayer, ErrorKind, GatewayError, Phase, RequestSent};
@@ -22,6 +25,10 @@ enum Client {
     HyperUtil,
     Reqwest,
     Reqwest013,
+    /// `proxy::UpstreamClient`, a `GET`: its own HTTP/1.1 path.
+    Upstream,
+    /// `proxy::UpstreamClient`, a `PUT` with a body: through hyper.
+    UpstreamWithBody,
 }
 
 /// What a client of the gateway saw, and what the gateway reported.
@@ -110,6 +117,26 @@ async fn call(client: Client, url: &str) -> Outcome {
             let res = svc.ready().await.unwrap().call(req).await.unwrap();
             split(res).await
         }
+        Client::Upstream | Client::UpstreamWithBody => {
+            let mut svc = ServiceBuilder::new()
+                .layer(layer)
+                .layer(
+                    TimeoutLayer::new()
+                        .attempt_timeout(Duration::from_millis(300))
+                        .body_idle_timeout(Duration::from_millis(300)),
+                )
+                .service(
+                    ClientBuilder::new()
+                        .connect_timeout(Duration::from_millis(150))
+                        .build::<Full<Bytes>>(),
+                );
+            let req = match client {
+                Client::Upstream => req,
+                _ => Request::put(url).body(Full::from("a body")).unwrap(),
+            };
+            let res = svc.ready().await.unwrap().call(req).await.unwrap();
+            split(res).await
+        }
         Client::Reqwest013 => {
             let client = reqwest::Client::builder()
                 .connect_timeout(Duration::from_millis(150))
@@ -181,7 +208,13 @@ fn reqwest_service() -> ReqwestService {
     ReqwestService::new(client)
 }
 
-const CLIENTS: [Client; 3] = [Client::HyperUtil, Client::Reqwest, Client::Reqwest013];
+const CLIENTS: [Client; 5] = [
+    Client::HyperUtil,
+    Client::Reqwest,
+    Client::Reqwest013,
+    Client::Upstream,
+    Client::UpstreamWithBody,
+];
 
 /// Where a case's request goes.
 enum Target {

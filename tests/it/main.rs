@@ -27,4 +27,5 @@ mod timed_out_attempts;
 mod timeouts;
 mod tls;
 mod tower_http;
+mod upstream_client;
 mod upstreams;

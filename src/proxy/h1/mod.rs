@@ -1,9 +1,14 @@
-//! A small HTTP/1.1 client for plain `http://` upstreams: hyper's connection
-//! (`hyper::client::conn::http1`) and a pool of idle connections per authority,
-//! without what hyper-util's legacy client does around each request that a
-//! gateway does not need (a task spawned per request to put the connection
-//! back, the `Host` field formatted, a pool key hashed twice, boxed connector
-//! futures).
+//! A small HTTP/1.1 client for plain `http://` upstreams, with a pool of idle
+//! connections per authority.
+//!
+//! A request without a body (most of a gateway's: `GET`, `HEAD`, `DELETE`, a
+//! `POST` with `Content-Length: 0`) takes this crate's own path ([`conn`],
+//! [`codec`]): its head is written and the answer read in the request's own
+//! task, and a small answer's connection goes back to the pool as soon as its
+//! head and body have been read. Everything else (a body to stream up,
+//! an upgrade, CONNECT, HTTP/1.0) goes through hyper's connection
+//! (`hyper::client::conn::http1`), over the same pool: an idle connection of
+//! either kind serves either path.
 //!
 //! Idle connections expire after the pool's idle timeout: one is dropped when it
 //! would be handed out, and every pool is swept as connections come back (so an
@@ -14,11 +19,16 @@
 //! so a pool's lock is never contended and a connection lives on the thread
 //! that uses it.
 
+mod codec;
+mod conn;
+
+pub use self::conn::UpstreamClientBody;
+
+use self::conn::{Conn, Home, Plain};
 use crate::error::BoxError;
 use http::header::{self, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
-use http::{Request, Response, Uri};
-use hyper::body::Incoming;
+use http::{Method, Request, Response, Uri, Version};
 use hyper::client::conn::http1::{self, SendRequest};
 use hyper_util::rt::TokioIo;
 use std::collections::HashMap;
@@ -66,11 +76,13 @@ impl<B> Pools<B> {
     /// set no longer names, after DNS moved on, goes with them; one still in use
     /// is made again when its connection comes back).
     fn sweep(&mut self, now: Instant, idle_timeout: Duration) {
+        let fresh = |since: Instant| now.duration_since(since) <= idle_timeout;
         self.by_authority.retain(|_, pool| {
-            pool.idle.retain(|entry| {
-                !entry.sender.is_closed() && now.duration_since(entry.since) <= idle_timeout
-            });
-            !pool.idle.is_empty()
+            pool.idle
+                .retain(|entry| !entry.sender.is_closed() && fresh(entry.since));
+            pool.conns
+                .retain_mut(|entry| fresh(entry.since) && !entry.conn.is_stale());
+            !pool.idle.is_empty() || !pool.conns.is_empty()
         });
     }
 
@@ -82,6 +94,7 @@ impl<B> Pools<B> {
         self.by_authority.entry(key).or_insert_with(|| Pool {
             host: host_value(authority),
             idle: Vec::new(),
+            conns: Vec::new(),
         })
     }
 }
@@ -115,7 +128,10 @@ impl std::borrow::Borrow<str> for Key {
 /// The connections to one authority, and its `Host` value, made once.
 struct Pool<B> {
     host: Option<HeaderValue>,
+    /// Idle connections hyper drives.
     idle: Vec<Idle<B>>,
+    /// Idle connections of the own path (no task of their own).
+    conns: Vec<IdleConn>,
 }
 
 struct Idle<B> {
@@ -123,8 +139,19 @@ struct Idle<B> {
     since: Instant,
 }
 
+struct IdleConn {
+    conn: Conn,
+    since: Instant,
+}
+
+/// An idle connection handed out.
+enum Reused<B> {
+    Hyper(SendRequest<B>),
+    Own(Conn),
+}
+
 pub(crate) type H1Future =
-    Pin<Box<dyn Future<Output = Result<Response<Incoming>, BoxError>> + Send>>;
+    Pin<Box<dyn Future<Output = Result<Response<UpstreamClientBody>, BoxError>> + Send>>;
 
 /// An error of the client itself (hyper's errors pass through as they are):
 /// connecting failed, or the URI names no upstream. Its message is what the
@@ -191,33 +218,116 @@ where
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let (host, idle) = shared.checkout(&authority);
+        let own = is_plain(&req);
+        let (host, reused) = shared.checkout(&authority, own);
         if let Some(host) = host {
             if !req.headers().contains_key(header::HOST) {
                 req.headers_mut().insert(header::HOST, host);
             }
         }
+        if own && !matches!(reused, Some(Reused::Hyper(_))) {
+            // The body is empty: nothing of it is sent.
+            let (parts, _empty) = req.into_parts();
+            let plain = Plain {
+                method: parts.method,
+                target: path,
+                headers: parts.headers,
+            };
+            return match reused {
+                Some(Reused::Own(conn)) => Box::pin(conn::exchange(conn, plain, shared, authority)),
+                _ => Box::pin(async move {
+                    let conn = Conn::new(shared.connect(&authority).await?);
+                    conn::exchange(conn, plain, shared, authority).await
+                }),
+            };
+        }
         *req.uri_mut() = Uri::from(path);
-        Box::pin(async move {
-            let mut req = req;
-            if let Some(mut sender) = idle {
-                match sender.try_send_request(req).await {
-                    Ok(res) => {
-                        shared.put_back(authority, sender);
-                        return Ok(res);
-                    }
-                    Err(mut err) => match err.take_message() {
-                        // Closed before the request went out: a new connection.
-                        Some(back) => req = back,
-                        None => return Err(err.into_error().into()),
-                    },
-                }
+        let sender = match reused {
+            Some(Reused::Hyper(sender)) => Some(sender),
+            Some(Reused::Own(conn)) => {
+                return Box::pin(async move {
+                    let sender = handshake(conn.into_io()).await?;
+                    via_hyper(shared, authority, Some(sender), req).await
+                });
             }
-            let mut sender = shared.connect(&authority).await?;
-            let res = sender.send_request(req).await?;
-            shared.put_back(authority, sender);
-            Ok(res)
-        })
+            None => None,
+        };
+        Box::pin(via_hyper(shared, authority, sender, req))
+    }
+}
+
+/// Whether `req` can take the own path: no body, nothing hyper is needed for.
+fn is_plain<B: http_body::Body>(req: &Request<B>) -> bool {
+    let headers = req.headers();
+    req.body().is_end_stream()
+        && req.version() == Version::HTTP_11
+        && req.method() != Method::CONNECT
+        && !headers.contains_key(header::UPGRADE)
+        && !headers.contains_key(header::TRANSFER_ENCODING)
+        && headers
+            .get(header::CONTENT_LENGTH)
+            .is_none_or(|length| length == "0")
+}
+
+/// Sends `req` through hyper: on `sender` if it can still take it, else on a
+/// new connection.
+async fn via_hyper<B>(
+    shared: Arc<Shared<B>>,
+    authority: Authority,
+    sender: Option<SendRequest<B>>,
+    mut req: Request<B>,
+) -> Result<Response<UpstreamClientBody>, BoxError>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    if let Some(mut sender) = sender {
+        match sender.try_send_request(req).await {
+            Ok(res) => {
+                shared.put_back(authority, sender);
+                return Ok(res.map(UpstreamClientBody::hyper));
+            }
+            Err(mut err) => match err.take_message() {
+                // Closed before the request went out: a new connection.
+                Some(back) => req = back,
+                None => return Err(err.into_error().into()),
+            },
+        }
+    }
+    let mut sender = handshake(shared.connect(&authority).await?).await?;
+    let res = sender.send_request(req).await?;
+    shared.put_back(authority, sender);
+    Ok(res.map(UpstreamClientBody::hyper))
+}
+
+/// hyper's HTTP/1.1 connection over `stream`, driven by a task of its own.
+async fn handshake<B>(stream: tokio::net::TcpStream) -> Result<SendRequest<B>, BoxError>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    let (mut sender, conn) = http1::Builder::new()
+        .handshake(TokioIo::new(stream))
+        .await?;
+    drop(tokio::spawn(conn.with_upgrades()));
+    sender.ready().await?;
+    Ok(sender)
+}
+
+impl<B> Home for Shared<B>
+where
+    B: http_body::Body + Send + 'static,
+    B::Data: Send,
+    B::Error: Into<BoxError>,
+{
+    fn put_back_conn(&self, authority: Authority, conn: Conn) {
+        self.put_back_with(authority, |pool, since| {
+            if pool.conns.len() < MAX_IDLE {
+                pool.conns.push(IdleConn { conn, since });
+            }
+        });
     }
 }
 
@@ -228,9 +338,14 @@ where
     B::Error: Into<BoxError>,
 {
     /// The `Host` value for `authority` (made on its first request), and an idle
-    /// connection to it that can take a request now, if any; closed and expired
+    /// connection to it that can take a request now, if any (one of the own
+    /// path first if `own`, else one hyper drives first); closed and expired
     /// ones are dropped on the way.
-    fn checkout(&self, authority: &Authority) -> (Option<HeaderValue>, Option<SendRequest<B>>) {
+    fn checkout(
+        &self,
+        authority: &Authority,
+        own: bool,
+    ) -> (Option<HeaderValue>, Option<Reused<B>>) {
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         // Found by the borrowed text: no clone of the authority per request.
         let pool = match pools.by_authority.get_mut(authority.as_str()) {
@@ -238,8 +353,32 @@ where
             None => pools.pool(authority),
         };
         let host = pool.host.clone();
-        let list = &mut pool.idle;
         let mut now = None;
+        let reused = match own {
+            true => self
+                .own_conn(pool, &mut now)
+                .or_else(|| self.hyper_conn(pool, &mut now)),
+            false => self
+                .hyper_conn(pool, &mut now)
+                .or_else(|| self.own_conn(pool, &mut now)),
+        };
+        (host, reused)
+    }
+
+    /// An idle connection of the own path, if one is fresh and open.
+    fn own_conn(&self, pool: &mut Pool<B>, now: &mut Option<Instant>) -> Option<Reused<B>> {
+        while let Some(mut entry) = pool.conns.pop() {
+            let now = *now.get_or_insert_with(Instant::now);
+            if now.duration_since(entry.since) <= self.idle_timeout && !entry.conn.is_stale() {
+                return Some(Reused::Own(entry.conn));
+            }
+        }
+        None
+    }
+
+    /// An idle connection hyper drives, if one is fresh and can take a request.
+    fn hyper_conn(&self, pool: &mut Pool<B>, now: &mut Option<Instant>) -> Option<Reused<B>> {
+        let list = &mut pool.idle;
         let mut i = list.len();
         while i > 0 {
             i -= 1;
@@ -251,17 +390,27 @@ where
                 let now = *now.get_or_insert_with(Instant::now);
                 let entry = list.swap_remove(i);
                 if now.duration_since(entry.since) <= self.idle_timeout {
-                    return (host, Some(entry.sender));
+                    return Some(Reused::Hyper(entry.sender));
                 }
             }
         }
-        (host, None)
+        None
     }
 
     fn put_back(&self, authority: Authority, sender: SendRequest<B>) {
         if sender.is_closed() {
             return;
         }
+        self.put_back_with(authority, |pool, since| {
+            if pool.idle.len() < MAX_IDLE {
+                pool.idle.push(Idle { sender, since });
+            }
+        });
+    }
+
+    /// Puts a connection in `authority`'s pool with `put`, sweeping the pools
+    /// first when it is time.
+    fn put_back_with(&self, authority: Authority, put: impl FnOnce(&mut Pool<B>, Instant)) {
         let now = Instant::now();
         let mut pools = self.pools.lock().unwrap_or_else(|e| e.into_inner());
         // Every few seconds, as connections come back: an idle connection is
@@ -277,13 +426,10 @@ where
             Some(pool) => pool,
             None => pools.pool(&authority),
         };
-        let list = &mut pool.idle;
-        if list.len() < MAX_IDLE {
-            list.push(Idle { sender, since: now });
-        }
+        put(pool, now);
     }
 
-    async fn connect(&self, authority: &Authority) -> Result<SendRequest<B>, BoxError> {
+    async fn connect(&self, authority: &Authority) -> Result<tokio::net::TcpStream, BoxError> {
         let port = authority.port_u16().unwrap_or(80);
         let host = authority
             .host()
@@ -312,12 +458,7 @@ where
             match connected {
                 Ok(stream) => {
                     let _ = stream.set_nodelay(true);
-                    let (mut sender, conn) = http1::Builder::new()
-                        .handshake(TokioIo::new(stream))
-                        .await?;
-                    drop(tokio::spawn(conn.with_upgrades()));
-                    sender.ready().await?;
-                    return Ok(sender);
+                    return Ok(stream);
                 }
                 Err(err) => last = Some(err),
             }

@@ -1,0 +1,278 @@
+//! The client's own path: a connection, one exchange over it, and the body of
+//! its answer, read in the request's own task (no connection task, no channel
+//! between the two, no oneshot for the answer).
+
+use super::codec::{self, Decoded, Decoder, Framing, Parsed};
+use crate::error::BoxError;
+use bytes::{Bytes, BytesMut};
+use http::header::HeaderMap;
+use http::uri::{Authority, PathAndQuery};
+use http::{Method, Response};
+use http_body::{Body, Frame, SizeHint};
+use std::io;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll, Waker, ready};
+use tokio::io::AsyncWriteExt;
+use tokio::net::TcpStream;
+
+/// How much room a read has at least (the buffer grows by this much).
+const READ_CHUNK: usize = 8192;
+
+/// A connection to an upstream: its socket and what was read but not used.
+pub(super) struct Conn {
+    io: TcpStream,
+    read: BytesMut,
+    /// The last request head written, its allocation kept for the next.
+    write: Vec<u8>,
+}
+
+/// Where a connection goes back when its answer has been read whole.
+pub(super) trait Home: Send + Sync {
+    fn put_back_conn(&self, authority: Authority, conn: Conn);
+}
+
+impl Conn {
+    pub(super) fn new(io: TcpStream) -> Self {
+        Self {
+            io,
+            read: BytesMut::new(),
+            write: Vec::new(),
+        }
+    }
+
+    /// The socket, for hyper to take over.
+    pub(super) fn into_io(self) -> TcpStream {
+        self.io
+    }
+
+    /// Whether the upstream closed this idle connection or sent on it (an idle
+    /// connection has nothing to say): then it cannot take a request. No system
+    /// call unless the reactor saw the socket become readable.
+    pub(super) fn is_stale(&mut self) -> bool {
+        let mut cx = Context::from_waker(Waker::noop());
+        match self.io.poll_read_ready(&mut cx) {
+            Poll::Pending => false,
+            Poll::Ready(Err(_)) => true,
+            Poll::Ready(Ok(())) => {
+                let mut byte = [0; 1];
+                !matches!(self.io.try_read(&mut byte), Err(e) if e.kind() == io::ErrorKind::WouldBlock)
+            }
+        }
+    }
+
+    /// Reads what the socket has into the buffer; `Ok(0)` at its end.
+    fn poll_fill(&mut self, cx: &mut Context<'_>) -> Poll<io::Result<usize>> {
+        if self.read.capacity() - self.read.len() < READ_CHUNK / 8 {
+            self.read.reserve(READ_CHUNK);
+        }
+        loop {
+            ready!(self.io.poll_read_ready(cx))?;
+            // A `WouldBlock` clears the readiness: the next look waits.
+            match self.io.try_read_buf(&mut self.read) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                read => return Poll::Ready(read),
+            }
+        }
+    }
+}
+
+/// A request without a body, as the own path sends it.
+pub(super) struct Plain {
+    pub(super) method: Method,
+    pub(super) target: PathAndQuery,
+    pub(super) headers: HeaderMap,
+}
+
+/// Sends `req` on `conn` and reads the head of its answer. The body is read as
+/// the answer's body is polled; the connection goes `home` when it has been
+/// read whole and the upstream keeps the connection.
+pub(super) async fn exchange(
+    mut conn: Conn,
+    req: Plain,
+    home: Arc<dyn Home>,
+    authority: Authority,
+) -> Result<Response<UpstreamClientBody>, BoxError> {
+    codec::encode_head(&mut conn.write, &req.method, &req.target, &req.headers);
+    drop(req.headers);
+    conn.io.write_all(&conn.write).await?;
+    let head = loop {
+        if !conn.read.is_empty() {
+            match codec::parse_head(&mut conn.read, &req.method)? {
+                Parsed::Head(head) => break head,
+                Parsed::Partial => {}
+                Parsed::TooLarge => return Err(codec::TOO_LARGE.into()),
+            }
+        }
+        if std::future::poll_fn(|cx| conn.poll_fill(cx)).await? == 0 {
+            return Err(codec::incomplete().into());
+        }
+    };
+    let mut res = Response::new(());
+    *res.status_mut() = head.status;
+    *res.version_mut() = head.version;
+    *res.headers_mut() = head.headers;
+    if let Some(reason) = head.reason {
+        if let Ok(reason) = hyper::ext::ReasonPhrase::try_from(reason) {
+            res.extensions_mut().insert(reason);
+        }
+    }
+    let home = head.keep_alive.then_some((home, authority));
+    let body = match head.framing {
+        // The whole body is here already (a small answer usually is): the
+        // connection goes back before the answer is even forwarded.
+        Framing::Length(n) if conn.read.len() as u64 >= n => {
+            let data = conn.read.split_to(n as usize).freeze();
+            if let Some((home, authority)) = home {
+                if conn.read.is_empty() {
+                    home.put_back_conn(authority, conn);
+                }
+            }
+            State::Full(Some(data).filter(|d| !d.is_empty()))
+        }
+        framing => State::Reading(Box::new(Reading {
+            conn,
+            decoder: Decoder::new(framing),
+            home,
+        })),
+    };
+    Ok(res.map(|()| UpstreamClientBody {
+        kind: Kind::Own(body),
+    }))
+}
+
+/// The body of an [`UpstreamClient`](crate::proxy::UpstreamClient)'s answer:
+/// read by this crate's own HTTP/1.1 path, or hyper's (HTTP/2, TLS, requests
+/// with a body, upgrades).
+pub struct UpstreamClientBody {
+    kind: Kind,
+}
+
+enum Kind {
+    Hyper(hyper::body::Incoming),
+    Own(State),
+}
+
+enum State {
+    /// Read whole with the head (`None`: no more data).
+    Full(Option<Bytes>),
+    Reading(Box<Reading>),
+    Done,
+}
+
+struct Reading {
+    conn: Conn,
+    decoder: Decoder,
+    /// Where the connection goes when the body has been read whole, if the
+    /// upstream keeps it.
+    home: Option<(Arc<dyn Home>, Authority)>,
+}
+
+impl UpstreamClientBody {
+    pub(crate) fn hyper(body: hyper::body::Incoming) -> Self {
+        Self {
+            kind: Kind::Hyper(body),
+        }
+    }
+}
+
+impl State {
+    /// The body has been read whole: the connection goes home, if it may.
+    fn finish(&mut self) {
+        if let State::Reading(reading) = std::mem::replace(self, State::Done) {
+            let Reading { conn, home, .. } = *reading;
+            if let Some((home, authority)) = home {
+                if conn.read.is_empty() {
+                    home.put_back_conn(authority, conn);
+                }
+            }
+        }
+    }
+
+    fn poll_frame(&mut self, cx: &mut Context<'_>) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        let reading = match self {
+            State::Full(data) => return Poll::Ready(data.take().map(|d| Ok(Frame::data(d)))),
+            State::Done => return Poll::Ready(None),
+            State::Reading(reading) => reading,
+        };
+        loop {
+            let decoded = match reading.decoder.decode(&mut reading.conn.read) {
+                Ok(Decoded::More) => match ready!(reading.conn.poll_fill(cx)) {
+                    Ok(0) => reading.decoder.eof(),
+                    Ok(_) => continue,
+                    Err(err) => Err(err),
+                },
+                decoded => decoded,
+            };
+            return Poll::Ready(match decoded {
+                Ok(Decoded::Data(data)) => {
+                    if reading.decoder.is_done() {
+                        self.finish();
+                    }
+                    Some(Ok(Frame::data(data)))
+                }
+                Ok(Decoded::Trailers(trailers)) => {
+                    self.finish();
+                    Some(Ok(Frame::trailers(trailers)))
+                }
+                Ok(Decoded::End) => {
+                    self.finish();
+                    None
+                }
+                Ok(Decoded::More) => continue,
+                Err(err) => {
+                    // The connection goes with the body: it is out of step.
+                    *self = State::Done;
+                    Some(Err(err.into()))
+                }
+            });
+        }
+    }
+}
+
+impl Body for UpstreamClientBody {
+    type Data = Bytes;
+    type Error = BoxError;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, BoxError>>> {
+        match &mut self.get_mut().kind {
+            Kind::Hyper(body) => Pin::new(body).poll_frame(cx).map_err(Into::into),
+            Kind::Own(state) => state.poll_frame(cx),
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        match &self.kind {
+            Kind::Hyper(body) => body.is_end_stream(),
+            Kind::Own(State::Full(data)) => data.is_none(),
+            Kind::Own(State::Reading(reading)) => reading.decoder.is_done(),
+            Kind::Own(State::Done) => true,
+        }
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        match &self.kind {
+            Kind::Hyper(body) => body.size_hint(),
+            Kind::Own(State::Full(data)) => {
+                SizeHint::with_exact(data.as_ref().map_or(0, |d| d.len() as u64))
+            }
+            Kind::Own(State::Reading(reading)) => match reading.decoder.remaining() {
+                Some(n) => SizeHint::with_exact(n),
+                None => SizeHint::default(),
+            },
+            Kind::Own(State::Done) => SizeHint::with_exact(0),
+        }
+    }
+}
+
+impl std::fmt::Debug for UpstreamClientBody {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match &self.kind {
+            Kind::Hyper(body) => f.debug_tuple("UpstreamClientBody").field(body).finish(),
+            Kind::Own(_) => f.write_str("UpstreamClientBody::Own"),
+        }
+    }
+}
