@@ -16,7 +16,10 @@
 //! 7. with the `h2` feature, HTTP/2 reason codes (`REFUSED_STREAM`, `GOAWAY`, ...);
 //! 8. with the `rustls` feature, rustls' `Error`, by its variant (see
 //!    [TLS errors](#tls-errors));
-//! 9. last, [`std::io::ErrorKind`] (refused, reset, timed out, unreachable, ...).
+//! 9. last, [`std::io::ErrorKind`] (refused, reset, timed out, unreachable, ...),
+//!    and the messages of errors whose types are private (hyper-util's connector
+//!    errors; "message head is too large", which hyper and the proxy's own
+//!    HTTP/1.1 client both say).
 //!
 //! What it learns on the way (the failure was in connecting, the request was never
 //! dispatched) decides the [`Phase`] and [`RequestSent`] of the result.

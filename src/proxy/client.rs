@@ -1,5 +1,7 @@
-//! The client under a gateway: a pooled hyper-util client, plain, or one pool
-//! per address of an endpoint set (TLS to `https://` endpoints with `rustls`).
+//! The client under a gateway: HTTP/1.1 to `http://` endpoints through this
+//! crate's own pooled client (`h1`), HTTP/2 through a pooled hyper-util client,
+//! or one pool per address of an endpoint set (TLS to `https://` endpoints with
+//! `rustls`).
 
 use crate::upstreams::{ByAddress, EndpointSet, ResolveTo};
 use http::{Request, Response};
@@ -63,6 +65,14 @@ impl<B> fmt::Debug for UpstreamClient<B> {
 
 /// Builds an [`UpstreamClient`]: HTTP/1.1 (or HTTP/2 with
 /// [`http2`](Self::http2)), `TCP_NODELAY`, idle connections kept 90 s.
+///
+/// To plain `http://` endpoints over HTTP/1.1 ([`build`](Self::build)), a
+/// request without a body is written and its answer read in the request's own
+/// task, and an answer whose body came with its head gives its connection back
+/// to the pool at once; a request with a body, an upgrade or CONNECT goes
+/// through hyper's connection, over the same pool. Either way the answer's
+/// body is an [`UpstreamClientBody`](super::UpstreamClientBody), and a broken
+/// upstream's errors are hyper's (the same limits: a 400 KiB head, 100 fields).
 ///
 /// ```
 /// use tower::Layer;

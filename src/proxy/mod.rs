@@ -5,7 +5,7 @@
 //! set too), and [`TakeUpgradeLayer`] right on the client under it:
 //!
 //! ```text
-//! client ─▶ Proxy ─▶ SetDeadline ─▶ BadGateway ─▶ Retry ─▶ Upstreams ─▶ Timeout ─▶ TakeUpgrade ─▶ hyper-util client
+//! client ─▶ Proxy ─▶ SetDeadline ─▶ BadGateway ─▶ Retry ─▶ Upstreams ─▶ Timeout ─▶ TakeUpgrade ─▶ UpstreamClient
 //!           (headers,                                       (scheme, authority,       (takes an upgraded
 //!            origin-form URI,                                base path per attempt)    upstream connection
 //!            joins upgrades)                                                           over, or fails the attempt)

@@ -203,7 +203,7 @@ async fn interim_answers_are_skipped_for_the_final_one() {
     .await;
 }
 
-/// `Connection: close`, an HTTP/1.0 answer without `keep-alive`, a body that
+/// `Connection: close` (the request's or the answer's), an HTTP/1.0 answer without `keep-alive`, a body that
 /// ends with the connection, and a stray byte after an answer each end their
 /// connection: the next request gets a new one, and succeeds.
 #[tokio::test]
@@ -226,6 +226,18 @@ async fn an_answer_that_ends_its_connection_is_not_reused() {
         })
         .await;
         let client = client();
+        // A request that says `Connection: close` ends its connection too.
+        let close = Request::get(upstream.url("/"))
+            .header("connection", "close")
+            .body(Full::default())
+            .unwrap();
+        assert_eq!(read(send(&client, close).await).await.0, "ok");
+        assert_eq!(read(get(&client, &upstream.url("/")).await).await.0, "ok");
+        assert_eq!(
+            upstream.accepted(),
+            2,
+            "after a request's close: a new connection"
+        );
         for (i, (path, body)) in [
             ("/close", "ok"),
             ("/old", "ok"),
@@ -237,7 +249,7 @@ async fn an_answer_that_ends_its_connection_is_not_reused() {
         {
             assert_eq!(read(get(&client, &upstream.url(path)).await).await.0, body);
             assert_eq!(read(get(&client, &upstream.url("/")).await).await.0, "ok");
-            assert_eq!(upstream.accepted(), i + 2, "after {path}: a new connection");
+            assert_eq!(upstream.accepted(), i + 3, "after {path}: a new connection");
         }
     })
     .await;

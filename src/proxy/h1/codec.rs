@@ -168,6 +168,9 @@ pub(super) fn parse_head(buf: &mut BytesMut, method: &Method) -> io::Result<Pars
         let mut headers = HeaderMap::with_capacity(count);
         let mut keep_alive = version == Version::HTTP_11;
         let mut close = false;
+        // The framing fields, noted on the way (no lookups after).
+        let mut lengths = Lengths::None;
+        let mut chunked = None;
         for &(name_at, name_len, value_at, value_len) in &spans[..count] {
             let (name_at, value_at) = (name_at as usize, value_at as usize);
             let name = &head[name_at..name_at + name_len as usize];
@@ -176,7 +179,12 @@ pub(super) fn parse_head(buf: &mut BytesMut, method: &Method) -> io::Result<Pars
             let value = head.slice(value_at..value_at + value_len as usize);
             let value = HeaderValue::from_maybe_shared(value)
                 .map_err(|_| invalid("invalid HTTP header value"))?;
-            if name == header::CONNECTION {
+            if name == header::CONTENT_LENGTH {
+                lengths.add(&value);
+            } else if name == header::TRANSFER_ENCODING {
+                // The last coding of the last field decides.
+                chunked = Some(ends_with_chunked(&value));
+            } else if name == header::CONNECTION {
                 // Once any `Connection` line asks to close, a later
                 // `keep-alive` does not undo it.
                 if close || has_token(&value, "close") {
@@ -188,7 +196,8 @@ pub(super) fn parse_head(buf: &mut BytesMut, method: &Method) -> io::Result<Pars
             }
             headers.append(name, value);
         }
-        let (framing, reusable) = framing(status, version, method, &mut headers)?;
+        let framed = Framed { lengths, chunked };
+        let (framing, reusable) = framing(status, version, method, framed, &mut headers)?;
         return Ok(Parsed::Head(Head {
             status,
             version,
@@ -200,12 +209,53 @@ pub(super) fn parse_head(buf: &mut BytesMut, method: &Method) -> io::Result<Pars
     }
 }
 
+/// The framing fields of a head.
+struct Framed {
+    lengths: Lengths,
+    /// `Transfer-Encoding`: whether its last coding is `chunked`, if it came.
+    chunked: Option<bool>,
+}
+
+/// The `Content-Length` values of a head.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Lengths {
+    None,
+    /// Every value so far says this.
+    One(u64),
+    /// A value is not a number, or two differ.
+    Invalid,
+}
+
+impl Lengths {
+    fn add(&mut self, value: &HeaderValue) {
+        // One number, as nearly every upstream sends it; else a list (`5, 5`).
+        match (digits(value.as_bytes()), value.to_str()) {
+            (Some(n), _) => self.add_one(Some(n)),
+            (None, Ok(list)) => {
+                for part in list.split(',') {
+                    self.add_one(digits(part.trim().as_bytes()));
+                }
+            }
+            (None, Err(_)) => *self = Lengths::Invalid,
+        }
+    }
+
+    fn add_one(&mut self, n: Option<u64>) {
+        *self = match (*self, n) {
+            (Lengths::Invalid, _) | (_, None) => Lengths::Invalid,
+            (Lengths::One(l), Some(n)) if l != n => Lengths::Invalid,
+            (_, Some(n)) => Lengths::One(n),
+        };
+    }
+}
+
 /// A response body's framing (RFC 9112 §6.3), and whether the connection can be
 /// used again after it.
 fn framing(
     status: StatusCode,
     version: Version,
     method: &Method,
+    framed: Framed,
     headers: &mut HeaderMap,
 ) -> io::Result<(Framing, bool)> {
     if status == StatusCode::NO_CONTENT
@@ -214,53 +264,36 @@ fn framing(
     {
         return Ok((Framing::Length(0), true));
     }
-    if headers.contains_key(header::TRANSFER_ENCODING) {
+    if let Some(chunked) = framed.chunked {
         if version == Version::HTTP_10 {
             return Err(invalid("Transfer-Encoding in an HTTP/1.0 response"));
         }
         // Both framings: Transfer-Encoding wins, the length goes (a forwarded
         // message must not carry both) and so does the connection, which may
         // have been split differently by whoever sent it (§6.3, item 3).
-        let both = headers.remove(header::CONTENT_LENGTH).is_some();
-        return Ok(match is_chunked(headers) {
+        let both = framed.lengths != Lengths::None;
+        if both {
+            headers.remove(header::CONTENT_LENGTH);
+        }
+        return Ok(match chunked {
             true => (Framing::Chunked, !both),
             false => (Framing::Close, false),
         });
     }
-    if !headers.contains_key(header::CONTENT_LENGTH) {
-        return Ok((Framing::Close, false));
-    }
-    match content_length(headers) {
-        Some(n) => Ok((Framing::Length(n), true)),
-        None => Err(invalid("invalid Content-Length")),
+    match framed.lengths {
+        Lengths::None => Ok((Framing::Close, false)),
+        Lengths::One(n) => Ok((Framing::Length(n), true)),
+        Lengths::Invalid => Err(invalid("invalid Content-Length")),
     }
 }
 
-/// Whether the last transfer coding is `chunked`.
-fn is_chunked(headers: &HeaderMap) -> bool {
-    let last = headers
-        .get_all(header::TRANSFER_ENCODING)
-        .iter()
-        .next_back();
-    last.and_then(|v| v.to_str().ok())
+/// Whether the last transfer coding of `value` is `chunked`.
+fn ends_with_chunked(value: &HeaderValue) -> bool {
+    value
+        .to_str()
+        .ok()
         .and_then(|v| v.rsplit(',').next())
         .is_some_and(|coding| coding.trim().eq_ignore_ascii_case("chunked"))
-}
-
-/// The one length every `Content-Length` value gives; `None` when one is not a
-/// number or two differ.
-fn content_length(headers: &HeaderMap) -> Option<u64> {
-    let mut length = None;
-    for value in headers.get_all(header::CONTENT_LENGTH) {
-        for part in value.to_str().ok()?.split(',') {
-            let n = digits(part.trim().as_bytes())?;
-            if length.is_some_and(|l| l != n) {
-                return None;
-            }
-            length = Some(n);
-        }
-    }
-    length
 }
 
 /// Decimal digits only (no sign, unlike `u64::from_str`).
@@ -272,6 +305,12 @@ fn digits(bytes: &[u8]) -> Option<u64> {
         b'0'..=b'9' => n.checked_mul(10)?.checked_add(u64::from(b - b'0')),
         _ => None,
     })
+}
+
+/// Whether a `Connection` field of `headers` says `close`.
+pub(super) fn asks_to_close(headers: &HeaderMap) -> bool {
+    let mut values = headers.get_all(header::CONNECTION).iter();
+    values.any(|value| has_token(value, "close"))
 }
 
 fn has_token(value: &HeaderValue, token: &str) -> bool {

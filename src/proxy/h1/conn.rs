@@ -94,6 +94,8 @@ pub(super) async fn exchange(
     authority: Authority,
 ) -> Result<Response<UpstreamClientBody>, BoxError> {
     codec::encode_head(&mut conn.write, &req.method, &req.target, &req.headers);
+    // A request that asks to close its connection ends it whatever the answer says.
+    let close = codec::asks_to_close(&req.headers);
     drop(req.headers);
     conn.io.write_all(&conn.write).await?;
     let head = loop {
@@ -117,7 +119,7 @@ pub(super) async fn exchange(
             res.extensions_mut().insert(reason);
         }
     }
-    let home = head.keep_alive.then_some((home, authority));
+    let home = (head.keep_alive && !close).then_some((home, authority));
     let body = match head.framing {
         // The whole body is here already (a small answer usually is): the
         // connection goes back before the answer is even forwarded.
