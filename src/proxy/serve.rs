@@ -86,6 +86,7 @@ impl Server {
         B: http_body::Body<Data = Bytes> + Send + 'static,
         B::Error: Into<BoxError>,
     {
+        let _tick = Tick::start();
         // Every connection holds a sender; all dropped: all closed.
         let (open, mut closed) = tokio::sync::mpsc::channel::<()>(1);
         let (stop, stopping) = tokio::sync::watch::channel(false);
@@ -344,4 +345,55 @@ where
     B::Error: Into<BoxError>,
 {
     Server::new().serve_threads(addr, threads, make, on_bound, shutdown)
+}
+
+/// A timer due at most a second from now, for as long as a server serves.
+///
+/// tokio's timer wheel wakes its own driver (a write to its eventfd, and one more
+/// `epoll_wait`) when a new timer is due before whatever the driver went to sleep
+/// for. Between bursts a server has nothing due for up to its idle timeout, so
+/// every burst's first request (its attempt timeout) would cost those two
+/// system calls: 0.39 per request end to end (`strace -c`). With this timer the
+/// driver never sleeps longer than a second, and a timeout of a second or more
+/// never wakes it.
+struct Tick(tokio::task::JoinHandle<()>);
+
+impl Tick {
+    fn start() -> Self {
+        Self(tokio::spawn(async {
+            let mut every = tokio::time::interval(Duration::from_secs(1));
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            loop {
+                every.tick().await;
+            }
+        }))
+    }
+}
+
+impl Drop for Tick {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The tick is a task of its own that ends when its server stops serving
+    /// (a server future dropped unfinished included).
+    #[tokio::test]
+    async fn the_tick_ends_with_its_server() {
+        let metrics = tokio::runtime::Handle::current().metrics();
+        let tick = Tick::start();
+        assert_eq!(metrics.num_alive_tasks(), 1);
+        drop(tick);
+        for _ in 0..100 {
+            if metrics.num_alive_tasks() == 0 {
+                return;
+            }
+            tokio::task::yield_now().await;
+        }
+        panic!("the tick outlived its server");
+    }
 }
