@@ -669,6 +669,58 @@ mod tests {
         assert_eq!((&body[..], trailers), (&b"abc"[..], None));
     }
 
+    /// Random bytes, and valid heads and bodies with random bytes changed, never
+    /// panic the parser or a decoder (whatever they return).
+    #[test]
+    fn no_input_panics_the_parser_or_the_decoders() {
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        let mut next = move || {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            state
+        };
+        let seeds: [&[u8]; 3] = [
+            b"HTTP/1.1 200 OK\r\ncontent-length: 5\r\nconnection: close\r\n\r\nhello",
+            b"HTTP/1.1 100 Continue\r\n\r\nHTTP/1.0 204 No\r\ntransfer-encoding: chunked\r\n\r\n",
+            b"5;a=b\r\nhello\r\n0\r\nx-t: 1\r\n\r\n",
+        ];
+        for round in 0..20_000 {
+            let mut input = match round % 4 {
+                3 => (0..next() % 64).map(|_| next() as u8).collect::<Vec<u8>>(),
+                i => seeds[i as usize].to_vec(),
+            };
+            for _ in 0..1 + next() % 4 {
+                let len = input.len().max(1) as u64;
+                match next() % 3 {
+                    0 if !input.is_empty() => input[(next() % len) as usize] = next() as u8,
+                    1 => input.insert((next() % len) as usize % (input.len() + 1), next() as u8),
+                    _ => input.truncate((next() % len) as usize),
+                }
+            }
+            let method = if round % 7 == 0 {
+                Method::HEAD
+            } else {
+                Method::GET
+            };
+            let _ = parse_head(&mut BytesMut::from(&input[..]), &method);
+            for framing in [Framing::Chunked, Framing::Length(7), Framing::Close] {
+                let mut decoder = Decoder::new(framing);
+                let mut buf = BytesMut::from(&input[..]);
+                for _ in 0..input.len() + 2 {
+                    match decoder.decode(&mut buf) {
+                        Ok(Decoded::End) | Err(_) => break,
+                        Ok(Decoded::More) => {
+                            let _ = decoder.eof();
+                            break;
+                        }
+                        Ok(_) => {}
+                    }
+                }
+            }
+        }
+    }
+
     #[test]
     fn bad_chunking_is_invalid_data_and_a_cut_body_is_an_unexpected_eof() {
         for bad in [
