@@ -380,3 +380,50 @@ async fn an_answer_with_both_framings_is_read_chunked_and_ends_its_connection() 
     })
     .await;
 }
+
+/// Through the whole gateway, served by `proxy::serve`: an answer whose body is
+/// cut short reaches the client with its head and what of its body came, then
+/// the connection ends (never an empty reply). The upstream sends the head, ten
+/// of a hundred bytes and its FIN at once, so the body's error is there to be
+/// read in the same turn as its data; twenty tries, since it is a race when
+/// the error is not held back.
+#[tokio::test]
+async fn a_body_cut_short_reaches_the_client_with_its_head_and_what_came() {
+    use tower::{Layer, ServiceBuilder};
+    use tower_bad_gateway::GatewayLayer;
+    use tower_bad_gateway::proxy::{ProxyLayer, TakeUpgradeLayer};
+    use tower_bad_gateway::upstreams::EndpointSet;
+    within("the answers", async {
+        let upstream = support::Upstream::raw(
+            "HTTP/1.1 200 OK\r\ncontent-length: 100\r\n\r\nonly ten b",
+            support::After::Close,
+        )
+        .await;
+        let set = EndpointSet::from_urls([upstream.url("")]).unwrap();
+        let client = proxy::ClientBuilder::new().build();
+        let stack = ServiceBuilder::new()
+            .layer(ProxyLayer::new())
+            .layer(GatewayLayer::new().upstreams(set))
+            .service(TakeUpgradeLayer::new().layer(client));
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let gateway = listener.local_addr().unwrap();
+        tokio::spawn(proxy::serve(listener, stack, std::future::pending()));
+        for i in 0..20 {
+            let mut stream = tokio::net::TcpStream::connect(gateway).await.unwrap();
+            let request = "GET / HTTP/1.1\r\nhost: gateway.example\r\n\r\n";
+            stream.write_all(request.as_bytes()).await.unwrap();
+            let mut answer = Vec::new();
+            let _ = stream.read_to_end(&mut answer).await;
+            let answer = String::from_utf8_lossy(&answer);
+            assert!(
+                answer.starts_with("HTTP/1.1 200 OK\r\n"),
+                "try {i}: {answer:?}"
+            );
+            assert!(
+                answer.ends_with("\r\n\r\nonly ten b"),
+                "try {i}: {answer:?}"
+            );
+        }
+    })
+    .await;
+}

@@ -136,6 +136,8 @@ pub(super) async fn exchange(
             conn,
             decoder: Decoder::new(framing),
             home,
+            delivered: false,
+            failed: None,
         })),
     };
     Ok(res.map(|()| UpstreamClientBody {
@@ -168,6 +170,10 @@ struct Reading {
     /// Where the connection goes when the body has been read whole, if the
     /// upstream keeps it.
     home: Option<(Arc<dyn Home>, Authority)>,
+    /// Data went out since the body last waited for the socket.
+    delivered: bool,
+    /// The error that ends the body, held back for one poll (see `poll_frame`).
+    failed: Option<io::Error>,
 }
 
 impl UpstreamClientBody {
@@ -198,16 +204,35 @@ impl State {
             State::Reading(reading) => reading,
         };
         loop {
+            if let Some(err) = reading.failed.take() {
+                *self = State::Done;
+                return Poll::Ready(Some(Err(err.into())));
+            }
             let decoded = match reading.decoder.decode(&mut reading.conn.read) {
-                Ok(Decoded::More) => match ready!(reading.conn.poll_fill(cx)) {
-                    Ok(0) => reading.decoder.eof(),
-                    Ok(_) => continue,
-                    Err(err) => Err(err),
+                Ok(Decoded::More) => match reading.conn.poll_fill(cx) {
+                    Poll::Pending => {
+                        reading.delivered = false;
+                        return Poll::Pending;
+                    }
+                    Poll::Ready(Ok(0)) => reading.decoder.eof(),
+                    Poll::Ready(Ok(_)) => continue,
+                    Poll::Ready(Err(err)) => Err(err),
                 },
                 decoded => decoded,
             };
+            if reading.delivered && decoded.is_err() {
+                // What came before the error is still to be sent on: hyper's
+                // server drops what it has buffered when a body fails in the
+                // same turn, so the error waits for one turn (the data is
+                // flushed first, as when hyper's own client delivers a body).
+                reading.failed = decoded.err();
+                reading.delivered = false;
+                cx.waker().wake_by_ref();
+                return Poll::Pending;
+            }
             return Poll::Ready(match decoded {
                 Ok(Decoded::Data(data)) => {
+                    reading.delivered = true;
                     if reading.decoder.is_done() {
                         self.finish();
                     }
