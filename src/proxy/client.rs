@@ -19,7 +19,51 @@ use tower_service::Service;
 use super::connector::AddressConnector;
 use super::h1::UpstreamClientBody;
 
-type Make<B> = Box<dyn Fn(Option<SocketAddr>) -> Client<AddressConnector, B> + Send + Sync>;
+type Make<B> = Box<dyn Fn(Option<SocketAddr>) -> Member<B> + Send + Sync>;
+
+/// The client of one address of an endpoint set: HTTP/1.1 to `http://` URIs
+/// through the own client (not with `http2`), everything else (HTTP/2, TLS, the
+/// configuration error of an `https://` URI without TLS) through hyper-util's.
+struct Member<B> {
+    h1: Option<super::h1::H1<B>>,
+    hyper: Client<AddressConnector, B>,
+}
+
+impl<B> Clone for Member<B> {
+    fn clone(&self) -> Self {
+        Self {
+            h1: self.h1.clone(),
+            hyper: self.hyper.clone(),
+        }
+    }
+}
+
+impl<B> Service<Request<B>> for Member<B>
+where
+    B: http_body::Body + Send + 'static + Unpin,
+    B::Data: Send,
+    B::Error: Into<crate::error::BoxError>,
+{
+    type Response = Response<UpstreamClientBody>;
+    type Error = crate::error::BoxError;
+    type Future = ResponseFuture;
+
+    fn poll_ready(&mut self, _: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        Poll::Ready(Ok(()))
+    }
+
+    fn call(&mut self, req: Request<B>) -> Self::Future {
+        let kind = match &self.h1 {
+            Some(h1) if req.uri().scheme_str() == Some("http") => Kind::H1 {
+                future: h1.request(req),
+            },
+            _ => Kind::Plain {
+                future: self.hyper.request(req),
+            },
+        };
+        ResponseFuture { kind }
+    }
+}
 
 /// A pooled HTTP client to the upstreams of a gateway (feature `proxy`): what
 /// goes under [`TakeUpgradeLayer`](super::TakeUpgradeLayer). Made by a
@@ -38,7 +82,7 @@ enum Inner<B> {
     H1(super::h1::H1<B>),
     /// HTTP/2 (one `Arc`: the client is large, its clone several).
     Plain(Arc<Client<HttpConnector, B>>),
-    ByAddress(ByAddress<Make<B>, Client<AddressConnector, B>>),
+    ByAddress(ByAddress<Make<B>, Member<B>>),
 }
 
 impl<B> Clone for UpstreamClient<B> {
@@ -178,8 +222,8 @@ impl ClientBuilder {
     /// One pool of connections per endpoint, by the request URI's authority
     /// (which the endpoint set writes per attempt): `http://` endpoints, by
     /// address or by a name the system resolves. HTTP/1.1 goes through this
-    /// crate's own small client on hyper's connections (no task per request,
-    /// nothing formatted), HTTP/2 through hyper-util's.
+    /// crate's own small client (a request without a body read in its own
+    /// task, the others on hyper's connections), HTTP/2 through hyper-util's.
     ///
     /// Build one per serving thread (as [`serve_threads`](super::serve_threads)'
     /// `make` does): its connections then live on the thread that uses them.
@@ -203,11 +247,13 @@ impl ClientBuilder {
 
     /// One pool per address of `set` (its endpoints resolved from a name, or by
     /// address), the request keeping its URI's name; TLS to `https://` endpoints
-    /// when [`tls`](Self::tls) was given.
+    /// when [`tls`](Self::tls) was given. `http://` endpoints over HTTP/1.1 go
+    /// through the same own client as [`build`](Self::build)'s, one per address.
     pub fn build_for<B>(&self, set: &EndpointSet) -> UpstreamClient<B>
     where
         B: http_body::Body + Send + 'static,
         B::Data: Send,
+        B::Error: Into<crate::error::BoxError>,
     {
         let this = self.clone();
         let make: Make<B> = Box::new(move |address| {
@@ -232,7 +278,13 @@ impl ClientBuilder {
                     AddressConnector::Plain(http)
                 }
             };
-            this.hyper::<B>().build(http)
+            // The own client for `http://` over HTTP/1.1, to this address.
+            let h1 = (!this.http2)
+                .then(|| super::h1::H1::to(address, this.connect_timeout, this.idle_timeout));
+            Member {
+                h1,
+                hyper: this.hyper::<B>().build(http),
+            }
         });
         UpstreamClient {
             inner: Inner::ByAddress(ByAddress::new(set, make)),
@@ -241,7 +293,7 @@ impl ClientBuilder {
 }
 
 type Boxed = Pin<
-    Box<dyn Future<Output = Result<Response<Incoming>, hyper_util::client::legacy::Error>> + Send>,
+    Box<dyn Future<Output = Result<Response<UpstreamClientBody>, crate::error::BoxError>> + Send>,
 >;
 
 pin_project_lite::pin_project! {
@@ -275,9 +327,7 @@ impl Future for ResponseFuture {
         match self.project().kind.project() {
             KindProj::H1 { future } => future.as_mut().poll(cx),
             KindProj::Plain { future } => future.poll(cx).map_ok(hyper).map_err(Into::into),
-            KindProj::ByAddress { future } => {
-                future.as_mut().poll(cx).map_ok(hyper).map_err(Into::into)
-            }
+            KindProj::ByAddress { future } => future.as_mut().poll(cx),
         }
     }
 }

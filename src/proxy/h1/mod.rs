@@ -61,6 +61,9 @@ struct Shared<B> {
     pools: Mutex<Pools<B>>,
     connect_timeout: Option<Duration>,
     idle_timeout: Duration,
+    /// The address every connection goes to, whatever the authority names (a
+    /// client of one address of an endpoint set); `None`: the authority's.
+    address: Option<std::net::SocketAddr>,
 }
 
 /// Every authority's pool, and when they are next swept.
@@ -188,6 +191,16 @@ where
     B::Error: Into<BoxError>,
 {
     pub(crate) fn new(connect_timeout: Option<Duration>, idle_timeout: Duration) -> Self {
+        Self::to(None, connect_timeout, idle_timeout)
+    }
+
+    /// A client whose connections all go to `address` (if given), the requests
+    /// keeping their authority in `Host`.
+    pub(crate) fn to(
+        address: Option<std::net::SocketAddr>,
+        connect_timeout: Option<Duration>,
+        idle_timeout: Duration,
+    ) -> Self {
         Self {
             shared: Arc::new(Shared {
                 pools: Mutex::new(Pools {
@@ -196,6 +209,7 @@ where
                 }),
                 connect_timeout,
                 idle_timeout,
+                address,
             }),
         }
     }
@@ -436,6 +450,7 @@ where
             .trim_start_matches('[')
             .trim_end_matches(']');
         let addresses: Vec<std::net::SocketAddr> = match host.parse::<std::net::IpAddr>() {
+            _ if self.address.is_some() => self.address.into_iter().collect(),
             Ok(ip) => vec![(ip, port).into()],
             Err(_) => tokio::net::lookup_host((host, port))
                 .await
