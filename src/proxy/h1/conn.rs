@@ -2,13 +2,15 @@
 //! its answer, read in the request's own task (no connection task, no channel
 //! between the two, no oneshot for the answer).
 
-use super::codec::{self, Decoded, Decoder, Framing, Parsed};
+use super::decode::{Decoded, Decoder};
+use super::head::{self, Framing, Parsed};
 use crate::error::BoxError;
 use bytes::{Bytes, BytesMut};
 use http::header::HeaderMap;
 use http::uri::{Authority, PathAndQuery};
 use http::{Method, Response};
 use http_body::{Body, Frame, SizeHint};
+use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -77,6 +79,34 @@ impl Conn {
     }
 }
 
+/// An error of the client itself (hyper's errors pass through as they are):
+/// connecting failed, or the URI names no upstream. Its message is what the
+/// default classifier reads, the same as hyper-util's connector says.
+#[derive(Debug)]
+pub(super) struct ClientError {
+    pub(super) message: &'static str,
+    pub(super) source: Option<BoxError>,
+}
+
+impl fmt::Display for ClientError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.message)
+    }
+}
+
+impl std::error::Error for ClientError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source.as_deref().map(|e| e as _)
+    }
+}
+
+pub(super) fn error(message: &'static str, source: impl Into<BoxError>) -> BoxError {
+    Box::new(ClientError {
+        message,
+        source: Some(source.into()),
+    })
+}
+
 /// A request without a body, as the own path sends it.
 pub(super) struct Plain {
     pub(super) method: Method,
@@ -93,21 +123,21 @@ pub(super) async fn exchange(
     home: Arc<dyn Home>,
     authority: Authority,
 ) -> Result<Response<UpstreamClientBody>, BoxError> {
-    codec::encode_head(&mut conn.write, &req.method, &req.target, &req.headers);
+    head::encode_head(&mut conn.write, &req.method, &req.target, &req.headers);
     // A request that asks to close its connection ends it whatever the answer says.
-    let close = codec::asks_to_close(&req.headers);
+    let close = head::asks_to_close(&req.headers);
     drop(req.headers);
     conn.io.write_all(&conn.write).await?;
     let head = loop {
         if !conn.read.is_empty() {
-            match codec::parse_head(&mut conn.read, &req.method)? {
+            match head::parse_head(&mut conn.read, &req.method)? {
                 Parsed::Head(head) => break head,
                 Parsed::Partial => {}
-                Parsed::TooLarge => return Err(codec::TOO_LARGE.into()),
+                Parsed::TooLarge => return Err(head::TOO_LARGE.into()),
             }
         }
         if std::future::poll_fn(|cx| conn.poll_fill(cx)).await? == 0 {
-            return Err(codec::incomplete().into());
+            return Err(head::incomplete().into());
         }
     };
     let mut res = Response::new(());
@@ -125,11 +155,7 @@ pub(super) async fn exchange(
         // connection goes back before the answer is even forwarded.
         Framing::Length(n) if conn.read.len() as u64 >= n => {
             let data = conn.read.split_to(n as usize).freeze();
-            if let Some((home, authority)) = home {
-                if conn.read.is_empty() {
-                    home.put_back_conn(authority, conn);
-                }
-            }
+            go_home(conn, home);
             State::Full(Some(data).filter(|d| !d.is_empty()))
         }
         framing => State::Reading(Box::new(Reading {
@@ -143,6 +169,16 @@ pub(super) async fn exchange(
     Ok(res.map(|()| UpstreamClientBody {
         kind: Kind::Own(body),
     }))
+}
+
+/// A connection whose answer has been read whole goes `home`, if the upstream
+/// keeps it and sent nothing after the answer.
+fn go_home(conn: Conn, home: Option<(Arc<dyn Home>, Authority)>) {
+    if let Some((home, authority)) = home {
+        if conn.read.is_empty() {
+            home.put_back_conn(authority, conn);
+        }
+    }
 }
 
 /// The body of an [`UpstreamClient`](crate::proxy::UpstreamClient)'s answer:
@@ -189,11 +225,7 @@ impl State {
     fn finish(&mut self) {
         if let State::Reading(reading) = std::mem::replace(self, State::Done) {
             let Reading { conn, home, .. } = *reading;
-            if let Some((home, authority)) = home {
-                if conn.read.is_empty() {
-                    home.put_back_conn(authority, conn);
-                }
-            }
+            go_home(conn, home);
         }
     }
 
