@@ -93,6 +93,14 @@ impl Outcome {
     }
 }
 
+/// The timeouts in front of the hyper-based clients: 300 ms to the head, 300 ms
+/// body idle.
+fn timeouts() -> TimeoutLayer {
+    TimeoutLayer::new()
+        .attempt_timeout(Duration::from_millis(300))
+        .body_idle_timeout(Duration::from_millis(300))
+}
+
 /// Calls `url` with `client` behind `BadGatewayLayer`. The hyper-util client sits
 /// behind this crate's `TimeoutLayer` (300 ms to the head, 300 ms body idle);
 /// reqwest uses its own 300 ms read timeout. Both connect with a 150 ms timeout.
@@ -108,11 +116,7 @@ async fn call(client: Client, url: &str) -> Outcome {
         Client::HyperUtil => {
             let mut svc = ServiceBuilder::new()
                 .layer(layer)
-                .layer(
-                    TimeoutLayer::new()
-                        .attempt_timeout(Duration::from_millis(300))
-                        .body_idle_timeout(Duration::from_millis(300)),
-                )
+                .layer(timeouts())
                 .service(support::hyper_client::<Full<Bytes>>());
             let res = svc.ready().await.unwrap().call(req).await.unwrap();
             split(res).await
@@ -120,11 +124,7 @@ async fn call(client: Client, url: &str) -> Outcome {
         Client::Upstream | Client::UpstreamWithBody => {
             let mut svc = ServiceBuilder::new()
                 .layer(layer)
-                .layer(
-                    TimeoutLayer::new()
-                        .attempt_timeout(Duration::from_millis(300))
-                        .body_idle_timeout(Duration::from_millis(300)),
-                )
+                .layer(timeouts())
                 .service(
                     ClientBuilder::new()
                         .connect_timeout(Duration::from_millis(150))
