@@ -74,7 +74,7 @@ pub(crate) enum End {
 /// What the body counts, and needs to classify and report a failure.
 struct Tally {
     /// The settings, the request, the next hop and the start.
-    answering: Answering,
+    answering: Box<Answering>,
     end: End,
     /// The body size limit; `u64::MAX` for none. (Plain integers rather than
     /// `Option`s keep the body, moved with every response, 16 bytes smaller.)
@@ -88,7 +88,7 @@ struct Tally {
 impl<B: Body> ResponseBody<B> {
     pub(super) fn upstream(
         body: B,
-        answering: Answering,
+        answering: Box<Answering>,
         end: End,
         limit: Option<u64>,
         status: StatusCode,

@@ -30,7 +30,7 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         state: State<F>,
-        answering: Option<Answering>,
+        answering: Option<Box<Answering>>,
     }
 }
 
@@ -56,14 +56,14 @@ impl<F> std::fmt::Debug for ResponseFuture<F> {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(crate) fn new(future: F, answering: Answering) -> Self {
+    pub(crate) fn new(future: F, answering: Box<Answering>) -> Self {
         Self {
             state: State::Call { future },
             answering: Some(answering),
         }
     }
 
-    pub(crate) fn failed(error: BoxError, answering: Answering) -> Self {
+    pub(crate) fn failed(error: BoxError, answering: Box<Answering>) -> Self {
         Self {
             state: State::Failed { error: Some(error) },
             answering: Some(answering),
@@ -114,7 +114,7 @@ where
 impl Answering {
     /// An upstream answer: judged by the policy, then passed on with its body watched.
     #[inline]
-    fn pass<B>(self, res: Response<B>) -> Response<ResponseBody<B>>
+    fn pass<B>(self: Box<Self>, res: Response<B>) -> Response<ResponseBody<B>>
     where
         B: Body<Data = bytes::Bytes>,
         B::Error: Into<BoxError>,
@@ -182,7 +182,7 @@ impl Answering {
     /// `Proxy-Status` members the upstream's answer carried are kept, ours after
     /// them (RFC 9209 §2: the member nearest the client comes last).
     fn reject<B>(
-        self,
+        &self,
         kind: ErrorKind,
         received: http::StatusCode,
         upstream: &http::HeaderMap,

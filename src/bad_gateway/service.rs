@@ -137,12 +137,12 @@ where
             }),
             _ => settings.clone(),
         };
-        let answering = Answering {
+        let answering = Box::new(Answering {
             settings,
             info,
             next_hop,
             start,
-        };
+        });
         match self.ready_error.take() {
             Some(err) => ResponseFuture::failed(err, answering),
             None => ResponseFuture::new(self.inner.call(req), answering),

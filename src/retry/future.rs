@@ -42,7 +42,10 @@ pin_project! {
     pub struct ResponseFuture<S, F, B> {
         #[pin]
         state: State<F>,
-        retrying: Retrying<S, B>,
+        // Boxed: what a retry needs (the request head, the service, the body
+        // kept for replay) is most of this future, and every layer above moves
+        // the future; boxed, it is moved once.
+        retrying: Box<Retrying<S, B>>,
     }
 }
 
@@ -60,17 +63,18 @@ impl<S, F, B> fmt::Debug for ResponseFuture<S, F, B> {
 pin_project! {
     #[project = StateProj]
     enum State<F> {
+        // Boxed: the attempt's future (every layer below) is moved once, into
+        // the box, not again with this future and each one above it.
         Calling {
-            #[pin]
-            future: F,
+            future: Pin<Box<F>>,
         },
         // A hedged request's attempts in flight.
         Racing {
             race: Pin<Box<Race<F>>>,
         },
+        // Boxed: only a retry waits, and the timer is most of an inline state.
         Waiting {
-            #[pin]
-            sleep: Sleep,
+            sleep: Pin<Box<Sleep>>,
         },
         Ready,
     }
@@ -107,12 +111,17 @@ impl<S, F, B> ResponseFuture<S, F, B> {
     #[inline(always)]
     pub(super) fn new(future: F, retrying: Retrying<S, B>) -> Self {
         let state = match retrying.trail {
-            None => State::Calling { future },
+            None => State::Calling {
+                future: Box::pin(future),
+            },
             Some(_) => State::Racing {
                 race: Box::pin(retrying.race(future)),
             },
         };
-        Self { state, retrying }
+        Self {
+            state,
+            retrying: Box::new(retrying),
+        }
     }
 }
 
@@ -128,7 +137,7 @@ where
         loop {
             let delay = match this.state.as_mut().project() {
                 StateProj::Calling { future } => {
-                    match this.retrying.decide(ready!(future.poll(cx))) {
+                    match this.retrying.decide(ready!(future.as_mut().poll(cx))) {
                         Next::Done(result) => return Poll::Ready(result),
                         Next::After(delay) => delay,
                     }
@@ -147,7 +156,7 @@ where
                     }
                 }
                 StateProj::Waiting { sleep } => {
-                    ready!(sleep.poll(cx));
+                    ready!(sleep.as_mut().poll(cx));
                     this.state.set(State::Ready);
                     continue;
                 }
@@ -160,7 +169,9 @@ where
                         let race = Box::pin(this.retrying.race(future));
                         this.state.set(State::Racing { race });
                     } else {
-                        this.state.set(State::Calling { future });
+                        this.state.set(State::Calling {
+                            future: Box::pin(future),
+                        });
                     }
                     continue;
                 }
@@ -169,7 +180,7 @@ where
                 this.state.set(State::Ready);
             } else {
                 this.state.set(State::Waiting {
-                    sleep: tokio::time::sleep(delay),
+                    sleep: Box::pin(tokio::time::sleep(delay)),
                 });
             }
         }
