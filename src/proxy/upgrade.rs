@@ -118,7 +118,9 @@ pin_project_lite::pin_project! {
     #[project = StateProj]
     enum State<F, B> {
         Waiting { #[pin] future: F, asked: bool },
-        Taking { res: Option<Response<B>>, on: OnUpgrade },
+        // Boxed: only an upgrade waits here, and every answer's future is
+        // as large as its largest state.
+        Taking { res: Option<Box<Response<B>>>, on: OnUpgrade },
     }
 }
 
@@ -143,11 +145,14 @@ where
                         return Poll::Ready(Ok(res));
                     }
                     let on = hyper::upgrade::on(&mut res);
-                    state.set(State::Taking { res: Some(res), on });
+                    state.set(State::Taking {
+                        res: Some(Box::new(res)),
+                        on,
+                    });
                 }
                 StateProj::Taking { res, on } => {
                     let taken = std::task::ready!(Pin::new(on).poll(cx));
-                    let Some(mut res) = res.take() else {
+                    let Some(mut res) = res.take().map(|res| *res) else {
                         // Polled again after it was ready.
                         return Poll::Pending;
                     };

@@ -31,8 +31,9 @@ pin_project! {
     pub struct ResponseFuture<F> {
         #[pin]
         future: F,
-        #[pin]
-        sleep: Option<Sleep>,
+        // Boxed: only a request with a body to send has one, and inline it
+        // would make every attempt's future larger.
+        sleep: Option<Pin<Box<Sleep>>>,
         watch: Option<Arc<Watch>>,
         timeout: Duration,
     }
@@ -41,7 +42,7 @@ pin_project! {
 impl<F> ResponseFuture<F> {
     pub(super) fn new(future: F, watch: Option<(Arc<Watch>, Instant)>, timeout: Duration) -> Self {
         let (watch, sleep) = match watch {
-            Some((watch, at)) => (Some(watch), Some(tokio::time::sleep_until(at))),
+            Some((watch, at)) => (Some(watch), Some(Box::pin(tokio::time::sleep_until(at)))),
             None => (None, None),
         };
         Self {
@@ -70,7 +71,7 @@ where
     type Output = Result<T, BoxError>;
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
-        let mut this = self.project();
+        let this = self.project();
         if let Poll::Ready(result) = this.future.poll(cx) {
             return Poll::Ready(result.map_err(Into::into));
         }
@@ -78,8 +79,8 @@ where
             return Poll::Pending;
         };
         // Re-arm until the upload stalls for a whole `timeout` on the upstream's side.
-        while let Some(sleep) = this.sleep.as_mut().as_pin_mut() {
-            if sleep.poll(cx).is_pending() {
+        while let Some(sleep) = this.sleep.as_mut() {
+            if sleep.as_mut().poll(cx).is_pending() {
                 return Poll::Pending;
             }
             let state = watch.state.load(Ordering::Acquire);
@@ -99,13 +100,8 @@ where
                 Some(deadline)
             };
             match next {
-                Some(at) => this
-                    .sleep
-                    .as_mut()
-                    .as_pin_mut()
-                    .map(|s| s.reset(at))
-                    .unwrap_or(()),
-                None => this.sleep.set(None),
+                Some(at) => sleep.as_mut().reset(at),
+                None => *this.sleep = None,
             }
         }
         Poll::Pending
