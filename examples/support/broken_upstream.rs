@@ -58,6 +58,21 @@ impl BrokenUpstream {
             _ports: (refused, blackhole),
         })
     }
+
+    /// Prints how to try each fault through a proxy at `proxy`.
+    pub fn print_paths(&self, proxy: SocketAddr) {
+        println!("built-in broken upstream; try:");
+        for (path, what) in PATHS {
+            println!("  curl -i http://{proxy}{path:<14} # {what}");
+        }
+    }
+
+    /// The URL of the faults.
+    pub fn url(&self) -> http::Uri {
+        format!("http://{}", self.addr)
+            .parse()
+            .expect("a valid URI")
+    }
 }
 
 /// The reply of the fault at `path`.

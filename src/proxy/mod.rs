@@ -87,6 +87,9 @@ mod h1;
 mod handler;
 mod headers;
 mod layer;
+#[cfg(feature = "prometheus")]
+#[cfg_attr(docsrs, doc(cfg(feature = "prometheus")))]
+pub mod prometheus;
 mod serve;
 mod service;
 #[cfg(feature = "rustls")]

@@ -24,7 +24,11 @@ async fn proxy(upstream: SocketAddr) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     let uri = format!("http://{upstream}").parse().unwrap();
     let app = reverse_proxy::app(&Options::default(), &[uri]).unwrap();
-    tokio::spawn(reverse_proxy::serve(listener, app, std::future::pending()));
+    tokio::spawn(tower_bad_gateway::proxy::serve(
+        listener,
+        app,
+        std::future::pending(),
+    ));
     addr
 }
 

@@ -35,7 +35,11 @@ async fn proxy(upstream: SocketAddr, options: Options) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     let uri = format!("http://{upstream}").parse().unwrap();
     let app = reverse_proxy::app(&patient(options), &[uri]).unwrap();
-    tokio::spawn(reverse_proxy::serve(listener, app, std::future::pending()));
+    tokio::spawn(tower_bad_gateway::proxy::serve(
+        listener,
+        app,
+        std::future::pending(),
+    ));
     addr
 }
 

@@ -357,7 +357,11 @@ mod gateway {
         let app = proxy::app(&options, &upstreams).unwrap();
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let gateway = listener.local_addr().unwrap();
-        tokio::spawn(proxy::serve(listener, app, std::future::pending()));
+        tokio::spawn(tower_bad_gateway::proxy::serve(
+            listener,
+            app,
+            std::future::pending(),
+        ));
         let mut client = HealthClient::new(channel(gateway));
         for i in 0..20 {
             let status = check(&mut client).await;

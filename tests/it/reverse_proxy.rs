@@ -25,7 +25,11 @@ async fn proxy(upstream: SocketAddr, options: Options) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     let app =
         reverse_proxy::app(&options, &[format!("http://{upstream}").parse().unwrap()]).unwrap();
-    tokio::spawn(reverse_proxy::serve(listener, app, std::future::pending()));
+    tokio::spawn(tower_bad_gateway::proxy::serve(
+        listener,
+        app,
+        std::future::pending(),
+    ));
     addr
 }
 
@@ -35,7 +39,11 @@ async fn proxy_to(upstreams: &[String], options: Options) -> SocketAddr {
     let addr = listener.local_addr().unwrap();
     let uris: Vec<http::Uri> = upstreams.iter().map(|u| u.parse().unwrap()).collect();
     let app = reverse_proxy::app(&options, &uris).unwrap();
-    tokio::spawn(reverse_proxy::serve(listener, app, std::future::pending()));
+    tokio::spawn(tower_bad_gateway::proxy::serve(
+        listener,
+        app,
+        std::future::pending(),
+    ));
     addr
 }
 
@@ -761,6 +769,47 @@ async fn an_upgrade_the_upstream_ignores_passes_through_and_so_does_its_refusal(
     assert!(head.starts_with("http/1.1 401 "), "{head}");
 }
 
+/// The library's `/metrics` server over a real socket: `GET` the text in the
+/// exposition format's content type, `HEAD` the same head (its length) without the text, any
+/// other method a 405 naming what is allowed, any other path a 404.
+#[tokio::test]
+async fn the_metrics_server_answers_get_and_head_of_metrics_only() {
+    use tower_bad_gateway::proxy::prometheus;
+    let recorder = prometheus::recorder();
+    let handle = recorder.handle();
+    metrics::with_local_recorder(&recorder, || {
+        metrics::counter!(tower_bad_gateway::metrics::RETRIES).increment(3);
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(prometheus::serve(listener, handle, std::future::pending()));
+    let client = client();
+    let get = client.get(format!("{url}/metrics")).send().await.unwrap();
+    assert_eq!(get.status(), StatusCode::OK);
+    let text_plain = "text/plain; version=0.0.4; charset=utf-8";
+    assert_eq!(get.headers()["content-type"], text_plain);
+    let text = get.text().await.unwrap();
+    assert_eq!(
+        support::prometheus_value(&text, "tower_bad_gateway_retries_total"),
+        Some(3.0),
+        "{text}"
+    );
+    let head = client.head(format!("{url}/metrics")).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(head.headers()["content-type"], text_plain);
+    let length = head.headers()["content-length"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert_eq!(length, text.len().to_string(), "the length GET's text has");
+    assert_eq!(head.bytes().await.unwrap().len(), 0);
+    let post = client.post(format!("{url}/metrics")).send().await.unwrap();
+    assert_eq!(post.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(post.headers()["allow"], "GET, HEAD");
+    let other = client.get(format!("{url}/")).send().await.unwrap();
+    assert_eq!(other.status(), StatusCode::NOT_FOUND);
+}
+
 /// `--metrics`: the example's Prometheus endpoint, scraped with a real client,
 /// shows a refused connection (a failure, two retries, each attempt's duration
 /// with the endpoint and `error.type`, the whole exchange's) and a success (its
@@ -770,13 +819,15 @@ async fn an_upgrade_the_upstream_ignores_passes_through_and_so_does_its_refusal(
 /// its servers and clients run on its thread), so other tests cannot move it.
 #[tokio::test]
 async fn metrics_show_a_refused_connection_its_retries_and_a_success_with_their_labels() {
-    let recorder = reverse_proxy::metrics_recorder();
+    let recorder = tower_bad_gateway::proxy::prometheus::recorder();
     let handle = recorder.handle();
     let _local = metrics::set_default_local_recorder(&recorder);
     tower_bad_gateway::metrics::describe();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let metrics_addr = listener.local_addr().unwrap();
-    tokio::spawn(reverse_proxy::serve_metrics(listener, handle));
+    let metrics =
+        tower_bad_gateway::proxy::prometheus::serve(listener, handle, std::future::pending());
+    tokio::spawn(metrics);
 
     let refused = support::refused_port();
     let gateway = proxy(refused.addr, options(1000 * MS, 1000 * MS, 3, None)).await;
@@ -1102,7 +1153,7 @@ fn the_dns_and_tls_flags_are_checked() {
 /// error: never the address the client asked the gateway for.
 #[tokio::test]
 async fn the_duration_histogram_names_each_replica_an_attempt_went_to() {
-    let recorder = reverse_proxy::metrics_recorder();
+    let recorder = tower_bad_gateway::proxy::prometheus::recorder();
     let handle = recorder.handle();
     let _local = metrics::set_default_local_recorder(&recorder);
     tower_bad_gateway::metrics::describe();
