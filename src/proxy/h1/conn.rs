@@ -14,7 +14,7 @@ use std::fmt;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
-use std::task::{Context, Poll, Waker, ready};
+use std::task::{Context, Poll, Waker};
 use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
 
@@ -68,14 +68,13 @@ impl Conn {
         if self.read.capacity() - self.read.len() < READ_CHUNK / 8 {
             self.read.reserve(READ_CHUNK);
         }
-        loop {
-            ready!(self.io.poll_read_ready(cx))?;
-            // A `WouldBlock` clears the readiness: the next look waits.
-            match self.io.try_read_buf(&mut self.read) {
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
-                read => return Poll::Ready(read),
-            }
-        }
+        // Through `AsyncRead`, not `try_read_buf`: a read shorter than the room
+        // it had tells tokio the socket is drained (epoll and kqueue), so the
+        // next read waits for the reactor instead of paying a system call to
+        // learn `WouldBlock`. nginx reads the same way: two `recvfrom` per
+        // exchange, not three.
+        let read = tokio::io::AsyncReadExt::read_buf(&mut self.io, &mut self.read);
+        std::pin::pin!(read).poll(cx)
     }
 }
 
