@@ -86,6 +86,10 @@
 //! | `axum` | no | `GatewayError` implements axum's `IntoResponse` |
 //! | `metrics` | no | counters and histograms through the `metrics` facade (see [`metrics`]) |
 //! | `proxy` | no | the proxy core ([`proxy`]): hop-by-hop and forwarding headers, `Via`, upgrades, CONNECT refused, a hyper server loop |
+//! | `health-checks` | no | active health checks of an endpoint set (`upstreams::HealthCheck`: HTTP, gRPC health, TCP) |
+//! | `dns` | no | endpoint sets that follow a DNS name by its TTLs (`upstreams::Dns`, hickory-resolver) |
+//! | `rustls` | no | rustls errors classified by type; with `proxy`, `https://` upstreams through hyper-rustls |
+//! | `prometheus` | no | with `proxy` and `metrics`: `proxy::prometheus`, a Prometheus recorder in the OpenTelemetry buckets and `GET /metrics` served |
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
