@@ -75,22 +75,19 @@ options! { "reverse_proxy", |o| o.health_check().map(drop);
 }
 
 impl Options {
-    /// The active health check the flags ask for, if any.
+    /// The active health check the flags ask for, if any: one kind at most.
     fn health_check(&self) -> Result<Option<HealthCheck>, String> {
         const KINDS: &str = "--health-check-path, --health-check-grpc or --health-check-tcp";
-        let path = self.health_check_path.as_deref();
-        let check = match (path, self.health_check_grpc, self.health_check_tcp) {
-            (None, false, false) if self.health_check_interval.is_some() => {
-                return Err(format!("--health-check-interval-ms needs {KINDS}"));
-            }
-            (None, false, false) => return Ok(None),
-            (Some(p), false, false) => HealthCheck::http(p).map_err(on("--health-check-path"))?,
-            (None, true, false) => HealthCheck::grpc(),
-            (None, false, true) => HealthCheck::tcp(),
-            _ => return Err(format!("choose one of {KINDS}")),
-        };
-        let interval = self.health_check_interval.into_iter();
-        Ok(Some(interval.fold(check, HealthCheck::interval)))
+        let path = self.health_check_path.as_deref().map(HealthCheck::http);
+        let path = path.transpose().map_err(on("--health-check-path"))?;
+        let grpc = self.health_check_grpc.then(HealthCheck::grpc);
+        let tcp = self.health_check_tcp.then(HealthCheck::tcp);
+        let mut kinds = [path, grpc, tcp].into_iter().flatten();
+        match (kinds.next(), kinds.next(), self.health_check_interval) {
+            (Some(_), Some(_), _) => Err(format!("choose one of {KINDS}")),
+            (None, _, Some(_)) => Err(format!("--health-check-interval-ms needs {KINDS}")),
+            (check, _, i) => Ok(check.map(|c| i.into_iter().fold(c, HealthCheck::interval))),
+        }
     }
 
     /// The upstream of `urls` with the flags' health, DNS and TLS, and its endpoint
