@@ -9,10 +9,7 @@ use tokio::time::Instant;
 
 /// A failure, reported once: the `tracing` event (feature `tracing`) and the
 /// failure counter (feature `metrics`).
-#[cfg_attr(
-    not(any(feature = "metrics", feature = "tracing")),
-    allow(unused_variables)
-)]
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
 pub(super) fn failure(err: &GatewayError, info: &RequestInfo) {
     #[cfg(feature = "tracing")]
     log_failure(err, info);
@@ -23,10 +20,7 @@ pub(super) fn failure(err: &GatewayError, info: &RequestInfo) {
 /// An upstream error answer replaced by the gateway's page: the event (feature
 /// `tracing`) and the `tower_bad_gateway.intercepted` counter (feature
 /// `metrics`).
-#[cfg_attr(
-    not(any(feature = "metrics", feature = "tracing")),
-    allow(unused_variables)
-)]
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
 pub(super) fn intercepted(status: StatusCode, info: &RequestInfo, next_hop: Option<&NextHop>) {
     #[cfg(feature = "metrics")]
     crate::metrics::intercepted(status);

@@ -5,10 +5,7 @@ use super::Endpoint;
 use std::time::Duration;
 
 /// The probe of an ejected endpoint was let through.
-#[cfg_attr(
-    not(any(feature = "metrics", feature = "tracing")),
-    allow(unused_variables)
-)]
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
 pub(super) fn probing(endpoint: &Endpoint) {
     #[cfg(feature = "metrics")]
     crate::metrics::endpoint_state_change("probing", endpoint.authority().host(), endpoint.port());
@@ -54,10 +51,7 @@ pub(super) enum Restoration {
 }
 
 /// The endpoint takes requests again.
-#[cfg_attr(
-    not(any(feature = "metrics", feature = "tracing")),
-    allow(unused_variables)
-)]
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
 pub(super) fn restored(endpoint: &Endpoint, by: Restoration) {
     #[cfg(feature = "metrics")]
     crate::metrics::endpoint_state_change("restored", endpoint.authority().host(), endpoint.port());
@@ -80,10 +74,7 @@ pub(super) fn restored(endpoint: &Endpoint, by: Restoration) {
 /// The endpoint was ejected for `time`, its `ejections`th full ejection in a row,
 /// by the rule `why` names; `full`: within the policy's share of the set, else a
 /// short one beyond it. One event, which names the rule and its figures.
-#[cfg_attr(
-    not(any(feature = "metrics", feature = "tracing")),
-    allow(unused_variables)
-)]
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
 pub(super) fn ejected(
     endpoint: &Endpoint,
     why: Ejection,
@@ -116,10 +107,7 @@ pub(super) fn ejected(
 
 /// The endpoint failed `failed` active health checks in a row: it is down until
 /// it passes enough again.
-#[cfg_attr(
-    not(any(feature = "metrics", feature = "tracing")),
-    allow(unused_variables)
-)]
+#[cfg_attr(not(feature = "tracing"), allow(unused_variables))]
 pub(super) fn down(endpoint: &Endpoint, failed: u32, last: &dyn std::fmt::Display) {
     #[cfg(feature = "metrics")]
     crate::metrics::endpoint_state_change("down", endpoint.authority().host(), endpoint.port());

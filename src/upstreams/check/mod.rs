@@ -127,6 +127,7 @@ impl HealthCheck {
     }
 
     /// Whether the check is gRPC health (HTTP/2 only).
+    #[cfg_attr(not(feature = "proxy"), allow(dead_code))]
     pub(crate) fn speaks_grpc(&self) -> bool {
         matches!(self.kind, Kind::Grpc { .. })
     }
