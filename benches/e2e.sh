@@ -16,6 +16,8 @@
 #   bash benches/e2e.sh                  # DURATION=10s ROUNDS=3 CONNECTIONS=32
 #   DURATION=5s ROUNDS=2 bash benches/e2e.sh
 #   THREADS=2 bash benches/e2e.sh        # each gateway with two serving threads
+#   PIN=1 bash benches/e2e.sh            # the proxies on CPU 1, wrk and the upstream
+#                                        # on CPU 0 (taskset): less scheduler noise
 #
 # Installs wrk and nginx (Debian packages) if missing; stops everything it starts.
 set -euo pipefail
@@ -43,6 +45,15 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# PIN=1: the gateway under test gets a core of its own; the load and the upstream
+# share the other. Every proxy (nginx's included) is pinned the same way.
+# (Prefixes, not functions: `taskset` execs the command, so `$!` stays its PID.)
+proxy_cpu=() load_cpu=()
+if [ -n "${PIN:-}" ]; then
+  need taskset util-linux
+  proxy_cpu=(taskset -c 1) load_cpu=(taskset -c 0)
+fi
+
 nginx_conf() { # name, server blocks
   cat > "$work/$1.conf" <<EOF
 worker_processes 1;
@@ -57,7 +68,11 @@ http {
   $2
 }
 EOF
-  nginx -p "$work" -c "$work/$1.conf"
+  if [ "$1" = proxy ]; then
+    "${proxy_cpu[@]}" nginx -p "$work" -c "$work/$1.conf"
+  else
+    "${load_cpu[@]}" nginx -p "$work" -c "$work/$1.conf"
+  fi
 }
 
 nginx_conf upstream "server { listen 127.0.0.1:$UPSTREAM; listen 127.0.0.1:$UPSTREAM2; location / { return 200 'hello, world\n'; } }"
@@ -75,7 +90,7 @@ declare -A pid_of # port -> the gateway process serving it
 # THREADS serving threads per gateway (default 1: the nginx proxy has one worker).
 start() { # binary, port, flags
   local bin=$1 port=$2; shift 2
-  "$bins/$bin" --listen 127.0.0.1:$port --threads "${THREADS:-1}" "$@" >/dev/null 2>&1 & pids+=($!)
+  "${proxy_cpu[@]}" "$bins/$bin" --listen 127.0.0.1:$port --threads "${THREADS:-1}" "$@" >/dev/null 2>&1 & pids+=($!)
   pid_of[$port]=$!
 }
 start reverse_proxy $FULL --upstream http://127.0.0.1:$UPSTREAM
@@ -100,7 +115,7 @@ hz=$(getconf CLK_TCK)
 measure() { # port
   local pid=${pid_of[$1]} before after out
   before=$(ticks "$pid")
-  out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$1/")
+  out=$("${load_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$1/")
   after=$(ticks "$pid")
   awk -v cpu=$((after - before)) -v hz="$hz" '
     /requests in/ { n = $1 }
@@ -130,7 +145,7 @@ scenario() { # title, then name=port pairs
 median() { printf "%s\n" "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 
-echo "machine: $(nproc) cores, $(uname -r); $(date -u +%Y-%m-%d)"
+echo "machine: $(nproc) cores, $(uname -r); $(date -u +%Y-%m-%d)${PIN:+; pinned: proxies on CPU 1, wrk and upstream on CPU 0}"
 scenario "success path" full_stack=$FULL bare=$BARE nginx=$NGINX
 full=$(median ${rps[full_stack]}) bare=$(median ${rps[bare]}) ngx=$(median ${rps[nginx]})
 echo "  throughput: full stack / bare: $(ratio "$full" "$bare")   full stack / nginx: $(ratio "$full" "$ngx")"
@@ -155,7 +170,7 @@ echo "one of three replicas dead ($DURATION, $CONNECTIONS connections, one run e
 printf "  %-22s %12s %10s %14s\n" gateway "requests/s" "p99 ms" "non-2xx"
 for pair in full_stack_set=$FULL_SET nginx_set=$NGINX_SET; do
   name=${pair%%=*} port=${pair##*=}
-  out=$(wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$port/")
+  out=$("${load_cpu[@]}" wrk -t1 -c"$CONNECTIONS" -d"$DURATION" --latency "http://127.0.0.1:$port/")
   r=$(awk '/Requests\/sec/ { print $2 }' <<<"$out")
   p=$(awk '/^ +99%/ { v = $2; if (v ~ /us$/) { sub(/us/, "", v); v /= 1000 } else if (v ~ /ms$/) { sub(/ms/, "", v) } else if (v ~ /s$/) { sub(/s/, "", v); v *= 1000 } print v }' <<<"$out")
   e=$(awk '/Non-2xx/ { print $NF }' <<<"$out")
