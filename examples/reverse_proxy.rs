@@ -40,7 +40,7 @@ options! { "reverse_proxy", |o| o.health_check().map(drop);
     listen: SocketAddr = ([127, 0, 0, 1], 3000).into(), "--listen" " ADDR", |_, a| a.value();
     upstreams: Vec<Uri> = Vec::new(), "--upstream" " URL", |o, a| {
         let list = [&o.upstreams[..], &[a.value()?]].concat();
-        Upstream::new(list.clone()).map(|_| list).map_err(|e| format!("--upstream: {e}"))
+        Upstream::new(list.clone()).map(|_| list).map_err(on("--upstream"))
     };
     timeout: Duration = ms(10_000), "--timeout-ms" " N", |_, a| a.ms();
     body_idle: Duration = ms(30_000), "--body-idle-ms" " N", |_, a| a.ms();

@@ -58,7 +58,7 @@ impl Arg<'_> {
     pub fn value<T: FromStr<Err: std::fmt::Display>>(&mut self) -> Result<T, String> {
         let needs = || format!("{} needs a value", self.flag);
         let text = self.rest.next().ok_or_else(needs)?;
-        text.parse().map_err(|e| format!("{}: {e}", self.flag))
+        text.parse().map_err(on(self.flag))
     }
 
     /// The next argument, a number of milliseconds.
