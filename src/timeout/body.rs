@@ -52,23 +52,27 @@ pin_project! {
     }
 }
 
-/// The idle timeout, and when the last frame arrived: the idle timer is re-armed
-/// from it only when it fires, not on every frame (a reset takes the timer
-/// wheel's lock).
+/// The idle timeout, and since when the body has been waiting for its next frame:
+/// the wait starts when the body first has nothing to give after a frame (or at
+/// its first frame), read off the clock then, not on every frame. A time the
+/// reader of the body takes between two frames is not the upstream's idleness.
+/// The timer is re-armed for a later wait only when it fires, not on every frame
+/// (a reset takes the timer wheel's lock).
 #[derive(Debug, Clone, Copy)]
 struct Idle {
     after: Duration,
-    last_frame: Instant,
+    waiting_since: Option<Instant>,
 }
 
 impl Idle {
-    fn due(&self) -> Instant {
-        self.last_frame + self.after
+    fn due(&self) -> Option<Instant> {
+        self.waiting_since.map(|since| since + self.after)
     }
 }
 
 impl<B> TimeoutBody<B> {
-    /// Wraps `body`; both timers start now.
+    /// Wraps `body`; the total timer starts now, the idle one whenever the body
+    /// waits for a frame.
     pub fn new(body: B, idle: Option<Duration>, total: Option<Duration>) -> Self {
         Self::with_deadline(body, idle, total, None)
     }
@@ -81,12 +85,12 @@ impl<B> TimeoutBody<B> {
         total: Option<Duration>,
         deadline: Option<Instant>,
     ) -> Self {
-        // No clock read when no body timer is set.
-        let now = (idle.is_some() || total.is_some()).then(Instant::now);
-        let by_total = total.zip(now).map(|(t, now)| now + t);
-        let idle = idle.zip(now).map(|(after, now)| Idle {
+        // No clock read without a total timer: the idle one reads it when the
+        // body first has to wait.
+        let by_total = total.map(|t| Instant::now() + t);
+        let idle = idle.map(|after| Idle {
             after,
-            last_frame: now,
+            waiting_since: None,
         });
         let (end, end_is_deadline) = match (by_total, deadline) {
             (Some(t), Some(d)) if d < t => (Some(d), true),
@@ -107,7 +111,7 @@ impl<B> TimeoutBody<B> {
 
 /// When the timer must next fire: the end, or the idle timeout if that is sooner.
 fn earliest(end: Option<Instant>, idle: Option<Idle>) -> Option<Instant> {
-    match (end, idle.map(|i| i.due())) {
+    match (end, idle.and_then(|i| i.due())) {
         (Some(end), Some(idle)) => Some(end.min(idle)),
         (end, idle) => end.or(idle),
     }
@@ -143,9 +147,12 @@ where
         }
         if let Poll::Ready(frame) = this.body.poll_frame(cx) {
             if let Some(idle) = this.idle {
-                idle.last_frame = Instant::now();
+                idle.waiting_since = None;
             }
             return Poll::Ready(frame.map(|f| f.map_err(Into::into)));
+        }
+        if let Some(idle) = this.idle {
+            idle.waiting_since.get_or_insert_with(Instant::now);
         }
         let err: BoxError = match expired(this.sleep, *this.end, *this.idle, cx) {
             None => return Poll::Pending,
@@ -194,7 +201,10 @@ fn expired(
         if end.is_some_and(|end| end <= now) {
             return Some(BodyTimeoutKind::Total);
         }
-        if idle.is_some_and(|idle| idle.due() <= now) {
+        if idle
+            .and_then(|idle| idle.due())
+            .is_some_and(|due| due <= now)
+        {
             return Some(BodyTimeoutKind::Idle);
         }
         // Fired for an idle timeout that frames have since pushed back.

@@ -205,6 +205,47 @@ async fn frames_that_keep_pushing_the_idle_timer_back_still_meet_the_total_timeo
     assert!(took >= 250 * MS, "cut after {took:?}");
 }
 
+/// The idle timeout counts the time the body waits for the upstream, not the time
+/// its reader takes between two frames (as nginx's `proxy_read_timeout`): a reader
+/// busy for longer than the timeout, then an upstream a little late, is not cut.
+#[tokio::test(start_paused = true)]
+async fn the_readers_own_pauses_do_not_count_against_the_idle_timeout() {
+    use tower_bad_gateway::timeout::TimeoutBody;
+    let (send, frames) =
+        tokio::sync::mpsc::channel::<Result<http_body::Frame<Bytes>, std::io::Error>>(1);
+    let upstream =
+        http_body_util::StreamBody::new(tokio_stream::wrappers::ReceiverStream::new(frames));
+    let mut body = TimeoutBody::new(upstream, Some(100 * MS), None);
+    let start = tokio::time::Instant::now();
+    send.send(Ok(http_body::Frame::data(Bytes::from("one"))))
+        .await
+        .unwrap();
+    let first = body.frame().await.unwrap().unwrap();
+    assert_eq!(first.into_data().unwrap(), "one");
+    // The reader is busy for 150 ms; the upstream's next frame comes 10 ms after
+    // the reader asks for it.
+    tokio::time::sleep(150 * MS).await;
+    let _open = send.clone(); // the body does not end: it stays silent
+    tokio::spawn(async move {
+        tokio::time::sleep(10 * MS).await;
+        send.send(Ok(http_body::Frame::data(Bytes::from("two"))))
+            .await
+            .unwrap();
+    });
+    let second = body
+        .frame()
+        .await
+        .unwrap()
+        .expect("not cut: the upstream was idle 10 ms");
+    assert_eq!(second.into_data().unwrap(), "two");
+    assert_eq!(start.elapsed(), 160 * MS);
+    // And it still cuts a body whose upstream then stays silent.
+    let err = body.frame().await.unwrap().unwrap_err();
+    let timeout = err.downcast_ref::<BodyTimeout>().unwrap();
+    assert_eq!(timeout.kind(), BodyTimeoutKind::Idle);
+    assert_eq!(start.elapsed(), 260 * MS);
+}
+
 #[tokio::test]
 async fn with_no_timeouts_set_nothing_is_cut() {
     let upstream = trickle(20 * MS).await;
