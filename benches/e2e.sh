@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end, on loopback, run by hand (not in CI):
-#   the reverse_proxy example with the whole GatewayLayer (release build),
+#   the reverse_proxy example with the whole GatewayLayer (the `production` profile:
+#   fat LTO; PROFILE=release for the plain release build),
 #   the same proxy core and client with no gateway layer (benches/baselines/bare_proxy.rs,
 #   the `bare_proxy` example: every client error a plain 502),
 #   nginx as a reverse proxy with one worker,
@@ -84,8 +85,10 @@ nginx_conf proxy "
   server { listen 127.0.0.1:$NGINX; location / { proxy_pass http://live; proxy_http_version 1.1; proxy_set_header Connection \"\"; } }
   server { listen 127.0.0.1:$NGINX_DEAD; location / { proxy_pass http://dead; } }"
 
-cargo build -q --release --example reverse_proxy --example bare_proxy
-bins=${CARGO_TARGET_DIR:-target}/release/examples
+# PROFILE=release for a quicker build (see `[profile.production]` in Cargo.toml).
+PROFILE=${PROFILE:-production}
+cargo build -q --profile "$PROFILE" --example reverse_proxy --example bare_proxy
+bins=${CARGO_TARGET_DIR:-target}/$PROFILE/examples
 declare -A pid_of # port -> the gateway process serving it
 # THREADS serving threads per gateway (default 1: the nginx proxy has one worker).
 start() { # binary, port, flags
@@ -145,7 +148,7 @@ scenario() { # title, then name=port pairs
 median() { printf "%s\n" "$@" | sort -g | awk '{ a[NR] = $1 } END { print a[int((NR + 1) / 2)] }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.3f", a / b }'; }
 
-echo "machine: $(nproc) cores, $(uname -r); $(date -u +%Y-%m-%d)${PIN:+; pinned: proxies on CPU 1, wrk and upstream on CPU 0}"
+echo "machine: $(nproc) cores, $(uname -r); $(date -u +%Y-%m-%d); profile $PROFILE${PIN:+; pinned: proxies on CPU 1, wrk and upstream on CPU 0}"
 scenario "success path" full_stack=$FULL bare=$BARE nginx=$NGINX
 full=$(median ${rps[full_stack]}) bare=$(median ${rps[bare]}) ngx=$(median ${rps[nginx]})
 echo "  throughput: full stack / bare: $(ratio "$full" "$bare")   full stack / nginx: $(ratio "$full" "$ngx")"

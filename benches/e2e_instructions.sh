@@ -51,10 +51,12 @@ http {
 EOF
 nginx -p "$work" -c "$work/upstream.conf"
 
-cargo build -q --release --example reverse_proxy --example bare_proxy
-bins=${CARGO_TARGET_DIR:-target}/release/examples
+# PROFILE=release for a quicker build (see `[profile.production]` in Cargo.toml).
+PROFILE=${PROFILE:-production}
+cargo build -q --profile "$PROFILE" --example reverse_proxy --example bare_proxy
+bins=${CARGO_TARGET_DIR:-target}/$PROFILE/examples
 
-echo "machine: $(nproc) cores, $(uname -r); $(date -u +%Y-%m-%d); commit $(git rev-parse --short HEAD)"
+echo "machine: $(nproc) cores, $(uname -r); $(date -u +%Y-%m-%d); commit $(git rev-parse --short HEAD); profile $PROFILE"
 printf "  %-16s %10s %26s\n" gateway requests "instructions per request"
 for pair in reverse_proxy=$FULL bare_proxy=$BARE; do
   bin=${pair%%=*} port=${pair##*=}

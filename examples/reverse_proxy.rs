@@ -7,7 +7,6 @@
 //!     --upstream http://10.0.0.2:8080/api     # replicas, one base path
 //! cargo run --example reverse_proxy            # a built-in broken upstream to try
 //! ```
-//!
 //! `--help` lists the flags, README.md describes them; `proxy::Upstream` says how
 //! the URLs become the endpoint set (a lone name follows DNS) and the client.
 
@@ -31,11 +30,10 @@ mod broken_upstream;
 
 #[path = "support/flags.rs"]
 mod flags;
-use flags::{Arg, ms, on, options};
+use flags::{Arg, exit, ms, on, options};
 
-// The defaults; `None` is unset: `--consecutive-failures` 5 for several upstreams,
-// off for a lone one; the library's 5 s between checks; the system's resolver and
-// roots; one thread per core; no hedging, no throttle.
+// The defaults; `None` is unset: `--consecutive-failures` 5 for replicas, off for a lone
+// upstream; the library's 5 s between checks; the system's resolver and roots; a thread per core.
 options! { "reverse_proxy", |o| o.health_check().map(drop);
     listen: SocketAddr = ([127, 0, 0, 1], 3000).into(), "--listen" " ADDR", |_, a| a.value();
     upstreams: Vec<Uri> = Vec::new(), "--upstream" " URL", |o, a| {
@@ -135,8 +133,8 @@ pub type App = Proxy<Gateway<TakeUpgrade<UpstreamClient<UpstreamBody<hyper::body
 /// The proxy in front of `urls` (what the tests serve).
 #[allow(dead_code)]
 pub fn app(o: &Options, urls: &[Uri]) -> Result<App, String> {
-    let (upstream, set) = o.upstream(urls)?;
-    app_with(o, &upstream, set)
+    o.upstream(urls)
+        .and_then(|(upstream, set)| app_with(o, &upstream, set))
 }
 
 /// The proxy in front of `set` (a clone shares its health), with its own client.
@@ -161,20 +159,12 @@ fn app_with(o: &Options, upstream: &Upstream, set: EndpointSet) -> Result<App, S
     Ok(ProxyLayer::new().upstream_http2(o.http2).layer(gateway))
 }
 
-fn exit(message: impl std::fmt::Display, code: i32) -> ! {
-    eprintln!("{message}");
-    std::process::exit(code)
-}
-
 #[tokio::main(flavor = "current_thread")]
 async fn main() {
     let o = Options::parse(std::env::args().skip(1)).unwrap_or_else(|m| exit(m, 2));
     // Without --upstream, a deliberately broken one to try the failures on.
-    let broken = match o.upstreams.is_empty() {
-        true => Some(broken_upstream::BrokenUpstream::start().await),
-        false => None,
-    };
-    let broken = broken.transpose().unwrap_or_else(|e| exit(e, 1));
+    let broken = broken_upstream::BrokenUpstream::start_if(o.upstreams.is_empty()).await;
+    let broken = broken.unwrap_or_else(|e| exit(e, 1));
     let urls = broken.as_ref().map(|b| vec![b.url()]);
     let urls = urls.unwrap_or_else(|| o.upstreams.clone());
     // One set for every thread (one health), and the client's settings checked.

@@ -42,6 +42,14 @@ pub struct BrokenUpstream {
 }
 
 impl BrokenUpstream {
+    /// One started when `wanted` (a program given no upstream of its own).
+    pub async fn start_if(wanted: bool) -> std::io::Result<Option<Self>> {
+        match wanted {
+            true => Self::start().await.map(Some),
+            false => Ok(None),
+        }
+    }
+
     pub async fn start() -> std::io::Result<Self> {
         let listener = TcpListener::bind("127.0.0.1:0").await?;
         let addr = listener.local_addr()?;

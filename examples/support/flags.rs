@@ -100,3 +100,9 @@ impl Arg<'_> {
         Ok((a.parse().map_err(|_| bad())?, b.parse().map_err(|_| bad())?))
     }
 }
+
+/// Ends the program with `message` on standard error and `code`.
+pub fn exit(message: impl std::fmt::Display, code: i32) -> ! {
+    eprintln!("{message}");
+    std::process::exit(code)
+}
