@@ -76,7 +76,8 @@ impl GatewayLayer {
         self
     }
 
-    /// Time allowed between two frames of the response body.
+    /// Time the response body may wait for its next frame (see
+    /// [`TimeoutLayer::body_idle_timeout`]).
     pub fn body_idle_timeout(mut self, timeout: Duration) -> Self {
         self.timeout = self.timeout.body_idle_timeout(timeout);
         self

@@ -10,7 +10,7 @@ use tokio::time::{Instant, Sleep};
 
 pin_project! {
     /// Response body of [`Timeout`](super::Timeout): the upstream body with an idle
-    /// timeout (reset by every frame) and a total timeout.
+    /// timeout (for each wait for a frame) and a total timeout.
     ///
     /// When one expires the body yields a [`BodyTimeout`] error and ends; the
     /// upstream body is dropped, which closes its connection.

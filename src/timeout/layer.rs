@@ -40,8 +40,10 @@ impl TimeoutLayer {
         self
     }
 
-    /// Time allowed between two frames of the response body (and from the head to
-    /// the first frame).
+    /// Time the response body may wait for its next frame (the first one
+    /// included), counted from when it is asked for one and has none: the time
+    /// its reader takes between two frames is not counted (as nginx's
+    /// `proxy_read_timeout`).
     pub fn body_idle_timeout(mut self, timeout: Duration) -> Self {
         self.body_idle = Some(timeout);
         self
