@@ -183,24 +183,34 @@ struct Recent;
 /// How many label sets each thread keeps in front of the cache.
 const RECENT: usize = 4;
 
+/// A thread's kept keys, and which one is replaced next.
+struct RecentKeys {
+    keys: [Option<(Labels, &'static Key)>; RECENT],
+    next: usize,
+}
+
 thread_local! {
-    static RECENT_KEYS: RefCell<([Option<(Labels, &'static Key)>; RECENT], usize)> =
-        const { RefCell::new(([None; RECENT], 0)) };
+    static RECENT_KEYS: RefCell<RecentKeys> = const {
+        RefCell::new(RecentKeys {
+            keys: [None; RECENT],
+            next: 0,
+        })
+    };
 }
 
 impl Recent {
     fn find(labels: &Labels) -> Option<&'static Key> {
-        RECENT_KEYS.with_borrow(|(keys, _)| {
-            let mut kept = keys.iter().flatten();
+        RECENT_KEYS.with_borrow(|recent| {
+            let mut kept = recent.keys.iter().flatten();
             kept.find(|(l, _)| l == labels).map(|(_, key)| *key)
         })
     }
 
     /// Keeps `labels`' key in place of the oldest one kept.
     fn keep(labels: Labels, key: &'static Key) {
-        RECENT_KEYS.with_borrow_mut(|(keys, next)| {
-            keys[*next] = Some((labels, key));
-            *next = (*next + 1) % RECENT;
+        RECENT_KEYS.with_borrow_mut(|recent| {
+            recent.keys[recent.next] = Some((labels, key));
+            recent.next = (recent.next + 1) % RECENT;
         });
     }
 }
