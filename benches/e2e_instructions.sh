@@ -11,6 +11,10 @@
 #   DURATION=5s bash benches/e2e_instructions.sh
 #   KEEP=/tmp/cg bash benches/e2e_instructions.sh     # keep the profiles there
 #                                                     # (callgrind_annotate them)
+#   PROFILE=release bash benches/e2e_instructions.sh  # the quicker build; the
+#                                                     # default is `production`
+#   CARGO_PROFILE_PRODUCTION_DEBUG=line-tables-only KEEP=/tmp/cg bash ...
+#                                                     # profiles with source lines
 #
 # Installs valgrind, wrk and nginx (Debian packages) if missing.
 set -euo pipefail
