@@ -6,7 +6,6 @@ use super::{EXCHANGE_DURATION, METADATA, REQUEST_DURATION, status_label};
 use crate::error::NextHop;
 use http::{Method, StatusCode};
 use metrics::{Key, Label, SharedString};
-use std::cell::RefCell;
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hasher};
 use std::sync::OnceLock;
@@ -142,19 +141,15 @@ fn record_duration_named(
         status,
         error: error.map(Static),
     };
+    let keys = KEYS.get_or_init(KeyCache::default);
+    let cached = keys.load().get(&labels).copied();
     let record = |key: &Key| {
         metrics::with_recorder(|r| {
             r.register_histogram(key, &METADATA)
                 .record(duration.as_secs_f64());
         });
     };
-    if let Some(key) = Recent::find(&labels) {
-        return record(key);
-    }
-    let keys = KEYS.get_or_init(KeyCache::default);
-    let cached = keys.load().get(&labels).copied();
     if let Some(key) = cached {
-        Recent::keep(labels, key);
         return record(key);
     }
     let key = exchange_key(&labels);
@@ -171,48 +166,7 @@ fn record_duration_named(
         }
         map
     });
-    Recent::keep(labels, key);
     record(key);
-}
-
-/// The last few label sets this thread recorded, in front of the shared cache: a
-/// gateway's traffic is mostly a handful of them (its endpoints' 200s), found by a
-/// few comparisons instead of a hash and a snapshot of the map.
-struct Recent;
-
-/// How many label sets each thread keeps in front of the cache.
-const RECENT: usize = 4;
-
-/// A thread's kept keys, and which one is replaced next.
-struct RecentKeys {
-    keys: [Option<(Labels, &'static Key)>; RECENT],
-    next: usize,
-}
-
-thread_local! {
-    static RECENT_KEYS: RefCell<RecentKeys> = const {
-        RefCell::new(RecentKeys {
-            keys: [None; RECENT],
-            next: 0,
-        })
-    };
-}
-
-impl Recent {
-    fn find(labels: &Labels) -> Option<&'static Key> {
-        RECENT_KEYS.with_borrow(|recent| {
-            let mut kept = recent.keys.iter().flatten();
-            kept.find(|(l, _)| l == labels).map(|(_, key)| *key)
-        })
-    }
-
-    /// Keeps `labels`' key in place of the oldest one kept.
-    fn keep(labels: Labels, key: &'static Key) {
-        RECENT_KEYS.with_borrow_mut(|recent| {
-            recent.keys[recent.next] = Some((labels, key));
-            recent.next = (recent.next + 1) % RECENT;
-        });
-    }
 }
 
 /// The duration key for `labels`.
