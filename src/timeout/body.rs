@@ -53,8 +53,9 @@ pin_project! {
 }
 
 /// The idle timeout, and since when the body has been waiting for its next frame:
-/// the wait starts when the body first has nothing to give after a frame (or at
-/// its first frame), read off the clock then, not on every frame. A time the
+/// the wait starts when the body is first asked for a frame and has none (before
+/// its first frame, or after any other), read off the clock then, not on every
+/// frame. A time the
 /// reader of the body takes between two frames is not the upstream's idleness.
 /// The timer is re-armed for a later wait only when it fires, not on every frame
 /// (a reset takes the timer wheel's lock).
