@@ -231,7 +231,7 @@ impl<S, B> Retrying<S, B> {
     #[inline]
     fn after_answer<ResB>(&mut self, res: &mut Response<ResB>) -> Option<Duration> {
         let (replay, body) = (&self.replay, &self.body);
-        let replayable = || replay.parts().is_some() && body.is_replayable();
+        let replayable = || replay.kept().is_some() && body.is_replayable();
         let attempt = self.attempt(&replayable);
         match self
             .policy
@@ -272,7 +272,7 @@ impl<S, B> Retrying<S, B> {
     fn after_error(&mut self, error: BoxError) -> Result<Duration, GatewayError> {
         let err = self.failure(error, Phase::AwaitHead);
         let (replay, body) = (&self.replay, &self.body);
-        let replayable = || replay.parts().is_some() && body.is_replayable();
+        let replayable = || replay.kept().is_some() && body.is_replayable();
         match self.policy.after_error(&err, &self.attempt(&replayable)) {
             Decision::Stop(reason) => {
                 report::denied(reason);
@@ -324,7 +324,8 @@ impl<S, B> Retrying<S, B> {
     {
         let last = self.attempts + 1 >= self.policy.attempt_cap();
         let Some(parts) = self.replay.next(last) else {
-            // Unreachable: a retry is decided only while the parts are kept.
+            // Unreachable: a retry is decided only while the head is kept, and
+            // a kept head always unpacks.
             let err = GatewayError::new(crate::error::ErrorKind::Unclassified);
             let err = stamp(err, self.start, self.replay.next_hop().as_ref());
             return Err(err.with_attempts(self.attempts));

@@ -48,7 +48,7 @@ impl<S, B> Retrying<S, B> {
         let Some(hedge) = &self.policy.hedge else {
             return HedgeNow::Never;
         };
-        if self.attempts >= hedge.max_attempts || self.replay.parts().is_none() {
+        if self.attempts >= hedge.max_attempts || self.replay.kept().is_none() {
             return HedgeNow::Never;
         }
         if self.deadline.is_some_and(|d| Instant::now() >= d.at())

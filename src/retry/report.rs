@@ -58,7 +58,7 @@ fn log_retry(
         .ok()
         .and_then(|e| e.next_hop().cloned())
         .or_else(|| replay.next_hop().and_then(|h| h.authority()));
-    let parts = replay.parts();
+    let parts = replay.kept();
     tracing::info!(
         "error.type" = why.ok().map(|e| e.kind().as_str()),
         "http.response.status_code" = why.err().map(|s| s.as_u16()),
@@ -67,8 +67,8 @@ fn log_retry(
         "server.address" = hop.as_ref().map(|a| a.host()),
         "server.port" = hop.as_ref().and_then(|a| a.port_u16()),
         request_id = parts
-            .and_then(|p| p.headers.get(&policy.request_id_header))
-            .map(|id| for_log::request_id(id.as_bytes()))
+            .and_then(|p| p.header(&policy.request_id_header))
+            .map(for_log::request_id)
             .as_deref(),
         attempt,
         attempt_duration_ms = ms(attempt_start.elapsed()),
@@ -140,13 +140,13 @@ pub(super) fn race_won(
 #[cfg(feature = "tracing")]
 fn log_hedge(replay: &Replay, policy: &RetryPolicy, attempt: u32, answered: Option<(u32, usize)>) {
     use crate::render::for_log;
-    let parts = replay.parts();
+    let parts = replay.kept();
     let hop = replay.next_hop().and_then(|h| h.authority());
     let method = parts.map(|p| crate::otel::method(&p.method));
     let path = parts.map(|p| for_log::path(p.uri.path()));
     let request_id = parts
-        .and_then(|p| p.headers.get(&policy.request_id_header))
-        .map(|id| for_log::request_id(id.as_bytes()));
+        .and_then(|p| p.header(&policy.request_id_header))
+        .map(for_log::request_id);
     match answered {
         None => tracing::info!(
             "http.request.method" = method,

@@ -1,5 +1,5 @@
 use super::future::Retrying;
-use super::replay::Replay;
+use super::replay::{KeptHead, Replay};
 use super::{ReplayBody, ResponseFuture, RetryLayer, RetryPolicy};
 use crate::classify::Carried;
 use crate::deadline::Deadline;
@@ -63,23 +63,6 @@ impl<S> Retry<S> {
     crate::macros::define_inner_service_accessors!();
 }
 
-/// The parts retries are built from. When the request's only extensions are
-/// its [`Deadline`] and its [`ClientAddr`] (the usual case in a
-/// [`GatewayLayer`](crate::GatewayLayer) under `proxy::serve`), `kept` counts
-/// them and the extension map is not cloned: a retry puts them back. That saves
-/// an allocation per extension and the map's own on every first-try success.
-fn parts_for_retries(parts: &http::request::Parts, kept: usize) -> http::request::Parts {
-    let mut clone = Request::new(());
-    *clone.method_mut() = parts.method.clone();
-    *clone.uri_mut() = parts.uri.clone();
-    *clone.version_mut() = parts.version;
-    *clone.headers_mut() = parts.headers.clone();
-    if parts.extensions.len() > kept {
-        *clone.extensions_mut() = parts.extensions.clone();
-    }
-    clone.into_parts().0
-}
-
 impl<S, B, ResB> Service<Request<B>> for Retry<S>
 where
     S: Service<Request<ReplayBody<B>>, Response = Response<ResB>> + Clone,
@@ -120,10 +103,12 @@ where
         }
         let retries = policy.attempt_cap() > 1;
         let body = ReplayBody::new(body, if retries { policy.max_replay_body } else { 0 });
-        // The next hop is read from the kept parts; only without them is it copied.
+        // The next hop is read from the kept head; only without it is it copied.
+        // The deadline and the client's address are kept aside and put back on
+        // every attempt: with no other extension, the map is not copied.
         let replay = if retries {
             let kept = usize::from(deadline.is_some()) + usize::from(client.is_some());
-            Replay::Parts(parts_for_retries(&parts, kept))
+            Replay::Kept(KeptHead::of(&parts, kept))
         } else {
             Replay::Taken(NextHop::of(&parts.uri))
         };

@@ -99,6 +99,40 @@ async fn a_get_through_two_resets_then_success_is_200_after_three_requests() {
     assert_eq!(upstream.requests(), 3);
 }
 
+/// The head a retry sends is the first attempt's, field for field and in order:
+/// repeated names, empty and non-ASCII values included (the retry layer keeps it
+/// packed, not as a map).
+#[tokio::test]
+async fn a_retry_sends_the_first_attempts_header_fields_in_their_order() {
+    let upstream = Recorder::start(vec![Script::Drop, Script::Respond(200, vec![], "ok")]).await;
+    let mut req = request(Method::GET, &upstream.url("/q?a=1"), Upload::empty());
+    for (name, value) in [
+        ("accept", &b"text/html"[..]),
+        ("x-tenant", b"acme"),
+        ("accept", b"*/*"),
+        ("x-empty", b""),
+        ("x-tenant", b"beta"),
+        ("x-latin", b"caf\xe9"),
+        ("authorization", b"Bearer t0ken"),
+    ] {
+        let value = http::HeaderValue::from_bytes(value).unwrap();
+        req.headers_mut().append(name, value);
+    }
+    let answer = send(fast(), client(), req).await;
+    assert_eq!(answer.status, StatusCode::OK);
+    assert_eq!(answer.attempts, Some(2));
+    let fields = |m: &http::HeaderMap| {
+        m.iter()
+            .map(|(n, v)| format!("{n}: {}", String::from_utf8_lossy(v.as_bytes())))
+            .collect::<Vec<_>>()
+    };
+    let seen = upstream.headers();
+    assert_eq!(seen.len(), 2);
+    assert_eq!(fields(&seen[1]), fields(&seen[0]));
+    assert!(fields(&seen[1]).contains(&"x-tenant: beta".to_owned()));
+    assert_eq!(seen[1]["x-latin"].as_bytes(), b"caf\xe9");
+}
+
 #[tokio::test]
 async fn a_post_reset_after_upstream_read_it_is_502_and_sent_exactly_once() {
     let upstream = Recorder::start(vec![Script::Drop]).await;
