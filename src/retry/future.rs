@@ -108,8 +108,10 @@ pub(super) struct Retrying<S, B> {
 }
 
 impl<S, F, B> ResponseFuture<S, F, B> {
+    /// `retrying` comes boxed: built in its box, it is not moved there (it is
+    /// hundreds of bytes).
     #[inline(always)]
-    pub(super) fn new(future: F, retrying: Retrying<S, B>) -> Self {
+    pub(super) fn new(future: F, retrying: Box<Retrying<S, B>>) -> Self {
         let state = match retrying.trail {
             None => State::Calling {
                 future: Box::pin(future),
@@ -118,10 +120,7 @@ impl<S, F, B> ResponseFuture<S, F, B> {
                 race: Box::pin(retrying.race(future)),
             },
         };
-        Self {
-            state,
-            retrying: Box::new(retrying),
-        }
+        Self { state, retrying }
     }
 }
 

@@ -139,7 +139,10 @@ impl PackedHeaders {
         std::iter::from_fn(move || {
             let (name_len, tail) = rest.split_first_chunk::<WORD>()?;
             let (value_len, tail) = tail.split_first_chunk::<WORD>()?;
-            let (name_len, value_len) = (usize::from_ne_bytes(*name_len), usize::from_ne_bytes(*value_len));
+            let (name_len, value_len) = (
+                usize::from_ne_bytes(*name_len),
+                usize::from_ne_bytes(*value_len),
+            );
             let (name, tail) = tail.split_at_checked(name_len)?;
             let (value, tail) = tail.split_at_checked(value_len & !SENSITIVE)?;
             rest = tail;
@@ -168,7 +171,9 @@ mod tests {
     use super::*;
 
     fn head(headers: &[(&'static str, &[u8])]) -> Parts {
-        let mut req = Request::builder().method(Method::PUT).uri("http://up:8080/a?b=c");
+        let mut req = Request::builder()
+            .method(Method::PUT)
+            .uri("http://up:8080/a?b=c");
         for (name, value) in headers {
             req = req.header(*name, HeaderValue::from_bytes(value).unwrap());
         }
@@ -186,7 +191,11 @@ mod tests {
             ("x-latin", b"caf\xe9 \t obs-text"),
             ("authorization", b"Bearer secret"),
         ]);
-        parts.headers.get_mut("authorization").unwrap().set_sensitive(true);
+        parts
+            .headers
+            .get_mut("authorization")
+            .unwrap()
+            .set_sensitive(true);
         let kept = KeptHead::of(&parts, 0);
         let again = kept.parts().unwrap();
         assert_eq!(again.method, Method::PUT);

@@ -131,7 +131,7 @@ where
         let future = self.inner.call(first);
         ResponseFuture::new(
             future,
-            Retrying {
+            Box::new(Retrying {
                 service,
                 replay,
                 body,
@@ -146,7 +146,7 @@ where
                 attempt_start: start,
                 trail,
                 backoff_from: 0,
-            },
+            }),
         )
     }
 }

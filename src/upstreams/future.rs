@@ -50,6 +50,9 @@ pin_project! {
             pick: Pick,
             classifier: Arc<Classifier>,
             attempt: Attempt,
+            // Whether the request may be a gRPC call (a `POST`), whose answer's
+            // `grpc-status` may make it retried: other answers skip the lookup.
+            post: bool,
         },
         Unavailable {
             unavailable: Unavailable,
@@ -69,6 +72,7 @@ impl<F> ResponseFuture<F> {
         pick: Pick,
         classifier: Arc<Classifier>,
         attempt: Attempt,
+        post: bool,
     ) -> Self {
         Self {
             kind: Kind::Picked {
@@ -76,6 +80,7 @@ impl<F> ResponseFuture<F> {
                 pick,
                 classifier,
                 attempt,
+                post,
             },
         }
     }
@@ -124,6 +129,7 @@ where
                 pick,
                 classifier,
                 attempt,
+                post,
             } => match ready!(future.poll(cx)) {
                 Ok(mut res) => {
                     let status = res.status();
@@ -134,8 +140,11 @@ where
                     } else {
                         Verdict::Success
                     });
+                    // What a retry decided on this answer needs, to go elsewhere:
+                    // a failing status, or a gRPC call's status (gRPC calls are
+                    // `POST`s; other answers skip the lookup).
                     if !(status.is_success() || status.is_redirection())
-                        || res.headers().contains_key(grpc::GRPC_STATUS)
+                        || (*post && res.headers().contains_key(grpc::GRPC_STATUS))
                     {
                         res.extensions_mut().insert(AnsweredBy(pick.key()));
                     }

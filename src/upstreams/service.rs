@@ -148,7 +148,8 @@ where
                 // Judged by the classifier the request carries, with this layer's.
                 let classifier = Carried::read(&self.steering.classifier, req.extensions());
                 let attempt = Attempt::start(req.method(), Some(pick.hop()), || None);
-                ResponseFuture::picked(self.inner.call(req), pick, classifier, attempt)
+                let post = req.method() == http::Method::POST;
+                ResponseFuture::picked(self.inner.call(req), pick, classifier, attempt, post)
             }
             Err(unavailable) => ResponseFuture::unavailable(unavailable),
         }

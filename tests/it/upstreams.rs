@@ -884,6 +884,41 @@ async fn a_retry_on_a_503_goes_to_the_other_replica() {
     assert_eq!(ids.len(), hits, "a retry went back to the busy replica");
 }
 
+/// A gRPC call retried for the `grpc-status` of an HTTP 200 answer (a trailers-only
+/// `UNAVAILABLE`) goes to the other replica too: the answer of a `POST` is looked
+/// at for its gRPC status, as a failing HTTP status is.
+#[tokio::test]
+async fn a_grpc_call_retried_for_its_status_goes_to_the_other_replica() {
+    use tower_bad_gateway::GrpcCode;
+    let unavailable = vec![("content-type", "application/grpc"), ("grpc-status", "14")];
+    let busy = Recorder::start(vec![Script::Respond(200, unavailable, "")]).await;
+    let good = Replica::start("good").await;
+    let set = EndpointSet::from_urls([format!("http://{}", busy.addr), good.url()]).unwrap();
+    let policy = no_backoff()
+        .retry_on(GrpcCode::Unavailable)
+        .idempotent_if(|_| true);
+    let svc = GatewayLayer::new()
+        .upstreams(set)
+        .retry_policy(policy)
+        .layer(client());
+    for i in 0..20 {
+        let answer = send(&svc, Method::POST, &format!("call-{i}")).await;
+        assert_eq!(
+            (answer.status, &answer.body[..]),
+            (StatusCode::OK, &b"good"[..])
+        );
+    }
+    let mut ids: Vec<String> = busy
+        .headers()
+        .iter()
+        .filter_map(|h| h.get("x-id")?.to_str().ok().map(str::to_owned))
+        .collect();
+    let hits = ids.len();
+    ids.dedup();
+    assert!(hits > 0, "no call went to the busy replica (odds 2^-20)");
+    assert_eq!(ids.len(), hits, "a retry went back to the busy replica");
+}
+
 mod checks;
 mod dns;
 mod fleet;
