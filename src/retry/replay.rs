@@ -71,7 +71,8 @@ impl KeptHead {
         }
     }
 
-    /// The first value of the header field `name`.
+    /// The first value of the header field `name` (for the retry events).
+    #[cfg_attr(not(feature = "tracing"), allow(dead_code))]
     pub(super) fn header(&self, name: &HeaderName) -> Option<&[u8]> {
         self.headers
             .fields()
