@@ -84,7 +84,7 @@ where
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
         let (mut parts, body) = req.into_parts();
-        // Taken out so that the parts kept for retries need no copy of the map for
+        // Taken out so that the head kept for retries needs no copy of the map for
         // it; every attempt gets it back.
         let classifier = Carried::take(&self.policy.classifier, &mut parts.extensions);
         let deadline = parts.extensions.get::<Deadline>().copied();
