@@ -866,22 +866,7 @@ async fn a_retry_on_a_503_goes_to_the_other_replica() {
         .upstreams(set)
         .retry_policy(no_backoff().retry_on(StatusCode::SERVICE_UNAVAILABLE))
         .layer(client());
-    for i in 0..20 {
-        let answer = send(&svc, Method::GET, &format!("get-{i}")).await;
-        assert_eq!(
-            (answer.status, &answer.body[..]),
-            (StatusCode::OK, &b"good"[..])
-        );
-    }
-    let mut ids: Vec<String> = busy
-        .headers()
-        .iter()
-        .filter_map(|h| h.get("x-id")?.to_str().ok().map(str::to_owned))
-        .collect();
-    let hits = ids.len();
-    ids.dedup();
-    assert!(hits > 0, "no request went to the busy replica (odds 2^-20)");
-    assert_eq!(ids.len(), hits, "a retry went back to the busy replica");
+    every_retry_leaves_the_busy_replica(&svc, &busy, Method::GET).await;
 }
 
 /// A gRPC call retried for the `grpc-status` of an HTTP 200 answer (a trailers-only
@@ -901,8 +886,19 @@ async fn a_grpc_call_retried_for_its_status_goes_to_the_other_replica() {
         .upstreams(set)
         .retry_policy(policy)
         .layer(client());
+    every_retry_leaves_the_busy_replica(&svc, &busy, Method::POST).await;
+}
+
+/// Twenty requests through `svc`, each answered by the good replica; those that
+/// went to `busy` first (each named by its `x-id`) went there once, never back.
+async fn every_retry_leaves_the_busy_replica<S, B>(svc: &S, busy: &Recorder, method: Method)
+where
+    S: Service<Request<TestBody>, Response = Response<B>, Error = Infallible> + Clone,
+    B: http_body::Body,
+    B::Error: std::fmt::Debug,
+{
     for i in 0..20 {
-        let answer = send(&svc, Method::POST, &format!("call-{i}")).await;
+        let answer = send(svc, method.clone(), &format!("{method}-{i}")).await;
         assert_eq!(
             (answer.status, &answer.body[..]),
             (StatusCode::OK, &b"good"[..])
@@ -915,7 +911,7 @@ async fn a_grpc_call_retried_for_its_status_goes_to_the_other_replica() {
         .collect();
     let hits = ids.len();
     ids.dedup();
-    assert!(hits > 0, "no call went to the busy replica (odds 2^-20)");
+    assert!(hits > 0, "no request went to the busy replica (odds 2^-20)");
     assert_eq!(ids.len(), hits, "a retry went back to the busy replica");
 }
 
