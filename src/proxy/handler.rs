@@ -89,7 +89,7 @@ where
         // cell is never borrowed twice. Were it, the clone below would serve.
         let Ok(mut service) = self.service.try_borrow_mut() else {
             let service = self.spare.clone();
-            let future = tower::util::Oneshot::new(service, req);
+            let future = Box::pin(tower::util::Oneshot::new(service, req));
             return Handled {
                 kind: Kind::Waiting { future },
                 in_flight,
@@ -102,7 +102,7 @@ where
             },
             Poll::Ready(Err(never)) => match never {},
             Poll::Pending => Kind::Waiting {
-                future: tower::util::Oneshot::new(service.clone(), req),
+                future: Box::pin(tower::util::Oneshot::new(service.clone(), req)),
             },
         };
         Handled { kind, in_flight }
@@ -123,7 +123,9 @@ pin_project_lite::pin_project! {
     #[project = KindProj]
     enum Kind<F, O> {
         Called { #[pin] future: F },
-        Waiting { #[pin] future: O },
+        // Rare, and as big as a request and a clone of the stack: boxed, so that
+        // the future hyper keeps (and moves) per request is the stack's alone.
+        Waiting { future: std::pin::Pin<Box<O>> },
     }
 }
 
@@ -138,7 +140,7 @@ where
         let this = self.project();
         let res = match this.kind.project() {
             KindProj::Called { future } => std::task::ready!(future.poll(cx)),
-            KindProj::Waiting { future } => std::task::ready!(future.poll(cx)),
+            KindProj::Waiting { future } => std::task::ready!(future.as_mut().poll(cx)),
         };
         let in_flight = this.in_flight.take();
         Poll::Ready(res.map(|res| res.map(|body| Tracked { body, in_flight })))
