@@ -3,10 +3,29 @@ use tokio::time::Instant;
 
 /// The upstream's authority, copied inline so that capturing it per request costs
 /// no allocation and no atomic operation (only failures build an `Authority`).
-#[derive(Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Clone, Copy, PartialEq, Eq)]
 pub(crate) struct NextHop {
     buf: [u8; 64],
     len: u8,
+}
+
+/// Hashed by three words, not 64 bytes: the first sixteen bytes and the last
+/// eight of the authority (where two endpoints' names or ports differ), and its
+/// length. Equal ones hash alike; the rare two that share these are told apart
+/// by `Eq`, which compares every byte.
+impl std::hash::Hash for NextHop {
+    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
+        let word = |at: usize| {
+            let mut w = [0; 8];
+            w.copy_from_slice(&self.buf[at..at + 8]);
+            u64::from_le_bytes(w)
+        };
+        let tail = usize::from(self.len).clamp(16, 64) - 8;
+        state.write_u64(word(0));
+        state.write_u64(word(8));
+        state.write_u64(word(tail));
+        state.write_u8(self.len);
+    }
 }
 
 impl NextHop {
@@ -67,6 +86,19 @@ pub(crate) fn stamp(err: GatewayError, start: Instant, next_hop: Option<&NextHop
 #[cfg(test)]
 mod tests {
     use super::NextHop;
+
+    #[test]
+    fn authorities_that_differ_only_in_the_middle_are_told_apart() {
+        use std::collections::HashSet;
+        // Same first sixteen bytes, same last eight, same length.
+        let a = "api-0123456789ab-one-of-many.internal:8080";
+        let b = "api-0123456789ab-two-of-many.internal:8080";
+        let hops: HashSet<NextHop> = [a, b, a]
+            .iter()
+            .map(|s| NextHop::of_authority(&s.parse().unwrap()).unwrap())
+            .collect();
+        assert_eq!(hops.len(), 2);
+    }
 
     #[test]
     fn host_drops_user_info_and_port() {

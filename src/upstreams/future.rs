@@ -4,7 +4,7 @@ use super::report::Attempt;
 use super::set::Unresolved;
 use super::{AnsweredBy, NoHealthyEndpoint};
 use crate::classify::Classifier;
-use crate::error::{BoxError, ErrorKind, GatewayError, Phase};
+use crate::error::{BoxError, ErrorKind, GatewayError, NextHop, Phase};
 use crate::grpc;
 use http::Response;
 use pin_project_lite::pin_project;
@@ -43,6 +43,8 @@ pin_project! {
             #[pin]
             future: F,
             attempt: Attempt,
+            // The request's own authority, for the attempt's metrics.
+            hop: Option<NextHop>,
         },
         Picked {
             #[pin]
@@ -61,9 +63,13 @@ pin_project! {
 }
 
 impl<F> ResponseFuture<F> {
-    pub(super) fn passthrough(future: F, attempt: Attempt) -> Self {
+    pub(super) fn passthrough(future: F, attempt: Attempt, hop: Option<NextHop>) -> Self {
         Self {
-            kind: Kind::Passthrough { future, attempt },
+            kind: Kind::Passthrough {
+                future,
+                attempt,
+                hop,
+            },
         }
     }
 
@@ -113,14 +119,18 @@ where
 
     fn poll(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<Self::Output> {
         match self.project().kind.project() {
-            KindProj::Passthrough { future, attempt } => match ready!(future.poll(cx)) {
+            KindProj::Passthrough {
+                future,
+                attempt,
+                hop,
+            } => match ready!(future.poll(cx)) {
                 Ok(res) => {
-                    attempt.answered(res.status());
+                    attempt.answered(res.status(), hop.as_ref());
                     Poll::Ready(Ok(res))
                 }
                 Err(error) => {
                     let error: BoxError = error.into();
-                    attempt.failed_with(&*error);
+                    attempt.failed_with(&*error, hop.as_ref());
                     Poll::Ready(Err(error))
                 }
             },
@@ -133,7 +143,7 @@ where
             } => match ready!(future.poll(cx)) {
                 Ok(mut res) => {
                     let status = res.status();
-                    attempt.answered(status);
+                    attempt.answered(status, pick.next_hop());
                     let counts = pick.policy().counts_answer(status, res.headers());
                     pick.record(if counts {
                         Verdict::Failure
@@ -154,7 +164,7 @@ where
                     let err = classifier
                         .classify_owned(error.into(), Phase::AwaitHead)
                         .with_next_hop(pick.hop().clone());
-                    attempt.failed(err.kind());
+                    attempt.failed(err.kind(), pick.next_hop());
                     let counts = pick.policy().counts_error(&err);
                     pick.record(if counts {
                         Verdict::Failure

@@ -183,6 +183,12 @@ impl Pick {
         &self.state.hop
     }
 
+    /// The same, inline (for the attempt's metrics).
+    #[cfg_attr(not(feature = "metrics"), allow(dead_code))]
+    pub(super) fn next_hop(&self) -> Option<&crate::error::NextHop> {
+        self.state.next_hop.as_ref()
+    }
+
     pub(super) fn policy(&self) -> &HealthPolicy {
         &self.shared.policy
     }

@@ -143,8 +143,6 @@ pub(crate) struct Attempt {
     start: tokio::time::Instant,
     #[cfg(feature = "metrics")]
     method: &'static str,
-    #[cfg(feature = "metrics")]
-    hop: Option<crate::error::NextHop>,
     /// What a passthrough attempt's error is classified by (a picked one's is
     /// classified anyway).
     #[cfg(feature = "metrics")]
@@ -152,12 +150,11 @@ pub(crate) struct Attempt {
 }
 
 impl Attempt {
-    /// An attempt of a request with `method` to the endpoint `hop` names, starting
-    /// now; `classifier` for the errors of one that is not picked (passthrough).
+    /// An attempt of a request with `method`, starting now; `classifier` for
+    /// the errors of one that is not picked (passthrough).
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables))]
     pub(super) fn start(
         method: &http::Method,
-        hop: Option<&http::uri::Authority>,
         classifier: impl FnOnce() -> Option<std::sync::Arc<crate::classify::Classifier>>,
     ) -> Self {
         Self {
@@ -166,32 +163,41 @@ impl Attempt {
             #[cfg(feature = "metrics")]
             method: crate::otel::method(method),
             #[cfg(feature = "metrics")]
-            hop: hop.and_then(crate::error::NextHop::of_authority),
-            #[cfg(feature = "metrics")]
             classifier: classifier(),
         }
     }
 
-    /// The upstream answered with `status`.
-    #[cfg_attr(not(feature = "metrics"), allow(unused_variables, clippy::unused_self))]
-    pub(super) fn answered(&self, status: http::StatusCode) {
+    /// The next hop a passthrough attempt's metrics name: the request's own
+    /// authority (`None` without the feature: nothing records it).
+    pub(super) fn hop_of(uri: &http::Uri) -> Option<crate::error::NextHop> {
         #[cfg(feature = "metrics")]
-        crate::metrics::attempt(
-            self.method,
-            self.hop.as_ref(),
-            Some(status),
-            None,
-            self.start.elapsed(),
-        );
+        return crate::error::NextHop::of(uri);
+        #[cfg(not(feature = "metrics"))]
+        {
+            let _ = uri;
+            None
+        }
     }
 
-    /// The attempt failed, as `kind`.
+    /// The upstream answered with `status`; `hop`: the endpoint's (the pick's,
+    /// built once; or the request's own authority).
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables, clippy::unused_self))]
-    pub(super) fn failed(&self, kind: crate::error::ErrorKind) {
+    pub(super) fn answered(&self, status: http::StatusCode, hop: Option<&crate::error::NextHop>) {
+        #[cfg(feature = "metrics")]
+        crate::metrics::attempt(self.method, hop, Some(status), None, self.start.elapsed());
+    }
+
+    /// The attempt failed, as `kind`; `hop` as for [`answered`](Self::answered).
+    #[cfg_attr(not(feature = "metrics"), allow(unused_variables, clippy::unused_self))]
+    pub(super) fn failed(
+        &self,
+        kind: crate::error::ErrorKind,
+        hop: Option<&crate::error::NextHop>,
+    ) {
         #[cfg(feature = "metrics")]
         crate::metrics::attempt(
             self.method,
-            self.hop.as_ref(),
+            hop,
             None,
             Some(kind.as_str()),
             self.start.elapsed(),
@@ -201,13 +207,18 @@ impl Attempt {
     /// A passthrough attempt failed with `error`: classified (by the rules the
     /// request carries) only to be recorded.
     #[cfg_attr(not(feature = "metrics"), allow(unused_variables, clippy::unused_self))]
-    pub(super) fn failed_with(&self, error: &(dyn std::error::Error + 'static)) {
+    pub(super) fn failed_with(
+        &self,
+        error: &(dyn std::error::Error + 'static),
+        hop: Option<&crate::error::NextHop>,
+    ) {
         #[cfg(feature = "metrics")]
         if let Some(classifier) = &self.classifier {
             self.failed(
                 classifier
                     .classify(error, crate::error::Phase::AwaitHead)
                     .kind(),
+                hop,
             );
         }
     }

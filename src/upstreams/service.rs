@@ -109,10 +109,11 @@ where
     fn call(&mut self, mut req: Request<B>) -> Self::Future {
         let Some(set) = &self.steering.set else {
             let steering = &self.steering;
-            let attempt = Attempt::start(req.method(), req.uri().authority(), || {
+            let attempt = Attempt::start(req.method(), || {
                 Some(Carried::read(&steering.classifier, req.extensions()))
             });
-            return ResponseFuture::passthrough(self.inner.call(req), attempt);
+            let hop = Attempt::hop_of(req.uri());
+            return ResponseFuture::passthrough(self.inner.call(req), attempt, hop);
         };
         // The retry layer adds it only after an attempt, so it is never empty.
         let tried = req.extensions().get::<Tried>();
@@ -147,7 +148,7 @@ where
                 }
                 // Judged by the classifier the request carries, with this layer's.
                 let classifier = Carried::read(&self.steering.classifier, req.extensions());
-                let attempt = Attempt::start(req.method(), Some(pick.hop()), || None);
+                let attempt = Attempt::start(req.method(), || None);
                 let post = req.method() == http::Method::POST;
                 ResponseFuture::picked(self.inner.call(req), pick, classifier, attempt, post)
             }

@@ -68,6 +68,8 @@ pub(crate) struct EndpointState {
     pub(super) key: u64,
     /// What an error names as its next hop ([`Endpoint::hop`]).
     pub(super) hop: http::uri::Authority,
+    /// The same, inline, for the attempts' metrics: built once, not per attempt.
+    pub(super) next_hop: Option<crate::error::NextHop>,
     pub(super) in_flight: AtomicU32,
     failures: AtomicU32,
     state: AtomicU8,
@@ -110,6 +112,7 @@ impl EndpointState {
         Self {
             key: super::key_of(endpoint.hop().as_str()),
             hop: endpoint.hop(),
+            next_hop: crate::error::NextHop::of_authority(&endpoint.hop()),
             endpoint,
             in_flight: AtomicU32::new(0),
             failures: AtomicU32::new(0),
