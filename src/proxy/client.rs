@@ -117,6 +117,10 @@ impl<B> fmt::Debug for UpstreamClient<B> {
 /// through hyper's connection, over the same pool. Either way the answer's
 /// body is an [`UpstreamClientBody`](super::UpstreamClientBody), and a broken
 /// upstream's errors are hyper's (the same limits: a 400 KiB head, 100 fields).
+/// An answer read on the own path does not carry a `Connection` field that holds
+/// only `keep-alive` or `close`: those are the connection's own options, which
+/// the client acted on (a [`Proxy`](super::Proxy) would strip them anyway, RFC
+/// 9110 §7.6.1); one that names other fields is kept whole.
 ///
 /// ```
 /// use tower::Layer;

@@ -187,6 +187,12 @@ pub(super) fn parse_head(buf: &mut BytesMut, method: &Method) -> io::Result<Pars
                 } else if !keep_alive {
                     keep_alive = has_token(&value, "keep-alive");
                 }
+                // The connection's own options, acted on here: a field of
+                // nothing else is not passed on (a proxy would only strip it,
+                // RFC 9110 §7.6.1). One naming other fields stays, for them.
+                if names_only_options(&value) {
+                    continue;
+                }
             }
             headers.append(name, value);
         }
@@ -307,6 +313,20 @@ pub(super) fn asks_to_close(headers: &HeaderMap) -> bool {
     values.any(|value| has_token(value, "close"))
 }
 
+/// Whether a `Connection` value holds `keep-alive` and `close` alone (and at
+/// least one of them): options of the connection, naming no field.
+fn names_only_options(value: &HeaderValue) -> bool {
+    let mut any = false;
+    let only = value.as_bytes().split(|b| *b == b',').all(|part| {
+        let part = part.trim_ascii();
+        any |= !part.is_empty();
+        part.is_empty()
+            || part.eq_ignore_ascii_case(b"keep-alive")
+            || part.eq_ignore_ascii_case(b"close")
+    });
+    only && any
+}
+
 fn has_token(value: &HeaderValue, token: &str) -> bool {
     value.to_str().is_ok_and(|v| {
         v.split(',')
@@ -399,6 +419,35 @@ mod tests {
         assert!(res(
             "HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 0\r\n\r\n"
         ));
+    }
+
+    #[test]
+    fn a_connection_field_of_options_alone_is_acted_on_and_not_passed_on() {
+        let head = |field: &str| {
+            parsed(format!("HTTP/1.1 200 OK\r\n{field}\r\ncontent-length: 0\r\n\r\n").as_bytes())
+        };
+        for (field, keep_alive) in [
+            ("connection: keep-alive", true),
+            ("Connection: Keep-Alive ", true),
+            ("connection: close", false),
+            ("connection: keep-alive, close", false),
+        ] {
+            let head = head(field);
+            assert!(!head.headers.contains_key(header::CONNECTION), "{field}");
+            assert_eq!(head.keep_alive, keep_alive, "{field}");
+            assert!(head.headers.contains_key(header::CONTENT_LENGTH), "{field}");
+        }
+        // One that names a field stays whole, for the proxy to strip what it names.
+        let named = head("connection: keep-alive, x-trace");
+        let values: Vec<_> = named.headers.get_all(header::CONNECTION).iter().collect();
+        assert_eq!(values, ["keep-alive, x-trace"]);
+        assert!(named.keep_alive);
+        // An empty one names nothing and asks nothing: passed on as it came.
+        assert!(
+            head("connection: ")
+                .headers
+                .contains_key(header::CONNECTION)
+        );
     }
 
     #[test]

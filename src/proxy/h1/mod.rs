@@ -10,6 +10,9 @@
 //! (`hyper::client::conn::http1`), over the same pool: an idle connection of
 //! either kind serves either path.
 //!
+//! The own path acts on the answer's connection options (`keep-alive`, `close`)
+//! and does not pass on a `Connection` field that holds nothing else.
+//!
 //! Idle connections expire after the pool's idle timeout: one is dropped when it
 //! would be handed out, and every pool is swept as connections come back (so an
 //! authority no longer asked for lets its connections and its pool go).
