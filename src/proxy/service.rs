@@ -99,10 +99,17 @@ where
             }
             _ => None,
         };
+        // Read for `X-Forwarded-Host`; taken out at once when the upstream's
+        // authority is to be the `Host` (one lookup, not a read and a removal).
+        let host = if settings.preserve_host {
+            req.headers().get(header::HOST).cloned()
+        } else {
+            req.headers_mut().remove(header::HOST)
+        };
         let facts = Forwarding {
             client,
             client_value,
-            host: req.headers().get(header::HOST).cloned().or_else(|| {
+            host: host.or_else(|| {
                 req.uri()
                     .authority()
                     .and_then(|a| HeaderValue::from_str(a.as_str()).ok())
@@ -113,9 +120,6 @@ where
         let headers = req.headers_mut();
         headers::strip_hop_by_hop(headers, upgrading, !settings.upstream_http2, true);
         headers::drop_expect_continue(headers, version);
-        if !settings.preserve_host {
-            headers.remove(header::HOST);
-        }
         add_forwarding(headers, settings, version, facts);
         *req.uri_mut() = uri;
         // The client under the gateway picks the upstream's version.

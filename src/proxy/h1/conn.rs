@@ -6,7 +6,7 @@ use super::decode::{Decoded, Decoder};
 use super::head::{self, Framing, Parsed};
 use crate::error::BoxError;
 use bytes::{Bytes, BytesMut};
-use http::header::HeaderMap;
+use http::header::{HeaderMap, HeaderValue};
 use http::uri::{Authority, PathAndQuery};
 use http::{Method, Response};
 use http_body::{Body, Frame, SizeHint};
@@ -110,6 +110,8 @@ pub(super) fn error(message: &'static str, source: impl Into<BoxError>) -> BoxEr
 pub(super) struct Plain {
     pub(super) method: Method,
     pub(super) target: PathAndQuery,
+    /// The `Host` to write first, when the fields hold none.
+    pub(super) host: Option<HeaderValue>,
     pub(super) headers: HeaderMap,
 }
 
@@ -122,7 +124,13 @@ pub(super) async fn exchange(
     home: Arc<dyn Home>,
     authority: Authority,
 ) -> Result<Response<UpstreamClientBody>, BoxError> {
-    head::encode_head(&mut conn.write, &req.method, &req.target, &req.headers);
+    head::encode_head(
+        &mut conn.write,
+        &req.method,
+        &req.target,
+        req.host.as_ref(),
+        &req.headers,
+    );
     // A request that asks to close its connection ends it whatever the answer says.
     let close = head::asks_to_close(&req.headers);
     drop(req.headers);

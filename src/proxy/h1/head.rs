@@ -36,6 +36,7 @@ pub(super) fn encode_head(
     out: &mut Vec<u8>,
     method: &Method,
     target: &PathAndQuery,
+    host: Option<&HeaderValue>,
     headers: &HeaderMap,
 ) {
     out.clear();
@@ -46,6 +47,11 @@ pub(super) fn encode_head(
         target => out.extend_from_slice(target.as_bytes()),
     }
     out.extend_from_slice(b" HTTP/1.1\r\n");
+    if let Some(host) = host {
+        out.extend_from_slice(b"host: ");
+        out.extend_from_slice(host.as_bytes());
+        out.extend_from_slice(b"\r\n");
+    }
     for (name, value) in headers {
         out.extend_from_slice(name.as_str().as_bytes());
         out.extend_from_slice(b": ");
@@ -357,10 +363,18 @@ mod tests {
         headers.append("x-a", HeaderValue::from_static("2"));
         let mut out = Vec::new();
         let target = PathAndQuery::from_static("/p?q=1");
-        encode_head(&mut out, &Method::DELETE, &target, &headers);
+        encode_head(&mut out, &Method::DELETE, &target, None, &headers);
         assert_eq!(
             out,
             b"DELETE /p?q=1 HTTP/1.1\r\nhost: a.example\r\nx-a: 1\r\nx-a: 2\r\n\r\n"
+        );
+        // A `Host` given apart goes first.
+        headers.remove(header::HOST);
+        let host = HeaderValue::from_static("b.example:8080");
+        encode_head(&mut out, &Method::GET, &target, Some(&host), &headers);
+        assert_eq!(
+            out,
+            b"GET /p?q=1 HTTP/1.1\r\nhost: b.example:8080\r\nx-a: 1\r\nx-a: 2\r\n\r\n"
         );
     }
 

@@ -99,17 +99,16 @@ where
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
         let own = is_plain(&req);
         let (host, reused) = shared.checkout(&authority, own);
-        if let Some(host) = host {
-            if !req.headers().contains_key(header::HOST) {
-                req.headers_mut().insert(header::HOST, host);
-            }
-        }
+        // The authority's `Host`, unless the request brings its own.
+        let host = host.filter(|_| !req.headers().contains_key(header::HOST));
         if own && !matches!(reused, Some(Reused::Hyper(_))) {
-            // The body is empty: nothing of it is sent.
+            // The body is empty: nothing of it is sent. `Host` is written with
+            // the head, first (RFC 9110 §7.2), not put in the map.
             let (parts, _empty) = req.into_parts();
             let plain = Plain {
                 method: parts.method,
                 target: path,
+                host,
                 headers: parts.headers,
             };
             return match reused {
@@ -119,6 +118,9 @@ where
                     conn::exchange(conn, plain, shared, authority).await
                 }),
             };
+        }
+        if let Some(host) = host {
+            req.headers_mut().insert(header::HOST, host);
         }
         *req.uri_mut() = Uri::from(path);
         let sender = match reused {
