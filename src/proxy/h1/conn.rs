@@ -113,6 +113,8 @@ pub(super) struct Plain {
     /// The `Host` to write first, when the fields hold none.
     pub(super) host: Option<HeaderValue>,
     pub(super) headers: HeaderMap,
+    /// Whether the request asks to close its connection.
+    pub(super) close: bool,
 }
 
 /// Sends `req` on `conn` and reads the head of its answer. The body is read as
@@ -132,7 +134,7 @@ pub(super) async fn exchange(
         &req.headers,
     );
     // A request that asks to close its connection ends it whatever the answer says.
-    let close = head::asks_to_close(&req.headers);
+    let close = req.close;
     drop(req.headers);
     conn.io.write_all(&conn.write).await?;
     let head = loop {

@@ -333,7 +333,7 @@ fn names_only_options(value: &HeaderValue) -> bool {
     only && any
 }
 
-fn has_token(value: &HeaderValue, token: &str) -> bool {
+pub(super) fn has_token(value: &HeaderValue, token: &str) -> bool {
     value.to_str().is_ok_and(|v| {
         v.split(',')
             .any(|part| part.trim().eq_ignore_ascii_case(token))

@@ -32,7 +32,7 @@ pub use self::conn::UpstreamClientBody;
 use self::conn::{ClientError, Conn, Plain};
 use self::pool::{Reused, Shared};
 use crate::error::BoxError;
-use http::header;
+use http::header::{self, HeaderMap};
 use http::uri::{Authority, PathAndQuery};
 use http::{Method, Request, Response, Uri, Version};
 use hyper::client::conn::http1::{self, SendRequest};
@@ -97,10 +97,11 @@ where
             .path_and_query()
             .cloned()
             .unwrap_or_else(|| PathAndQuery::from_static("/"));
-        let own = is_plain(&req);
+        let fields = Fields::of(req.headers());
+        let own = is_plain(&req, &fields);
         let (host, reused) = shared.checkout(&authority, own);
         // The authority's `Host`, unless the request brings its own.
-        let host = host.filter(|_| !req.headers().contains_key(header::HOST));
+        let host = host.filter(|_| !fields.host);
         if own && !matches!(reused, Some(Reused::Hyper(_))) {
             // The body is empty: nothing of it is sent. `Host` is written with
             // the head, first (RFC 9110 §7.2), not put in the map.
@@ -110,6 +111,7 @@ where
                 target: path,
                 host,
                 headers: parts.headers,
+                close: fields.close,
             };
             return match reused {
                 Some(Reused::Own(conn)) => Box::pin(conn::exchange(conn, plain, shared, authority)),
@@ -137,17 +139,68 @@ where
     }
 }
 
+/// What the client reads of a request's fields before sending it.
+#[derive(Debug, Default, PartialEq, Eq)]
+struct Fields {
+    /// An `Upgrade`, a `Transfer-Encoding`, or a first `Content-Length` other
+    /// than `0`: only hyper's path sends it.
+    needs_hyper: bool,
+    /// The request brings its own `Host`.
+    host: bool,
+    /// A `Connection` field asks to close.
+    close: bool,
+}
+
+/// Up to this many field lines one pass over them costs less than the lookups
+/// (each hashes a name and probes the map); past it, the lookups.
+const SCAN_AT_MOST: usize = 16;
+
+impl Fields {
+    fn of(headers: &HeaderMap) -> Self {
+        if headers.len() <= SCAN_AT_MOST {
+            Self::scan(headers)
+        } else {
+            Self::look_up(headers)
+        }
+    }
+
+    fn scan(headers: &HeaderMap) -> Self {
+        let mut fields = Self::default();
+        let mut length_seen = false;
+        for (name, value) in headers {
+            if name == header::UPGRADE || name == header::TRANSFER_ENCODING {
+                fields.needs_hyper = true;
+            } else if name == header::CONTENT_LENGTH {
+                fields.needs_hyper |= !length_seen && value != "0";
+                length_seen = true;
+            } else if name == header::HOST {
+                fields.host = true;
+            } else if name == header::CONNECTION {
+                fields.close |= head::has_token(value, "close");
+            }
+        }
+        fields
+    }
+
+    fn look_up(headers: &HeaderMap) -> Self {
+        Self {
+            needs_hyper: headers.contains_key(header::UPGRADE)
+                || headers.contains_key(header::TRANSFER_ENCODING)
+                || headers
+                    .get(header::CONTENT_LENGTH)
+                    .is_some_and(|length| length != "0"),
+            host: headers.contains_key(header::HOST),
+            close: head::asks_to_close(headers),
+        }
+    }
+}
+
 /// Whether `req` can take the own path: no body, nothing hyper is needed for.
-fn is_plain<B: http_body::Body>(req: &Request<B>) -> bool {
-    let headers = req.headers();
+fn is_plain<B: http_body::Body>(req: &Request<B>, fields: &Fields) -> bool {
     req.body().is_end_stream()
         && req.version() == Version::HTTP_11
         && req.method() != Method::CONNECT
-        && !headers.contains_key(header::UPGRADE)
-        && !headers.contains_key(header::TRANSFER_ENCODING)
-        && headers
-            .get(header::CONTENT_LENGTH)
-            .is_none_or(|length| length == "0")
+        && !fields.needs_hyper
 }
 
 /// Sends `req` through hyper: on `sender` if it can still take it, else on a
@@ -195,4 +248,56 @@ where
     drop(tokio::spawn(conn.with_upgrades()));
     sender.ready().await?;
     Ok(sender)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use http::HeaderValue;
+
+    fn map(fields: &[(&str, &str)]) -> HeaderMap {
+        let mut headers = HeaderMap::new();
+        for (name, value) in fields {
+            let name = header::HeaderName::from_bytes(name.as_bytes()).unwrap();
+            headers.append(name, HeaderValue::from_str(value).unwrap());
+        }
+        headers
+    }
+
+    #[test]
+    fn one_pass_over_the_fields_reads_what_the_lookups_read() {
+        let cases: &[&[(&str, &str)]] = &[
+            &[],
+            &[("host", "a"), ("accept", "*/*")],
+            &[("upgrade", "websocket"), ("connection", "upgrade")],
+            &[("transfer-encoding", "chunked")],
+            &[("content-length", "0")],
+            &[("content-length", "5")],
+            // The first `Content-Length` decides, as `get` reads it.
+            &[("content-length", "0"), ("content-length", "5")],
+            &[("content-length", "5"), ("content-length", "0")],
+            &[("connection", "keep-alive"), ("connection", "Close")],
+            &[("connection", "x-a, close")],
+            &[("connection", "closed")],
+        ];
+        for case in cases {
+            let headers = map(case);
+            let scanned = Fields::scan(&headers);
+            assert_eq!(scanned, Fields::look_up(&headers), "{case:?}");
+            // And with more lines than a pass is for, `of` looks them up.
+            let mut long = headers.clone();
+            for i in 0..SCAN_AT_MOST {
+                long.append(
+                    header::HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap(),
+                    HeaderValue::from_static("1"),
+                );
+            }
+            assert_eq!(Fields::of(&long), scanned, "{case:?} and more");
+            assert_eq!(Fields::of(&headers), scanned, "{case:?}");
+        }
+        let close = Fields::scan(&map(&[("connection", "x-a, close")]));
+        assert!(close.close && !close.needs_hyper && !close.host);
+        let body = Fields::scan(&map(&[("host", "a"), ("content-length", "5")]));
+        assert!(body.needs_hyper && body.host && !body.close);
+    }
 }
