@@ -37,11 +37,25 @@ fn trim(mut bytes: &[u8]) -> &[u8] {
     bytes
 }
 
+/// Up to this many field lines a pass over the names costs less than a lookup
+/// (which hashes the name and probes the map).
+const SCAN_AT_MOST: usize = 16;
+
+/// Whether `headers` holds a `name` field: by a pass over a short list, by a
+/// lookup past it.
+pub(crate) fn has_field(headers: &HeaderMap, name: &HeaderName) -> bool {
+    if headers.len() <= SCAN_AT_MOST {
+        headers.keys().any(|n| n == name)
+    } else {
+        headers.contains_key(name)
+    }
+}
+
 /// Whether a request asks for a protocol upgrade: `Connection: upgrade` and an
 /// `Upgrade` field, over HTTP/1.1 (HTTP/1.0 has no upgrades, HTTP/2 its own).
 pub(crate) fn wants_upgrade(version: Version, headers: &HeaderMap) -> bool {
     version == Version::HTTP_11
-        && headers.contains_key(header::UPGRADE)
+        && has_field(headers, &header::UPGRADE)
         && headers
             .get_all(header::CONNECTION)
             .iter()
@@ -226,6 +240,22 @@ mod tests {
             );
         }
         headers
+    }
+
+    #[test]
+    fn has_field_finds_a_field_in_a_short_list_and_in_a_long_one() {
+        let mut headers = map(&[("host", "a"), ("Upgrade", "websocket")]);
+        assert!(has_field(&headers, &header::UPGRADE));
+        assert!(!has_field(&headers, &header::TE));
+        for i in 0..SCAN_AT_MOST {
+            headers.append(
+                HeaderName::from_bytes(format!("x-{i}").as_bytes()).unwrap(),
+                HeaderValue::from_static("1"),
+            );
+        }
+        assert!(headers.len() > SCAN_AT_MOST);
+        assert!(has_field(&headers, &header::UPGRADE));
+        assert!(!has_field(&headers, &header::TE));
     }
 
     #[test]

@@ -96,7 +96,7 @@ where
     }
 
     fn call(&mut self, req: Request<B>) -> Self::Future {
-        let asked = req.headers().contains_key(http::header::UPGRADE);
+        let asked = super::headers::has_field(req.headers(), &http::header::UPGRADE);
         TakeUpgradeFuture {
             state: State::Waiting {
                 future: self.inner.call(req),
