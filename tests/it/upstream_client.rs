@@ -145,10 +145,12 @@ async fn a_request_without_a_body_is_written_as_it_was_given() {
             .unwrap();
         assert_eq!(send(&client, req).await.status(), StatusCode::NO_CONTENT);
         let (head, body) = upstream.seen().remove(0);
+        // The authority's `Host` goes first (RFC 9110 §7.2), the fields after it
+        // as they were given.
         let host = format!("host: {}", upstream.addr);
         assert_eq!(
             head,
-            format!("delete /a/b?c=d http/1.1\r\nx-one: 1\r\nx-two: 2\r\n{host}\r\n")
+            format!("delete /a/b?c=d http/1.1\r\n{host}\r\nx-one: 1\r\nx-two: 2\r\n")
         );
         assert!(body.is_empty());
     })
@@ -251,6 +253,33 @@ async fn an_answer_that_ends_its_connection_is_not_reused() {
             assert_eq!(read(get(&client, &upstream.url("/")).await).await.0, "ok");
             assert_eq!(upstream.accepted(), i + 3, "after {path}: a new connection");
         }
+    })
+    .await;
+}
+
+/// The connection's own options in an answer (`Connection: keep-alive`) are
+/// acted on and not handed on; a `Connection` that names a field is handed on
+/// whole, for a proxy to strip what it names. Both keep the connection.
+#[tokio::test]
+async fn an_answers_connection_options_are_acted_on_and_not_handed_on() {
+    within("the requests", async {
+        let upstream = KeepAlive::start(|head| match head.split(' ').nth(1) {
+            Some("/named") => answer(
+                "HTTP/1.1 200 OK\r\nconnection: keep-alive, x-trace\r\nx-trace: 1\r\ncontent-length: 2\r\n\r\nok",
+            ),
+            _ => answer("HTTP/1.1 200 OK\r\nConnection: Keep-Alive\r\ncontent-length: 2\r\n\r\nok"),
+        })
+        .await;
+        let client = client();
+        let res = get(&client, &upstream.url("/")).await;
+        assert!(res.headers().get("connection").is_none(), "{res:?}");
+        assert_eq!(res.headers()["content-length"], "2");
+        assert_eq!(read(res).await.0, "ok");
+        let res = get(&client, &upstream.url("/named")).await;
+        assert_eq!(res.headers()["connection"], "keep-alive, x-trace");
+        assert_eq!(res.headers()["x-trace"], "1");
+        assert_eq!(read(res).await.0, "ok");
+        assert_eq!(upstream.accepted(), 1, "one connection kept for both");
     })
     .await;
 }
