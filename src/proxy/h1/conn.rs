@@ -3,7 +3,8 @@
 //! between the two, no oneshot for the answer).
 
 use super::decode::{Decoded, Decoder};
-use super::head::{self, Framing, Parsed};
+use super::framing::Framing;
+use super::head::{self, Parsed};
 use crate::error::BoxError;
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderValue};

@@ -4,7 +4,8 @@
 //! error ([`TransferCoding`](crate::ErrorKind::TransferCoding)); a body cut
 //! short an `UnexpectedEof` (what hyper's decoders say too).
 
-use super::head::{Framing, MAX_HEADERS, invalid};
+use super::framing::Framing;
+use super::head::{MAX_HEADERS, invalid};
 use bytes::{Bytes, BytesMut};
 use http::header::{HeaderMap, HeaderName, HeaderValue};
 use std::io;

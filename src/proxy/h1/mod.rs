@@ -3,7 +3,7 @@
 //!
 //! A request without a body (most of a gateway's: `GET`, `HEAD`, `DELETE`, a
 //! `POST` with `Content-Length: 0`) takes this crate's own path ([`conn`],
-//! [`head`], [`decode`]): its head is written and the answer read in the request's own
+//! [`head`], [`framing`], [`decode`]): its head is written and the answer read in the request's own
 //! task, and a small answer's connection goes back to the pool as soon as its
 //! head and body have been read. Everything else (a body to stream up,
 //! an upgrade, CONNECT, HTTP/1.0) goes through hyper's connection
@@ -24,6 +24,7 @@
 
 mod conn;
 mod decode;
+mod framing;
 mod head;
 mod pool;
 
@@ -139,6 +140,10 @@ where
     }
 }
 
+/// Up to this many field lines one pass over them costs less than the lookups
+/// (each hashes a name and probes the map); past it, the lookups.
+const SCAN_AT_MOST: usize = 16;
+
 /// What the client reads of a request's fields before sending it.
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Fields {
@@ -150,10 +155,6 @@ struct Fields {
     /// A `Connection` field asks to close.
     close: bool,
 }
-
-/// Up to this many field lines one pass over them costs less than the lookups
-/// (each hashes a name and probes the map); past it, the lookups.
-const SCAN_AT_MOST: usize = 16;
 
 impl Fields {
     fn of(headers: &HeaderMap) -> Self {
