@@ -38,8 +38,9 @@ fn trim(mut bytes: &[u8]) -> &[u8] {
 }
 
 /// Up to this many field lines a pass over the names costs less than a lookup
-/// (which hashes the name and probes the map).
-const SCAN_AT_MOST: usize = 16;
+/// (which hashes the name and probes the map); past it, the lookups. The
+/// client's own path reads a request's fields by the same rule.
+pub(crate) const SCAN_AT_MOST: usize = 16;
 
 /// Whether `headers` holds a `name` field: by a pass over a short list, by a
 /// lookup past it.

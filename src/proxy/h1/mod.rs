@@ -33,6 +33,7 @@ pub use self::conn::UpstreamClientBody;
 use self::conn::{ClientError, Conn, Plain};
 use self::pool::{Reused, Shared};
 use crate::error::BoxError;
+use crate::proxy::headers::SCAN_AT_MOST;
 use http::header::{self, HeaderMap};
 use http::uri::{Authority, PathAndQuery};
 use http::{Method, Request, Response, Uri, Version};
@@ -139,10 +140,6 @@ where
         Box::pin(via_hyper(shared, authority, sender, req))
     }
 }
-
-/// Up to this many field lines one pass over them costs less than the lookups
-/// (each hashes a name and probes the map); past it, the lookups.
-const SCAN_AT_MOST: usize = 16;
 
 /// What the client reads of a request's fields before sending it.
 #[derive(Debug, Default, PartialEq, Eq)]
