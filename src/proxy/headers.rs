@@ -244,6 +244,32 @@ mod tests {
     }
 
     #[test]
+    fn has_token_reads_a_list_of_tokens_by_its_bytes() {
+        let value = |bytes: &[u8]| HeaderValue::from_bytes(bytes).unwrap();
+        for (bytes, token, found) in [
+            (&b"close"[..], "close", true),
+            (b"Keep-Alive", "keep-alive", true),
+            (b"te, \t CLOSE \t", "close", true),
+            (b",,close,,", "close", true),
+            (b"closed, xclose", "close", false),
+            (b"", "close", false),
+            (b"trailers;q=0.5", "trailers", true),
+            // Where the client's head reader, which read the value as text,
+            // differed: a byte past ASCII elsewhere in the list leaves the
+            // other members readable (obs-text, RFC 9110 §5.5).
+            (b"close, caf\xe9", "close", true),
+        ] {
+            let got = has_token(&value(bytes), token);
+            assert_eq!(
+                got,
+                found,
+                "{:?} has {token:?}",
+                String::from_utf8_lossy(bytes)
+            );
+        }
+    }
+
+    #[test]
     fn has_field_finds_a_field_in_a_short_list_and_in_a_long_one() {
         let mut headers = map(&[("host", "a"), ("Upgrade", "websocket")]);
         assert!(has_field(&headers, &header::UPGRADE));

@@ -17,6 +17,7 @@
 //! - bad chunking is an `InvalidData` in the body (`decode`) ([`TransferCoding`](crate::ErrorKind::TransferCoding)).
 
 use super::framing::{Framed, Framing, Lengths, ends_with_chunked, framing};
+use crate::proxy::headers::has_token;
 use bytes::{Bytes, BytesMut};
 use http::header::{self, HeaderMap, HeaderName, HeaderValue};
 use http::uri::PathAndQuery;
@@ -226,13 +227,6 @@ fn names_only_options(value: &HeaderValue) -> bool {
     only && any
 }
 
-pub(super) fn has_token(value: &HeaderValue, token: &str) -> bool {
-    value.to_str().is_ok_and(|v| {
-        v.split(',')
-            .any(|part| part.trim().eq_ignore_ascii_case(token))
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -326,6 +320,10 @@ mod tests {
         assert!(res(
             "HTTP/1.0 200 OK\r\nconnection: keep-alive\r\ncontent-length: 0\r\n\r\n"
         ));
+        // A byte past ASCII in another member (obs-text) does not hide the
+        // `close`: the connection is not reused.
+        let head = b"HTTP/1.1 200 OK\r\nconnection: close, x-caf\xe9\r\ncontent-length: 0\r\n\r\n";
+        assert!(!parsed(head).keep_alive);
     }
 
     #[test]

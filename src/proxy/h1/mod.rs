@@ -33,7 +33,7 @@ pub use self::conn::UpstreamClientBody;
 use self::conn::{ClientError, Conn, Plain};
 use self::pool::{Reused, Shared};
 use crate::error::BoxError;
-use crate::proxy::headers::SCAN_AT_MOST;
+use crate::proxy::headers::{SCAN_AT_MOST, has_token};
 use http::header::{self, HeaderMap};
 use http::uri::{Authority, PathAndQuery};
 use http::{Method, Request, Response, Uri, Version};
@@ -174,7 +174,7 @@ impl Fields {
             } else if name == header::HOST {
                 fields.host = true;
             } else if name == header::CONNECTION {
-                fields.close |= head::has_token(value, "close");
+                fields.close |= has_token(value, "close");
             }
         }
         fields
