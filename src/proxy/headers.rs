@@ -19,22 +19,14 @@ pub(crate) struct Hop {
 }
 
 /// Whether `value`, a comma-separated list, has the member `token` (case
-/// insensitive; parameters after `;` ignored).
+/// insensitive; parameters after `;` ignored). The only whitespace a field
+/// value can hold is SP and HTAB, so `trim_ascii` trims exactly the optional
+/// whitespace around a member (RFC 9110 §5.6.3).
 pub(crate) fn has_token(value: &HeaderValue, token: &str) -> bool {
     value.as_bytes().split(|b| *b == b',').any(|member| {
         let name = member.split(|b| *b == b';').next().unwrap_or(member);
-        trim(name).eq_ignore_ascii_case(token.as_bytes())
+        name.trim_ascii().eq_ignore_ascii_case(token.as_bytes())
     })
-}
-
-fn trim(mut bytes: &[u8]) -> &[u8] {
-    while let [b' ' | b'\t', rest @ ..] = bytes {
-        bytes = rest;
-    }
-    while let [rest @ .., b' ' | b'\t'] = bytes {
-        bytes = rest;
-    }
-    bytes
 }
 
 /// Up to this many field lines a pass over the names costs less than a lookup
@@ -120,7 +112,7 @@ pub(crate) fn strip_hop_by_hop(
     }
     for value in first.iter().chain(rest.iter()) {
         for member in value.as_bytes().split(|b| *b == b',') {
-            let name = trim(member);
+            let name = member.trim_ascii();
             if name.eq_ignore_ascii_case(b"upgrade") {
                 hop.upgrade = true;
             } else if name.eq_ignore_ascii_case(b"te")
